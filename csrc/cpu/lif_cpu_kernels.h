@@ -1,0 +1,193 @@
+// Fused LIF kernels for the CPU: templates over the input dtype X, the state dtype S and the
+// configuration, so the hot loops carry no runtime branches. No torch header here: the glue
+// (checks, dtype dispatch, threading) lives in lif_cpu.cpp.
+//
+// Work is split into blocks of kBlock neurons. A block walks t = 0..T-1 (forward) or
+// T-1..0 (backward) with its state v (or the temporal gradient gv) in a small array that
+// stays in L1, and the inner loop over the block's neurons is contiguous and vectorisable.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../lif_math.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define LIF_CPU_X86 1
+#else
+#define LIF_CPU_X86 0
+#endif
+
+namespace sltt {
+namespace cpu {
+
+// A multiple of 32 so that mask words never straddle two blocks.
+constexpr int64_t kBlock = 256;
+
+template <typename X, typename S>
+struct FwdArgs {
+  const X* x;        // [T, N] input
+  const S* v0;       // [N] initial membrane potential, or nullptr for v_r
+  X* spikes;         // [T, N]
+  S* v_last;         // [N]
+  int32_t* mask;     // Save::Sg: [T, W]; Save::SgSpike: [2, T, W]; else nullptr
+  S* h;              // Save::H: [T, N]; else nullptr
+  int64_t T;
+  int64_t N;
+  LIFParams<S> p;
+};
+
+template <typename X, typename S>
+struct BwdArgs {
+  const X* grad_spikes;  // [T, N]
+  const S* grad_v_last;  // [N], or nullptr for zero
+  const int32_t* mask;   // as in FwdArgs
+  const S* h;            // as in FwdArgs
+  X* grad_x;             // [T, N]
+  S* grad_v0;            // [N]: BPTT writes lam * gh[0]; nullptr to skip
+  int64_t T;
+  int64_t N;
+  LIFParams<S> p;
+};
+
+inline int64_t num_blocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
+
+// Packs len flags (0/1 bytes) into ceil(len/32) words, bit j of word w = flag 32w + j.
+LIF_HD void pack_bits(const uint8_t* flags, int64_t len, int32_t* words) {
+  for (int64_t w = 0; w * 32 < len; ++w) {
+    const int64_t m = std::min<int64_t>(32, len - w * 32);
+    uint32_t word = 0;
+    for (int64_t j = 0; j < m; ++j) word |= uint32_t(flags[w * 32 + j]) << j;
+    words[w] = int32_t(word);
+  }
+}
+
+LIF_HD bool unpack_bit(const int32_t* words, int64_t i) {
+  return (uint32_t(words[i >> 5]) >> (i & 31)) & 1u;
+}
+
+template <typename X, typename S, Reset R, Save SV>
+LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
+  const LIFParams<S>& p = a.p;
+  const int64_t N = a.N;
+  const int64_t W = lif_mask_words(N);
+  S v[kBlock];
+  uint8_t sg_flags[kBlock];
+  uint8_t spike_flags[kBlock];
+  for (int64_t i = 0; i < len; ++i) v[i] = a.v0 ? a.v0[n0 + i] : p.v_r;
+  for (int64_t t = 0; t < a.T; ++t) {
+    const X* xt = a.x + t * N + n0;
+    X* st = a.spikes + t * N + n0;
+    S* ht = (SV == Save::H) ? a.h + t * N + n0 : nullptr;
+    for (int64_t i = 0; i < len; ++i) {
+      const S h = lif_charge(p, v[i], S(xt[i]));
+      const bool spike = lif_fire(p, h);
+      st[i] = X(spike ? S(1) : S(0));
+      if (SV == Save::H) ht[i] = h;
+      if (SV == Save::Sg || SV == Save::SgSpike) sg_flags[i] = lif_rect_window(p, h);
+      if (SV == Save::SgSpike) spike_flags[i] = spike;
+      v[i] = lif_reset<R>(p, h, spike);
+    }
+    if (SV == Save::Sg || SV == Save::SgSpike) pack_bits(sg_flags, len, a.mask + t * W + n0 / 32);
+    if (SV == Save::SgSpike) pack_bits(spike_flags, len, a.mask + (a.T + t) * W + n0 / 32);
+  }
+  for (int64_t i = 0; i < len; ++i) a.v_last[n0 + i] = v[i];
+}
+
+template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
+  const LIFParams<S>& p = a.p;
+  const int64_t N = a.N;
+  const int64_t W = lif_mask_words(N);
+  S gv[kBlock];
+  if (G == Grad::BPTT)
+    for (int64_t i = 0; i < len; ++i) gv[i] = a.grad_v_last ? a.grad_v_last[n0 + i] : S(0);
+  for (int64_t t = a.T - 1; t >= 0; --t) {
+    const X* gst = a.grad_spikes + t * N + n0;
+    X* gxt = a.grad_x + t * N + n0;
+    const int32_t* sg_words = (SV == Save::Sg || SV == Save::SgSpike) ? a.mask + t * W + n0 / 32 : nullptr;
+    const int32_t* spike_words = (SV == Save::SgSpike) ? a.mask + (a.T + t) * W + n0 / 32 : nullptr;
+    const S* ht = (SV == Save::H) ? a.h + t * N + n0 : nullptr;
+    for (int64_t i = 0; i < len; ++i) {
+      S h = S(0);
+      S sg;
+      bool spike = false;
+      if (SV == Save::H) {
+        h = ht[i];
+        sg = lif_surrogate<SG>(p, h);
+        spike = lif_fire(p, h);
+      } else {
+        sg = unpack_bit(sg_words, i) ? p.inv_width : S(0);
+        if (SV == Save::SgSpike) spike = unpack_bit(spike_words, i);
+      }
+      S gh = S(gst[i]) * sg;
+      if (G == Grad::BPTT) {
+        gh = lif_fma(gv[i], lif_dv_dh<R, Detach>(p, h, spike, sg), gh);
+        gv[i] = p.lam * gh;
+      }
+      gxt[i] = X(p.c * gh);
+    }
+  }
+  if (G == Grad::BPTT && a.grad_v0)
+    for (int64_t i = 0; i < len; ++i) a.grad_v0[n0 + i] = gv[i];
+}
+
+// Range drivers over blocks [b0, b1). The AVX2+FMA copies are the same code compiled for
+// that target: fmaf then becomes one instruction and the loops vectorise, while the generic
+// copy keeps the extension loadable on any x86-64. Both round identically (fma is exact).
+template <typename X, typename S, Reset R, Save SV>
+void lif_fwd_blocks_generic(const FwdArgs<X, S>& a, int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b)
+    lif_fwd_block<X, S, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+}
+
+template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+void lif_bwd_blocks_generic(const BwdArgs<X, S>& a, int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b)
+    lif_bwd_block<X, S, R, Detach, SG, SV, G>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+}
+
+#if LIF_CPU_X86
+template <typename X, typename S, Reset R, Save SV>
+__attribute__((target("avx2,fma"))) void lif_fwd_blocks_avx2(const FwdArgs<X, S>& a, int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b)
+    lif_fwd_block<X, S, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+}
+
+template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+__attribute__((target("avx2,fma"))) void lif_bwd_blocks_avx2(const BwdArgs<X, S>& a, int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b)
+    lif_bwd_block<X, S, R, Detach, SG, SV, G>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+}
+#endif
+
+template <typename X, typename S, Reset R, Save SV>
+void lif_fwd_blocks(const FwdArgs<X, S>& a, int64_t b0, int64_t b1, bool use_avx2) {
+#if LIF_CPU_X86
+  if (use_avx2) return lif_fwd_blocks_avx2<X, S, R, SV>(a, b0, b1);
+#endif
+  (void)use_avx2;
+  lif_fwd_blocks_generic<X, S, R, SV>(a, b0, b1);
+}
+
+template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+void lif_bwd_blocks(const BwdArgs<X, S>& a, int64_t b0, int64_t b1, bool use_avx2) {
+#if LIF_CPU_X86
+  if (use_avx2) return lif_bwd_blocks_avx2<X, S, R, Detach, SG, SV, G>(a, b0, b1);
+#endif
+  (void)use_avx2;
+  lif_bwd_blocks_generic<X, S, R, Detach, SG, SV, G>(a, b0, b1);
+}
+
+// True when this CPU can run the AVX2+FMA copies.
+inline bool cpu_has_avx2_fma() {
+#if LIF_CPU_X86
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
+}
+
+}  // namespace cpu
+}  // namespace sltt

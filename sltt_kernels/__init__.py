@@ -1,0 +1,17 @@
+"""sltt_kernels: fused LIF neuron kernels for fast, memory-efficient SNN training (BPTT and SLTT).
+
+    >>> import torch, sltt_kernels
+    >>> x = torch.randn(6, 32, 256, requires_grad=True)      # [T, ...]
+    >>> spikes, v_last = sltt_kernels.lif_multistep(x, grad="sltt")
+    >>> spikes.sum().backward()
+
+See README.md for the backends and DESIGN notes in the repository.
+"""
+
+from . import reference, surrogate
+from ._backend import available_backends, select_backend
+from .ops import lif_multistep, lif_step
+
+__version__ = "0.1.0"
+
+__all__ = ["lif_multistep", "lif_step", "available_backends", "select_backend", "reference", "surrogate"]

@@ -1,0 +1,47 @@
+"""Which backend runs a call: the one small function that every backend extends."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import _ext
+
+BACKENDS = ("auto", "reference", "cpu", "cuda")
+ENV_VAR = "SLTT_KERNELS_BACKEND"
+
+
+def available_backends() -> dict:
+    """{backend: None if usable, else the reason it is not}."""
+    ext_reason = _ext.unavailable_reason()
+    cuda_reason = ext_reason
+    if cuda_reason is None and not _ext.has_cuda_ops():
+        cuda_reason = "the compiled extension was built without the CUDA ops (needs a CUDA build of torch and nvcc)"
+    return {"reference": None, "cpu": ext_reason, "cuda": cuda_reason}
+
+
+def select_backend(x: torch.Tensor, backend: str = "auto") -> str:
+    """The backend for input x: 'reference', 'cpu' or 'cuda'.
+
+    auto: a CUDA tensor goes to the CUDA extension, else the reference; a CPU tensor to the
+    C++ CPU kernel, else the reference. SLTT_KERNELS_BACKEND overrides 'auto'.
+    """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = os.environ.get(ENV_VAR, "auto") or "auto"
+        if backend not in BACKENDS:
+            raise ValueError(f"{ENV_VAR} must be one of {BACKENDS}, got {backend!r}")
+    reasons = available_backends()
+    if backend == "auto":
+        if x.device.type == "cuda":
+            return "cuda" if reasons["cuda"] is None else "reference"
+        if x.device.type == "cpu":
+            return "cpu" if reasons["cpu"] is None else "reference"
+        return "reference"
+    if backend in ("cpu", "cuda") and x.device.type != backend:
+        raise ValueError(f"backend={backend!r} needs {backend} tensors, but x is on {x.device}")
+    if reasons[backend] is not None:
+        raise RuntimeError(f"sltt_kernels: backend {backend!r} is not available: {reasons[backend]}")
+    return backend

@@ -1,0 +1,150 @@
+"""Surrogate gradients of the spike function (DESIGN.md section 2).
+
+The forward is always the Heaviside step s = [h - theta >= 0]; the surrogate only defines the
+backward, sg(d) with d = h - theta. Pass an object, or its name for the defaults:
+
+    lif_multistep(x, surrogate=Rect(width=0.5))
+    lif_multistep(x, surrogate="sigmoid")          # Sigmoid(alpha=4.0)
+
+Objects are callable like SpikingJelly's: ``Sigmoid()(d)`` returns spikes with that gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["SurrogateFunction", "Rect", "Triangle", "Sigmoid", "ATan", "resolve", "surrogate_grad", "spike"]
+
+
+class SurrogateFunction:
+    """Base class: `kind` names the kernel's surrogate, `param` its width or alpha."""
+
+    kind: str = ""
+    param_name: str = ""
+
+    def __init__(self, param: float):
+        param = float(param)
+        if not (math.isfinite(param) and param > 0):
+            raise ValueError(f"{type(self).__name__}: {self.param_name} must be a finite number > 0, got {param}")
+        self.param = param
+
+    def grad(self, d: torch.Tensor) -> torch.Tensor:
+        """sg(d), the surrogate derivative at d = h - theta."""
+        return surrogate_grad(d, self.kind, self.param)
+
+    def __call__(self, d: torch.Tensor) -> torch.Tensor:
+        """Heaviside spikes of d = h - theta whose gradient is this surrogate."""
+        return spike(d, self.kind, self.param)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.param == other.param
+
+    def __hash__(self):
+        return hash((self.kind, self.param))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.param_name}={self.param})"
+
+
+class Rect(SurrogateFunction):
+    """Rectangle (the SLTT paper's Eq. 5): sg(d) = 1/width where |d| < width/2, else 0.
+
+    The only surrogate whose backward needs just 1 bit per element-step.
+    """
+
+    kind, param_name = "rect", "width"
+
+    def __init__(self, width: float = 1.0):
+        super().__init__(width)
+
+    @property
+    def width(self) -> float:
+        return self.param
+
+
+class Triangle(SurrogateFunction):
+    """Triangle (the official SLTT scripts' default): sg(d) = max(0, alpha - alpha^2 |d|)."""
+
+    kind, param_name = "triangle", "alpha"
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+
+class Sigmoid(SurrogateFunction):
+    """Sigmoid, as SpikingJelly's: sg(d) = alpha * sigmoid(alpha d) * (1 - sigmoid(alpha d))."""
+
+    kind, param_name = "sigmoid", "alpha"
+
+    def __init__(self, alpha: float = 4.0):
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+
+class ATan(SurrogateFunction):
+    """Arctangent, as SpikingJelly's: sg(d) = alpha / 2 / (1 + (pi/2 * alpha * d)^2)."""
+
+    kind, param_name = "atan", "alpha"
+
+    def __init__(self, alpha: float = 2.0):
+        super().__init__(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+
+_BY_NAME = {"rect": Rect, "triangle": Triangle, "sigmoid": Sigmoid, "atan": ATan}
+
+
+def resolve(surrogate) -> SurrogateFunction:
+    """A surrogate object from an object or a name ('rect', 'triangle', 'sigmoid', 'atan')."""
+    if isinstance(surrogate, SurrogateFunction):
+        return surrogate
+    if isinstance(surrogate, str) and surrogate.lower() in _BY_NAME:
+        return _BY_NAME[surrogate.lower()]()
+    raise ValueError(
+        f"surrogate must be one of {sorted(_BY_NAME)} or an object from sltt_kernels.surrogate "
+        f"(Rect, Triangle, Sigmoid, ATan); got {surrogate!r}"
+    )
+
+
+def surrogate_grad(d: torch.Tensor, kind: str, param: float) -> torch.Tensor:
+    """sg(d) for d = h - theta, in d's dtype: the formulas of DESIGN.md section 2."""
+    if kind == "rect":
+        return (d.abs() < param / 2).to(d.dtype) / param
+    if kind == "triangle":
+        return (param - param * param * d.abs()).clamp(min=0)
+    if kind == "sigmoid":
+        sig = torch.sigmoid(param * d)
+        return param * sig * (1 - sig)
+    if kind == "atan":
+        return param / 2 / (1 + (math.pi / 2 * param * d) ** 2)
+    raise ValueError(f"unknown surrogate kind {kind!r}")
+
+
+class _HeavisideWithSurrogate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, d, kind, param):
+        ctx.save_for_backward(d)
+        ctx.kind, ctx.param = kind, param
+        return (d >= 0).to(d.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_s):
+        (d,) = ctx.saved_tensors
+        return grad_s * surrogate_grad(d, ctx.kind, ctx.param), None, None
+
+
+def spike(d: torch.Tensor, kind: str, param: float) -> torch.Tensor:
+    """s = [d >= 0] with gradient sg(d)."""
+    return _HeavisideWithSurrogate.apply(d, kind, param)
