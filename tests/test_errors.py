@@ -1,0 +1,92 @@
+"""Bad input gets a clear error naming the argument; nothing is silently wrong."""
+
+import pytest
+import torch
+
+import sltt_kernels
+from sltt_kernels import reference
+
+from conftest import HAVE_EXT, make_x
+
+API_BACKENDS = ["reference", pytest.param("cpu", marks=pytest.mark.skipif(not HAVE_EXT, reason="no extension"))]
+
+
+@pytest.mark.parametrize("backend", API_BACKENDS)
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda b: sltt_kernels.lif_multistep(torch.tensor(1.0), backend=b), ValueError, ["x", "[T, ...]"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4, dtype=torch.int64), backend=b), TypeError, ["x", "int64"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(0, 4), backend=b), ValueError, ["x", "T >= 1"]),
+        (lambda b: sltt_kernels.lif_multistep([1.0, 2.0], backend=b), TypeError, ["x", "Tensor"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), torch.zeros(5), backend=b), ValueError, ["v0", "(4,)"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), torch.zeros(4, device="meta"), backend=b), ValueError, ["v0", "meta"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), torch.zeros(4, dtype=torch.int32), backend=b), TypeError, ["v0"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), tau=0.5, backend=b), ValueError, ["tau", ">= 1"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), tau=float("nan"), backend=b), ValueError, ["tau"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), v_threshold=float("inf"), backend=b), ValueError, ["v_threshold"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), v_reset="0", backend=b), TypeError, ["v_reset"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), surrogate="gauss", backend=b), ValueError, ["surrogate", "gauss"]),
+        (lambda b: sltt_kernels.lif_multistep(torch.ones(3, 4), grad="tbptt", backend=b), ValueError, ["grad", "tbptt"]),
+        (lambda b: sltt_kernels.lif_step(torch.ones(3, 4), torch.zeros(3), backend=b), ValueError, ["v", "(3, 4)"]),
+        (lambda b: sltt_kernels.lif_step(torch.ones(3, dtype=torch.bool), backend=b), TypeError, ["x"]),
+    ],
+    ids=["rank0", "int-dtype", "T0", "not-tensor", "v0-shape", "v0-device", "v0-dtype", "tau<1", "tau-nan",
+         "threshold-inf", "v_reset-type", "surrogate", "grad", "step-v-shape", "step-bool"],
+)
+def test_bad_input_names_the_argument(backend, call, exc, words):
+    with pytest.raises(exc) as info:
+        call(backend)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_bad_surrogate_parameters():
+    with pytest.raises(ValueError, match="width"):
+        sltt_kernels.surrogate.Rect(0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        sltt_kernels.surrogate.Sigmoid(-1.0)
+
+
+def test_bad_backend_names():
+    x = torch.ones(2, 3)
+    with pytest.raises(ValueError, match="backend"):
+        sltt_kernels.lif_multistep(x, backend="tpu")
+    with pytest.raises(ValueError, match="cuda"):
+        sltt_kernels.lif_multistep(x, backend="cuda")
+
+
+def test_backend_env_override(monkeypatch):
+    x = make_x((3, 5))
+    monkeypatch.setenv("SLTT_KERNELS_BACKEND", "reference")
+    assert sltt_kernels.select_backend(x) == "reference"
+    monkeypatch.setenv("SLTT_KERNELS_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="SLTT_KERNELS_BACKEND"):
+        sltt_kernels.lif_multistep(x)
+
+
+@pytest.mark.skipif(not HAVE_EXT, reason="no extension")
+def test_ops_check_their_arguments():
+    ops = torch.ops.sltt_kernels
+    x = torch.randn(3, 40)
+    args = (2.0, 1.0, None, True, False, "sigmoid", 4.0)
+    with pytest.raises(RuntimeError, match="rect surrogate"):
+        ops.lif_multistep_fwd(x, None, *args, "sg", "bptt")
+    with pytest.raises(RuntimeError, match="tau"):
+        ops.lif_multistep_fwd(x, None, 0.2, *args[1:], "h", "bptt")
+    with pytest.raises(RuntimeError, match="v0"):
+        ops.lif_multistep_fwd(x, torch.zeros(40, dtype=torch.float64), *args, "h", "bptt")
+    with pytest.raises(RuntimeError, match="save"):
+        ops.lif_multistep_fwd(x, None, *args, "everything", "bptt")
+    with pytest.raises(RuntimeError, match="hard reset"):
+        ops.lif_multistep_fwd(x, None, 2.0, 1.0, 0.0, True, False, "rect", 1.0, "sg", "bptt")
+    _, _, saved = ops.lif_multistep_fwd(x, None, *args, "h", "bptt")
+    with pytest.raises(RuntimeError, match="saved must have shape"):
+        ops.lif_multistep_bwd(torch.randn(3, 41), None, saved, *args, "h", "bptt")
+    with pytest.raises(RuntimeError, match="saved nothing"):
+        ops.lif_multistep_bwd(x, None, torch.empty(0, dtype=torch.int32), *args, "none", "bptt")
+
+
+def test_reference_checks_too():
+    with pytest.raises(ValueError, match="tau"):
+        reference.lif_multistep(torch.ones(2, 2), tau=0.9)
