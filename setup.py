@@ -46,7 +46,7 @@ def _extension():
             raise RuntimeError(f"SLTT_KERNELS_FORCE_CUDA is set but the CUDA ops cannot be built: {why_not}")
         print(f"sltt_kernels: building the CPU ops only ({why_not})", file=sys.stderr)
 
-    cxx = ["-O3", "-ffp-contract=off"]
+    cxx = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
     link = []
     if sys.platform.startswith("linux"):
         # at::parallel_for runs on OpenMP in torch's Linux builds; without -fopenmp it is serial.

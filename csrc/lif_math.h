@@ -47,9 +47,9 @@ LIF_HD float lif_fma(float a, float b, float c) { return fmaf(a, b, c); }
 LIF_HD double lif_fma(double a, double b, double c) { return fma(a, b, c); }
 LIF_HD float lif_exp(float a) { return expf(a); }
 LIF_HD double lif_exp(double a) { return exp(a); }
-// |a| as a select: exact, vectorises, and keeps the type (no promotion to double).
+// max as a select (fmax may be a library call on the CPU); NaN in a gives b.
 template <typename S>
-LIF_HD S lif_abs(S a) { return a < S(0) ? -a : a; }
+LIF_HD S lif_max(S a, S b) { return a > b ? a : b; }
 
 // charge: h = v_r + lam * (v - v_r) + c * x, as fma(lam, v - v_r, fma(c, x, v_r)).
 template <typename S>
@@ -70,10 +70,13 @@ LIF_HD S lif_reset(const LIFParams<S>& p, S h, bool spike) {
   return spike ? p.v_r : h;
 }
 
-// rect surrogate window: sg != 0 exactly when |h - theta| < a / 2.
+// rect surrogate window: sg != 0 exactly when |h - theta| < a / 2. Written as two
+// comparisons joined by a bitwise & (no branch), which compilers vectorise; -d is exact, so
+// this is |d| < a/2 to the bit, and false for NaN.
 template <typename S>
 LIF_HD bool lif_rect_window(const LIFParams<S>& p, S h) {
-  return lif_abs(h - p.theta) < p.half_width;
+  const S d = h - p.theta;
+  return (d < p.half_width) & (-d < p.half_width);
 }
 
 // Surrogate derivative sg(h - theta).
@@ -81,10 +84,10 @@ template <Surrogate SG, typename S>
 LIF_HD S lif_surrogate(const LIFParams<S>& p, S h) {
   const S d = h - p.theta;
   if (SG == Surrogate::Rect) {
-    return lif_abs(d) < p.half_width ? p.inv_width : S(0);
+    return lif_rect_window(p, h) ? p.inv_width : S(0);
   } else if (SG == Surrogate::Triangle) {
-    const S g = lif_fma(-p.alpha2, lif_abs(d), p.alpha);
-    return g > S(0) ? g : S(0);
+    const S g = lif_fma(-p.alpha2, lif_max(d, -d), p.alpha);
+    return lif_max(g, S(0));
   } else if (SG == Surrogate::Sigmoid) {
     const S sig = S(1) / (S(1) + lif_exp(-p.alpha * d));
     return p.alpha * sig * (S(1) - sig);

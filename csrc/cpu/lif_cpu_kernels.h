@@ -52,62 +52,75 @@ struct BwdArgs {
 
 inline int64_t num_blocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
 
-// Packs len flags (0/1 bytes) into ceil(len/32) words, bit j of word w = flag 32w + j.
-LIF_HD void pack_bits(const uint8_t* flags, int64_t len, int32_t* words) {
+// Packs kBlock-aligned flags (0 or ~0u) into words: bit j of word w = flag 32w + j. Flags
+// past the block's length must be 0. A fixed trip count of 32 lets the OR-reduction vectorise.
+LIF_HD void pack_flags(const uint32_t* flags, int64_t len, int32_t* words) {
   for (int64_t w = 0; w * 32 < len; ++w) {
-    const int64_t m = std::min<int64_t>(32, len - w * 32);
     uint32_t word = 0;
-    for (int64_t j = 0; j < m; ++j) word |= uint32_t(flags[w * 32 + j]) << j;
+    for (int j = 0; j < 32; ++j) word |= flags[w * 32 + j] & (1u << j);
     words[w] = int32_t(word);
   }
 }
 
-LIF_HD bool unpack_bit(const int32_t* words, int64_t i) {
-  return (uint32_t(words[i >> 5]) >> (i & 31)) & 1u;
+// The inverse: flags[i] = bit i (0 or 1) for the block's len neurons, rounded up to a word.
+LIF_HD void unpack_flags(const int32_t* words, int64_t len, uint32_t* flags) {
+  for (int64_t w = 0; w * 32 < len; ++w) {
+    const uint32_t word = uint32_t(words[w]);
+    for (int j = 0; j < 32; ++j) flags[w * 32 + j] = (word >> j) & 1u;
+  }
 }
 
+// One block of neurons [n0, n0 + len) through all T steps. The parameters are copied to
+// locals and the pointers marked __restrict: without that the compiler must assume the
+// outputs alias the parameters and reloads them every element, and does not vectorise.
 template <typename X, typename S, Reset R, Save SV>
 LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
-  const LIFParams<S>& p = a.p;
+  const LIFParams<S> p = a.p;
   const int64_t N = a.N;
+  const int64_t T = a.T;
   const int64_t W = lif_mask_words(N);
   S v[kBlock];
-  uint8_t sg_flags[kBlock];
-  uint8_t spike_flags[kBlock];
+  uint32_t sg_flags[kBlock];
+  uint32_t spike_flags[kBlock];
   for (int64_t i = 0; i < len; ++i) v[i] = a.v0 ? a.v0[n0 + i] : p.v_r;
-  for (int64_t t = 0; t < a.T; ++t) {
-    const X* xt = a.x + t * N + n0;
-    X* st = a.spikes + t * N + n0;
-    S* ht = (SV == Save::H) ? a.h + t * N + n0 : nullptr;
+  for (int64_t i = len; i < kBlock; ++i) sg_flags[i] = spike_flags[i] = 0u;
+  for (int64_t t = 0; t < T; ++t) {
+    const X* __restrict xt = a.x + t * N + n0;
+    X* __restrict st = a.spikes + t * N + n0;
+    S* __restrict ht = (SV == Save::H) ? a.h + t * N + n0 : nullptr;
     for (int64_t i = 0; i < len; ++i) {
       const S h = lif_charge(p, v[i], S(xt[i]));
       const bool spike = lif_fire(p, h);
       st[i] = X(spike ? S(1) : S(0));
       if (SV == Save::H) ht[i] = h;
-      if (SV == Save::Sg || SV == Save::SgSpike) sg_flags[i] = lif_rect_window(p, h);
-      if (SV == Save::SgSpike) spike_flags[i] = spike;
+      if (SV == Save::Sg || SV == Save::SgSpike) sg_flags[i] = lif_rect_window(p, h) ? ~0u : 0u;
+      if (SV == Save::SgSpike) spike_flags[i] = spike ? ~0u : 0u;
       v[i] = lif_reset<R>(p, h, spike);
     }
-    if (SV == Save::Sg || SV == Save::SgSpike) pack_bits(sg_flags, len, a.mask + t * W + n0 / 32);
-    if (SV == Save::SgSpike) pack_bits(spike_flags, len, a.mask + (a.T + t) * W + n0 / 32);
+    if (SV == Save::Sg || SV == Save::SgSpike) pack_flags(sg_flags, len, a.mask + t * W + n0 / 32);
+    if (SV == Save::SgSpike) pack_flags(spike_flags, len, a.mask + (T + t) * W + n0 / 32);
   }
   for (int64_t i = 0; i < len; ++i) a.v_last[n0 + i] = v[i];
 }
 
 template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
 LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
-  const LIFParams<S>& p = a.p;
+  const LIFParams<S> p = a.p;
   const int64_t N = a.N;
+  const int64_t T = a.T;
   const int64_t W = lif_mask_words(N);
+  constexpr bool kMask = SV == Save::Sg || SV == Save::SgSpike;
   S gv[kBlock];
+  uint32_t sg_flags[kBlock];
+  uint32_t spike_flags[kBlock];
   if (G == Grad::BPTT)
     for (int64_t i = 0; i < len; ++i) gv[i] = a.grad_v_last ? a.grad_v_last[n0 + i] : S(0);
-  for (int64_t t = a.T - 1; t >= 0; --t) {
-    const X* gst = a.grad_spikes + t * N + n0;
-    X* gxt = a.grad_x + t * N + n0;
-    const int32_t* sg_words = (SV == Save::Sg || SV == Save::SgSpike) ? a.mask + t * W + n0 / 32 : nullptr;
-    const int32_t* spike_words = (SV == Save::SgSpike) ? a.mask + (a.T + t) * W + n0 / 32 : nullptr;
-    const S* ht = (SV == Save::H) ? a.h + t * N + n0 : nullptr;
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const X* __restrict gst = a.grad_spikes + t * N + n0;
+    X* __restrict gxt = a.grad_x + t * N + n0;
+    const S* __restrict ht = (SV == Save::H) ? a.h + t * N + n0 : nullptr;
+    if (kMask) unpack_flags(a.mask + t * W + n0 / 32, len, sg_flags);
+    if (SV == Save::SgSpike) unpack_flags(a.mask + (T + t) * W + n0 / 32, len, spike_flags);
     for (int64_t i = 0; i < len; ++i) {
       S h = S(0);
       S sg;
@@ -117,8 +130,8 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
         sg = lif_surrogate<SG>(p, h);
         spike = lif_fire(p, h);
       } else {
-        sg = unpack_bit(sg_words, i) ? p.inv_width : S(0);
-        if (SV == Save::SgSpike) spike = unpack_bit(spike_words, i);
+        sg = sg_flags[i] ? p.inv_width : S(0);
+        if (SV == Save::SgSpike) spike = spike_flags[i] != 0u;
       }
       S gh = S(gst[i]) * sg;
       if (G == Grad::BPTT) {
