@@ -43,6 +43,22 @@ struct LIFParams {
   S inv_width;   // rect: 1 / a
 };
 
+// The parameters in the state type, rounded once from their double values, so that every
+// backend uses the same constants.
+template <typename S>
+LIF_HD LIFParams<S> cast_params(const LIFParams<double>& d) {
+  LIFParams<S> p;
+  p.lam = S(d.lam);
+  p.c = S(d.c);
+  p.theta = S(d.theta);
+  p.v_r = S(d.v_r);
+  p.alpha = S(d.alpha);
+  p.alpha2 = S(d.alpha2);
+  p.half_width = S(d.half_width);
+  p.inv_width = S(d.inv_width);
+  return p;
+}
+
 LIF_HD float lif_fma(float a, float b, float c) { return fmaf(a, b, c); }
 LIF_HD double lif_fma(double a, double b, double c) { return fma(a, b, c); }
 LIF_HD float lif_exp(float a) { return expf(a); }

@@ -10,6 +10,7 @@
 #include <string>
 #include <tuple>
 
+#include "lif_args.h"
 #include "lif_math.h"
 
 namespace sltt {
@@ -26,17 +27,16 @@ struct LIFOptions {
   Save save;
   Grad grad;
 
-  template <typename S>
-  LIFParams<S> params() const {
-    LIFParams<S> p;
-    p.lam = S(1.0 - 1.0 / tau);
-    p.c = decay_input ? S(1.0 / tau) : S(1);
-    p.theta = S(v_threshold);
-    p.v_r = S(v_r);
-    p.alpha = S(surrogate_param);
-    p.alpha2 = S(surrogate_param * surrogate_param);
-    p.half_width = S(surrogate_param * 0.5);
-    p.inv_width = S(1.0 / surrogate_param);
+  LIFParams<double> params() const {
+    LIFParams<double> p;
+    p.lam = 1.0 - 1.0 / tau;
+    p.c = decay_input ? 1.0 / tau : 1.0;
+    p.theta = v_threshold;
+    p.v_r = v_r;
+    p.alpha = surrogate_param;
+    p.alpha2 = surrogate_param * surrogate_param;
+    p.half_width = surrogate_param * 0.5;
+    p.inv_width = 1.0 / surrogate_param;
     return p;
   }
 };
@@ -153,5 +153,181 @@ inline void check_saved(const at::Tensor& saved, const LIFOptions& o, const at::
   TORCH_CHECK(saved.scalar_type() == dt, "sltt_kernels: saved must be ", dt, ", got ", saved.scalar_type());
   TORCH_CHECK(saved.is_contiguous(), "sltt_kernels: saved must be contiguous");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The op bodies every backend shares: checks, contiguous inputs, output allocation, and the
+// single-step ops as T = 1 views of the multi-step ones. A backend supplies only `launch`.
+
+struct FwdTensors {
+  at::Tensor x;       // [T, ...] contiguous
+  at::Tensor v0;      // [...] contiguous, or undefined
+  at::Tensor spikes;  // [T, ...]
+  at::Tensor v_last;  // [...]
+  at::Tensor saved;   // see ops.cpp
+  int64_t T;
+  int64_t N;
+};
+
+inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0, const LIFOptions& o) {
+  check_input(x_in, "x", /*multistep=*/true);
+  FwdTensors f;
+  f.x = x_in.contiguous();
+  f.T = f.x.size(0);
+  f.N = f.x.numel() / f.T;
+  const auto state_shape = f.x.sizes().slice(1);
+  const auto sdt = state_dtype(f.x.scalar_type());
+  if (v0.has_value() && v0->defined()) {
+    check_state(*v0, "v0", f.x, state_shape);
+    f.v0 = v0->contiguous();
+  }
+  f.spikes = at::empty(f.x.sizes(), f.x.options());
+  f.v_last = at::empty(state_shape, f.x.options().dtype(sdt));
+  f.saved = at::empty(saved_shape(o.save, f.T, f.N), f.x.options().dtype(o.save == Save::H ? sdt : at::kInt));
+  return f;
+}
+
+template <typename X, typename S>
+FwdArgs<X, S> fwd_args(const FwdTensors& f, const LIFOptions& o) {
+  FwdArgs<X, S> a;
+  a.x = static_cast<const X*>(f.x.const_data_ptr());
+  a.v0 = f.v0.defined() ? static_cast<const S*>(f.v0.const_data_ptr()) : nullptr;
+  a.spikes = static_cast<X*>(f.spikes.mutable_data_ptr());
+  a.v_last = static_cast<S*>(f.v_last.mutable_data_ptr());
+  a.mask = (o.save == Save::Sg || o.save == Save::SgSpike) ? f.saved.mutable_data_ptr<int32_t>() : nullptr;
+  a.h = o.save == Save::H ? static_cast<S*>(f.saved.mutable_data_ptr()) : nullptr;
+  a.T = f.T;
+  a.N = f.N;
+  a.p = cast_params<S>(o.params());
+  return a;
+}
+
+struct BwdTensors {
+  at::Tensor grad_spikes;  // [T, ...] contiguous
+  at::Tensor grad_v_last;  // [...] contiguous, or undefined
+  at::Tensor saved;
+  at::Tensor grad_x;       // [T, ...]
+  at::Tensor grad_v0;      // [...]
+  int64_t T;
+  int64_t N;
+};
+
+inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::Tensor>& gv_last,
+                              const at::Tensor& saved, const LIFOptions& o) {
+  check_input(gs_in, "grad_spikes", /*multistep=*/true);
+  TORCH_CHECK(o.save != Save::None, "sltt_kernels: the forward saved nothing (save='none'), so there is no backward");
+  BwdTensors b;
+  b.grad_spikes = gs_in.contiguous();
+  b.T = b.grad_spikes.size(0);
+  b.N = b.grad_spikes.numel() / b.T;
+  const auto state_shape = b.grad_spikes.sizes().slice(1);
+  const auto sdt = state_dtype(b.grad_spikes.scalar_type());
+  check_saved(saved, o, b.grad_spikes, b.T, b.N);
+  b.saved = saved;
+  if (o.grad == Grad::BPTT && gv_last.has_value() && gv_last->defined()) {
+    check_state(*gv_last, "grad_v_last", b.grad_spikes, state_shape);
+    b.grad_v_last = gv_last->contiguous();
+  }
+  b.grad_x = at::empty(b.grad_spikes.sizes(), b.grad_spikes.options());
+  // SLTT: no gradient reaches v0.
+  b.grad_v0 = o.grad == Grad::BPTT ? at::empty(state_shape, b.grad_spikes.options().dtype(sdt))
+                                   : at::zeros(state_shape, b.grad_spikes.options().dtype(sdt));
+  return b;
+}
+
+template <typename X, typename S>
+BwdArgs<X, S> bwd_args(const BwdTensors& b, const LIFOptions& o) {
+  BwdArgs<X, S> a;
+  a.grad_spikes = static_cast<const X*>(b.grad_spikes.const_data_ptr());
+  a.grad_v_last = b.grad_v_last.defined() ? static_cast<const S*>(b.grad_v_last.const_data_ptr()) : nullptr;
+  a.mask = o.save == Save::H ? nullptr : b.saved.const_data_ptr<int32_t>();
+  a.h = o.save == Save::H ? static_cast<const S*>(b.saved.const_data_ptr()) : nullptr;
+  a.grad_x = static_cast<X*>(b.grad_x.mutable_data_ptr());
+  a.grad_v0 = o.grad == Grad::BPTT ? static_cast<S*>(b.grad_v0.mutable_data_ptr()) : nullptr;
+  a.T = b.T;
+  a.N = b.N;
+  a.p = cast_params<S>(o.params());
+  return a;
+}
+
+// The four ops, given a backend's multi-step forward and backward:
+//   FwdFn: void(const FwdTensors&, const LIFOptions&)   BwdFn: void(const BwdTensors&, const LIFOptions&)
+template <typename FwdFn>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_fwd_op(FwdFn run, const at::Tensor& x,
+                                                               const c10::optional<at::Tensor>& v0,
+                                                               const LIFOptions& o) {
+  FwdTensors f = prepare_fwd(x, v0, o);
+  if (f.N > 0) run(f, o);
+  return {f.spikes, f.v_last, f.saved};
+}
+
+template <typename BwdFn>
+std::tuple<at::Tensor, at::Tensor> multistep_bwd_op(BwdFn run, const at::Tensor& grad_spikes,
+                                                   const c10::optional<at::Tensor>& grad_v_last,
+                                                   const at::Tensor& saved, const LIFOptions& o) {
+  BwdTensors b = prepare_bwd(grad_spikes, grad_v_last, saved, o);
+  if (b.N > 0) run(b, o);
+  return {b.grad_x, b.grad_v0};
+}
+
+// One step is the multi-step op with T = 1 on [1, N] views.
+template <typename FwdFn>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> step_fwd_op(FwdFn run, const at::Tensor& x, const at::Tensor& v,
+                                                          const LIFOptions& o) {
+  check_input(x, "x", /*multistep=*/false);
+  check_state(v, "v", x, x.sizes());
+  auto out = multistep_fwd_op(run, x.reshape({1, x.numel()}), v.reshape({x.numel()}), o);
+  return {std::get<0>(out).view(x.sizes()), std::get<1>(out).view(x.sizes()), std::get<2>(out)};
+}
+
+template <typename BwdFn>
+std::tuple<at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::Tensor& grad_spike,
+                                              const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,
+                                              const LIFOptions& o) {
+  check_input(grad_spike, "grad_spike", /*multistep=*/false);
+  const int64_t N = grad_spike.numel();
+  c10::optional<at::Tensor> gv;
+  if (grad_v_new.has_value() && grad_v_new->defined()) {
+    check_state(*grad_v_new, "grad_v_new", grad_spike, grad_spike.sizes());
+    gv = grad_v_new->reshape({N});
+  }
+  auto out = multistep_bwd_op(run, grad_spike.reshape({1, N}), gv, saved, o);
+  return {std::get<0>(out).view(grad_spike.sizes()), std::get<1>(out).view(grad_spike.sizes())};
+}
+
+// Defines the four op functions NAME_multistep_fwd, ... for a backend whose multi-step kernels
+// are the functors FWD and BWD (see multistep_fwd_op), so the bindings only write the launches.
+#define SLTT_DEFINE_OPS(PREFIX, FWD, BWD)                                                                          \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_multistep_fwd_##PREFIX(                                       \
+      const at::Tensor& x, const c10::optional<at::Tensor>& v0, double tau, double v_threshold,                    \
+      c10::optional<double> v_reset, bool decay_input, bool detach_reset, c10::string_view surrogate,              \
+      double surrogate_param, c10::string_view save, c10::string_view grad) {                                      \
+    return ::sltt::multistep_fwd_op(FWD, x, v0,                                                                    \
+                                    ::sltt::parse_options(tau, v_threshold, v_reset, decay_input, detach_reset,    \
+                                                          surrogate, surrogate_param, save, grad));                \
+  }                                                                                                                \
+  std::tuple<at::Tensor, at::Tensor> lif_multistep_bwd_##PREFIX(                                                   \
+      const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,        \
+      double tau, double v_threshold, c10::optional<double> v_reset, bool decay_input, bool detach_reset,          \
+      c10::string_view surrogate, double surrogate_param, c10::string_view save, c10::string_view grad) {          \
+    return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved,                                          \
+                                    ::sltt::parse_options(tau, v_threshold, v_reset, decay_input, detach_reset,    \
+                                                          surrogate, surrogate_param, save, grad));                \
+  }                                                                                                                \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_step_fwd_##PREFIX(                                            \
+      const at::Tensor& x, const at::Tensor& v, double tau, double v_threshold, c10::optional<double> v_reset,     \
+      bool decay_input, bool detach_reset, c10::string_view surrogate, double surrogate_param,                     \
+      c10::string_view save, c10::string_view grad) {                                                              \
+    return ::sltt::step_fwd_op(FWD, x, v,                                                                          \
+                               ::sltt::parse_options(tau, v_threshold, v_reset, decay_input, detach_reset,         \
+                                                     surrogate, surrogate_param, save, grad));                     \
+  }                                                                                                                \
+  std::tuple<at::Tensor, at::Tensor> lif_step_bwd_##PREFIX(                                                        \
+      const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,          \
+      double tau, double v_threshold, c10::optional<double> v_reset, bool decay_input, bool detach_reset,          \
+      c10::string_view surrogate, double surrogate_param, c10::string_view save, c10::string_view grad) {          \
+    return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved,                                                 \
+                               ::sltt::parse_options(tau, v_threshold, v_reset, decay_input, detach_reset,         \
+                                                     surrogate, surrogate_param, save, grad));                     \
+  }
 
 }  // namespace sltt

@@ -13,6 +13,11 @@ from sltt_kernels import reference
 from sltt_kernels._config import make_config, state_dtype
 
 HAVE_EXT = sltt_kernels.available_backends()["cpu"] is None
+if os.environ.get("SLTT_KERNELS_REQUIRE_EXTENSION", "") not in ("", "0") and not HAVE_EXT:
+    raise RuntimeError(
+        f"SLTT_KERNELS_REQUIRE_EXTENSION is set but the compiled ops did not load: "
+        f"{sltt_kernels.available_backends()['cpu']} (imported from {sltt_kernels.__file__})"
+    )
 HAVE_CUDA_GPU = torch.cuda.is_available()
 
 needs_ext = pytest.mark.skipif(not HAVE_EXT, reason=f"compiled extension unavailable: {sltt_kernels.available_backends()['cpu']}")

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../lif_args.h"
 #include "../lif_math.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
@@ -23,32 +24,6 @@ namespace cpu {
 
 // A multiple of 32 so that mask words never straddle two blocks.
 constexpr int64_t kBlock = 256;
-
-template <typename X, typename S>
-struct FwdArgs {
-  const X* x;        // [T, N] input
-  const S* v0;       // [N] initial membrane potential, or nullptr for v_r
-  X* spikes;         // [T, N]
-  S* v_last;         // [N]
-  int32_t* mask;     // Save::Sg: [T, W]; Save::SgSpike: [2, T, W]; else nullptr
-  S* h;              // Save::H: [T, N]; else nullptr
-  int64_t T;
-  int64_t N;
-  LIFParams<S> p;
-};
-
-template <typename X, typename S>
-struct BwdArgs {
-  const X* grad_spikes;  // [T, N]
-  const S* grad_v_last;  // [N], or nullptr for zero
-  const int32_t* mask;   // as in FwdArgs
-  const S* h;            // as in FwdArgs
-  X* grad_x;             // [T, N]
-  S* grad_v0;            // [N]: BPTT writes lam * gh[0]; nullptr to skip
-  int64_t T;
-  int64_t N;
-  LIFParams<S> p;
-};
 
 inline int64_t num_blocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
 
