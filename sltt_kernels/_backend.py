@@ -18,6 +18,8 @@ def available_backends() -> dict:
     cuda_reason = ext_reason
     if cuda_reason is None and not _ext.has_cuda_ops():
         cuda_reason = "the compiled extension was built without the CUDA ops (needs a CUDA build of torch and nvcc)"
+    elif cuda_reason is None and not torch.cuda.is_available():
+        cuda_reason = "the CUDA ops are built, but torch sees no CUDA GPU"
     return {"reference": None, "cpu": ext_reason, "cuda": cuda_reason}
 
 

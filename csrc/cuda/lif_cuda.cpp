@@ -1,0 +1,82 @@
+// Torch glue for the CUDA kernels: device guard, current stream, dtype dispatch, launch checks.
+// Checks and output allocation are shared with the other backends (lif_options.h). Only c10/cuda
+// headers: ATen/cuda/CUDAContext.h would pull in cuSPARSE/cuBLAS headers.
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <type_traits>
+
+#include "../lif_options.h"
+#include "lif_cuda.h"
+
+namespace sltt {
+namespace cuda {
+
+namespace {
+
+// The kernels' element type for a torch scalar type (same bits).
+template <typename T>
+struct kernel_type {
+  using type = T;
+};
+template <>
+struct kernel_type<at::Half> {
+  using type = half_bits;
+};
+template <>
+struct kernel_type<at::BFloat16> {
+  using type = bf16_bits;
+};
+static_assert(sizeof(half_bits) == sizeof(at::Half) && sizeof(bf16_bits) == sizeof(at::BFloat16),
+              "16-bit storage types must match torch's");
+
+template <typename X>
+using state_t = typename std::conditional<std::is_same<X, double>::value, double, float>::type;
+
+void check_cuda(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_cuda(), "sltt_kernels: ", name, " must be a CUDA tensor, got ", t.device());
+}
+
+struct RunFwd {
+  void operator()(const FwdTensors& t, const LIFOptions& o) const {
+    check_cuda(t.x, "x");
+    const c10::cuda::CUDAGuard guard(t.x.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(t.x.device().index()).stream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "lif_multistep_fwd_cuda", [&] {
+      using X = typename kernel_type<scalar_t>::type;
+      const auto args = fwd_args<X, state_t<scalar_t>>(t, o);
+      C10_CUDA_CHECK(lif_fwd_cuda(args, o.reset, o.save, stream));
+    });
+  }
+};
+
+struct RunBwd {
+  void operator()(const BwdTensors& t, const LIFOptions& o) const {
+    check_cuda(t.grad_spikes, "grad_spikes");
+    const c10::cuda::CUDAGuard guard(t.grad_spikes.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(t.grad_spikes.device().index()).stream();
+    const BwdConfig config{o.reset, o.detach_reset, o.surrogate, o.save, o.grad};
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.grad_spikes.scalar_type(), "lif_multistep_bwd_cuda", [&] {
+      using X = typename kernel_type<scalar_t>::type;
+      const auto args = bwd_args<X, state_t<scalar_t>>(t, o);
+      C10_CUDA_CHECK(lif_bwd_cuda(args, config, stream));
+    });
+  }
+};
+
+SLTT_DEFINE_OPS(cuda, RunFwd{}, RunBwd{})
+
+}  // namespace
+
+}  // namespace cuda
+}  // namespace sltt
+
+TORCH_LIBRARY_IMPL(sltt_kernels, CUDA, m) {
+  m.impl("lif_multistep_fwd", &sltt::cuda::lif_multistep_fwd_cuda);
+  m.impl("lif_multistep_bwd", &sltt::cuda::lif_multistep_bwd_cuda);
+  m.impl("lif_step_fwd", &sltt::cuda::lif_step_fwd_cuda);
+  m.impl("lif_step_bwd", &sltt::cuda::lif_step_bwd_cuda);
+}

@@ -1,0 +1,80 @@
+"""The CUDA sources compile here, without a GPU: kernels with nvcc alone (no torch headers,
+no warnings) for the architectures we support, and the installed extension was built with them."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from sltt_kernels import _ext
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSRC = os.path.join(ROOT, "csrc")
+
+
+def _nvcc():
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+        return os.path.join(home, "bin", "nvcc")
+    return shutil.which("nvcc")
+
+
+NVCC = _nvcc()
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (set CUDA_HOME): cannot compile-check the CUDA kernels")
+needs_sources = pytest.mark.skipif(not os.path.isdir(CSRC), reason="csrc/ not present (tests run outside a checkout)")
+
+
+@needs_nvcc
+@needs_sources
+@pytest.mark.parametrize("arch", ["80", "90"])
+def test_cuda_kernels_compile_alone_without_warnings(arch, tmp_path):
+    src = os.path.join(CSRC, "cuda", "lif_cuda_kernels.cu")
+    cmd = [
+        NVCC, "-std=c++17", "-O3", "-c", src, "-o", str(tmp_path / f"k{arch}.o"),
+        "-gencode", f"arch=compute_{arch},code=sm_{arch}",
+        "-Werror", "all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "warning" not in (out.stderr + out.stdout).lower(), out.stderr
+
+
+@needs_sources
+def test_kernel_headers_compile_without_torch(tmp_path):
+    """The shared math and the CPU kernel templates need no torch header."""
+    gxx = shutil.which("g++") or shutil.which("c++")
+    if gxx is None:
+        pytest.skip("no C++ compiler")
+    src = tmp_path / "headers.cpp"
+    src.write_text(
+        '#include "lif_math.h"\n#include "lif_dispatch.h"\n#include "cpu/lif_cpu_kernels.h"\n'
+        "template void sltt::cpu::lif_fwd_blocks<float, float, sltt::Reset::Soft, sltt::Save::Sg>("
+        "const sltt::FwdArgs<float, float>&, int64_t, int64_t, bool);\n"
+    )
+    out = subprocess.run([gxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", CSRC, "-c", str(src),
+                          "-o", str(tmp_path / "h.o")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.skipif(os.environ.get("SLTT_KERNELS_EXPECT_CUDA_BUILD", "") in ("", "0"),
+                    reason="set SLTT_KERNELS_EXPECT_CUDA_BUILD=1 where the extension was built with nvcc (CI does)")
+def test_installed_extension_has_the_cuda_ops():
+    info = _ext.build_info()
+    assert info is not None, _ext.unavailable_reason()
+    assert info["with_cuda"], info
+    assert torch.version.cuda is not None
+    expect = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if expect:
+        assert info["cuda_arch_list"] == expect
+        # each listed architecture's machine code is in the library
+        import glob
+
+        (lib,) = glob.glob(os.path.join(os.path.dirname(_ext.build_info_path()), "_C*.so"))
+        data = open(lib, "rb").read()
+        for arch in expect.replace(",", ";").split(";"):
+            num = arch.strip().split("+")[0].replace(".", "")
+            assert f"sm_{num}".encode() in data, f"no sm_{num} code in {lib}"
+    # the CUDA implementations are registered for the ops
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("sltt_kernels::lif_multistep_fwd", "CUDA")
