@@ -8,7 +8,7 @@ import torch
 
 from . import _ext
 
-BACKENDS = ("auto", "reference", "cpu", "cuda")
+BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 ENV_VAR = "SLTT_KERNELS_BACKEND"
 
 
@@ -20,14 +20,23 @@ def available_backends() -> dict:
         cuda_reason = "the compiled extension was built without the CUDA ops (needs a CUDA build of torch and nvcc)"
     elif cuda_reason is None and not torch.cuda.is_available():
         cuda_reason = "the CUDA ops are built, but torch sees no CUDA GPU"
-    return {"reference": None, "cpu": ext_reason, "cuda": cuda_reason}
+    return {"reference": None, "cpu": ext_reason, "cuda": cuda_reason, "triton": _triton_reason()}
+
+
+def _triton_reason():
+    from . import triton as _triton
+
+    reason = _triton.unavailable_reason()
+    if reason is None and not torch.cuda.is_available() and not _triton.interpreting():
+        reason = "Triton needs a CUDA GPU (or TRITON_INTERPRET=1 to run on CPU tensors, slowly)"
+    return reason
 
 
 def select_backend(x: torch.Tensor, backend: str = "auto") -> str:
-    """The backend for input x: 'reference', 'cpu' or 'cuda'.
+    """The backend for input x: 'reference', 'cpu', 'cuda' or 'triton'.
 
-    auto: a CUDA tensor goes to the CUDA extension, else the reference; a CPU tensor to the
-    C++ CPU kernel, else the reference. SLTT_KERNELS_BACKEND overrides 'auto'.
+    auto: a CUDA tensor goes to the CUDA extension, else Triton, else the reference; a CPU
+    tensor to the C++ CPU kernel, else the reference. SLTT_KERNELS_BACKEND overrides 'auto'.
     """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -38,12 +47,20 @@ def select_backend(x: torch.Tensor, backend: str = "auto") -> str:
     reasons = available_backends()
     if backend == "auto":
         if x.device.type == "cuda":
-            return "cuda" if reasons["cuda"] is None else "reference"
+            if reasons["cuda"] is None:
+                return "cuda"
+            return "triton" if reasons["triton"] is None else "reference"
         if x.device.type == "cpu":
             return "cpu" if reasons["cpu"] is None else "reference"
         return "reference"
     if backend in ("cpu", "cuda") and x.device.type != backend:
         raise ValueError(f"backend={backend!r} needs {backend} tensors, but x is on {x.device}")
+    if backend == "triton" and x.device.type == "cpu":
+        from . import triton as _triton
+
+        if not _triton.interpreting():
+            raise ValueError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 (set before import); "
+                             "use backend='cpu' for the fast CPU kernel")
     if reasons[backend] is not None:
         raise RuntimeError(f"sltt_kernels: backend {backend!r} is not available: {reasons[backend]}")
     return backend

@@ -68,7 +68,7 @@ def lif_multistep(
     v0: [...] initial membrane potential (default v_reset, or 0 for soft reset).
     tau >= 1; v_reset=None is a soft reset; surrogate: 'rect' | 'triangle' | 'sigmoid' | 'atan'
     or an object of sltt_kernels.surrogate; grad: 'bptt' or 'sltt' (no gradient along time,
-    none to v0, and v_last carries none); backend: 'auto' | 'cpu' | 'cuda' | 'reference'.
+    none to v0, and v_last carries none); backend: 'auto' | 'cpu' | 'cuda' | 'triton' | 'reference'.
 
     Returns (spikes [T, ...] in x's dtype, v_last [...] float32 (float64 for float64 x)).
 
@@ -94,7 +94,7 @@ def lif_multistep(
         return reference.lif_multistep_cfg(cfg, x, v0)
     v0 = _prepare_state(cfg, x, v0)
     save = cfg.save_kind(_needs_grad(x, v0))
-    spikes, v_last, _ = torch.ops.sltt_kernels.lif_multistep_fwd(x, v0, *cfg.op_args(save))
+    spikes, v_last, _ = _fwd_ops(which)[0](x, v0, *cfg.op_args(save))
     return spikes, v_last
 
 
@@ -141,8 +141,18 @@ def lif_step(
     if v is None:
         v = torch.full(x.shape, cfg.v_r, dtype=state_dtype(x.dtype), device=x.device)
     save = cfg.save_kind(_needs_grad(x, v))
-    spike, v_new, _ = torch.ops.sltt_kernels.lif_step_fwd(x, v, *cfg.op_args(save))
+    spike, v_new, _ = _fwd_ops(which)[1](x, v, *cfg.op_args(save))
     return spike, v_new
+
+
+def _fwd_ops(backend: str):
+    """(multi-step forward op, single-step forward op) of a kernel backend."""
+    if backend == "triton":
+        from .triton import ops as triton_ops  # registers the Triton ops on first use
+
+        return triton_ops.MULTISTEP_FWD, triton_ops.STEP_FWD
+    # cpu and cuda: the compiled ops, which dispatch on the tensors' device
+    return torch.ops.sltt_kernels.lif_multistep_fwd, torch.ops.sltt_kernels.lif_step_fwd
 
 
 def _prepare_state(cfg: LIFConfig, x: torch.Tensor, v: Optional[torch.Tensor]):

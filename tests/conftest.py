@@ -8,9 +8,14 @@ import os
 import pytest
 import torch
 
-import sltt_kernels
-from sltt_kernels import reference
-from sltt_kernels._config import make_config, state_dtype
+# Without a GPU the Triton kernels run on CPU tensors through Triton's interpreter, which must be
+# switched on before the kernels are defined (sltt_kernels imports its Triton module lazily).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import sltt_kernels  # noqa: E402
+from sltt_kernels import reference  # noqa: E402
+from sltt_kernels._config import make_config, state_dtype  # noqa: E402
 
 HAVE_EXT = sltt_kernels.available_backends()["cpu"] is None
 if os.environ.get("SLTT_KERNELS_REQUIRE_EXTENSION", "") not in ("", "0") and not HAVE_EXT:
@@ -33,8 +38,28 @@ KERNEL_BACKENDS = [
         ),
         id="cuda",
     ),
+    pytest.param(
+        "triton",
+        marks=pytest.mark.skipif(
+            sltt_kernels.available_backends()["triton"] is not None,
+            reason=f"Triton backend unavailable: {sltt_kernels.available_backends()['triton']}",
+        ),
+        id="triton",
+    ),
 ]
-DEVICE_OF = {"cpu": "cpu", "cuda": "cuda"}
+
+
+def backend_op(backend: str, name: str):
+    """The torch op `name` (e.g. 'lif_multistep_fwd') as the backend registers it."""
+    if backend == "triton":
+        import sltt_kernels.triton.ops  # noqa: F401  (registers the triton_* ops)
+
+        return getattr(torch.ops.sltt_kernels, "triton_" + name)
+    return getattr(torch.ops.sltt_kernels, name)
+
+
+# Triton runs on the GPU when there is one, else on CPU tensors under the interpreter.
+DEVICE_OF = {"cpu": "cpu", "cuda": "cuda", "triton": "cuda" if HAVE_CUDA_GPU else "cpu"}
 
 SURROGATES = {
     "rect": sltt_kernels.surrogate.Rect(1.0),

@@ -24,6 +24,7 @@ from conftest import (
     KERNEL_BACKENDS,
     RESETS,
     SURROGATES,
+    backend_op,
     config_of,
     make_v0,
     make_x,
@@ -112,11 +113,11 @@ def test_low_precision_equals_reference(backend, dtype, shape, kw):
         )
 
 
-def _op_saved(kw, x, v0, save=None):
+def _op_saved(kw, x, v0, save=None, backend="cpu"):
     cfg = config_of(kw)
     save = save or cfg.save_kind(True)
     v = None if v0 is None else v0.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
-    return torch.ops.sltt_kernels.lif_multistep_fwd(x, v, *cfg.op_args(save)), save
+    return backend_op(backend, "lif_multistep_fwd")(x, v, *cfg.op_args(save)), save
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -127,7 +128,7 @@ def test_saved_state_equals_reference(backend, n, kw):
     dev = DEVICE_OF[backend]
     x = make_x((4, n), torch.float64, dev, seed=n)
     v0 = make_v0((n,), torch.float64, dev)
-    (spikes, v_last, saved), save = _op_saved(kw, x, v0)
+    (spikes, v_last, saved), save = _op_saved(kw, x, v0, backend=backend)
     expect = reference.saved_state(config_of(kw), x.cpu(), v0.cpu(), save)
     if save == "h":
         torch.testing.assert_close(saved.cpu(), expect, rtol=1e-13, atol=1e-13)
@@ -147,7 +148,7 @@ def test_float32_masks_on_safe_neurons(backend, kw):
     dev = DEVICE_OF[backend]
     n = 3 * 97
     x = make_x((7, n), torch.float32, dev, seed=11)
-    (spikes, _, saved), save = _op_saved(kw, x, None)
+    (spikes, _, saved), save = _op_saved(kw, x, None, backend=backend)
     expect = reference.saved_state(config_of(kw), x.cpu().double(), None, save)
     safe = safe_neurons(kw, x)
     got = unpack_bits(saved.cpu(), n)
@@ -245,7 +246,7 @@ def test_no_grad_forward_saves_nothing_and_matches(backend):
     x = make_x((4, 100), torch.float64, dev)
     kw = neuron_kwargs("hard0", True, False, "sigmoid", "bptt")
     cfg = config_of(kw)
-    s0, v0_, saved = torch.ops.sltt_kernels.lif_multistep_fwd(x, None, *cfg.op_args("none"))
+    s0, v0_, saved = backend_op(backend, "lif_multistep_fwd")(x, None, *cfg.op_args("none"))
     assert saved.numel() == 0
     with torch.no_grad():
         s1, v1 = sltt_kernels.lif_multistep(x, backend=backend, **kw)

@@ -5,10 +5,7 @@ import torch
 
 import sltt_kernels
 
-from conftest import CORE_CONFIG_IDS, CORE_CONFIGS, DEVICE_OF, KERNEL_BACKENDS, config_of, make_v0, make_x, neuron_kwargs
-
-ops = torch.ops.sltt_kernels if hasattr(torch.ops, "sltt_kernels") else None
-
+from conftest import CORE_CONFIG_IDS, CORE_CONFIGS, DEVICE_OF, KERNEL_BACKENDS, backend_op, config_of, make_v0, make_x, neuron_kwargs
 
 def _fwd_args(kw, x, v0, save):
     return (x, v0) + config_of(kw).op_args(save)
@@ -24,13 +21,14 @@ def test_opcheck_multistep(backend, dtype, kw):
     x = make_x((4, 3, 37), dtype, dev, requires_grad=True)
     v0 = make_v0((3, 37), sdt, dev, requires_grad=cfg.grad == "bptt")
     save = cfg.save_kind(True)
-    torch.library.opcheck(ops.lif_multistep_fwd.default, _fwd_args(kw, x, v0, save))
-    torch.library.opcheck(ops.lif_multistep_fwd.default, _fwd_args(kw, x.detach(), None, "none"))
-    _, _, saved = ops.lif_multistep_fwd(*_fwd_args(kw, x.detach(), v0.detach(), save))
+    fwd, bwd = backend_op(backend, "lif_multistep_fwd"), backend_op(backend, "lif_multistep_bwd")
+    torch.library.opcheck(fwd.default, _fwd_args(kw, x, v0, save))
+    torch.library.opcheck(fwd.default, _fwd_args(kw, x.detach(), None, "none"))
+    _, _, saved = fwd(*_fwd_args(kw, x.detach(), v0.detach(), save))
     gs = torch.randn(4, 3, 37, device=dev).to(dtype)
     gv = torch.randn(3, 37, device=dev, dtype=sdt)
-    torch.library.opcheck(ops.lif_multistep_bwd.default, (gs, gv, saved) + cfg.op_args(save))
-    torch.library.opcheck(ops.lif_multistep_bwd.default, (gs, None, saved) + cfg.op_args(save))
+    torch.library.opcheck(bwd.default, (gs, gv, saved) + cfg.op_args(save))
+    torch.library.opcheck(bwd.default, (gs, None, saved) + cfg.op_args(save))
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -41,10 +39,11 @@ def test_opcheck_step(backend, kw):
     x = make_x((5, 7), torch.float32, dev, requires_grad=True)
     v = make_v0((5, 7), torch.float32, dev, requires_grad=cfg.grad == "bptt")
     save = cfg.save_kind(True)
-    torch.library.opcheck(ops.lif_step_fwd.default, _fwd_args(kw, x, v, save))
-    _, _, saved = ops.lif_step_fwd(*_fwd_args(kw, x.detach(), v.detach(), save))
+    fwd, bwd = backend_op(backend, "lif_step_fwd"), backend_op(backend, "lif_step_bwd")
+    torch.library.opcheck(fwd.default, _fwd_args(kw, x, v, save))
+    _, _, saved = fwd(*_fwd_args(kw, x.detach(), v.detach(), save))
     gs = torch.randn(5, 7, device=dev)
-    torch.library.opcheck(ops.lif_step_bwd.default, (gs, torch.randn(5, 7, device=dev), saved) + cfg.op_args(save))
+    torch.library.opcheck(bwd.default, (gs, torch.randn(5, 7, device=dev), saved) + cfg.op_args(save))
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)

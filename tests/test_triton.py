@@ -1,0 +1,168 @@
+"""Triton-specific checks. The Triton backend also runs every backend-parametrised test in
+test_kernels.py, test_ops.py and test_memory.py (id 'triton'): on a GPU, or here on CPU tensors
+through Triton's interpreter (conftest sets TRITON_INTERPRET=1 when there is no GPU)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sltt_kernels
+
+from conftest import ALL_CONFIG_IDS, ALL_CONFIGS, DEVICE_OF, HAVE_EXT, backend_op, RESETS, SURROGATES, config_of, make_v0, make_x, neuron_kwargs
+
+TRITON_REASON = sltt_kernels.available_backends()["triton"]
+pytestmark = pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton backend unavailable: {TRITON_REASON}")
+DEV = DEVICE_OF["triton"]
+
+
+def _fwd_bwd(backend, kw, x, v0, gs, gv):
+    cfg = config_of(kw)
+    save = cfg.save_kind(True)
+    fwd = backend_op(backend, "lif_multistep_fwd")
+    bwd = backend_op(backend, "lif_multistep_bwd")
+    s, v, saved = fwd(x, v0, *cfg.op_args(save))
+    gx, gv0 = bwd(gs, gv, saved, *cfg.op_args(save))
+    return s, v, saved, gx, gv0
+
+
+@pytest.mark.skipif(not HAVE_EXT, reason="needs the compiled CPU kernel to compare with")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kw", ALL_CONFIGS, ids=ALL_CONFIG_IDS)
+def test_triton_equals_cpu_kernel_bit_for_bit(dtype, kw):
+    """Spikes, saved state and v_last identical to the C++ kernel's (same fma order)."""
+    x = make_x((4, 2, 81), dtype, seed=31)
+    v0 = make_v0((2, 81), torch.float32, seed=32)
+    g = torch.Generator().manual_seed(33)
+    gs = torch.randn(4, 2, 81, generator=g).to(dtype)
+    gv = torch.randn(2, 81, generator=g)
+    cpu = _fwd_bwd("cpu", kw, x, v0, gs, gv)
+    tri = _fwd_bwd("triton", kw, x.to(DEV), v0.to(DEV), gs.to(DEV), gv.to(DEV))
+    for a, b in zip(tri[:3], cpu[:3]):
+        assert torch.equal(a.cpu(), b)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(tri[3].cpu(), cpu[3], **tol)
+    torch.testing.assert_close(tri[4].cpu(), cpu[4], **tol)
+
+
+@st.composite
+def _cases(draw):
+    T = draw(st.integers(1, 6))
+    dims = draw(st.lists(st.integers(1, 40), min_size=1, max_size=2))
+    kw = neuron_kwargs(
+        draw(st.sampled_from(sorted(RESETS))),
+        draw(st.booleans()),
+        draw(st.booleans()),
+        draw(st.sampled_from(sorted(SURROGATES))),
+        draw(st.sampled_from(["bptt", "sltt"])),
+        tau=draw(st.sampled_from([1.0, 1.5, 2.0, 10.0])),
+    )
+    return T, dims, kw, draw(st.booleans()), draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cases())
+def test_triton_random_shapes_float64(case):
+    T, dims, kw, with_v0, seed = case
+    x = make_x((T, *dims), torch.float64, DEV, seed=seed, requires_grad=True)
+    v0 = make_v0(tuple(dims), torch.float64, DEV, seed=seed + 1, requires_grad=True) if with_v0 else None
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(DEV)
+    s, v = sltt_kernels.lif_multistep(x, v0, backend="triton", **kw)
+    rs, rv = sltt_kernels.reference.lif_multistep(x, v0, **kw)
+    assert torch.equal(s, rs)
+    torch.testing.assert_close(v, rv, rtol=1e-12, atol=1e-12)
+    (g,) = torch.autograd.grad((s * w).sum(), x)
+    (rg,) = torch.autograd.grad((rs * w).sum(), x)
+    torch.testing.assert_close(g, rg, rtol=1e-12, atol=1e-12)
+
+
+def test_triton_ops_check_their_arguments():
+    backend_op("triton", "lif_multistep_fwd")  # registers the ops
+    ops = torch.ops.sltt_kernels
+    x = torch.randn(3, 40, device=DEV)
+    args = (2.0, 1.0, None, True, False, "sigmoid", 4.0)
+    with pytest.raises(RuntimeError, match="rect surrogate"):
+        ops.triton_lif_multistep_fwd(x, None, *args, "sg", "bptt")
+    with pytest.raises(RuntimeError, match="tau"):
+        ops.triton_lif_multistep_fwd(x, None, 0.2, *args[1:], "h", "bptt")
+    with pytest.raises(RuntimeError, match="v0"):
+        ops.triton_lif_multistep_fwd(x, torch.zeros(40, dtype=torch.float64, device=DEV), *args, "h", "bptt")
+    with pytest.raises(RuntimeError, match="hard reset"):
+        ops.triton_lif_multistep_fwd(x, None, 2.0, 1.0, 0.0, True, False, "rect", 1.0, "sg", "bptt")
+    _, _, saved = ops.triton_lif_multistep_fwd(x, None, *args, "h", "bptt")
+    with pytest.raises(RuntimeError, match="saved must have shape"):
+        ops.triton_lif_multistep_bwd(torch.randn(3, 41, device=DEV), None, saved, *args, "h", "bptt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-tensor rule, which needs no GPU")
+def test_triton_on_cpu_tensors_needs_the_interpreter():
+    code = textwrap.dedent(
+        """
+        import torch, sltt_kernels
+        try:
+            sltt_kernels.lif_multistep(torch.ones(2, 3), backend="triton")
+        except ValueError as e:
+            assert "TRITON_INTERPRET" in str(e), e
+            print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+COMPILE_SCRIPT = textwrap.dedent(
+    """
+    import itertools, sys
+    import triton
+    from triton.compiler import ASTSource
+    from triton.backends.compiler import GPUTarget
+    from sltt_kernels.triton import kernels as K
+
+    target = GPUTarget("cuda", 90, 32)
+    ptr = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16", "fp64": "*fp64"}
+    n = 0
+    for x_ty in ("fp32", "bf16", "fp16", "fp64"):
+        s_ty = "*fp64" if x_ty == "fp64" else "*fp32"
+        for hard, save in itertools.product((False, True), (0, 1, 2, 3)):
+            sig = dict(x_ptr=ptr[x_ty], v0_ptr=s_ty, spikes_ptr=ptr[x_ty], v_last_ptr=s_ty, mask_ptr="*i32",
+                       h_ptr=s_ty, params_ptr=s_ty, T="i64", N="i64", HAS_V0="constexpr",
+                       HARD_RESET="constexpr", SAVE="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
+            consts = dict(HAS_V0=True, HARD_RESET=hard, SAVE=save, EMULATE_FMA=False, BLOCK=1024)
+            k = triton.compile(ASTSource(fn=K._lif_fwd_kernel, signature=sig, constexprs=consts), target=target)
+            assert "cubin" in k.asm and "fma.rn.f" in k.asm["ptx"], (x_ty, hard, save)
+            n += 1
+        for hard, detach, sg, save, bptt in [
+            (False, False, 0, 1, True), (True, True, 0, 2, True), (True, False, 0, 3, True),
+            (False, False, 1, 3, True), (True, False, 2, 3, True), (False, True, 3, 3, True),
+            (False, False, 0, 1, False), (True, False, 2, 3, False),
+        ]:
+            sig = dict(gs_ptr=ptr[x_ty], gv_last_ptr=s_ty, mask_ptr="*i32", h_ptr=s_ty, gx_ptr=ptr[x_ty],
+                       gv0_ptr=s_ty, params_ptr=s_ty, T="i64", N="i64", HAS_GV_LAST="constexpr",
+                       WRITE_GV0="constexpr", HARD_RESET="constexpr", DETACH="constexpr", SURROGATE="constexpr",
+                       SAVE="constexpr", BPTT="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
+            consts = dict(HAS_GV_LAST=True, WRITE_GV0=bptt, HARD_RESET=hard, DETACH=detach, SURROGATE=sg,
+                          SAVE=save, BPTT=bptt, EMULATE_FMA=False, BLOCK=1024)
+            k = triton.compile(ASTSource(fn=K._lif_bwd_kernel, signature=sig, constexprs=consts), target=target)
+            assert "cubin" in k.asm, (x_ty, hard, detach, sg, save, bptt)
+            n += 1
+    print("compiled", n)
+    """
+)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the kernels are compiled and run by the other tests")
+def test_triton_kernels_compile_for_sm90():
+    """Triton's own compiler, for an sm_90 target, without a GPU: catches type errors and
+    constexpr misuse that the interpreter tolerates."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, env=env, timeout=900)
+    if out.returncode != 0 and ("ptxas" in out.stderr and "not found" in out.stderr):
+        pytest.skip("Triton's ptxas is not available here")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "compiled 64" in out.stdout
