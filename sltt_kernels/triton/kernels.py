@@ -170,3 +170,21 @@ def _lif_bwd_kernel(
         tl.store(gx_ptr + row + offs, (c * gh).to(gx_ptr.dtype.element_ty), mask=live)
     if BPTT and WRITE_GV0:
         tl.store(gv0_ptr + offs, gv, mask=live)
+
+
+def _tuned(kernel):
+    """Autotuned over block size and warps on a GPU (keyed on N and T); the plain kernel under
+    the interpreter, which cannot run more than one config. Both kernels read none of their
+    outputs, so re-running them while tuning is harmless."""
+    if INTERPRET:
+        return kernel
+    configs = [
+        triton.Config({"BLOCK": block}, num_warps=warps)
+        for block, warps in ((256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8))
+    ]
+    return triton.autotune(configs=configs, key=["N", "T"])(kernel)
+
+
+TUNED = not INTERPRET
+lif_fwd = _tuned(_lif_fwd_kernel)
+lif_bwd = _tuned(_lif_bwd_kernel)

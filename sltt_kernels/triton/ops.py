@@ -17,7 +17,8 @@ from .. import ops as _ops
 from .._config import FLOAT_DTYPES, state_dtype
 from . import kernels as K
 
-# Programs of BLOCK neurons; a multiple of 32 so that mask words never straddle programs.
+# Under the interpreter: programs of BLOCK neurons, a multiple of 32 so that mask words never
+# straddle programs (on a GPU the autotuner picks among such blocks).
 BLOCK = 1024
 NUM_WARPS = 4
 
@@ -79,6 +80,14 @@ def _check_state(v, name, like, shape):
         raise RuntimeError(f"sltt_kernels: {name} must have shape {tuple(shape)}, got {tuple(v.shape)}")
 
 
+def _launch(kernel, N, *args, **constexprs):
+    """One program per BLOCK neurons: autotuned on a GPU, BLOCK fixed under the interpreter."""
+    if K.TUNED:
+        kernel[lambda meta: (triton.cdiv(N, meta["BLOCK"]),)](*args, **constexprs)
+    else:
+        kernel[(triton.cdiv(N, BLOCK),)](*args, **constexprs, BLOCK=BLOCK, num_warps=NUM_WARPS)
+
+
 def _emulate_fma(sdt) -> bool:
     return K.INTERPRET and sdt == torch.float32
 
@@ -112,11 +121,11 @@ def _fwd(x, v0, tau, v_threshold, v_reset, decay_input, detach_reset, surrogate,
         params = _params(x.device, sdt, tau, v_threshold, v_reset, decay_input, surrogate_param)
         code = K.SAVE_CODES[save]
         with _device_ctx(x):
-            K._lif_fwd_kernel[(triton.cdiv(N, BLOCK),)](
-                x, v0 if v0 is not None else v_last, spikes, v_last,
+            _launch(
+                K.lif_fwd, N, x, v0 if v0 is not None else v_last, spikes, v_last,
                 saved if code in (1, 2) else spikes, saved if code == 3 else v_last, params, T, N,
                 HAS_V0=v0 is not None, HARD_RESET=v_reset is not None, SAVE=code,
-                EMULATE_FMA=_emulate_fma(sdt), BLOCK=BLOCK, num_warps=NUM_WARPS,
+                EMULATE_FMA=_emulate_fma(sdt),
             )
     return spikes, v_last, saved
 
@@ -152,15 +161,15 @@ def _bwd(grad_spikes, grad_v_last, saved, tau, v_threshold, v_reset, decay_input
         params = _params(gs.device, sdt, tau, v_threshold, v_reset, decay_input, surrogate_param)
         code = K.SAVE_CODES[save]
         with _device_ctx(gs):
-            K._lif_bwd_kernel[(triton.cdiv(N, BLOCK),)](
-                gs, grad_v_last if grad_v_last is not None else grad_v0,
+            _launch(
+                K.lif_bwd, N, gs, grad_v_last if grad_v_last is not None else grad_v0,
                 saved if code in (1, 2) else grad_v0, saved if code == 3 else grad_v0,
                 grad_x, grad_v0, params, T, N,
                 HAS_GV_LAST=grad_v_last is not None, WRITE_GV0=bptt, HARD_RESET=v_reset is not None,
                 DETACH=bool(detach_reset), SURROGATE=K.SURROGATE_CODES[surrogate],
                 # SLTT reads only plane 0 of a two-plane mask, which is the sg plane
                 SAVE=1 if (not bptt and code == 2) else code, BPTT=bptt,
-                EMULATE_FMA=_emulate_fma(sdt), BLOCK=BLOCK, num_warps=NUM_WARPS,
+                EMULATE_FMA=_emulate_fma(sdt),
             )
     return grad_x, grad_v0
 
