@@ -37,6 +37,8 @@ def _extension():
         why_not = f"torch {torch.__version__} is not a CUDA build"
     elif cpp_extension.CUDA_HOME is None:
         why_not = "nvcc was not found (set CUDA_HOME)"
+    elif not os.path.exists(os.path.join(cpp_extension.CUDA_HOME, "include", "cuda_runtime.h")):
+        why_not = f"CUDA_HOME={cpp_extension.CUDA_HOME} has no include/cuda_runtime.h (point CUDA_HOME at the toolkit)"
     elif not cuda_sources:
         why_not = "there are no CUDA sources"
     else:
