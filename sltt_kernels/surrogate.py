@@ -106,12 +106,37 @@ class ATan(SurrogateFunction):
 _BY_NAME = {"rect": Rect, "triangle": Triangle, "sigmoid": Sigmoid, "atan": ATan}
 
 
+def from_spikingjelly(obj):
+    """Our equivalent of a SpikingJelly surrogate object, or None if there is none.
+
+    Sigmoid(alpha) and ATan(alpha) map one to one; Rect(alpha), whose window is |x| < 0.5/alpha
+    with height alpha, is Rect(width=1/alpha)."""
+    mod = type(obj).__module__ or ""
+    if not mod.startswith("spikingjelly") or not getattr(obj, "spiking", True):
+        return None
+    name = type(obj).__name__
+    alpha = getattr(obj, "alpha", None)
+    if alpha is None:
+        return None
+    if name == "Sigmoid":
+        return Sigmoid(alpha)
+    if name == "ATan":
+        return ATan(alpha)
+    if name == "Rect":
+        return Rect(1.0 / alpha)
+    return None
+
+
 def resolve(surrogate) -> SurrogateFunction:
-    """A surrogate object from an object or a name ('rect', 'triangle', 'sigmoid', 'atan')."""
+    """A surrogate object from an object, a name ('rect', 'triangle', 'sigmoid', 'atan') or a
+    SpikingJelly surrogate (Sigmoid, ATan, Rect)."""
     if isinstance(surrogate, SurrogateFunction):
         return surrogate
     if isinstance(surrogate, str) and surrogate.lower() in _BY_NAME:
         return _BY_NAME[surrogate.lower()]()
+    converted = from_spikingjelly(surrogate)
+    if converted is not None:
+        return converted
     raise ValueError(
         f"surrogate must be one of {sorted(_BY_NAME)} or an object from sltt_kernels.surrogate "
         f"(Rect, Triangle, Sigmoid, ATan); got {surrogate!r}"
