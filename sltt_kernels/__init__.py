@@ -11,7 +11,20 @@ See README.md for the backends and DESIGN notes in the repository.
 from . import reference, surrogate
 from ._backend import available_backends, select_backend
 from .ops import lif_multistep, lif_step
+from . import nn, models, training  # noqa: E402  (after the ops they use)
+from .nn import replace_neurons
 
 __version__ = "0.1.0"
 
-__all__ = ["lif_multistep", "lif_step", "available_backends", "select_backend", "reference", "surrogate"]
+__all__ = [
+    "lif_multistep",
+    "lif_step",
+    "available_backends",
+    "select_backend",
+    "replace_neurons",
+    "reference",
+    "surrogate",
+    "nn",
+    "models",
+    "training",
+]

@@ -1,0 +1,183 @@
+"""Training steps: online SLTT / SLTT-K (the paper's Algorithm S2) and BPTT, with the paper's loss.
+
+    >>> net = spiking_resnet18(num_classes=10)                   # SLTT neurons by default
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    >>> result = sltt_step(net, opt, images, labels, T=6)           # or K=2 for SLTT-K
+    >>> result.loss, result.output.argmax(1)
+
+Both work with a DistributedDataParallel model: gradients are all-reduced once per iteration
+(no_sync on every backward but the last), and with mixed precision (autocast_dtype plus a
+torch.amp.GradScaler).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .nn import LIFNode, reset_net, set_step_mode
+
+__all__ = ["sltt_loss", "sltt_step", "bptt_step", "StepResult", "set_grad_mode"]
+
+
+def sltt_loss(output: torch.Tensor, target: torch.Tensor, lambda_mse: float = 0.05) -> torch.Tensor:
+    """The paper's per-step loss (Eq. S13/S14): (1 - lambda) CE(o, y) + lambda MSE(o, onehot(y)).
+
+    output: [B, classes] logits of one step; target: [B] class indices.
+    """
+    if output.dtype in (torch.float16, torch.bfloat16):
+        output = output.float()  # the loss in float32 under autocast
+    ce = F.cross_entropy(output, target)
+    mse = F.mse_loss(output, F.one_hot(target, output.shape[-1]).to(output.dtype))
+    return (1.0 - lambda_mse) * ce + lambda_mse * mse
+
+
+@dataclass
+class StepResult:
+    """loss: the iteration's loss (mean over the steps that were back-propagated);
+    output: the logits averaged over all T steps, [B, classes], detached."""
+
+    loss: float
+    output: torch.Tensor
+
+
+def set_grad_mode(net: nn.Module, grad_mode: str) -> nn.Module:
+    """Sets grad_mode ('bptt' or 'sltt') on every LIF neuron of net."""
+    if grad_mode not in ("bptt", "sltt"):
+        raise ValueError(f"grad_mode must be 'bptt' or 'sltt', got {grad_mode!r}")
+    for m in net.modules():
+        if isinstance(m, LIFNode):
+            m.grad_mode = grad_mode
+    return net
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _check_neurons(net: nn.Module):
+    if not any(isinstance(m, LIFNode) for m in net.modules()):
+        raise ValueError("the model has no sltt_kernels LIF neuron (use sltt_kernels.nn or replace_neurons)")
+
+
+def _step_input(x: torch.Tensor, T: int, sequence: bool) -> bool:
+    """True when x is one input fed at every step (direct encoding), False for [T, B, ...]."""
+    if sequence and (x.dim() < 2 or x.shape[0] != T):
+        raise ValueError(f"sequence=True needs x of shape [T={T}, B, ...], got {tuple(x.shape)}")
+    return not sequence
+
+
+def _autocast(x: torch.Tensor, dtype):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=x.device.type, dtype=dtype)
+
+
+def _optimizer_step(optimizer, scaler):
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def sltt_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    T: int,
+    *,
+    K: Optional[int] = None,
+    loss_fn: Callable = sltt_loss,
+    scaler=None,
+    autocast_dtype: Optional[torch.dtype] = None,
+    sequence: bool = False,
+    generator: Optional[random.Random] = None,
+) -> StepResult:
+    """One online SLTT iteration (Algorithm S2): for t = 0..T-1, forward one step, loss / T,
+    backward at once; the neurons carry their state detached; reset at the end; one optimizer step.
+
+    With K: back-propagate at K of the T steps, drawn without replacement (from `generator`, a
+    random.Random, or Python's global one), with loss / K, and run the other steps under no_grad.
+    x: [B, ...] fed at every step (direct encoding), or with sequence=True [T, B, ...] (e.g. DVS
+    frames); y: [B].
+    Puts the model in single-step mode with grad_mode='sltt'.
+    """
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    if K is not None and (not isinstance(K, int) or not 1 <= K <= T):
+        raise ValueError(f"K must be an int with 1 <= K <= T (T={T}), got {K!r}")
+    net = _unwrap(model)
+    _check_neurons(net)
+    set_step_mode(net, "s")
+    set_grad_mode(net, "sltt")
+    static = _step_input(x, T, sequence)
+    rng = generator if generator is not None else random
+    bp_steps = set(range(T)) if K is None else set(rng.sample(range(T), K))
+    last_bp = max(bp_steps)
+    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+    optimizer.zero_grad(set_to_none=True)
+    reset_net(net)
+    total_out, total_loss = 0.0, 0.0
+    for t in range(T):
+        xt = x if static else x[t]
+        bp = t in bp_steps
+        sync_ctx = model.no_sync() if (ddp and bp and t != last_bp) else contextlib.nullcontext()
+        with sync_ctx:
+            with torch.set_grad_enabled(bp), _autocast(x, autocast_dtype):
+                out = model(xt)
+                loss = loss_fn(out, y) / len(bp_steps)
+            if bp:
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                total_loss += float(loss.detach())
+        total_out = total_out + out.detach().float()
+    reset_net(net)
+    _optimizer_step(optimizer, scaler)
+    return StepResult(loss=total_loss, output=total_out / T)
+
+
+def bptt_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    T: int,
+    *,
+    loss_fn: Callable = sltt_loss,
+    scaler=None,
+    autocast_dtype: Optional[torch.dtype] = None,
+    sequence: bool = False,
+    step_mode: str = "m",
+) -> StepResult:
+    """One BPTT iteration: forward all T steps, loss = mean over steps, one backward through
+    time, reset, optimizer step. step_mode='m' runs the fused multi-step kernels on [T, B, ...];
+    's' loops single steps keeping the graph (same gradients, more launches).
+    Puts the model in that step mode with grad_mode='bptt'.
+    """
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    net = _unwrap(model)
+    _check_neurons(net)
+    set_step_mode(net, step_mode)
+    set_grad_mode(net, "bptt")
+    static = _step_input(x, T, sequence)
+    optimizer.zero_grad(set_to_none=True)
+    reset_net(net)
+    with _autocast(x, autocast_dtype):
+        if step_mode == "m":
+            seq = x.unsqueeze(0).expand(T, *x.shape) if static else x
+            outs = model(seq)
+        else:
+            outs = torch.stack([model(x if static else x[t]) for t in range(T)])
+        loss = sum(loss_fn(outs[t], y) for t in range(T)) / T
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    reset_net(net)
+    _optimizer_step(optimizer, scaler)
+    return StepResult(loss=float(loss.detach()), output=outs.detach().float().mean(0))

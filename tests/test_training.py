@@ -1,0 +1,217 @@
+"""Training steps: SLTT = autograd of the reference with detached state, SLTT-K, BPTT, memory
+constant in T for SLTT, AMP, DistributedDataParallel."""
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from sltt_kernels import training
+from sltt_kernels.nn import FoldTime, LIFNode, SLTTLIFNode
+
+from conftest import HAVE_EXT, make_x
+
+BACKEND = "cpu" if HAVE_EXT else "reference"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def small_net(backend=BACKEND, seed=0, **neuron):
+    torch.manual_seed(seed)
+    kw = dict(backend=backend, **neuron)
+    return nn.Sequential(
+        FoldTime(nn.Linear(12, 32)), SLTTLIFNode(**kw), FoldTime(nn.Linear(32, 32)), SLTTLIFNode(**kw),
+        FoldTime(nn.Linear(32, 5)),
+    ).double()
+
+
+def _grads(net):
+    return [p.grad.clone() for p in net.parameters()]
+
+
+def _data(B=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(B, 12, generator=g, dtype=torch.float64) * 1.5 + 0.5)
+    y = torch.randint(0, 5, (B,), generator=g)
+    return x, y
+
+
+def test_sltt_step_gradients_equal_autograd_of_reference_with_detached_state():
+    T = 4
+    x, y = _data()
+    net = small_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    res = training.sltt_step(net, opt, x, y, T)
+    got = _grads(net)
+    # the oracle: one graph over all steps through reference neurons whose state is detached
+    ref = small_net(backend="reference")
+    total = 0
+    for t in range(T):
+        total = total + training.sltt_loss(ref(x), y) / T
+    total.backward()
+    for g, r in zip(got, _grads(ref)):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    assert res.loss == pytest.approx(float(total.detach()), rel=1e-10)
+    assert res.output.shape == (8, 5)
+
+
+def test_sltt_k_with_k_equal_t_is_sltt():
+    x, y = _data()
+    a, b = small_net(), small_net()
+    training.sltt_step(a, torch.optim.SGD(a.parameters(), lr=0.0), x, y, 5)
+    training.sltt_step(b, torch.optim.SGD(b.parameters(), lr=0.0), x, y, 5, K=5, generator=random.Random(3))
+    for g, r in zip(_grads(a), _grads(b)):
+        torch.testing.assert_close(g, r, rtol=0, atol=0)
+
+
+def test_sltt_k_back_propagates_at_k_steps():
+    x, y = _data()
+    net = small_net()
+    rng = random.Random(7)
+    steps = sorted(random.Random(7).sample(range(6), 2))
+    training.sltt_step(net, torch.optim.SGD(net.parameters(), lr=0.0), x, y, 6, K=2, generator=rng)
+    got = _grads(net)
+    ref = small_net(backend="reference")
+    total = 0
+    for t in range(6):
+        out = ref(x)
+        if t in steps:
+            total = total + training.sltt_loss(out, y) / 2
+    total.backward()
+    for g, r in zip(got, _grads(ref)):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_bptt_step_single_step_equals_multi_step():
+    x, y = _data()
+    a = small_net(grad_mode="bptt")
+    b = small_net(grad_mode="bptt")
+    ra = training.bptt_step(a, torch.optim.SGD(a.parameters(), lr=0.0), x, y, 4, step_mode="m")
+    rb = training.bptt_step(b, torch.optim.SGD(b.parameters(), lr=0.0), x, y, 4, step_mode="s")
+    for g, r in zip(_grads(a), _grads(b)):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    assert ra.loss == pytest.approx(rb.loss, rel=1e-12)
+    # and it is BPTT: it differs from SLTT's gradients
+    c = small_net()
+    training.sltt_step(c, torch.optim.SGD(c.parameters(), lr=0.0), x, y, 4)
+    assert any((g - r).abs().max() > 1e-6 for g, r in zip(_grads(a), _grads(c)))
+
+
+class _LiveSavedBytes:
+    """Peak bytes of the tensors autograd holds for backward, while they are alive. Parameters
+    saved by reference (a conv's weight) are not extra memory and are not counted."""
+
+    def __init__(self, model=None):
+        self.live = 0
+        self.peak = 0
+        self.skip = {p.data_ptr() for p in model.parameters()} if model is not None else set()
+
+    def __enter__(self):
+        meter = self
+
+        class Held:
+            def __init__(self, t):
+                self.t = t
+                self.n = 0 if t.data_ptr() in meter.skip else t.numel() * t.element_size()
+                meter.live += self.n
+                meter.peak = max(meter.peak, meter.live)
+
+            def __del__(self):
+                meter.live -= self.n
+
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(Held, lambda h: h.t)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *a):
+        self._ctx.__exit__(*a)
+
+
+def _conv_net(seed=0):
+    from sltt_kernels.models import spiking_resnet18
+
+    torch.manual_seed(seed)
+    return spiking_resnet18(num_classes=10, neuron=lambda: SLTTLIFNode(backend=BACKEND))
+
+
+def test_sltt_memory_is_constant_in_T_and_bptt_grows_linearly():
+    x = torch.randn(4, 3, 16, 16)
+    y = torch.randint(0, 10, (4,))
+    sltt, bptt = {}, {}
+    for T in (2, 4, 6):
+        net = _conv_net()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        with _LiveSavedBytes(net) as m:
+            training.sltt_step(net, opt, x, y, T)
+        sltt[T] = m.peak
+        with _LiveSavedBytes(net) as m:
+            training.bptt_step(net, opt, x, y, T)
+        bptt[T] = m.peak
+    print("saved bytes, sltt:", sltt, "bptt:", bptt)
+    assert abs(sltt[6] - sltt[2]) <= 0.02 * sltt[2], sltt
+    assert abs(sltt[4] - sltt[2]) <= 0.02 * sltt[2], sltt
+    # linear in T: equal increments, and T=6 about 3x T=2
+    inc1, inc2 = bptt[4] - bptt[2], bptt[6] - bptt[4]
+    assert inc1 > 0 and abs(inc2 - inc1) <= 0.02 * inc1, bptt
+    assert bptt[6] > 2.5 * bptt[2] and bptt[6] > 2.5 * sltt[6]
+
+
+def test_amp_step_runs():
+    x = torch.randn(4, 3, 16, 16)
+    y = torch.randint(0, 10, (4,))
+    net = _conv_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu")
+    res = training.sltt_step(net, opt, x, y, 2, K=1, scaler=scaler, autocast_dtype=torch.bfloat16)
+    assert res.output.isfinite().all() and res.loss == res.loss
+
+
+def test_training_errors():
+    x, y = _data()
+    net = small_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="K"):
+        training.sltt_step(net, opt, x, y, 4, K=5)
+    with pytest.raises(ValueError, match="K"):
+        training.sltt_step(net, opt, x, y, 4, K=0)
+    with pytest.raises(ValueError, match="T"):
+        training.sltt_step(net, opt, x, y, 0)
+    plain = nn.Linear(12, 5)
+    with pytest.raises(ValueError, match="LIF neuron"):
+        training.sltt_step(plain, torch.optim.SGD(plain.parameters(), lr=0.1), x.float(), y, 2)
+
+
+def test_loss_mixes_ce_and_mse():
+    out = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    ce = torch.nn.functional.cross_entropy(out, y)
+    mse = ((out - torch.nn.functional.one_hot(y, 4).float()) ** 2).mean()
+    torch.testing.assert_close(training.sltt_loss(out, y), 0.95 * ce + 0.05 * mse)
+
+
+@pytest.mark.parametrize("K", [None, 2])
+def test_ddp_two_processes_equal_one_process_on_the_whole_batch(tmp_path, K):
+    """torchrun, 2 CPU processes, gloo: the weights after one step equal a single-process step
+    on the concatenated batch, and gradients are all-reduced once per iteration."""
+    import socket
+
+    with socket.socket() as sock:  # a free port on this machine
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}",
+           os.path.join(HERE, "ddp_worker.py"), "--out", str(tmp_path), "--T", "4", "--backend", BACKEND]
+    if K:
+        cmd += ["--K", str(K)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    ddp_state = torch.load(tmp_path / "ddp_rank0.pt", weights_only=True)
+    single = torch.load(tmp_path / "single.pt", weights_only=True)
+    for k in single:
+        torch.testing.assert_close(ddp_state[k], single[k], rtol=1e-10, atol=1e-12, msg=k)
+    counts = torch.load(tmp_path / "allreduce_counts.pt", weights_only=True)
+    assert counts["per_iteration"] == counts["buckets"], counts
