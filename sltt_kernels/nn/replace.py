@@ -20,10 +20,12 @@ class ReplaceReport:
 
     replaced: List[Tuple[str, str, nn.Module]] = field(default_factory=list)
     skipped: List[Tuple[str, str, str]] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)  # path -> a caveat on a replacement
 
     def __str__(self) -> str:
         lines = [f"replaced {len(self.replaced)} neuron(s), could not replace {len(self.skipped)}"]
-        lines += [f"  {path}: {old} -> {type(new).__name__}" for path, old, new in self.replaced]
+        lines += [f"  {path}: {old} -> {type(new).__name__}" + (f" ({self.notes[path]})" if path in self.notes else "")
+                  for path, old, new in self.replaced]
         lines += [f"  {path}: {old} kept: {why}" for path, old, why in self.skipped]
         return "\n".join(lines)
 
@@ -32,9 +34,11 @@ class SnnTorchLeaky(LIFNode):
     """snnTorch's `Leaky(beta, threshold, reset_delay=False)` on the fused kernels, with its call
     convention: `spk, mem = lif(cur, mem)` (or `spk = lif(cur)` with init_hidden=True).
 
-    Its dynamics are this package's LIF with tau = 1/(1-beta), no input decay, and a detached
-    reset (`reset_mechanism='subtract'`: soft; 'zero': hard to 0). snnTorch fires on mem > threshold
-    and this on >=, which differ only when mem equals the threshold exactly.
+    Its dynamics are this package's LIF with tau = 1/(1-beta), no input decay, and a reset that
+    carries the spike's gradient (`reset_mechanism='subtract'`: soft; 'zero': hard to 0), as long
+    as no membrane stays at or above the threshold after its reset: snnTorch then withholds the
+    next step's reset (its "avoid double reset"), which this neuron does not. snnTorch fires on
+    mem > threshold and this on >=, which differ only when mem equals the threshold exactly.
     """
 
     def __init__(self, beta: float, threshold: float, reset_zero: bool, surrogate_function, init_hidden: bool,
@@ -119,7 +123,8 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
     """Replaces, in place, the LIF neurons of `model` with fused ones of the same dynamics.
 
     Replaced: SpikingJelly's LIFNode (BPTT), SLTTLIFNode (grad_mode='sltt') and OTTTLIFNode, with
-    surrogate Sigmoid, ATan or Rect; snnTorch's Leaky built with reset_delay=False. Anything
+    surrogate Sigmoid, ATan or Rect; snnTorch's Leaky built with reset_delay=False (see
+    SnnTorchLeaky for when it is exact; the report notes it). Anything
     else that looks like a neuron is left in place and listed, with the reason, in the report.
     Raises ValueError if the model has no neuron of these kinds. Call SpikingJelly's
     functional.invalidate_reset_cache (if you use reset_net) after replacing.
@@ -154,6 +159,8 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
             parent = getattr(parent, p)
         setattr(parent, leaf, new)
         report.replaced.append((path, type(m).__name__, new))
+        if isinstance(new, SnnTorchLeaky):
+            report.notes[path] = "exact while no membrane stays >= threshold after its reset"
     if verbose:
         print(report)
     return report
