@@ -152,6 +152,18 @@ def progress(i: int, n: int, text: str) -> None:
     print(f"[{i}/{n}] {text}", file=sys.stderr, flush=True)
 
 
+def progress_bar(i: int, n: int, text: str, width: int = 24) -> None:
+    """A one-line bar on stderr, redrawn in place."""
+    done = int(width * i / max(n, 1))
+    print(f"\r{text:<24} [{'#' * done}{'.' * (width - done)}] {i}/{n}", end="", file=sys.stderr, flush=True)
+    if i == n:
+        print(file=sys.stderr, flush=True)
+
+
+def progress_done() -> None:
+    print(file=sys.stderr, flush=True)
+
+
 def print_table(columns: list, rows: list) -> None:
     """columns: [(key, title, format)]; prints an aligned table."""
     cells = [[t for _, t, _ in columns]]

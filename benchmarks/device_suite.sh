@@ -60,10 +60,14 @@ else
 fi
 
 step bench_kernels 240 "$PY" benchmarks/kernels.py --device cuda --out "$OUT" --repeats 20 --no-plot
+step bench_memory_time 240 "$PY" benchmarks/memory_time.py --device cuda --out "$OUT" --no-plot
 
 echo
 echo "== kernel benchmark (full table in $OUT/bench_kernels.log, numbers in $OUT/kernels_cuda.json)"
 sed -n '/^ *T  /,$p' "$OUT/bench_kernels.log" | grep -E "^ *T  |^ *-|  (cuda|triton|reference|spikingjelly) " | head -60
+echo
+echo "== memory and time (full table in $OUT/bench_memory_time.log)"
+sed -n '/^## Table S2 layout/,/^$/p' "$OUT/bench_memory_time.log"
 echo
 echo "== steps"
 printf '%s\n' "${SUMMARY[@]}"

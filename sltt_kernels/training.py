@@ -62,8 +62,10 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _check_neurons(net: nn.Module):
-    if not any(isinstance(m, LIFNode) for m in net.modules()):
-        raise ValueError("the model has no sltt_kernels LIF neuron (use sltt_kernels.nn or replace_neurons)")
+    # ours, or any stateful neuron with SpikingJelly's protocol (a membrane `v` and `reset()`)
+    if not any(isinstance(m, LIFNode) or (hasattr(m, "v") and callable(getattr(m, "reset", None)))
+               for m in net.modules()):
+        raise ValueError("the model has no spiking neuron (LIFNode of sltt_kernels.nn, or one with v and reset())")
 
 
 def _step_input(x: torch.Tensor, T: int, sequence: bool) -> bool:

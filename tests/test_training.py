@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from sltt_kernels import training
+from sltt_kernels.memory import SavedTensorMeter
 from sltt_kernels.nn import FoldTime, LIFNode, SLTTLIFNode
 
 from conftest import HAVE_EXT, make_x
@@ -100,36 +101,6 @@ def test_bptt_step_single_step_equals_multi_step():
     assert any((g - r).abs().max() > 1e-6 for g, r in zip(_grads(a), _grads(c)))
 
 
-class _LiveSavedBytes:
-    """Peak bytes of the tensors autograd holds for backward, while they are alive. Parameters
-    saved by reference (a conv's weight) are not extra memory and are not counted."""
-
-    def __init__(self, model=None):
-        self.live = 0
-        self.peak = 0
-        self.skip = {p.data_ptr() for p in model.parameters()} if model is not None else set()
-
-    def __enter__(self):
-        meter = self
-
-        class Held:
-            def __init__(self, t):
-                self.t = t
-                self.n = 0 if t.data_ptr() in meter.skip else t.numel() * t.element_size()
-                meter.live += self.n
-                meter.peak = max(meter.peak, meter.live)
-
-            def __del__(self):
-                meter.live -= self.n
-
-        self._ctx = torch.autograd.graph.saved_tensors_hooks(Held, lambda h: h.t)
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *a):
-        self._ctx.__exit__(*a)
-
-
 def _conv_net(seed=0):
     from sltt_kernels.models import spiking_resnet18
 
@@ -144,10 +115,10 @@ def test_sltt_memory_is_constant_in_T_and_bptt_grows_linearly():
     for T in (2, 4, 6):
         net = _conv_net()
         opt = torch.optim.SGD(net.parameters(), lr=0.01)
-        with _LiveSavedBytes(net) as m:
+        with SavedTensorMeter(net) as m:
             training.sltt_step(net, opt, x, y, T)
         sltt[T] = m.peak
-        with _LiveSavedBytes(net) as m:
+        with SavedTensorMeter(net) as m:
             training.bptt_step(net, opt, x, y, T)
         bptt[T] = m.peak
     print("saved bytes, sltt:", sltt, "bptt:", bptt)
@@ -180,7 +151,7 @@ def test_training_errors():
     with pytest.raises(ValueError, match="T"):
         training.sltt_step(net, opt, x, y, 0)
     plain = nn.Linear(12, 5)
-    with pytest.raises(ValueError, match="LIF neuron"):
+    with pytest.raises(ValueError, match="no spiking neuron"):
         training.sltt_step(plain, torch.optim.SGD(plain.parameters(), lr=0.1), x.float(), y, 2)
 
 
