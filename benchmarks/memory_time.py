@@ -184,8 +184,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--T", nargs="+", type=int, default=[2, 4, 6])
     p.add_argument("--model", default="resnet18", choices=list(MODELS))
-    p.add_argument("--batch-size", type=int, help="GPU default 128; CPU default 8")
-    p.add_argument("--iters", type=int, help="timed iterations (GPU 20, CPU 3)")
+    p.add_argument("--batch-size", type=int, help="GPU default 128; CPU default 16")
+    p.add_argument("--iters", type=int, help="timed iterations (GPU 20, CPU 5)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (GPU 5, CPU 1)")
     p.add_argument("--methods", nargs="+", default=ALL_METHODS, choices=ALL_METHODS)
     p.add_argument("--K", type=int, default=2, help="steps back-propagated by sltt-k")
@@ -202,8 +202,8 @@ def main(argv=None):
         args.dtype = "bf16"
     device = C.pick_device(args.device)
     gpu = device.type == "cuda"
-    args.batch_size = args.batch_size or (128 if gpu else 8)
-    args.iters = args.iters or (20 if gpu else 3)
+    args.batch_size = args.batch_size or (128 if gpu else 16)
+    args.iters = args.iters or (20 if gpu else 5)
     args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
     if any(t < 1 for t in args.T) or not 1 <= args.K <= min(args.T):
         raise SystemExit(f"--K must lie in [1, min(T)]: T={args.T}, K={args.K}")
