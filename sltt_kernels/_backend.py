@@ -44,15 +44,16 @@ def select_backend(x: torch.Tensor, backend: str = "auto") -> str:
         backend = os.environ.get(ENV_VAR, "auto") or "auto"
         if backend not in BACKENDS:
             raise ValueError(f"{ENV_VAR} must be one of {BACKENDS}, got {backend!r}")
-    reasons = available_backends()
     if backend == "auto":
-        if x.device.type == "cuda":
-            if reasons["cuda"] is None:
-                return "cuda"
-            return "triton" if reasons["triton"] is None else "reference"
+        # the common cases first, without building the whole availability table (per-call cost)
         if x.device.type == "cpu":
-            return "cpu" if reasons["cpu"] is None else "reference"
+            return "cpu" if _ext.available() else "reference"
+        if x.device.type == "cuda":
+            if _ext.has_cuda_ops():
+                return "cuda"
+            return "triton" if _triton_reason() is None else "reference"
         return "reference"
+    reasons = available_backends()
     if backend in ("cpu", "cuda") and x.device.type != backend:
         raise ValueError(f"backend={backend!r} needs {backend} tensors, but x is on {x.device}")
     if backend == "triton" and x.device.type == "cpu":

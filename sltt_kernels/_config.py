@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -88,7 +89,16 @@ def _number(name: str, value) -> float:
 def make_config(
     *, tau=2.0, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False, surrogate="rect", grad="bptt"
 ) -> LIFConfig:
-    """Validates the neuron keywords; every error names the argument and what was expected."""
+    """Validates the neuron keywords; every error names the argument and what was expected.
+
+    Checked configurations are cached: an online loop calls this once per layer and step."""
+    try:
+        return _make_config_cached(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad)
+    except TypeError:  # an unhashable argument (a tensor): check it uncached
+        return _make_config(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad)
+
+
+def _make_config(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad) -> LIFConfig:
     tau = _number("tau", tau)
     if tau < 1.0:
         raise ValueError(f"tau must be >= 1 (so that lambda = 1 - 1/tau lies in [0, 1)), got {tau}")
@@ -108,6 +118,9 @@ def make_config(
         surrogate_param=sg.param,
         grad=grad.lower(),
     )
+
+
+_make_config_cached = functools.lru_cache(maxsize=512)(_make_config)
 
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
