@@ -12,10 +12,16 @@ Objects are callable like SpikingJelly's: ``Sigmoid()(d)`` returns spikes with t
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
 __all__ = ["SurrogateFunction", "Rect", "Triangle", "Sigmoid", "ATan", "resolve", "surrogate_grad", "spike"]
+
+
+def _check_spiking(obj, spiking: bool) -> None:
+    if not spiking:
+        raise ValueError(f"{type(obj).__name__}: only spiking=True (a Heaviside forward) is supported")
 
 
 class SurrogateFunction:
@@ -56,8 +62,17 @@ class Rect(SurrogateFunction):
 
     kind, param_name = "rect", "width"
 
-    def __init__(self, width: float = 1.0):
-        super().__init__(width)
+    def __init__(self, width: Optional[float] = None, alpha: Optional[float] = None, spiking: bool = True):
+        # SpikingJelly names it by alpha, the height: its window is |d| < 0.5 / alpha
+        if width is not None and alpha is not None:
+            raise ValueError("Rect: give width or alpha (SpikingJelly's, = 1 / width), not both")
+        _check_spiking(self, spiking)
+        if alpha is not None:
+            alpha = float(alpha)
+            if not (math.isfinite(alpha) and alpha > 0):
+                raise ValueError(f"Rect: alpha must be a finite number > 0, got {alpha}")
+            width = 1.0 / alpha
+        super().__init__(1.0 if width is None else width)
 
     @property
     def width(self) -> float:
@@ -69,7 +84,8 @@ class Triangle(SurrogateFunction):
 
     kind, param_name = "triangle", "alpha"
 
-    def __init__(self, alpha: float = 1.0):
+    def __init__(self, alpha: float = 1.0, spiking: bool = True):
+        _check_spiking(self, spiking)
         super().__init__(alpha)
 
     @property
@@ -82,7 +98,8 @@ class Sigmoid(SurrogateFunction):
 
     kind, param_name = "sigmoid", "alpha"
 
-    def __init__(self, alpha: float = 4.0):
+    def __init__(self, alpha: float = 4.0, spiking: bool = True):
+        _check_spiking(self, spiking)
         super().__init__(alpha)
 
     @property
@@ -95,7 +112,8 @@ class ATan(SurrogateFunction):
 
     kind, param_name = "atan", "alpha"
 
-    def __init__(self, alpha: float = 2.0):
+    def __init__(self, alpha: float = 2.0, spiking: bool = True):
+        _check_spiking(self, spiking)
         super().__init__(alpha)
 
     @property

@@ -161,3 +161,12 @@ def test_config_save_kinds():
     assert make_config(v_reset=0.0, surrogate="rect").save_kind(True) == "h"
     assert make_config(v_reset=None, surrogate="sigmoid").save_kind(True) == "h"
     assert make_config().save_kind(False) == "none"
+
+
+def test_surrogate_objects_take_spikingjelly_argument_names():
+    assert surrogate.Rect(alpha=2.0) == surrogate.Rect(width=0.5)
+    assert surrogate.Sigmoid(alpha=3.0).alpha == 3.0 and surrogate.ATan(alpha=1.5).alpha == 1.5
+    with pytest.raises(ValueError, match="spiking"):
+        surrogate.ATan(spiking=False)
+    with pytest.raises(ValueError, match="not both"):
+        surrogate.Rect(width=1.0, alpha=1.0)
