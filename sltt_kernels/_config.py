@@ -91,7 +91,10 @@ def make_config(
 ) -> LIFConfig:
     """Validates the neuron keywords; every error names the argument and what was expected.
 
-    Checked configurations are cached: an online loop calls this once per layer and step."""
+    Checked configurations are cached: an online loop calls this once per layer and step.
+    (Not while torch.compile traces: Dynamo warns about lru_cache, and the check then runs once.)"""
+    if torch.compiler.is_compiling():
+        return _make_config(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad)
     try:
         return _make_config_cached(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad)
     except TypeError:  # an unhashable argument (a tensor): check it uncached
