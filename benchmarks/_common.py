@@ -129,17 +129,17 @@ def spikingjelly_lif(**kw):
     )
 
 
-def saved_bytes(fn):
-    """(fn(), total bytes of the tensors autograd saved while running it)."""
-    total = [0]
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or None (said once) if not installed."""
+    try:
+        import matplotlib
 
-    def pack(t):
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, total[0]
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        print("(matplotlib not installed: no plot)")
+        return None
+    return plt
 
 
 def write_outputs(out_dir: str, stem: str, header: dict, rows: list) -> tuple:

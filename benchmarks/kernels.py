@@ -28,6 +28,7 @@ import _common as C  # noqa: E402
 
 import sltt_kernels  # noqa: E402
 from sltt_kernels._config import make_config  # noqa: E402
+from sltt_kernels.memory import SavedTensorMeter  # noqa: E402
 
 
 def neuron_kwargs(args, grad):
@@ -167,7 +168,9 @@ def main(argv=None):
             if runner is None:
                 continue
             try:
-                _, nbytes = C.saved_bytes(lambda: runner(x))
+                with SavedTensorMeter() as meter:
+                    runner(x)
+                nbytes = meter.total
                 f, bw, tot = bench_case(runner, x, gout, timer, args.warmup, args.repeats)
             except (RuntimeError, MemoryError) as e:  # e.g. out of memory for the reference at 64M
                 print(f"#   {b}: failed ({str(e).splitlines()[0][:120]})", file=sys.stderr)
@@ -211,13 +214,8 @@ def main(argv=None):
 
 
 def plot(rows, path, header):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:
-        print("(matplotlib not installed: no plot)")
+    plt = C.pyplot()
+    if plt is None:
         return
     groups = sorted({(r["dtype"], r["grad"]) for r in rows})
     Ts = sorted({r["T"] for r in rows})

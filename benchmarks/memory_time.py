@@ -23,7 +23,6 @@ Writes memory_time_<device>.json/.csv/.png under --out.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import sys
@@ -37,7 +36,7 @@ import _common as C  # noqa: E402
 
 from sltt_kernels import models, training  # noqa: E402
 from sltt_kernels.memory import SavedTensorMeter  # noqa: E402
-from sltt_kernels.nn import LIFNode, SLTTLIFNode  # noqa: E402
+from sltt_kernels.nn import SLTTLIFNode  # noqa: E402
 
 PAPER_V100 = {  # Table S2, ResNet-18 on CIFAR-10, batch 128, one V100
     2: dict(bptt_mem="1.47G", sltt_mem="1.10G", bptt_time="1.81h", sltt_time="1.80h"),
@@ -276,13 +275,8 @@ def main(argv=None):
 
 
 def plot(rows, methods, mem_key, unit, path, header):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:
-        print("(matplotlib not installed: no plot)")
+    plt = C.pyplot()
+    if plt is None:
         return
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for m in methods:

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <string>
 #include <tuple>
+#include <type_traits>
 
 #include "lif_args.h"
 #include "lif_math.h"
@@ -107,6 +108,10 @@ inline LIFOptions parse_options(double tau, double v_threshold, c10::optional<do
   return o;
 }
 
+
+// State type of the kernels for an input element type X: double for double, else float.
+template <typename X>
+using state_t = typename std::conditional<std::is_same<X, double>::value, double, float>::type;
 
 // Float state type for an input dtype: float64 stays float64, everything else computes in float32.
 inline at::ScalarType state_dtype(at::ScalarType x) {

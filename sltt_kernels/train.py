@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import resource
@@ -28,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from . import models
 from .data import DATASETS, DataError, load_dataset
-from .nn import LIFNode, SLTTLIFNode, reset_net, set_step_mode
+from .nn import SLTTLIFNode, reset_net, set_step_mode
 from .training import bptt_step, sltt_step
 
 # Per data set: model, lr, batch size, weight decay, epochs, T. These follow common practice for

@@ -15,7 +15,7 @@ if not torch.cuda.is_available():
 
 import sltt_kernels  # noqa: E402
 from sltt_kernels import reference  # noqa: E402
-from sltt_kernels._config import make_config, state_dtype  # noqa: E402
+from sltt_kernels._config import make_config  # noqa: E402
 
 HAVE_EXT = sltt_kernels.available_backends()["cpu"] is None
 if os.environ.get("SLTT_KERNELS_REQUIRE_EXTENSION", "") not in ("", "0") and not HAVE_EXT:

@@ -4,21 +4,16 @@ import pytest
 import torch
 
 import sltt_kernels
+from sltt_kernels.memory import SavedTensorMeter
 
 from conftest import KERNEL_BACKENDS, DEVICE_OF, make_v0, make_x, neuron_kwargs
 
 
 def saved_bytes(fn):
     """Runs fn() and returns (its result, total bytes of the tensors autograd saved)."""
-    total = [0]
-
-    def pack(t):
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedTensorMeter() as meter:
         out = fn()
-    return out, total[0]
+    return out, meter.total
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)

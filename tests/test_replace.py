@@ -59,7 +59,7 @@ def test_spikingjelly_lifnode_model_same_spikes_and_bptt_gradients(step_mode):
 
 
 def test_spikingjelly_sltt_and_ottt_nodes():
-    sj = _sj()
+    _sj()
     from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
     torch.manual_seed(0)

@@ -1,6 +1,5 @@
 """The training command: accuracy on digits, exact resume, real on-disk data loading, errors."""
 
-import os
 import pickle
 
 import numpy as np

@@ -12,9 +12,9 @@ from torch import nn
 
 from sltt_kernels import training
 from sltt_kernels.memory import SavedTensorMeter
-from sltt_kernels.nn import FoldTime, LIFNode, SLTTLIFNode
+from sltt_kernels.nn import FoldTime, SLTTLIFNode
 
-from conftest import HAVE_EXT, make_x
+from conftest import HAVE_EXT
 
 BACKEND = "cpu" if HAVE_EXT else "reference"
 HERE = os.path.dirname(os.path.abspath(__file__))

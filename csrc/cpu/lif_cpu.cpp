@@ -5,7 +5,6 @@
 #include <torch/library.h>
 
 #include <atomic>
-#include <type_traits>
 
 #include "../lif_dispatch.h"
 #include "../lif_options.h"
@@ -30,9 +29,6 @@ const char* isa_name(int isa) { return isa < 0 ? "auto" : (isa == 1 ? "avx2" : "
 int64_t grain_blocks(int64_t T) {
   return std::max<int64_t>(1, (int64_t(1) << 15) / (kBlock * std::max<int64_t>(T, 1)));
 }
-
-template <typename X>
-using state_t = typename std::conditional<std::is_same<X, double>::value, double, float>::type;
 
 template <typename X, typename S>
 struct FwdLauncher {

@@ -7,7 +7,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <type_traits>
 
 #include "../lif_options.h"
 #include "lif_cuda.h"
@@ -32,9 +31,6 @@ struct kernel_type<at::BFloat16> {
 };
 static_assert(sizeof(half_bits) == sizeof(at::Half) && sizeof(bf16_bits) == sizeof(at::BFloat16),
               "16-bit storage types must match torch's");
-
-template <typename X>
-using state_t = typename std::conditional<std::is_same<X, double>::value, double, float>::type;
 
 void check_cuda(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), "sltt_kernels: ", name, " must be a CUDA tensor, got ", t.device());

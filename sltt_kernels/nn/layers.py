@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["FoldTime", "StepBatchNorm2d", "ScaledWSConv2d", "TimeDropout"]

@@ -165,10 +165,7 @@ def set_step_mode(net: nn.Module, step_mode: str) -> nn.Module:
 
 def reset_net(net: nn.Module) -> None:
     """Calls reset() on every module of net that has one (neurons, time-dropout masks)."""
-    for m in net.modules():
+    for m in net.modules():  # includes net itself
         reset = getattr(m, "reset", None)
-        if callable(reset) and m is not net:
+        if callable(reset):
             reset()
-    reset = getattr(net, "reset", None)
-    if callable(reset) and not isinstance(net, (nn.Sequential, nn.ModuleList)):
-        reset()

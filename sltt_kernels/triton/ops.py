@@ -7,6 +7,7 @@ so they pass opcheck and work under torch.compile(fullgraph=True).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional, Tuple
 
@@ -93,15 +94,7 @@ def _emulate_fma(sdt) -> bool:
 
 
 def _device_ctx(t):
-    return torch.cuda.device(t.device) if t.is_cuda else _Null()
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def _fwd(x, v0, tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, surrogate_param, save, grad):
