@@ -36,7 +36,7 @@ import _common as C  # noqa: E402
 
 from sltt_kernels import models, training  # noqa: E402
 from sltt_kernels.memory import SavedTensorMeter  # noqa: E402
-from sltt_kernels.nn import SLTTLIFNode  # noqa: E402
+from sltt_kernels.nn import PaperLIFNode  # noqa: E402
 
 PAPER_V100 = {  # Table S2, ResNet-18 on CIFAR-10, batch 128, one V100
     2: dict(bptt_mem="1.47G", sltt_mem="1.10G", bptt_time="1.81h", sltt_time="1.80h"),
@@ -64,7 +64,7 @@ def neuron_factory(method: str, backend: str):
         return lambda: neuron.SLTTLIFNode(tau=2.0, decay_input=False, v_reset=None,
                                           surrogate_function=surrogate.Rect(alpha=1.0), detach_reset=False)
     be = "reference" if kind == "ref" else backend
-    return lambda: SLTTLIFNode(grad_mode=grad, backend=be)
+    return lambda: PaperLIFNode(grad_mode=grad, backend=be)
 
 
 def available_methods(requested):

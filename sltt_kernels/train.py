@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from . import models
 from .data import DATASETS, DataError, load_dataset
-from .nn import SLTTLIFNode, reset_net, set_step_mode
+from .nn import PaperLIFNode, reset_net, set_step_mode
 from .training import bptt_step, sltt_step
 
 # Per data set: model, lr, batch size, weight decay, epochs, T. These follow common practice for
@@ -84,7 +84,7 @@ def parse_args(argv=None):
 
 def build_model(args, info, device):
     grad = "bptt" if args.method == "bptt" else "sltt"
-    neuron = lambda: SLTTLIFNode(grad_mode=grad, backend=args.backend)  # noqa: E731
+    neuron = lambda: PaperLIFNode(grad_mode=grad, backend=args.backend)  # noqa: E731
     net = MODEL_BUILDERS[args.model](neuron, info.num_classes, info.in_channels).to(device)
     return net
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import sltt_kernels
-from sltt_kernels.nn import FoldTime, LIFNode, OTTTLIFNode, ScaledWSConv2d, SLTTLIFNode, StepBatchNorm2d, TimeDropout
+from sltt_kernels.nn import PaperLIFNode, FoldTime, LIFNode, OTTTLIFNode, ScaledWSConv2d, SLTTLIFNode, StepBatchNorm2d, TimeDropout
 from sltt_kernels.nn import reset_net, set_step_mode
 
 from conftest import HAVE_EXT, make_x
@@ -35,9 +35,12 @@ def test_lifnode_defaults_and_repr():
     assert (n.tau, n.decay_input, n.v_threshold, n.v_reset, n.detach_reset, n.step_mode) == (2.0, True, 1.0, 0.0, False, "s")
     assert n.surrogate_function == sltt_kernels.surrogate.Sigmoid(4.0)
     assert "grad_mode='bptt'" in repr(n)
-    p = SLTTLIFNode()
-    assert (p.v_reset, p.decay_input, p.grad_mode) == (None, False, "sltt")
-    assert p.surrogate_function == sltt_kernels.surrogate.Rect(1.0)
+    p = SLTTLIFNode()  # SpikingJelly's defaults for the class of that name
+    assert (p.v_reset, p.decay_input, p.detach_reset, p.grad_mode) == (0.0, True, True, "sltt")
+    assert p.surrogate_function == sltt_kernels.surrogate.Sigmoid(4.0)
+    q = PaperLIFNode()  # the official SLTT code's neuron
+    assert (q.tau, q.v_reset, q.decay_input, q.grad_mode) == (1.1, None, False, "sltt")
+    assert q.surrogate_function == sltt_kernels.surrogate.Triangle(1.0)
 
 
 def test_state_is_kept_and_reset():

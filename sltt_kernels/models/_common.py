@@ -6,14 +6,14 @@ from typing import Callable, Optional
 
 from torch import nn
 
-from ..nn import SLTTLIFNode, set_step_mode
+from ..nn import PaperLIFNode, set_step_mode
 
 NeuronFactory = Callable[[], nn.Module]
 
 
 def default_neuron() -> nn.Module:
-    """The paper's neuron: soft reset, no input decay, tau 2, rect surrogate, SLTT gradient."""
-    return SLTTLIFNode()
+    """The paper's neuron (PaperLIFNode)."""
+    return PaperLIFNode()
 
 
 def finish(model: nn.Module, step_mode: str) -> nn.Module:

@@ -18,7 +18,7 @@ from .. import surrogate as _surrogate
 from .._config import make_config
 from ..ops import lif_multistep, lif_step
 
-__all__ = ["LIFNode", "SLTTLIFNode", "OTTTLIFNode", "set_step_mode", "reset_net"]
+__all__ = ["LIFNode", "SLTTLIFNode", "PaperLIFNode", "OTTTLIFNode", "set_step_mode", "reset_net"]
 
 
 class LIFNode(nn.Module):
@@ -107,19 +107,40 @@ class LIFNode(nn.Module):
 
 
 class SLTTLIFNode(LIFNode):
-    """LIFNode with the SLTT paper's defaults: soft reset, no input decay, rect surrogate of
-    width 1, grad_mode='sltt'. The backward then saves 1 bit per element-step.
+    """SpikingJelly's `SLTTLIFNode` on the fused kernels: its arguments and defaults (decay_input
+    True, hard reset to 0, Sigmoid surrogate, detach_reset True), single-step, grad_mode='sltt'.
+
+    For the SLTT paper's neuron (the official code's), use `PaperLIFNode`.
 
     Example:
         >>> lif = SLTTLIFNode()
         >>> s = lif(torch.randn(8, 16))      # one step [B, N]
     """
 
-    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, v_reset: Optional[float] = None,
-                 decay_input: bool = False, surrogate_function=None, detach_reset: bool = False,
+    def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
+                 v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = True,
                  step_mode: str = "s", grad_mode: str = "sltt", backend: str = "auto"):
         super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
-                         surrogate_function=_surrogate.Rect(1.0) if surrogate_function is None else surrogate_function,
+                         surrogate_function=surrogate_function, detach_reset=detach_reset, step_mode=step_mode,
+                         grad_mode=grad_mode, backend=backend)
+
+
+class PaperLIFNode(LIFNode):
+    """The SLTT paper's neuron as its official code builds it: tau 1.1, no input decay, soft reset,
+    threshold 1, the triangle surrogate with alpha 1 (SpikingJelly's PiecewiseQuadratic), and
+    grad_mode='sltt'. `surrogate_function=Rect()` gives the 1-bit variant (the paper's Eq. 5).
+
+    Example:
+        >>> lif = PaperLIFNode()
+        >>> s = lif(torch.randn(8, 16))      # one step [B, N]
+    """
+
+    def __init__(self, tau: float = 1.1, decay_input: bool = False, v_threshold: float = 1.0,
+                 v_reset: Optional[float] = None, surrogate_function=None, detach_reset: bool = False,
+                 step_mode: str = "s", grad_mode: str = "sltt", backend: str = "auto"):
+        super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
+                         surrogate_function=_surrogate.Triangle(1.0) if surrogate_function is None
+                         else surrogate_function,
                          detach_reset=detach_reset, step_mode=step_mode, grad_mode=grad_mode, backend=backend)
 
 
