@@ -11,11 +11,12 @@ namespace sltt {
 template <typename X, typename S>
 struct FwdArgs {
   const X* x;        // [T, N] input
-  const S* v0;       // [N] initial membrane potential, or nullptr for v_r
+  const S* v0;       // [N] initial state, or nullptr for v_r
+  const S* k;        // [1] learnable 1/tau, or nullptr for the constants in p
   X* spikes;         // [T, N]
   S* v_last;         // [N]
-  int32_t* mask;     // Save::Sg: [T, W]; Save::SgSpike: [2, T, W]; else nullptr (W = ceil(N/32))
-  S* h;              // Save::H: [T, N]; else nullptr
+  int32_t* mask;     // Save::Sg: [T, W]; SgSpike, SgReset: [2, T, W]; else nullptr (W = ceil(N/32))
+  S* h;              // Save::H: [T, N]; Save::HV0: [T + 1, N]; else nullptr
   int64_t T;
   int64_t N;
   LIFParams<S> p;
@@ -27,8 +28,10 @@ struct BwdArgs {
   const S* grad_v_last;  // [N], or nullptr for zero (BPTT only)
   const int32_t* mask;   // as in FwdArgs
   const S* h;            // as in FwdArgs
+  const S* k;            // as in FwdArgs
   X* grad_x;             // [T, N]
-  S* grad_v0;            // [N]: BPTT writes lam * gh[0]; nullptr to skip
+  S* grad_v0;            // [N]: BPTT writes dL/dv0; nullptr to skip
+  S* grad_k;             // [N] per-neuron partial sums of dL/dk (summed by the binding), or nullptr
   int64_t T;
   int64_t N;
   LIFParams<S> p;

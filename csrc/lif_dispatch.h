@@ -1,65 +1,168 @@
 // From the runtime configuration to the compile-time kernel specialisation, shared by the
 // CPU and CUDA bindings. A Launcher provides
-//   template <Reset R, Save SV> void fwd();
-//   template <Reset R, bool Detach, Surrogate SG, Save SV, Grad G> void bwd();
-// and these functions call the one instantiation a configuration needs. No torch header.
+//   template <Neuron NM, Reset R, Save SV> void fwd();
+//   template <Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G> void bwd();
+// and these functions call the one instantiation a configuration needs. Only combinations the
+// Python validator can produce are instantiated (docs/design.md, section 3); any other returns
+// false, and the binding raises. No torch header.
 #pragma once
 
 #include "lif_math.h"
+#include "neurons/neurons.h"
 
 namespace sltt {
 
-template <typename Launcher>
-void dispatch_fwd(Launcher& l, Reset reset, Save save) {
-  // The forward does not depend on the surrogate (only rect masks are written) or detach.
-#define SLTT_FWD_SAVE(R)                                              \
-  switch (save) {                                                     \
-    case Save::None: return l.template fwd<R, Save::None>();          \
-    case Save::Sg: return l.template fwd<R, Save::Sg>();              \
-    case Save::SgSpike: return l.template fwd<R, Save::SgSpike>();    \
-    case Save::H: return l.template fwd<R, Save::H>();                \
+namespace detail {
+
+template <Neuron NM, Reset R, typename L>
+bool fwd_save(L& l, Save save) {
+  constexpr bool kLeaky = NM == Neuron::Leaky;
+  switch (save) {
+    case Save::None: l.template fwd<NM, R, Save::None>(); return true;
+    case Save::Sg: l.template fwd<NM, R, Save::Sg>(); return true;
+    case Save::H: l.template fwd<NM, R, Save::H>(); return true;
+    case Save::HV0: l.template fwd<NM, R, Save::HV0>(); return true;
+    case Save::SgSpike:
+      if constexpr (kLeaky || R != Reset::Hard) {
+        return false;
+      } else {
+        l.template fwd<NM, Reset::Hard, Save::SgSpike>();
+        return true;
+      }
+    case Save::SgReset:
+      if (!kLeaky || R != Reset::Hard) return false;
+      l.template fwd<Neuron::Leaky, Reset::Hard, Save::SgReset>();
+      return true;
   }
-  if (reset == Reset::Soft) {
-    SLTT_FWD_SAVE(Reset::Soft)
-  } else {
-    SLTT_FWD_SAVE(Reset::Hard)
-  }
-#undef SLTT_FWD_SAVE
+  return false;
 }
 
-// Backward from saved h, for every surrogate.
-template <Reset R, bool Detach, Grad G, typename Launcher>
-void dispatch_bwd_from_h(Launcher& l, Surrogate sg) {
+template <Neuron NM, typename L>
+bool fwd_reset(L& l, Reset reset, Save save) {
+  switch (reset) {
+    case Reset::Soft: return fwd_save<NM, Reset::Soft>(l, save);
+    case Reset::Hard: return fwd_save<NM, Reset::Hard>(l, save);
+    case Reset::None:
+      if (NM != Neuron::Leaky) return false;
+      return fwd_save<Neuron::Leaky, Reset::None>(l, save);
+  }
+  return false;
+}
+
+// Backward from a saved h (H or HV0), for every surrogate.
+template <Neuron NM, Reset R, bool Detach, Save SV, Grad G, typename L>
+bool bwd_from_h(L& l, Surrogate sg) {
   switch (sg) {
-    case Surrogate::Rect: return l.template bwd<R, Detach, Surrogate::Rect, Save::H, G>();
-    case Surrogate::Triangle: return l.template bwd<R, Detach, Surrogate::Triangle, Save::H, G>();
-    case Surrogate::Sigmoid: return l.template bwd<R, Detach, Surrogate::Sigmoid, Save::H, G>();
-    case Surrogate::ATan: return l.template bwd<R, Detach, Surrogate::ATan, Save::H, G>();
+    case Surrogate::Rect: l.template bwd<NM, R, Detach, Surrogate::Rect, SV, G>(); return true;
+    case Surrogate::Triangle: l.template bwd<NM, R, Detach, Surrogate::Triangle, SV, G>(); return true;
+    case Surrogate::Sigmoid: l.template bwd<NM, R, Detach, Surrogate::Sigmoid, SV, G>(); return true;
+    case Surrogate::ATan: l.template bwd<NM, R, Detach, Surrogate::ATan, SV, G>(); return true;
   }
+  return false;
 }
 
-// Only the combinations that can occur are instantiated: SLTT ignores reset and detach
-// (canonically soft + detach), and a bit mask implies the rect surrogate. The caller has
-// checked the combination (check_backward_options).
-template <typename Launcher>
-void dispatch_bwd(Launcher& l, Reset reset, bool detach, Surrogate sg, Save save, Grad grad) {
-  constexpr Surrogate kRect = Surrogate::Rect;
-  if (grad == Grad::SLTT) {
-    if (save == Save::H) return dispatch_bwd_from_h<Reset::Soft, true, Grad::SLTT>(l, sg);
-    // plane 0 of an sg_spike mask is the sg mask
-    return l.template bwd<Reset::Soft, true, kRect, Save::Sg, Grad::SLTT>();
+// SLTT ignores the temporal path, so without HV0 neither the model, the reset nor detach
+// matter (canonically LIF, soft, detached). HV0 (a learnable k) rebuilds v[t-1], which needs
+// the model's reset.
+template <typename L>
+bool bwd_sltt(L& l, Neuron nm, Reset reset, Surrogate sg, Save save) {
+  constexpr Neuron kLIF = Neuron::LIF;
+  if (save == Save::Sg || save == Save::SgSpike || save == Save::SgReset) {
+    if (sg != Surrogate::Rect) return false;
+    // plane 0 of a two-plane mask is the sg plane
+    l.template bwd<kLIF, Reset::Soft, true, Surrogate::Rect, Save::Sg, Grad::SLTT>();
+    return true;
   }
+  if (save == Save::H) return bwd_from_h<kLIF, Reset::Soft, true, Save::H, Grad::SLTT>(l, sg);
+  if (save == Save::HV0 && nm == kLIF) {
+    if (reset == Reset::Soft) return bwd_from_h<kLIF, Reset::Soft, true, Save::HV0, Grad::SLTT>(l, sg);
+    if (reset == Reset::Hard) return bwd_from_h<kLIF, Reset::Hard, true, Save::HV0, Grad::SLTT>(l, sg);
+  }
+  return false;
+}
+
+// BPTT of the models that reset at the step that fires (LIF, IF).
+template <Neuron NM, typename L>
+bool bwd_bptt_reset_now(L& l, Reset reset, bool detach, Surrogate sg, Save save) {
   if (save == Save::Sg) {
-    if (detach) return l.template bwd<Reset::Soft, true, kRect, Save::Sg, Grad::BPTT>();
-    return l.template bwd<Reset::Soft, false, kRect, Save::Sg, Grad::BPTT>();
+    if (sg != Surrogate::Rect || reset != Reset::Soft) return false;
+    if (detach) l.template bwd<NM, Reset::Soft, true, Surrogate::Rect, Save::Sg, Grad::BPTT>();
+    else l.template bwd<NM, Reset::Soft, false, Surrogate::Rect, Save::Sg, Grad::BPTT>();
+    return true;
   }
-  if (save == Save::SgSpike) return l.template bwd<Reset::Hard, true, kRect, Save::SgSpike, Grad::BPTT>();
-  if (reset == Reset::Soft) {
-    if (detach) return dispatch_bwd_from_h<Reset::Soft, true, Grad::BPTT>(l, sg);
-    return dispatch_bwd_from_h<Reset::Soft, false, Grad::BPTT>(l, sg);
+  if (save == Save::SgSpike) {
+    if (sg != Surrogate::Rect || reset != Reset::Hard || !detach) return false;
+    l.template bwd<NM, Reset::Hard, true, Surrogate::Rect, Save::SgSpike, Grad::BPTT>();
+    return true;
   }
-  if (detach) return dispatch_bwd_from_h<Reset::Hard, true, Grad::BPTT>(l, sg);
-  return dispatch_bwd_from_h<Reset::Hard, false, Grad::BPTT>(l, sg);
+  if (save == Save::H) {
+    if (reset == Reset::Soft) {
+      return detach ? bwd_from_h<NM, Reset::Soft, true, Save::H, Grad::BPTT>(l, sg)
+                    : bwd_from_h<NM, Reset::Soft, false, Save::H, Grad::BPTT>(l, sg);
+    }
+    if (reset == Reset::Hard) {
+      return detach ? bwd_from_h<NM, Reset::Hard, true, Save::H, Grad::BPTT>(l, sg)
+                    : bwd_from_h<NM, Reset::Hard, false, Save::H, Grad::BPTT>(l, sg);
+    }
+    return false;
+  }
+  if (save == Save::HV0 && NM == Neuron::LIF) {  // a learnable k: LIF only
+    if (reset == Reset::Soft) {
+      return detach ? bwd_from_h<Neuron::LIF, Reset::Soft, true, Save::HV0, Grad::BPTT>(l, sg)
+                    : bwd_from_h<Neuron::LIF, Reset::Soft, false, Save::HV0, Grad::BPTT>(l, sg);
+    }
+    if (reset == Reset::Hard) {
+      return detach ? bwd_from_h<Neuron::LIF, Reset::Hard, true, Save::HV0, Grad::BPTT>(l, sg)
+                    : bwd_from_h<Neuron::LIF, Reset::Hard, false, Save::HV0, Grad::BPTT>(l, sg);
+    }
+  }
+  return false;
+}
+
+// BPTT of the leaky model: its reset is always detached; only 'zero' needs the reset flag.
+template <typename L>
+bool bwd_bptt_leaky(L& l, Reset reset, Surrogate sg, Save save) {
+  constexpr Neuron kLeaky = Neuron::Leaky;
+  if (save == Save::Sg && sg == Surrogate::Rect) {
+    if (reset == Reset::Soft) { l.template bwd<kLeaky, Reset::Soft, true, Surrogate::Rect, Save::Sg, Grad::BPTT>(); return true; }
+    if (reset == Reset::None) { l.template bwd<kLeaky, Reset::None, true, Surrogate::Rect, Save::Sg, Grad::BPTT>(); return true; }
+    return false;
+  }
+  if (save == Save::SgReset && sg == Surrogate::Rect && reset == Reset::Hard) {
+    l.template bwd<kLeaky, Reset::Hard, true, Surrogate::Rect, Save::SgReset, Grad::BPTT>();
+    return true;
+  }
+  if (save == Save::H) {
+    if (reset == Reset::Soft) return bwd_from_h<kLeaky, Reset::Soft, true, Save::H, Grad::BPTT>(l, sg);
+    if (reset == Reset::None) return bwd_from_h<kLeaky, Reset::None, true, Save::H, Grad::BPTT>(l, sg);
+    return false;
+  }
+  if (save == Save::HV0 && reset == Reset::Hard) return bwd_from_h<kLeaky, Reset::Hard, true, Save::HV0, Grad::BPTT>(l, sg);
+  return false;
+}
+
+}  // namespace detail
+
+template <typename Launcher>
+bool dispatch_fwd(Launcher& l, Neuron nm, Reset reset, Save save) {
+  switch (nm) {
+    case Neuron::LIF: return detail::fwd_reset<Neuron::LIF>(l, reset, save);
+    case Neuron::IF: return detail::fwd_reset<Neuron::IF>(l, reset, save);
+    case Neuron::Leaky: return detail::fwd_reset<Neuron::Leaky>(l, reset, save);
+  }
+  return false;
+}
+
+template <typename Launcher>
+bool dispatch_bwd(Launcher& l, Neuron nm, Reset reset, bool detach, Surrogate sg, Save save, Grad grad) {
+  if (save == Save::None) return false;
+  if (grad == Grad::SLTT) return detail::bwd_sltt(l, nm, reset, sg, save);
+  switch (nm) {
+    case Neuron::LIF: return detail::bwd_bptt_reset_now<Neuron::LIF>(l, reset, detach, sg, save);
+    case Neuron::IF: return detail::bwd_bptt_reset_now<Neuron::IF>(l, reset, detach, sg, save);
+    case Neuron::Leaky: return detail::bwd_bptt_leaky(l, reset, sg, save);
+  }
+  return false;
 }
 
 }  // namespace sltt

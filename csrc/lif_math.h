@@ -1,9 +1,9 @@
-// Per-element LIF math shared by the CPU and CUDA kernels (DESIGN.md section 2).
+// Per-element math shared by every neuron model and by the CPU and CUDA kernels
+// (docs/design.md, sections 2 and 3).
 //
 // Everything here is an inline host/device function on a scalar state type S (float or
-// double). No torch header: `nvcc -c` and plain g++ compile this alone. The charge is written
-// as two explicit fused multiply-adds in one fixed order; the Triton kernels use the same
-// order, so h, the spikes and the saved masks agree bit for bit across backends.
+// double). No torch header: `nvcc -c` and plain g++ compile this alone. The per-model math
+// (charge, fire, reset and their derivatives) lives in csrc/neurons/, one header per model.
 #pragma once
 
 #include <cmath>
@@ -19,28 +19,38 @@
 
 namespace sltt {
 
-// Encodings shared by every backend; the Python layer passes them as strings.
-enum class Reset : int { Soft = 0, Hard = 1 };
+// Encodings shared by every backend; the Python layer passes them as strings
+// (sltt_kernels/_config.py holds the same tables).
+enum class Neuron : int { LIF = 0, IF = 1, Leaky = 2 };
+// Soft: v = h - theta s. Hard: v = s ? v_r : h. None: no reset (the leaky model's
+// reset_mechanism='none'). The leaky model applies its reset at the next charge.
+enum class Reset : int { Soft = 0, Hard = 1, None = 2 };
 enum class Surrogate : int { Rect = 0, Triangle = 1, Sigmoid = 2, ATan = 3 };
-// What the forward keeps for the backward (DESIGN.md section 3).
+// What the forward keeps for the backward (docs/design.md, section 3).
 //   None:    nothing (no gradient needed)
-//   Sg:      1 bit per element-step, sg != 0 (rect surrogate)
-//   SgSpike: 2 bit planes, sg != 0 and s (rect surrogate, hard reset with detach_reset)
-//   H:       h itself in the state dtype; sg and dv/dh are recomputed from it
-enum class Save : int { None = 0, Sg = 1, SgSpike = 2, H = 3 };
+//   Sg:      1 bit per element-step, sg != 0 (rect surrogate)                      [T, W]
+//   SgSpike: 2 bit planes, sg != 0 and s[t] (rect, hard reset with detach_reset)   [2, T, W]
+//   SgReset: 2 bit planes, sg != 0 and the reset flag applied at step t's charge   [2, T, W]
+//            (the leaky model with reset to zero)
+//   H:       h[t] in the state dtype; sg, s and dv/dh are recomputed from it        [T, N]
+//   HV0:     the state before step 0, then h[t]: what the backward of a learnable   [T+1, N]
+//            time constant (and of the leaky model's reset to zero) needs
+// W = ceil(N / 32) words per step; bit j of word w is neuron 32 w + j.
+enum class Save : int { None = 0, Sg = 1, SgSpike = 2, H = 3, SgReset = 4, HV0 = 5 };
 enum class Grad : int { BPTT = 0, SLTT = 1 };
 
 // Neuron constants, precomputed once per call in the state type.
 template <typename S>
 struct LIFParams {
-  S lam;         // 1 - 1/tau
-  S c;           // 1/tau if decay_input else 1
+  S lam;         // decay: the factor on the state (1 - 1/tau for LIF, beta for leaky)
+  S c;           // input gain (1/tau for LIF with decay_input, else 1)
   S theta;       // firing threshold
   S v_r;         // reset potential (0 for soft reset)
   S alpha;       // surrogate sharpness (triangle, sigmoid, atan)
   S alpha2;      // alpha * alpha (triangle)
   S half_width;  // rect: a / 2
   S inv_width;   // rect: 1 / a
+  bool c_is_k;   // with a learnable k = 1/tau: c = k (decay_input) rather than 1
 };
 
 // The parameters in the state type, rounded once from their double values, so that every
@@ -56,6 +66,19 @@ LIF_HD LIFParams<S> cast_params(const LIFParams<double>& d) {
   p.alpha2 = S(d.alpha2);
   p.half_width = S(d.half_width);
   p.inv_width = S(d.inv_width);
+  p.c_is_k = d.c_is_k;
+  return p;
+}
+
+// A learnable time constant arrives as a one-element tensor k = 1/tau (read on the device,
+// so no host synchronisation): lam = 1 - k, c = k or 1.
+template <typename S>
+LIF_HD LIFParams<S> with_k(LIFParams<S> p, const S* k) {
+  if (k) {
+    const S kv = *k;
+    p.lam = S(1) - kv;
+    p.c = p.c_is_k ? kv : S(1);
+  }
   return p;
 }
 
@@ -67,25 +90,6 @@ LIF_HD double lif_exp(double a) { return exp(a); }
 template <typename S>
 LIF_HD S lif_max(S a, S b) { return a > b ? a : b; }
 
-// charge: h = v_r + lam * (v - v_r) + c * x, as fma(lam, v - v_r, fma(c, x, v_r)).
-template <typename S>
-LIF_HD S lif_charge(const LIFParams<S>& p, S v, S x) {
-  return lif_fma(p.lam, v - p.v_r, lif_fma(p.c, x, p.v_r));
-}
-
-// fire: s = 1 if h >= theta (Heaviside with H(0) = 1, as SpikingJelly).
-template <typename S>
-LIF_HD bool lif_fire(const LIFParams<S>& p, S h) {
-  return h >= p.theta;
-}
-
-// reset, written as a select so that it is exact in every backend.
-template <Reset R, typename S>
-LIF_HD S lif_reset(const LIFParams<S>& p, S h, bool spike) {
-  if (R == Reset::Soft) return spike ? h - p.theta : h;
-  return spike ? p.v_r : h;
-}
-
 // rect surrogate window: sg != 0 exactly when |h - theta| < a / 2. Written as two
 // comparisons joined by a bitwise & (no branch), which compilers vectorise; -d is exact, so
 // this is |d| < a/2 to the bit, and false for NaN.
@@ -95,7 +99,8 @@ LIF_HD bool lif_rect_window(const LIFParams<S>& p, S h) {
   return (d < p.half_width) & (-d < p.half_width);
 }
 
-// Surrogate derivative sg(h - theta).
+// Surrogate derivative sg(h - theta). A NaN h gives NaN for triangle, sigmoid and atan, and 0
+// for rect (a 1-bit saved state cannot hold a NaN): docs/design.md, section 2.4.
 template <Surrogate SG, typename S>
 LIF_HD S lif_surrogate(const LIFParams<S>& p, S h) {
   const S d = h - p.theta;
@@ -103,7 +108,7 @@ LIF_HD S lif_surrogate(const LIFParams<S>& p, S h) {
     return lif_rect_window(p, h) ? p.inv_width : S(0);
   } else if (SG == Surrogate::Triangle) {
     const S g = lif_fma(-p.alpha2, lif_max(d, -d), p.alpha);
-    return lif_max(g, S(0));
+    return g < S(0) ? S(0) : g;  // keeps a NaN
   } else if (SG == Surrogate::Sigmoid) {
     const S sig = S(1) / (S(1) + lif_exp(-p.alpha * d));
     return p.alpha * sig * (S(1) - sig);
@@ -114,19 +119,10 @@ LIF_HD S lif_surrogate(const LIFParams<S>& p, S h) {
   }
 }
 
-// dv[t]/dh[t] through the reset (DESIGN.md section 2).
-template <Reset R, bool Detach, typename S>
-LIF_HD S lif_dv_dh(const LIFParams<S>& p, S h, bool spike, S sg) {
-  if (R == Reset::Soft) {
-    if (Detach) return S(1);
-    return lif_fma(-p.theta, sg, S(1));
-  }
-  const S keep = spike ? S(0) : S(1);
-  if (Detach) return keep;
-  return lif_fma(-(h - p.v_r), sg, keep);
-}
-
 // Number of int32 words per step of a packed bit plane.
 LIF_HD int64_t lif_mask_words(int64_t n) { return (n + 31) / 32; }
+
+// Rows of the saved h tensor for T steps.
+LIF_HD int64_t saved_h_rows(Save s, int64_t T) { return s == Save::HV0 ? T + 1 : T; }
 
 }  // namespace sltt

@@ -1,113 +1,131 @@
-// Torch-side glue shared by the backend bindings: parsing and checking the op arguments,
-// and allocating the outputs. The kernels themselves never see a torch type.
+// Torch-side glue shared by the backend bindings: parsing the op arguments, the checks that
+// protect memory, and output allocation. The kernels themselves never see a torch type.
+//
+// The neuron's argument rules (ranges, which save kind serves which configuration) live once,
+// in Python (sltt_kernels/_config.py). What is checked here is what a raw call could use to
+// read or write out of bounds: every tensor's device, dtype, shape and layout against the
+// others, and that the configuration has a kernel (docs/design.md, section 4).
 #pragma once
 
 #include <ATen/ATen.h>
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
 
-#include <cmath>
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "lif_args.h"
 #include "lif_math.h"
 
 namespace sltt {
 
+// The neuron arguments of every op, in schema order (sltt_kernels/_config.py, NeuronArgs).
 struct LIFOptions {
-  double tau;
-  double v_threshold;
-  double v_r;
+  Neuron neuron;
+  double lam;          // decay
+  double c;            // input_gain
+  bool c_is_k;         // decay_input, read only with a learnable k
+  double theta;        // v_threshold
   Reset reset;
-  bool decay_input;
+  double v_r;          // v_reset
   bool detach_reset;
   Surrogate surrogate;
-  double surrogate_param;
+  double alpha;        // surrogate_alpha
   Save save;
   Grad grad;
 
   LIFParams<double> params() const {
     LIFParams<double> p;
-    p.lam = 1.0 - 1.0 / tau;
-    p.c = decay_input ? 1.0 / tau : 1.0;
-    p.theta = v_threshold;
+    p.lam = lam;
+    p.c = c;
+    p.theta = theta;
     p.v_r = v_r;
-    p.alpha = surrogate_param;
-    p.alpha2 = surrogate_param * surrogate_param;
-    p.half_width = surrogate_param * 0.5;
-    p.inv_width = 1.0 / surrogate_param;
+    p.alpha = alpha;
+    p.alpha2 = alpha * alpha;
+    p.half_width = alpha * 0.5;
+    p.inv_width = 1.0 / alpha;
+    p.c_is_k = c_is_k;
     return p;
   }
 };
 
+#define SLTT_PARSE_CASE(str, value) \
+  if (s == str) return value;
+
+inline Neuron parse_neuron(c10::string_view s) {
+  SLTT_PARSE_CASE("lif", Neuron::LIF)
+  SLTT_PARSE_CASE("if", Neuron::IF)
+  SLTT_PARSE_CASE("leaky", Neuron::Leaky)
+  TORCH_CHECK_VALUE(false, "sltt_kernels: neuron must be 'lif', 'if' or 'leaky', got '", std::string(s), "'");
+}
+
+inline Reset parse_reset(c10::string_view s) {
+  SLTT_PARSE_CASE("soft", Reset::Soft)
+  SLTT_PARSE_CASE("hard", Reset::Hard)
+  SLTT_PARSE_CASE("none", Reset::None)
+  TORCH_CHECK_VALUE(false, "sltt_kernels: reset must be 'soft', 'hard' or 'none', got '", std::string(s), "'");
+}
+
 inline Surrogate parse_surrogate(c10::string_view s) {
-  if (s == "rect") return Surrogate::Rect;
-  if (s == "triangle") return Surrogate::Triangle;
-  if (s == "sigmoid") return Surrogate::Sigmoid;
-  if (s == "atan") return Surrogate::ATan;
-  TORCH_CHECK(false, "sltt_kernels: surrogate must be one of 'rect', 'triangle', 'sigmoid', 'atan', got '",
-              std::string(s), "'");
+  SLTT_PARSE_CASE("rect", Surrogate::Rect)
+  SLTT_PARSE_CASE("triangle", Surrogate::Triangle)
+  SLTT_PARSE_CASE("sigmoid", Surrogate::Sigmoid)
+  SLTT_PARSE_CASE("atan", Surrogate::ATan)
+  TORCH_CHECK_VALUE(false, "sltt_kernels: surrogate must be 'rect', 'triangle', 'sigmoid' or 'atan', got '",
+                    std::string(s), "'");
 }
 
 inline Save parse_save(c10::string_view s) {
-  if (s == "none") return Save::None;
-  if (s == "sg") return Save::Sg;
-  if (s == "sg_spike") return Save::SgSpike;
-  if (s == "h") return Save::H;
-  TORCH_CHECK(false, "sltt_kernels: save must be one of 'none', 'sg', 'sg_spike', 'h', got '", std::string(s),
-              "'");
+  SLTT_PARSE_CASE("none", Save::None)
+  SLTT_PARSE_CASE("sg", Save::Sg)
+  SLTT_PARSE_CASE("sg_spike", Save::SgSpike)
+  SLTT_PARSE_CASE("sg_reset", Save::SgReset)
+  SLTT_PARSE_CASE("h", Save::H)
+  SLTT_PARSE_CASE("h_v0", Save::HV0)
+  TORCH_CHECK_VALUE(false, "sltt_kernels: save must be 'none', 'sg', 'sg_spike', 'sg_reset', 'h' or 'h_v0', got '",
+                    std::string(s), "'");
 }
 
 inline Grad parse_grad(c10::string_view s) {
-  if (s == "bptt") return Grad::BPTT;
-  if (s == "sltt") return Grad::SLTT;
-  TORCH_CHECK(false, "sltt_kernels: grad must be 'bptt' or 'sltt', got '", std::string(s), "'");
+  SLTT_PARSE_CASE("bptt", Grad::BPTT)
+  SLTT_PARSE_CASE("sltt", Grad::SLTT)
+  TORCH_CHECK_VALUE(false, "sltt_kernels: grad must be 'bptt' or 'sltt', got '", std::string(s), "'");
+}
+#undef SLTT_PARSE_CASE
+
+inline const char* save_name(Save s) {
+  switch (s) {
+    case Save::None: return "none";
+    case Save::Sg: return "sg";
+    case Save::SgSpike: return "sg_spike";
+    case Save::SgReset: return "sg_reset";
+    case Save::H: return "h";
+    case Save::HV0: return "h_v0";
+  }
+  return "?";
 }
 
-// The backward can be computed from what was saved (DESIGN.md section 3).
-inline void check_backward_options(const LIFOptions& o) {
-  TORCH_CHECK(o.save != Save::None, "sltt_kernels: the forward saved nothing (save='none'), so no backward");
-  if (o.grad == Grad::SLTT) return;
-  if (o.save == Save::Sg)
-    TORCH_CHECK(o.reset == Reset::Soft,
-                "sltt_kernels: BPTT with hard reset needs save='sg_spike' (detach_reset) or save='h'");
-  if (o.save == Save::SgSpike)
-    TORCH_CHECK(o.reset == Reset::Hard && o.detach_reset,
-                "sltt_kernels: save='sg_spike' serves BPTT with hard reset and detach_reset only");
-}
-
-inline LIFOptions parse_options(double tau, double v_threshold, c10::optional<double> v_reset, bool decay_input,
-                                bool detach_reset, c10::string_view surrogate, double surrogate_param,
-                                c10::string_view save, c10::string_view grad) {
-  TORCH_CHECK(std::isfinite(tau) && tau >= 1.0,
-              "sltt_kernels: tau must be a finite number >= 1 (so that lambda = 1 - 1/tau lies in [0, 1)), got ",
-              tau);
-  TORCH_CHECK(std::isfinite(v_threshold), "sltt_kernels: v_threshold must be finite, got ", v_threshold);
-  TORCH_CHECK(!v_reset.has_value() || std::isfinite(*v_reset), "sltt_kernels: v_reset must be finite or None, got ",
-              *v_reset);
-  TORCH_CHECK(std::isfinite(surrogate_param) && surrogate_param > 0.0,
-              "sltt_kernels: surrogate_param (rect width or alpha) must be a finite number > 0, got ",
-              surrogate_param);
+inline LIFOptions parse_options(c10::string_view neuron, double decay, double input_gain, bool decay_input,
+                                double v_threshold, c10::string_view reset, double v_reset, bool detach_reset,
+                                c10::string_view surrogate, double surrogate_alpha, c10::string_view save,
+                                c10::string_view grad) {
   LIFOptions o;
-  o.tau = tau;
-  o.v_threshold = v_threshold;
-  o.v_r = v_reset.has_value() ? *v_reset : 0.0;
-  o.reset = v_reset.has_value() ? Reset::Hard : Reset::Soft;
-  o.decay_input = decay_input;
+  o.neuron = parse_neuron(neuron);
+  o.lam = decay;
+  o.c = input_gain;
+  o.c_is_k = decay_input;
+  o.theta = v_threshold;
+  o.reset = parse_reset(reset);
+  o.v_r = v_reset;
   o.detach_reset = detach_reset;
   o.surrogate = parse_surrogate(surrogate);
-  o.surrogate_param = surrogate_param;
+  o.alpha = surrogate_alpha;
   o.save = parse_save(save);
   o.grad = parse_grad(grad);
-  if (o.save == Save::Sg || o.save == Save::SgSpike)
-    TORCH_CHECK(o.surrogate == Surrogate::Rect, "sltt_kernels: save='", std::string(save),
-                "' (a bit mask) needs the rect surrogate; save 'h' for '", std::string(surrogate), "'");
-  if (o.save != Save::None) check_backward_options(o);
   return o;
 }
-
 
 // State type of the kernels for an input element type X: double for double, else float.
 template <typename X>
@@ -119,61 +137,82 @@ inline at::ScalarType state_dtype(at::ScalarType x) {
 }
 
 inline void check_input(const at::Tensor& x, const char* name, bool multistep) {
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble || x.scalar_type() == at::kHalf ||
-                  x.scalar_type() == at::kBFloat16,
-              "sltt_kernels: ", name, " must be float32, float64, float16 or bfloat16, got ", x.scalar_type());
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble || x.scalar_type() == at::kHalf ||
+                       x.scalar_type() == at::kBFloat16,
+                   "sltt_kernels: ", name, " must be float32, float64, float16 or bfloat16, got ", x.scalar_type());
   if (multistep) {
-    TORCH_CHECK(x.dim() >= 1, "sltt_kernels: ", name, " must be [T, ...] with at least one dimension, got a scalar");
-    TORCH_CHECK(x.size(0) >= 1, "sltt_kernels: ", name, " must have at least one time step, got shape ",
-                x.sizes());
+    TORCH_CHECK_VALUE(x.dim() >= 1, "sltt_kernels: ", name, " must be [T, ...] with at least one dimension, got a scalar");
+    TORCH_CHECK_VALUE(x.size(0) >= 1, "sltt_kernels: ", name, " must have at least one time step, got shape ",
+                      x.sizes());
   }
 }
 
+inline void check_device(const at::Tensor& t, const char* name, const at::Tensor& like, const char* like_name) {
+  TORCH_CHECK_VALUE(t.device() == like.device(), "sltt_kernels: ", name, " is on ", t.device(), " but ", like_name,
+                    " is on ", like.device());
+}
+
 inline void check_state(const at::Tensor& v, const char* name, const at::Tensor& like, at::IntArrayRef shape) {
-  TORCH_CHECK(v.device() == like.device(), "sltt_kernels: ", name, " is on ", v.device(), " but the input is on ",
-              like.device());
-  TORCH_CHECK(v.scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: ", name, " must be ",
-              state_dtype(like.scalar_type()), " (the state dtype for ", like.scalar_type(), " input), got ",
-              v.scalar_type());
-  TORCH_CHECK(v.sizes() == shape, "sltt_kernels: ", name, " must have shape ", shape, ", got ", v.sizes());
+  check_device(v, name, like, "the input");
+  TORCH_CHECK_TYPE(v.scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: ", name, " must be ",
+                   state_dtype(like.scalar_type()), " (the state dtype for ", like.scalar_type(), " input), got ",
+                   v.scalar_type());
+  TORCH_CHECK_VALUE(v.sizes() == shape, "sltt_kernels: ", name, " must have shape ", shape, ", got ", v.sizes());
+}
+
+// A learnable k = 1/tau: one element in the state dtype, on the input's device.
+inline at::Tensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like) {
+  if (!k.has_value() || !k->defined()) return at::Tensor();
+  check_device(*k, "k", like, "the input");
+  TORCH_CHECK_TYPE(k->scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: k must be ",
+                   state_dtype(like.scalar_type()), ", got ", k->scalar_type());
+  TORCH_CHECK_VALUE(k->numel() == 1, "sltt_kernels: k must have one element, got shape ", k->sizes());
+  return k->reshape({1}).contiguous();
 }
 
 // Shape of the saved tensor for T steps of N neurons.
 inline std::vector<int64_t> saved_shape(Save s, int64_t T, int64_t N) {
   switch (s) {
     case Save::Sg: return {T, lif_mask_words(N)};
-    case Save::SgSpike: return {2, T, lif_mask_words(N)};
+    case Save::SgSpike:
+    case Save::SgReset: return {2, T, lif_mask_words(N)};
     case Save::H: return {T, N};
+    case Save::HV0: return {T + 1, N};
     default: return {0};
   }
 }
 
+inline bool saves_h(Save s) { return s == Save::H || s == Save::HV0; }
+
 inline void check_saved(const at::Tensor& saved, const LIFOptions& o, const at::Tensor& grad, int64_t T, int64_t N) {
   const auto want = saved_shape(o.save, T, N);
-  TORCH_CHECK(saved.device() == grad.device(), "sltt_kernels: saved is on ", saved.device(),
-              " but the gradient is on ", grad.device());
-  TORCH_CHECK(saved.sizes() == at::IntArrayRef(want), "sltt_kernels: saved must have shape ", at::IntArrayRef(want),
-              " for save kind ", int(o.save), ", got ", saved.sizes());
-  const auto dt = o.save == Save::H ? state_dtype(grad.scalar_type()) : at::kInt;
-  TORCH_CHECK(saved.scalar_type() == dt, "sltt_kernels: saved must be ", dt, ", got ", saved.scalar_type());
-  TORCH_CHECK(saved.is_contiguous(), "sltt_kernels: saved must be contiguous");
+  check_device(saved, "saved", grad, "the gradient");
+  TORCH_CHECK_VALUE(saved.sizes() == at::IntArrayRef(want), "sltt_kernels: saved must have shape ",
+                    at::IntArrayRef(want), " for save='", save_name(o.save), "', got ", saved.sizes());
+  const auto dt = saves_h(o.save) ? state_dtype(grad.scalar_type()) : at::kInt;
+  TORCH_CHECK_TYPE(saved.scalar_type() == dt, "sltt_kernels: saved must be ", dt, " for save='", save_name(o.save),
+                   "', got ", saved.scalar_type());
+  TORCH_CHECK_VALUE(saved.is_contiguous(), "sltt_kernels: saved must be contiguous (as the forward returned it)");
 }
 
 // ---------------------------------------------------------------------------------------------
 // The op bodies every backend shares: checks, contiguous inputs, output allocation, and the
-// single-step ops as T = 1 views of the multi-step ones. A backend supplies only `launch`.
+// single-step ops as T = 1 views of the multi-step ones. A backend supplies only `launch`,
+// which returns false when the configuration has no kernel.
 
 struct FwdTensors {
   at::Tensor x;       // [T, ...] contiguous
   at::Tensor v0;      // [...] contiguous, or undefined
+  at::Tensor k;       // [1], or undefined
   at::Tensor spikes;  // [T, ...]
   at::Tensor v_last;  // [...]
-  at::Tensor saved;   // see ops.cpp
+  at::Tensor saved;   // see lif_math.h, Save
   int64_t T;
   int64_t N;
 };
 
-inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0, const LIFOptions& o) {
+inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0,
+                              const c10::optional<at::Tensor>& k, const LIFOptions& o) {
   check_input(x_in, "x", /*multistep=*/true);
   FwdTensors f;
   f.x = x_in.contiguous();
@@ -185,21 +224,24 @@ inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Te
     check_state(*v0, "v0", f.x, state_shape);
     f.v0 = v0->contiguous();
   }
+  f.k = checked_k(k, f.x);
   f.spikes = at::empty(f.x.sizes(), f.x.options());
   f.v_last = at::empty(state_shape, f.x.options().dtype(sdt));
-  f.saved = at::empty(saved_shape(o.save, f.T, f.N), f.x.options().dtype(o.save == Save::H ? sdt : at::kInt));
+  f.saved = at::empty(saved_shape(o.save, f.T, f.N), f.x.options().dtype(saves_h(o.save) ? sdt : at::kInt));
   return f;
 }
 
 template <typename X, typename S>
 FwdArgs<X, S> fwd_args(const FwdTensors& f, const LIFOptions& o) {
+  const bool mask = o.save == Save::Sg || o.save == Save::SgSpike || o.save == Save::SgReset;
   FwdArgs<X, S> a;
   a.x = static_cast<const X*>(f.x.const_data_ptr());
   a.v0 = f.v0.defined() ? static_cast<const S*>(f.v0.const_data_ptr()) : nullptr;
+  a.k = f.k.defined() ? static_cast<const S*>(f.k.const_data_ptr()) : nullptr;
   a.spikes = static_cast<X*>(f.spikes.mutable_data_ptr());
   a.v_last = static_cast<S*>(f.v_last.mutable_data_ptr());
-  a.mask = (o.save == Save::Sg || o.save == Save::SgSpike) ? f.saved.mutable_data_ptr<int32_t>() : nullptr;
-  a.h = o.save == Save::H ? static_cast<S*>(f.saved.mutable_data_ptr()) : nullptr;
+  a.mask = mask ? f.saved.mutable_data_ptr<int32_t>() : nullptr;
+  a.h = saves_h(o.save) ? static_cast<S*>(f.saved.mutable_data_ptr()) : nullptr;
   a.T = f.T;
   a.N = f.N;
   a.p = cast_params<S>(o.params());
@@ -210,16 +252,19 @@ struct BwdTensors {
   at::Tensor grad_spikes;  // [T, ...] contiguous
   at::Tensor grad_v_last;  // [...] contiguous, or undefined
   at::Tensor saved;
+  at::Tensor k;            // [1], or undefined
   at::Tensor grad_x;       // [T, ...]
   at::Tensor grad_v0;      // [...]
+  at::Tensor grad_k_partial;  // [N] with k, else undefined
   int64_t T;
   int64_t N;
 };
 
 inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::Tensor>& gv_last,
-                              const at::Tensor& saved, const LIFOptions& o) {
+                              const at::Tensor& saved, const c10::optional<at::Tensor>& k, const LIFOptions& o) {
   check_input(gs_in, "grad_spikes", /*multistep=*/true);
-  TORCH_CHECK(o.save != Save::None, "sltt_kernels: the forward saved nothing (save='none'), so there is no backward");
+  TORCH_CHECK_VALUE(o.save != Save::None,
+                    "sltt_kernels: the forward saved nothing (save='none'), so there is no backward");
   BwdTensors b;
   b.grad_spikes = gs_in.contiguous();
   b.T = b.grad_spikes.size(0);
@@ -228,14 +273,19 @@ inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::T
   const auto sdt = state_dtype(b.grad_spikes.scalar_type());
   check_saved(saved, o, b.grad_spikes, b.T, b.N);
   b.saved = saved;
-  if (o.grad == Grad::BPTT && gv_last.has_value() && gv_last->defined()) {
+  b.k = checked_k(k, b.grad_spikes);
+  if (gv_last.has_value() && gv_last->defined()) {
+    // checked in both modes: a wrong tensor is a mistake even where SLTT does not read it
     check_state(*gv_last, "grad_v_last", b.grad_spikes, state_shape);
-    b.grad_v_last = gv_last->contiguous();
+    if (o.grad == Grad::BPTT) b.grad_v_last = gv_last->contiguous();
   }
   b.grad_x = at::empty(b.grad_spikes.sizes(), b.grad_spikes.options());
   // SLTT: no gradient reaches v0.
   b.grad_v0 = o.grad == Grad::BPTT ? at::empty(state_shape, b.grad_spikes.options().dtype(sdt))
                                    : at::zeros(state_shape, b.grad_spikes.options().dtype(sdt));
+  // The gradient of k is computed where the forward saved what it needs (h_v0); a constant k
+  // only sets the parameters.
+  if (b.k.defined() && o.save == Save::HV0) b.grad_k_partial = at::zeros({b.N}, b.grad_spikes.options().dtype(sdt));
   return b;
 }
 
@@ -244,50 +294,67 @@ BwdArgs<X, S> bwd_args(const BwdTensors& b, const LIFOptions& o) {
   BwdArgs<X, S> a;
   a.grad_spikes = static_cast<const X*>(b.grad_spikes.const_data_ptr());
   a.grad_v_last = b.grad_v_last.defined() ? static_cast<const S*>(b.grad_v_last.const_data_ptr()) : nullptr;
-  a.mask = o.save == Save::H ? nullptr : b.saved.const_data_ptr<int32_t>();
-  a.h = o.save == Save::H ? static_cast<const S*>(b.saved.const_data_ptr()) : nullptr;
+  a.mask = saves_h(o.save) ? nullptr : b.saved.const_data_ptr<int32_t>();
+  a.h = saves_h(o.save) ? static_cast<const S*>(b.saved.const_data_ptr()) : nullptr;
+  a.k = b.k.defined() ? static_cast<const S*>(b.k.const_data_ptr()) : nullptr;
   a.grad_x = static_cast<X*>(b.grad_x.mutable_data_ptr());
   a.grad_v0 = o.grad == Grad::BPTT ? static_cast<S*>(b.grad_v0.mutable_data_ptr()) : nullptr;
+  a.grad_k = b.grad_k_partial.defined() ? static_cast<S*>(b.grad_k_partial.mutable_data_ptr()) : nullptr;
   a.T = b.T;
   a.N = b.N;
   a.p = cast_params<S>(o.params());
   return a;
 }
 
+inline at::Tensor grad_k_of(const BwdTensors& b, const at::Tensor& like) {
+  if (!b.grad_k_partial.defined()) return at::empty({0}, like.options().dtype(state_dtype(like.scalar_type())));
+  return b.grad_k_partial.sum();
+}
+
 // The four ops, given a backend's multi-step forward and backward:
-//   FwdFn: void(const FwdTensors&, const LIFOptions&)   BwdFn: void(const BwdTensors&, const LIFOptions&)
+//   FwdFn: bool(const FwdTensors&, const LIFOptions&)   BwdFn: bool(const BwdTensors&, const LIFOptions&)
+// each returning false when the configuration has no kernel.
+inline void check_launched(bool ok, const LIFOptions& o, const char* what) {
+  TORCH_CHECK_VALUE(ok, "sltt_kernels: no ", what, " kernel for this configuration (save='", save_name(o.save),
+                    "'); build the op arguments with sltt_kernels._config.neuron_args");
+}
+
 template <typename FwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_fwd_op(FwdFn run, const at::Tensor& x,
                                                                const c10::optional<at::Tensor>& v0,
+                                                               const c10::optional<at::Tensor>& k,
                                                                const LIFOptions& o) {
-  FwdTensors f = prepare_fwd(x, v0, o);
-  if (f.N > 0) run(f, o);
+  FwdTensors f = prepare_fwd(x, v0, k, o);
+  if (f.N > 0) check_launched(run(f, o), o, "forward");
   return {f.spikes, f.v_last, f.saved};
 }
 
 template <typename BwdFn>
-std::tuple<at::Tensor, at::Tensor> multistep_bwd_op(BwdFn run, const at::Tensor& grad_spikes,
-                                                   const c10::optional<at::Tensor>& grad_v_last,
-                                                   const at::Tensor& saved, const LIFOptions& o) {
-  BwdTensors b = prepare_bwd(grad_spikes, grad_v_last, saved, o);
-  if (b.N > 0) run(b, o);
-  return {b.grad_x, b.grad_v0};
+std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_bwd_op(BwdFn run, const at::Tensor& grad_spikes,
+                                                               const c10::optional<at::Tensor>& grad_v_last,
+                                                               const at::Tensor& saved,
+                                                               const c10::optional<at::Tensor>& k,
+                                                               const LIFOptions& o) {
+  BwdTensors b = prepare_bwd(grad_spikes, grad_v_last, saved, k, o);
+  if (b.N > 0) check_launched(run(b, o), o, "backward");
+  return {b.grad_x, b.grad_v0, grad_k_of(b, b.grad_spikes)};
 }
 
 // One step is the multi-step op with T = 1 on [1, N] views.
 template <typename FwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> step_fwd_op(FwdFn run, const at::Tensor& x, const at::Tensor& v,
-                                                          const LIFOptions& o) {
+                                                          const c10::optional<at::Tensor>& k, const LIFOptions& o) {
   check_input(x, "x", /*multistep=*/false);
   check_state(v, "v", x, x.sizes());
-  auto out = multistep_fwd_op(run, x.reshape({1, x.numel()}), v.reshape({x.numel()}), o);
+  auto out = multistep_fwd_op(run, x.reshape({1, x.numel()}), v.reshape({x.numel()}), k, o);
   return {std::get<0>(out).view(x.sizes()), std::get<1>(out).view(x.sizes()), std::get<2>(out)};
 }
 
 template <typename BwdFn>
-std::tuple<at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::Tensor& grad_spike,
-                                              const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,
-                                              const LIFOptions& o) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::Tensor& grad_spike,
+                                                          const c10::optional<at::Tensor>& grad_v_new,
+                                                          const at::Tensor& saved, const c10::optional<at::Tensor>& k,
+                                                          const LIFOptions& o) {
   check_input(grad_spike, "grad_spike", /*multistep=*/false);
   const int64_t N = grad_spike.numel();
   c10::optional<at::Tensor> gv;
@@ -295,44 +362,40 @@ std::tuple<at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::Tensor& grad
     check_state(*grad_v_new, "grad_v_new", grad_spike, grad_spike.sizes());
     gv = grad_v_new->reshape({N});
   }
-  auto out = multistep_bwd_op(run, grad_spike.reshape({1, N}), gv, saved, o);
-  return {std::get<0>(out).view(grad_spike.sizes()), std::get<1>(out).view(grad_spike.sizes())};
+  auto out = multistep_bwd_op(run, grad_spike.reshape({1, N}), gv, saved, k, o);
+  return {std::get<0>(out).view(grad_spike.sizes()), std::get<1>(out).view(grad_spike.sizes()), std::get<2>(out)};
 }
 
-// Defines the four op functions NAME_multistep_fwd, ... for a backend whose multi-step kernels
-// are the functors FWD and BWD (see multistep_fwd_op), so the bindings only write the launches.
-#define SLTT_DEFINE_OPS(PREFIX, FWD, BWD)                                                                          \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_multistep_fwd_##PREFIX(                                       \
-      const at::Tensor& x, const c10::optional<at::Tensor>& v0, double tau, double v_threshold,                    \
-      c10::optional<double> v_reset, bool decay_input, bool detach_reset, c10::string_view surrogate,              \
-      double surrogate_param, c10::string_view save, c10::string_view grad) {                                      \
-    return ::sltt::multistep_fwd_op(FWD, x, v0,                                                                    \
-                                    ::sltt::parse_options(tau, v_threshold, v_reset, decay_input, detach_reset,    \
-                                                          surrogate, surrogate_param, save, grad));                \
-  }                                                                                                                \
-  std::tuple<at::Tensor, at::Tensor> lif_multistep_bwd_##PREFIX(                                                   \
-      const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,        \
-      double tau, double v_threshold, c10::optional<double> v_reset, bool decay_input, bool detach_reset,          \
-      c10::string_view surrogate, double surrogate_param, c10::string_view save, c10::string_view grad) {          \
-    return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved,                                          \
-                                    ::sltt::parse_options(tau, v_threshold, v_reset, decay_input, detach_reset,    \
-                                                          surrogate, surrogate_param, save, grad));                \
-  }                                                                                                                \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_step_fwd_##PREFIX(                                            \
-      const at::Tensor& x, const at::Tensor& v, double tau, double v_threshold, c10::optional<double> v_reset,     \
-      bool decay_input, bool detach_reset, c10::string_view surrogate, double surrogate_param,                     \
-      c10::string_view save, c10::string_view grad) {                                                              \
-    return ::sltt::step_fwd_op(FWD, x, v,                                                                          \
-                               ::sltt::parse_options(tau, v_threshold, v_reset, decay_input, detach_reset,         \
-                                                     surrogate, surrogate_param, save, grad));                     \
-  }                                                                                                                \
-  std::tuple<at::Tensor, at::Tensor> lif_step_bwd_##PREFIX(                                                        \
-      const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,          \
-      double tau, double v_threshold, c10::optional<double> v_reset, bool decay_input, bool detach_reset,          \
-      c10::string_view surrogate, double surrogate_param, c10::string_view save, c10::string_view grad) {          \
-    return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved,                                                 \
-                               ::sltt::parse_options(tau, v_threshold, v_reset, decay_input, detach_reset,         \
-                                                     surrogate, surrogate_param, save, grad));                     \
+// The neuron arguments of the schema as C++ parameters, and their forwarding to parse_options.
+#define SLTT_NEURON_PARAMS                                                                                  \
+  c10::string_view neuron, double decay, double input_gain, bool decay_input, double v_threshold,          \
+      c10::string_view reset, double v_reset, bool detach_reset, c10::string_view surrogate,               \
+      double surrogate_alpha, c10::string_view save, c10::string_view grad
+#define SLTT_PARSE_NEURON_PARAMS                                                                         \
+  ::sltt::parse_options(neuron, decay, input_gain, decay_input, v_threshold, reset, v_reset, detach_reset, \
+                        surrogate, surrogate_alpha, save, grad)
+
+// Defines the four op functions lif_multistep_fwd_PREFIX, ... for a backend whose multi-step
+// kernels are the functors FWD and BWD, so the bindings only write the launches.
+#define SLTT_DEFINE_OPS(PREFIX, FWD, BWD)                                                                     \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_multistep_fwd_##PREFIX(                                  \
+      const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& k,           \
+      SLTT_NEURON_PARAMS) {                                                                                   \
+    return ::sltt::multistep_fwd_op(FWD, x, v0, k, SLTT_PARSE_NEURON_PARAMS);                                 \
+  }                                                                                                           \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_multistep_bwd_##PREFIX(                                  \
+      const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,   \
+      const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {                                               \
+    return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved, k, SLTT_PARSE_NEURON_PARAMS);       \
+  }                                                                                                           \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_step_fwd_##PREFIX(                                       \
+      const at::Tensor& x, const at::Tensor& v, const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {     \
+    return ::sltt::step_fwd_op(FWD, x, v, k, SLTT_PARSE_NEURON_PARAMS);                                       \
+  }                                                                                                           \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_step_bwd_##PREFIX(                                       \
+      const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,     \
+      const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {                                               \
+    return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved, k, SLTT_PARSE_NEURON_PARAMS);              \
   }
 
 }  // namespace sltt

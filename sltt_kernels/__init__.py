@@ -1,16 +1,25 @@
-"""sltt_kernels: fused LIF neuron kernels for fast, memory-efficient SNN training (BPTT and SLTT).
+"""sltt_kernels: fused spiking-neuron kernels for fast, memory-efficient SNN training (BPTT and SLTT).
 
     >>> import torch, sltt_kernels
     >>> x = torch.randn(6, 32, 256, requires_grad=True)      # [T, ...]
-    >>> spikes, v_last = sltt_kernels.lif_multistep(x, grad="sltt")
+    >>> spikes, v_last = sltt_kernels.lif_multistep(x, surrogate="rect", grad="sltt")
     >>> spikes.sum().backward()
 
-See README.md for the backends and DESIGN notes in the repository.
+See README.md for the backends and docs/design.md for the design.
 """
 
 from . import reference, surrogate
 from ._backend import available_backends, select_backend
-from .ops import lif_multistep, lif_step
+from .ops import (
+    if_multistep,
+    if_step,
+    leaky_multistep,
+    leaky_step,
+    lif_multistep,
+    lif_step,
+    plif_multistep,
+    plif_step,
+)
 from . import nn, models, training  # noqa: E402  (after the ops they use)
 from .nn import replace_neurons
 
@@ -19,6 +28,12 @@ __version__ = "0.1.0"
 __all__ = [
     "lif_multistep",
     "lif_step",
+    "if_multistep",
+    "if_step",
+    "leaky_multistep",
+    "leaky_step",
+    "plif_multistep",
+    "plif_step",
     "available_backends",
     "select_backend",
     "replace_neurons",

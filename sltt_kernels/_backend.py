@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
 from . import _ext
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
+# SpikingJelly's backend names (code written for it passes them): the nearest of ours.
+ALIASES = {"torch": "auto", "cupy": "auto"}
 ENV_VAR = "SLTT_KERNELS_BACKEND"
+_warned_aliases: set = set()
+
+
+def check_backend_name(backend) -> str:
+    """The backend name, checked; SpikingJelly's 'torch' and 'cupy' become 'auto' (said once)."""
+    if isinstance(backend, str) and backend in ALIASES:
+        if backend not in _warned_aliases:
+            _warned_aliases.add(backend)
+            warnings.warn(f"sltt_kernels: backend={backend!r} is SpikingJelly's name; using {ALIASES[backend]!r} "
+                          "(the fused kernels for the tensors' device)", UserWarning, stacklevel=3)
+        return ALIASES[backend]
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} (or SpikingJelly's 'torch', 'cupy'), got {backend!r}")
+    return backend
 
 
 def available_backends() -> dict:
@@ -38,8 +55,7 @@ def select_backend(x: torch.Tensor, backend: str = "auto") -> str:
     auto: a CUDA tensor goes to the CUDA extension, else Triton, else the reference; a CPU
     tensor to the C++ CPU kernel, else the reference. SLTT_KERNELS_BACKEND overrides 'auto'.
     """
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    backend = check_backend_name(backend)
     if backend == "auto":
         backend = os.environ.get(ENV_VAR, "auto") or "auto"
         if backend not in BACKENDS:

@@ -1,14 +1,20 @@
-"""The LIF neuron in plain PyTorch: the oracle for every kernel and the benchmarks' baseline.
+"""The neurons in plain PyTorch: the oracle for every kernel and the benchmarks' baseline.
 
-Each function is DESIGN.md section 2 written out, one time step at a time:
+Each model is docs/design.md, section 2, written out one time step at a time:
 
-    charge  h[t] = v_r + lam * (v[t-1] - v_r) + c * x[t]
-    fire    s[t] = [h[t] >= theta]                 (gradient: the surrogate sg(h[t] - theta))
-    reset   soft: v[t] = h[t] - theta * s[t]     hard: v[t] = h[t] - (h[t] - v_r) * s[t]
+    charge  h[t] = model's charge of v[t-1] and x[t]
+    fire    s[t] = [h[t] >= theta]  ('leaky': [h[t] > theta]); gradient: the surrogate sg(h - theta)
+    reset   v[t] = reset(h[t], s[t])
 
-Autograd of `lif_multistep` is BPTT; with grad="sltt", v[t-1] is detached before each charge,
-so no gradient flows along time (the SLTT paper's online rule). The state is float32 for every
-input dtype but float64; spikes come back in x's dtype.
+    LIF    h = v_r + lam (v - v_r) + c x        lam = 1 - 1/tau, c = 1/tau if decay_input else 1
+    IF     h = v + x
+    leaky  h = beta v + x - theta r  (subtract), beta (r ? 0 : v) + x  (zero), beta v + x  (none)
+           with r = [v > theta] of the previous membrane, detached; v[t] = h[t]  (snnTorch's
+           Leaky with reset_delay=True)
+
+Autograd of the multi-step functions is BPTT; with grad="sltt", v[t-1] is detached before each
+charge, so no gradient flows along time (the SLTT paper's online rule). The state is float32
+for every input dtype but float64; spikes come back in x's dtype.
 
 Example:
     >>> x = torch.randn(4, 2, 3, requires_grad=True)          # [T, B, N]
@@ -22,48 +28,124 @@ from typing import Optional
 
 import torch
 
-from ._config import LIFConfig, check_input, check_state, make_config, state_dtype
+from . import _config
+from ._config import NeuronConfig, check_input, check_k, check_state, state_dtype
 from .surrogate import spike, surrogate_grad
 
 __all__ = [
     "lif_multistep",
     "lif_step",
-    "lif_multistep_states",
-    "lif_multistep_backward",
+    "if_multistep",
+    "if_step",
+    "leaky_multistep",
+    "leaky_step",
+    "plif_multistep",
+    "plif_step",
+    "run",
+    "multistep_states",
+    "multistep_backward",
     "pack_bits",
     "saved_state",
+    "MODELS",
 ]
 
 
-def _charge(cfg: LIFConfig, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return cfg.v_r + cfg.lam * (v - cfg.v_r) + cfg.c * x
+class _HardReset(torch.autograd.Function):
+    """v = s ? v_r : h as a select (exact, and v_r even for an infinite h), with the gradient of
+    h - (h - v_r) s: dv/dh = 1 - s, dv/ds = v_r - h."""
+
+    @staticmethod
+    def forward(h, s, v_r):
+        return torch.where(s > 0, torch.full_like(h, v_r), h)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        h, s, v_r = inputs
+        ctx.save_for_backward(h, s)
+        ctx.v_r = v_r
+
+    @staticmethod
+    def backward(ctx, g):
+        h, s = ctx.saved_tensors
+        return g * (1 - s), g * (ctx.v_r - h), None
 
 
-def _reset(cfg: LIFConfig, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    if cfg.detach_reset:
-        s = s.detach()
-    if cfg.soft_reset:
-        return h - cfg.v_threshold * s
-    return h - (h - cfg.v_r) * s
+class _ResetNow:
+    """Models that reset at the step that fires (LIF, IF)."""
+
+    @staticmethod
+    def reset(cfg: NeuronConfig, h, s):
+        if cfg.detach_reset:
+            s = s.detach()
+        if cfg.reset == "soft":
+            return h - cfg.v_threshold * s
+        return _HardReset.apply(h, s, cfg.v_reset)
 
 
-def _initial_state(cfg: LIFConfig, x_step: torch.Tensor, v0: Optional[torch.Tensor]) -> torch.Tensor:
+class LIFModel(_ResetNow):
+    strict_fire = False
+
+    @staticmethod
+    def decay_and_gain(cfg: NeuronConfig, k):
+        if k is None:
+            return cfg.decay, cfg.input_gain
+        return 1 - k, (k if cfg.decay_input else 1.0)
+
+    @staticmethod
+    def charge(cfg: NeuronConfig, v, x, k):
+        lam, c = LIFModel.decay_and_gain(cfg, k)
+        return cfg.v_reset + lam * (v - cfg.v_reset) + c * x
+
+
+class IFModel(_ResetNow):
+    strict_fire = False
+
+    @staticmethod
+    def charge(cfg: NeuronConfig, v, x, k):
+        return v + x
+
+
+class LeakyModel:
+    strict_fire = True
+
+    @staticmethod
+    def charge(cfg: NeuronConfig, v, x, k):
+        r = (v.detach() > cfg.v_threshold).to(v.dtype)
+        if cfg.reset == "soft":
+            return cfg.decay * v + x - cfg.v_threshold * r
+        if cfg.reset == "hard":
+            return cfg.decay * torch.where(r > 0, torch.zeros_like(v), v) + x
+        return cfg.decay * v + x
+
+    @staticmethod
+    def reset(cfg: NeuronConfig, h, s):
+        return h  # applied at the next charge
+
+
+# The registry: one line per model (_config.MODELS names them).
+MODELS = {"lif": LIFModel, "if": IFModel, "leaky": LeakyModel}
+
+
+def _initial_state(cfg: NeuronConfig, x_step: torch.Tensor, v0: Optional[torch.Tensor]) -> torch.Tensor:
     dtype = state_dtype(x_step.dtype)
     if v0 is None:
-        return torch.full(x_step.shape, cfg.v_r, dtype=dtype, device=x_step.device)
+        return torch.full(x_step.shape, cfg.v_reset, dtype=dtype, device=x_step.device)
     return v0.to(dtype)
 
 
-def _run(cfg: LIFConfig, x: torch.Tensor, v0: Optional[torch.Tensor], record: bool):
+def _run(cfg: NeuronConfig, x: torch.Tensor, v0: Optional[torch.Tensor], k, record: bool):
+    model = MODELS[cfg.neuron]
     v = _initial_state(cfg, x[0], v0)
     sdt = v.dtype
+    if k is not None:
+        k = k.to(sdt).reshape(())
     spikes, hs, vs = [], [], []
     for t in range(x.shape[0]):
         if cfg.grad == "sltt":
             v = v.detach()
-        h = _charge(cfg, v, x[t].to(sdt))
-        s = spike(h - cfg.v_threshold, cfg.surrogate, cfg.surrogate_param)
-        v = _reset(cfg, h, s)
+        h = model.charge(cfg, v, x[t].to(sdt), k)
+        s = spike(h - cfg.v_threshold, cfg.surrogate, cfg.surrogate_alpha, strict=model.strict_fire)
+        v = model.reset(cfg, h, s)
         spikes.append(s)
         if record:
             hs.append(h)
@@ -75,147 +157,157 @@ def _run(cfg: LIFConfig, x: torch.Tensor, v0: Optional[torch.Tensor], record: bo
     return out_spikes, v_last
 
 
-def lif_multistep(
-    x: torch.Tensor,
-    v0: Optional[torch.Tensor] = None,
-    *,
-    tau: float = 2.0,
-    v_threshold: float = 1.0,
-    v_reset: Optional[float] = 0.0,
-    decay_input: bool = True,
-    detach_reset: bool = False,
-    surrogate="rect",
-    grad: str = "bptt",
-):
-    """Multi-step LIF neuron.
-
-    x: [T, ...] float32/float64/float16/bfloat16; v0: [...] (default v_r).
-    Returns (spikes [T, ...] in x's dtype, v_last [...] float32, float64 for float64 x).
-    With grad="sltt", v_last carries no gradient.
-    """
-    cfg = make_config(
-        tau=tau,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        decay_input=decay_input,
-        detach_reset=detach_reset,
-        surrogate=surrogate,
-        grad=grad,
-    )
-    return lif_multistep_cfg(cfg, x, v0)
-
-
-def lif_multistep_cfg(cfg: LIFConfig, x: torch.Tensor, v0: Optional[torch.Tensor] = None):
-    """lif_multistep with an already checked LIFConfig."""
-    check_input(x, "x", multistep=True)
-    if v0 is not None:
-        check_state(v0, "v0", x, x.shape[1:])
-    return _run(cfg, x, v0, record=False)
-
-
-def lif_step(
-    x: torch.Tensor,
-    v: Optional[torch.Tensor] = None,
-    *,
-    tau: float = 2.0,
-    v_threshold: float = 1.0,
-    v_reset: Optional[float] = 0.0,
-    decay_input: bool = True,
-    detach_reset: bool = False,
-    surrogate="rect",
-    grad: str = "bptt",
-):
-    """One time step. x: [...]; v: [...] (default v_r). Returns (spike [...], v_new [...]).
-
-    With grad="sltt", v gets no gradient and v_new carries none.
-    """
-    cfg = make_config(
-        tau=tau,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        decay_input=decay_input,
-        detach_reset=detach_reset,
-        surrogate=surrogate,
-        grad=grad,
-    )
-    return lif_step_cfg(cfg, x, v)
-
-
-def lif_step_cfg(cfg: LIFConfig, x: torch.Tensor, v: Optional[torch.Tensor] = None):
-    """lif_step with an already checked LIFConfig."""
-    check_input(x, "x", multistep=False)
+def run(cfg: NeuronConfig, x: torch.Tensor, v: Optional[torch.Tensor] = None, k=None, multistep: bool = True):
+    """A checked NeuronConfig on x: [T, ...] (multistep) or one step [...]; returns (spikes, v)."""
+    check_input(x, "x", multistep=multistep)
     if v is not None:
-        check_state(v, "v", x, x.shape)
-    s, v_new = _run(cfg, x.unsqueeze(0), v, record=False)
+        check_state(v, "v0" if multistep else "v", x, x.shape[1:] if multistep else x.shape)
+    if k is not None:
+        check_k(k, x)
+    if multistep:
+        return _run(cfg, x, v, k, record=False)
+    s, v_new = _run(cfg, x.unsqueeze(0), v, k, record=False)
     return s[0], v_new
 
 
-def lif_multistep_states(cfg: LIFConfig, x: torch.Tensor, v0: Optional[torch.Tensor] = None):
+def lif_multistep(x, v0=None, *, tau=2.0, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
+                  surrogate="sigmoid", grad="bptt"):
+    """Multi-step LIF neuron (the keywords of sltt_kernels.lif_multistep).
+
+    x: [T, ...] float32/float64/float16/bfloat16; v0: [...] (default v_r).
+    Returns (spikes [T, ...] in x's dtype, v_last [...] float32, float64 for float64 x).
+    """
+    cfg = _config.lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                             detach_reset=detach_reset, surrogate=surrogate, grad=grad)
+    return run(cfg, x, v0)
+
+
+def lif_step(x, v=None, *, tau=2.0, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
+             surrogate="sigmoid", grad="bptt"):
+    """One LIF time step. x: [...]; v: [...] (default v_r). Returns (spike [...], v_new [...])."""
+    cfg = _config.lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                             detach_reset=detach_reset, surrogate=surrogate, grad=grad)
+    return run(cfg, x, v, multistep=False)
+
+
+def if_multistep(x, v0=None, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate="sigmoid", grad="bptt"):
+    """Multi-step IF neuron: h = v + x. Shapes and returns as lif_multistep."""
+    cfg = _config.if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
+                            surrogate=surrogate, grad=grad)
+    return run(cfg, x, v0)
+
+
+def if_step(x, v=None, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate="sigmoid", grad="bptt"):
+    cfg = _config.if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
+                            surrogate=surrogate, grad=grad)
+    return run(cfg, x, v, multistep=False)
+
+
+def leaky_multistep(x, mem0=None, *, beta, threshold=1.0, reset_mechanism="subtract", surrogate="atan",
+                    grad="bptt"):
+    """Multi-step snnTorch Leaky (reset_delay=True). Returns (spikes [T, ...], mem [...])."""
+    cfg = _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism,
+                               surrogate=surrogate, grad=grad)
+    return run(cfg, x, mem0)
+
+
+def leaky_step(x, mem=None, *, beta, threshold=1.0, reset_mechanism="subtract", surrogate="atan", grad="bptt"):
+    cfg = _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism,
+                               surrogate=surrogate, grad=grad)
+    return run(cfg, x, mem, multistep=False)
+
+
+def plif_multistep(x, v0=None, *, w, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
+                   surrogate="sigmoid", grad="bptt"):
+    """Multi-step parametric LIF: 1/tau = sigmoid(w), w a learnable 0-d tensor."""
+    cfg = _config.plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                              detach_reset=detach_reset, surrogate=surrogate, grad=grad)
+    return run(cfg, x, v0, k=torch.sigmoid(w))
+
+
+def plif_step(x, v=None, *, w, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
+              surrogate="sigmoid", grad="bptt"):
+    cfg = _config.plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                              detach_reset=detach_reset, surrogate=surrogate, grad=grad)
+    return run(cfg, x, v, k=torch.sigmoid(w), multistep=False)
+
+
+def multistep_states(cfg: NeuronConfig, x: torch.Tensor, v0: Optional[torch.Tensor] = None, k=None):
     """The whole trajectory: (spikes [T, ...], h [T, ...], v [T, ...]); h and v in the state dtype."""
     check_input(x, "x", multistep=True)
-    return _run(cfg, x, v0, record=True)
+    return _run(cfg, x, v0, k, record=True)
 
 
-def lif_multistep_backward(
-    cfg: LIFConfig,
-    h: torch.Tensor,
-    grad_spikes: torch.Tensor,
-    grad_v_last: Optional[torch.Tensor] = None,
-):
-    """The backward of DESIGN.md section 2 written out, from the trajectory h [T, ...].
+def multistep_backward(cfg: NeuronConfig, h: torch.Tensor, grad_spikes: torch.Tensor,
+                       grad_v_last: Optional[torch.Tensor] = None):
+    """The backward of docs/design.md, section 2.5, written out from the trajectory h [T, ...]
+    (LIF and IF with constant parameters).
 
     BPTT:  gh[t] = gs[t] sg[t] + gv[t] dv_dh[t];  gv[t-1] = lam gh[t];  gx[t] = c gh[t]
     SLTT:  gx[t] = c gs[t] sg[t]
     Returns (grad_x [T, ...], grad_v0 [...]) in h's dtype; grad_v0 is zero for SLTT.
     """
-    sg = surrogate_grad(h - cfg.v_threshold, cfg.surrogate, cfg.surrogate_param)
+    if cfg.neuron not in ("lif", "if"):
+        raise ValueError(f"multistep_backward is written out for 'lif' and 'if', got {cfg.neuron!r}")
+    sg = surrogate_grad(h - cfg.v_threshold, cfg.surrogate, cfg.surrogate_alpha)
     s = (h >= cfg.v_threshold).to(h.dtype)
     gs = grad_spikes.to(h.dtype)
     if cfg.grad == "sltt":
-        return cfg.c * gs * sg, torch.zeros_like(h[0])
-    if cfg.soft_reset:
+        return cfg.input_gain * gs * sg, torch.zeros_like(h[0])
+    if cfg.reset == "soft":
         dv_dh = torch.ones_like(h) if cfg.detach_reset else 1 - cfg.v_threshold * sg
     else:
-        dv_dh = (1 - s) if cfg.detach_reset else (1 - s) - (h - cfg.v_r) * sg
+        dv_dh = (1 - s) if cfg.detach_reset else (1 - s) - (h - cfg.v_reset) * sg
     gv = torch.zeros_like(h[0]) if grad_v_last is None else grad_v_last.to(h.dtype)
     gx = torch.empty_like(h)
     for t in range(h.shape[0] - 1, -1, -1):
         gh = gs[t] * sg[t] + gv * dv_dh[t]
-        gx[t] = cfg.c * gh
-        gv = cfg.lam * gh
+        gx[t] = cfg.input_gain * gh
+        gv = cfg.decay * gh
     return gx, gv
 
 
 def pack_bits(flags: torch.Tensor) -> torch.Tensor:
     """Packs bool flags [T, ...] along the flattened neuron axis: int32 [T, ceil(N/32)].
 
-    Bit j of word w at step t is flag (t, 32 w + j); bits past N are 0 (DESIGN.md section 3).
+    Bit j of word w at step t is flag (t, 32 w + j); bits past N are 0 (docs/design.md, section 3).
     """
     T = flags.shape[0]
     f = flags.reshape(T, -1).to(torch.int64)
     n = f.shape[1]
     words = (n + 31) // 32
     f = torch.nn.functional.pad(f, (0, words * 32 - n)).reshape(T, words, 32)
-    weights = torch.bitwise_left_shift(torch.ones(32, dtype=torch.int64, device=f.device), torch.arange(32, device=f.device))
+    weights = torch.bitwise_left_shift(torch.ones(32, dtype=torch.int64, device=f.device),
+                                       torch.arange(32, device=f.device))
     packed = (f * weights).sum(-1)
     packed = torch.where(packed >= 2**31, packed - 2**32, packed)  # reinterpret as int32
     return packed.to(torch.int32)
 
 
-def saved_state(cfg: LIFConfig, x: torch.Tensor, v0: Optional[torch.Tensor] = None, save: Optional[str] = None):
+def saved_state(cfg: NeuronConfig, x: torch.Tensor, v0: Optional[torch.Tensor] = None, save: Optional[str] = None,
+                k=None):
     """What a kernel saves for the backward, computed from the reference trajectory.
 
-    save defaults to cfg.save_kind(True). 'sg': pack_bits(sg != 0); 'sg_spike': that and
-    pack_bits(s) stacked [2, T, W]; 'h': h [T, N].
+    save defaults to cfg.save_kind(True, k is not None). 'sg': pack_bits(sg != 0); 'sg_spike':
+    that and pack_bits(s) stacked [2, T, W]; 'sg_reset': that and the reset flags [v[t-1] > theta];
+    'h': h [T, N]; 'h_v0': the initial state, then h [T + 1, N].
     """
-    save = save or cfg.save_kind(True)
+    save = save or cfg.save_kind(True, k is not None)
     with torch.no_grad():
-        s, h, _ = lif_multistep_states(cfg, x, v0)
+        s, h, v = multistep_states(cfg, x, v0, k)
+    T = h.shape[0]
+    h2 = h.reshape(T, -1)
     if save == "h":
-        return h.reshape(h.shape[0], -1)
-    window = (h - cfg.v_threshold).abs() < cfg.surrogate_param / 2
+        return h2
+    v_init = _initial_state(cfg, x[0], v0).reshape(1, -1)
+    if save == "h_v0":
+        return torch.cat([v_init, h2])
+    window = (h - cfg.v_threshold).abs() < cfg.surrogate_alpha / 2
     if save == "sg":
         return pack_bits(window)
     if save == "sg_spike":
         return torch.stack([pack_bits(window), pack_bits(s != 0)])
-    raise ValueError(f"save must be 'sg', 'sg_spike' or 'h', got {save!r}")
+    if save == "sg_reset":
+        v_prev = torch.cat([v_init, v.reshape(T, -1)[:-1]])
+        return torch.stack([pack_bits(window), pack_bits(v_prev > cfg.v_threshold)])
+    raise ValueError(f"save must be 'sg', 'sg_spike', 'sg_reset', 'h' or 'h_v0', got {save!r}")

@@ -1,4 +1,4 @@
-"""Surrogate gradients of the spike function (DESIGN.md section 2).
+"""Surrogate gradients of the spike function (docs/design.md, section 2.4).
 
 The forward is always the Heaviside step s = [h - theta >= 0]; the surrogate only defines the
 backward, sg(d) with d = h - theta. Pass an object, or its name for the defaults:
@@ -34,15 +34,18 @@ class SurrogateFunction:
         param = float(param)
         if not (math.isfinite(param) and param > 0):
             raise ValueError(f"{type(self).__name__}: {self.param_name} must be a finite number > 0, got {param}")
-        self.param = param
+        object.__setattr__(self, "param", param)
 
-    def grad(self, d: torch.Tensor) -> torch.Tensor:
-        """sg(d), the surrogate derivative at d = h - theta."""
-        return surrogate_grad(d, self.kind, self.param)
+    def __setattr__(self, name, value):
+        # immutable: a checked configuration may be reused while the object lives
+        raise AttributeError(f"{type(self).__name__} is immutable; make a new one")
 
     def __call__(self, d: torch.Tensor) -> torch.Tensor:
         """Heaviside spikes of d = h - theta whose gradient is this surrogate."""
         return spike(d, self.kind, self.param)
+
+    def __reduce__(self):  # pickling and copy.deepcopy (a module holding one is copied)
+        return (_rebuild, (type(self), self.param))
 
     def __eq__(self, other):
         return type(self) is type(other) and self.param == other.param
@@ -52,6 +55,12 @@ class SurrogateFunction:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.param_name}={self.param})"
+
+
+def _rebuild(cls, param):
+    obj = cls.__new__(cls)
+    SurrogateFunction.__init__(obj, param)
+    return obj
 
 
 class Rect(SurrogateFunction):
@@ -128,7 +137,7 @@ def from_spikingjelly(obj):
     """Our equivalent of a SpikingJelly surrogate object, or None if there is none.
 
     Sigmoid(alpha) and ATan(alpha) map one to one; Rect(alpha), whose window is |x| < 0.5/alpha
-    with height alpha, is Rect(width=1/alpha)."""
+    with height alpha, is Rect(width=1/alpha); PiecewiseQuadratic(alpha) is Triangle(alpha)."""
     mod = type(obj).__module__ or ""
     if not mod.startswith("spikingjelly") or not getattr(obj, "spiking", True):
         return None
@@ -142,6 +151,8 @@ def from_spikingjelly(obj):
         return ATan(alpha)
     if name == "Rect":
         return Rect(1.0 / alpha)
+    if name == "PiecewiseQuadratic":  # max(0, alpha - alpha^2 |x|): the triangle
+        return Triangle(alpha)
     return None
 
 
@@ -162,7 +173,8 @@ def resolve(surrogate) -> SurrogateFunction:
 
 
 def surrogate_grad(d: torch.Tensor, kind: str, param: float) -> torch.Tensor:
-    """sg(d) for d = h - theta, in d's dtype: the formulas of DESIGN.md section 2."""
+    """sg(d) for d = h - theta, in d's dtype (docs/design.md, section 2.4). NaN gives NaN, but 0
+    for rect (a 1-bit saved state cannot hold a NaN)."""
     if kind == "rect":
         return (d.abs() < param / 2).to(d.dtype) / param
     if kind == "triangle":
@@ -176,18 +188,29 @@ def surrogate_grad(d: torch.Tensor, kind: str, param: float) -> torch.Tensor:
 
 
 class _HeavisideWithSurrogate(torch.autograd.Function):
+    generate_vmap_rule = True  # works under torch.func.grad / vmap
+
     @staticmethod
-    def forward(ctx, d, kind, param):
+    def forward(d, kind, param, strict):
+        return ((d > 0) if strict else (d >= 0)).to(d.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        d, kind, param, _ = inputs
         ctx.save_for_backward(d)
         ctx.kind, ctx.param = kind, param
-        return (d >= 0).to(d.dtype)
 
     @staticmethod
     def backward(ctx, grad_s):
         (d,) = ctx.saved_tensors
-        return grad_s * surrogate_grad(d, ctx.kind, ctx.param), None, None
+        return grad_s * surrogate_grad(d, ctx.kind, ctx.param), None, None, None
+
+    @staticmethod
+    def jvp(ctx, d_tangent, *_):
+        raise RuntimeError("sltt_kernels: forward-mode AD of a spike is not defined (its derivative is a "
+                           "surrogate for the backward only)")
 
 
-def spike(d: torch.Tensor, kind: str, param: float) -> torch.Tensor:
-    """s = [d >= 0] with gradient sg(d)."""
-    return _HeavisideWithSurrogate.apply(d, kind, param)
+def spike(d: torch.Tensor, kind: str, param: float, strict: bool = False) -> torch.Tensor:
+    """s = [d >= 0] (or [d > 0] with strict) with gradient sg(d)."""
+    return _HeavisideWithSurrogate.apply(d, kind, param, strict)

@@ -1,4 +1,4 @@
-// Torch glue for the CPU kernels: dtype and configuration dispatch, threading.
+// Torch glue for the CPU kernels of every neuron model: dtype and configuration dispatch, threading.
 // Checks and output allocation are shared with the other backends (lif_options.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -33,43 +33,47 @@ int64_t grain_blocks(int64_t T) {
 template <typename X, typename S>
 struct FwdLauncher {
   const FwdArgs<X, S>& a;
-  template <Reset R, Save SV>
+  template <Neuron NM, Reset R, Save SV>
   void fwd() {
     const bool avx2 = use_avx2();
     at::parallel_for(0, num_blocks(a.N), grain_blocks(a.T),
-                     [&](int64_t b0, int64_t b1) { lif_fwd_blocks<X, S, R, SV>(a, b0, b1, avx2); });
+                     [&](int64_t b0, int64_t b1) { lif_fwd_blocks<X, S, NM, R, SV>(a, b0, b1, avx2); });
   }
 };
 
 template <typename X, typename S>
 struct BwdLauncher {
   const BwdArgs<X, S>& a;
-  template <Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+  template <Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
   void bwd() {
     const bool avx2 = use_avx2();
     at::parallel_for(0, num_blocks(a.N), grain_blocks(a.T), [&](int64_t b0, int64_t b1) {
-      lif_bwd_blocks<X, S, R, Detach, SG, SV, G>(a, b0, b1, avx2);
+      lif_bwd_blocks<X, S, NM, R, Detach, SG, SV, G>(a, b0, b1, avx2);
     });
   }
 };
 
 struct RunFwd {
-  void operator()(const FwdTensors& t, const LIFOptions& o) const {
+  bool operator()(const FwdTensors& t, const LIFOptions& o) const {
+    bool ok = false;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "lif_multistep_fwd_cpu", [&] {
       const auto args = fwd_args<scalar_t, state_t<scalar_t>>(t, o);
       FwdLauncher<scalar_t, state_t<scalar_t>> launcher{args};
-      dispatch_fwd(launcher, o.reset, o.save);
+      ok = dispatch_fwd(launcher, o.neuron, o.reset, o.save);
     });
+    return ok;
   }
 };
 
 struct RunBwd {
-  void operator()(const BwdTensors& t, const LIFOptions& o) const {
+  bool operator()(const BwdTensors& t, const LIFOptions& o) const {
+    bool ok = false;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.grad_spikes.scalar_type(), "lif_multistep_bwd_cpu", [&] {
       const auto args = bwd_args<scalar_t, state_t<scalar_t>>(t, o);
       BwdLauncher<scalar_t, state_t<scalar_t>> launcher{args};
-      dispatch_bwd(launcher, o.reset, o.detach_reset, o.surrogate, o.save, o.grad);
+      ok = dispatch_bwd(launcher, o.neuron, o.reset, o.detach_reset, o.surrogate, o.save, o.grad);
     });
+    return ok;
   }
 };
 

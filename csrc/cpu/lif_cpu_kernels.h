@@ -1,4 +1,4 @@
-// Fused LIF kernels for the CPU: templates over the input dtype X, the state dtype S and the
+// Fused neuron kernels for the CPU: templates over the input dtype X, the state dtype S and the
 // configuration, so the hot loops carry no runtime branches. No torch header here: the glue
 // (checks, dtype dispatch, threading) lives in lif_cpu.cpp.
 //
@@ -12,6 +12,7 @@
 
 #include "../lif_args.h"
 #include "../lif_math.h"
+#include "../neurons/neurons.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define LIF_CPU_X86 1
@@ -48,123 +49,152 @@ LIF_HD void unpack_flags(const int32_t* words, int64_t len, uint32_t* flags) {
 // One block of neurons [n0, n0 + len) through all T steps. The parameters are copied to
 // locals and the pointers marked __restrict: without that the compiler must assume the
 // outputs alias the parameters and reloads them every element, and does not vectorise.
-template <typename X, typename S, Reset R, Save SV>
+template <typename X, typename S, Neuron NM, Reset R, Save SV>
 LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
-  const LIFParams<S> p = a.p;
+  using M = NeuronModel<NM>;
+  constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
+  constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
+  constexpr bool kH = SV == Save::H || SV == Save::HV0;
+  constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
+  const LIFParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t W = lif_mask_words(N);
   S v[kBlock];
   uint32_t sg_flags[kBlock];
-  uint32_t spike_flags[kBlock];
+  uint32_t plane1_flags[kBlock];
   for (int64_t i = 0; i < len; ++i) v[i] = a.v0 ? a.v0[n0 + i] : p.v_r;
-  for (int64_t i = len; i < kBlock; ++i) sg_flags[i] = spike_flags[i] = 0u;
+  if (SV == Save::HV0)
+    for (int64_t i = 0; i < len; ++i) a.h[n0 + i] = v[i];
+  for (int64_t i = len; i < kBlock; ++i) sg_flags[i] = plane1_flags[i] = 0u;
   for (int64_t t = 0; t < T; ++t) {
     const X* __restrict xt = a.x + t * N + n0;
     X* __restrict st = a.spikes + t * N + n0;
-    S* __restrict ht = (SV == Save::H) ? a.h + t * N + n0 : nullptr;
+    S* __restrict ht = kH ? a.h + (t + kRow0) * N + n0 : nullptr;
     for (int64_t i = 0; i < len; ++i) {
-      const S h = lif_charge(p, v[i], S(xt[i]));
-      const bool spike = lif_fire(p, h);
+      const S v_prev = v[i];
+      const S h = M::template charge<R>(p, v_prev, S(xt[i]));
+      const bool spike = M::fire(p, h);
       st[i] = X(spike ? S(1) : S(0));
-      if (SV == Save::H) ht[i] = h;
-      if (SV == Save::Sg || SV == Save::SgSpike) sg_flags[i] = lif_rect_window(p, h) ? ~0u : 0u;
-      if (SV == Save::SgSpike) spike_flags[i] = spike ? ~0u : 0u;
-      v[i] = lif_reset<R>(p, h, spike);
+      if (kH) ht[i] = h;
+      if (kMask) sg_flags[i] = lif_rect_window(p, h) ? ~0u : 0u;
+      if (SV == Save::SgSpike) plane1_flags[i] = spike ? ~0u : 0u;
+      if (SV == Save::SgReset) plane1_flags[i] = M::reset_flag(p, v_prev) ? ~0u : 0u;
+      v[i] = M::template reset<R>(p, h, spike);
     }
-    if (SV == Save::Sg || SV == Save::SgSpike) pack_flags(sg_flags, len, a.mask + t * W + n0 / 32);
-    if (SV == Save::SgSpike) pack_flags(spike_flags, len, a.mask + (T + t) * W + n0 / 32);
+    if (kMask) pack_flags(sg_flags, len, a.mask + t * W + n0 / 32);
+    if (kTwoPlanes) pack_flags(plane1_flags, len, a.mask + (T + t) * W + n0 / 32);
   }
   for (int64_t i = 0; i < len; ++i) a.v_last[n0 + i] = v[i];
 }
 
-template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
 LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
-  const LIFParams<S> p = a.p;
+  using M = NeuronModel<NM>;
+  constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
+  constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
+  constexpr bool kH = SV == Save::H || SV == Save::HV0;
+  constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
+  const LIFParams<S> p = with_k(a.p, a.k);
+  const bool learn_k = a.grad_k != nullptr;
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t W = lif_mask_words(N);
-  constexpr bool kMask = SV == Save::Sg || SV == Save::SgSpike;
   S gv[kBlock];
+  S gk[kBlock];
   uint32_t sg_flags[kBlock];
-  uint32_t spike_flags[kBlock];
+  uint32_t plane1_flags[kBlock];
   if (G == Grad::BPTT)
     for (int64_t i = 0; i < len; ++i) gv[i] = a.grad_v_last ? a.grad_v_last[n0 + i] : S(0);
+  for (int64_t i = 0; i < len; ++i) gk[i] = S(0);
   for (int64_t t = T - 1; t >= 0; --t) {
     const X* __restrict gst = a.grad_spikes + t * N + n0;
     X* __restrict gxt = a.grad_x + t * N + n0;
-    const S* __restrict ht = (SV == Save::H) ? a.h + t * N + n0 : nullptr;
+    const S* __restrict ht = kH ? a.h + (t + kRow0) * N + n0 : nullptr;
+    // HV0: the row before h[t] holds h[t-1] (or, at t = 0, the state v[-1] itself)
+    const S* __restrict prev_row = SV == Save::HV0 ? a.h + t * N + n0 : nullptr;
     if (kMask) unpack_flags(a.mask + t * W + n0 / 32, len, sg_flags);
-    if (SV == Save::SgSpike) unpack_flags(a.mask + (T + t) * W + n0 / 32, len, spike_flags);
+    if (kTwoPlanes) unpack_flags(a.mask + (T + t) * W + n0 / 32, len, plane1_flags);
     for (int64_t i = 0; i < len; ++i) {
       S h = S(0);
       S sg;
       bool spike = false;
-      if (SV == Save::H) {
+      bool reset_flag = false;
+      if (kH) {
         h = ht[i];
         sg = lif_surrogate<SG>(p, h);
-        spike = lif_fire(p, h);
+        spike = M::fire(p, h);
       } else {
         sg = sg_flags[i] ? p.inv_width : S(0);
-        if (SV == Save::SgSpike) spike = spike_flags[i] != 0u;
+        if (SV == Save::SgSpike) spike = plane1_flags[i] != 0u;
+        if (SV == Save::SgReset) reset_flag = plane1_flags[i] != 0u;
+      }
+      S v_prev = S(0);
+      if (SV == Save::HV0) {
+        const S before = prev_row[i];
+        v_prev = t == 0 ? before : M::template reset<R>(p, before, M::fire(p, before));
+        reset_flag = M::reset_flag(p, v_prev);
       }
       S gh = S(gst[i]) * sg;
       if (G == Grad::BPTT) {
-        gh = lif_fma(gv[i], lif_dv_dh<R, Detach>(p, h, spike, sg), gh);
-        gv[i] = p.lam * gh;
+        gh = lif_fma(gv[i], M::template dv_dh<R, Detach>(p, h, spike, sg), gh);
+        gv[i] = M::template dcharge_dv<R>(p, reset_flag) * gh;
       }
+      if (SV == Save::HV0 && learn_k) gk[i] = lif_fma(gh, M::dcharge_dk(p, v_prev, h), gk[i]);
       gxt[i] = X(p.c * gh);
     }
   }
   if (G == Grad::BPTT && a.grad_v0)
     for (int64_t i = 0; i < len; ++i) a.grad_v0[n0 + i] = gv[i];
+  if (learn_k)
+    for (int64_t i = 0; i < len; ++i) a.grad_k[n0 + i] = gk[i];
 }
 
 // Range drivers over blocks [b0, b1). The AVX2+FMA copies are the same code compiled for
 // that target: fmaf then becomes one instruction and the loops vectorise, while the generic
 // copy keeps the extension loadable on any x86-64. Both round identically (fma is exact).
-template <typename X, typename S, Reset R, Save SV>
+template <typename X, typename S, Neuron NM, Reset R, Save SV>
 void lif_fwd_blocks_generic(const FwdArgs<X, S>& a, int64_t b0, int64_t b1) {
   for (int64_t b = b0; b < b1; ++b)
-    lif_fwd_block<X, S, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+    lif_fwd_block<X, S, NM, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
 }
 
-template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
 void lif_bwd_blocks_generic(const BwdArgs<X, S>& a, int64_t b0, int64_t b1) {
   for (int64_t b = b0; b < b1; ++b)
-    lif_bwd_block<X, S, R, Detach, SG, SV, G>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+    lif_bwd_block<X, S, NM, R, Detach, SG, SV, G>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
 }
 
 #if LIF_CPU_X86
-template <typename X, typename S, Reset R, Save SV>
+template <typename X, typename S, Neuron NM, Reset R, Save SV>
 __attribute__((target("avx2,fma"))) void lif_fwd_blocks_avx2(const FwdArgs<X, S>& a, int64_t b0, int64_t b1) {
   for (int64_t b = b0; b < b1; ++b)
-    lif_fwd_block<X, S, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+    lif_fwd_block<X, S, NM, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
 }
 
-template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
 __attribute__((target("avx2,fma"))) void lif_bwd_blocks_avx2(const BwdArgs<X, S>& a, int64_t b0, int64_t b1) {
   for (int64_t b = b0; b < b1; ++b)
-    lif_bwd_block<X, S, R, Detach, SG, SV, G>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+    lif_bwd_block<X, S, NM, R, Detach, SG, SV, G>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
 }
 #endif
 
-template <typename X, typename S, Reset R, Save SV>
+template <typename X, typename S, Neuron NM, Reset R, Save SV>
 void lif_fwd_blocks(const FwdArgs<X, S>& a, int64_t b0, int64_t b1, bool use_avx2) {
 #if LIF_CPU_X86
-  if (use_avx2) return lif_fwd_blocks_avx2<X, S, R, SV>(a, b0, b1);
+  if (use_avx2) return lif_fwd_blocks_avx2<X, S, NM, R, SV>(a, b0, b1);
 #endif
   (void)use_avx2;
-  lif_fwd_blocks_generic<X, S, R, SV>(a, b0, b1);
+  lif_fwd_blocks_generic<X, S, NM, R, SV>(a, b0, b1);
 }
 
-template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
 void lif_bwd_blocks(const BwdArgs<X, S>& a, int64_t b0, int64_t b1, bool use_avx2) {
 #if LIF_CPU_X86
-  if (use_avx2) return lif_bwd_blocks_avx2<X, S, R, Detach, SG, SV, G>(a, b0, b1);
+  if (use_avx2) return lif_bwd_blocks_avx2<X, S, NM, R, Detach, SG, SV, G>(a, b0, b1);
 #endif
   (void)use_avx2;
-  lif_bwd_blocks_generic<X, S, R, Detach, SG, SV, G>(a, b0, b1);
+  lif_bwd_blocks_generic<X, S, NM, R, Detach, SG, SV, G>(a, b0, b1);
 }
 
 // True when this CPU can run the AVX2+FMA copies.

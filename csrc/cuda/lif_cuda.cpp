@@ -7,7 +7,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-
 #include "../lif_options.h"
 #include "lif_cuda.h"
 
@@ -33,33 +32,44 @@ static_assert(sizeof(half_bits) == sizeof(at::Half) && sizeof(bf16_bits) == size
               "16-bit storage types must match torch's");
 
 void check_cuda(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), "sltt_kernels: ", name, " must be a CUDA tensor, got ", t.device());
+  TORCH_CHECK_VALUE(t.is_cuda(), "sltt_kernels: ", name, " must be a CUDA tensor, got ", t.device());
+}
+
+// cudaErrorNotSupported is how the launchers say "no kernel for this configuration".
+bool launch_checked(cudaError_t err) {
+  if (err == cudaErrorNotSupported) return false;
+  C10_CUDA_CHECK(err);
+  return true;
 }
 
 struct RunFwd {
-  void operator()(const FwdTensors& t, const LIFOptions& o) const {
+  bool operator()(const FwdTensors& t, const LIFOptions& o) const {
     check_cuda(t.x, "x");
+    bool ok = false;
     const c10::cuda::CUDAGuard guard(t.x.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(t.x.device().index()).stream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "lif_multistep_fwd_cuda", [&] {
       using X = typename kernel_type<scalar_t>::type;
       const auto args = fwd_args<X, state_t<scalar_t>>(t, o);
-      C10_CUDA_CHECK(lif_fwd_cuda(args, o.reset, o.save, stream));
+      ok = launch_checked(lif_fwd_cuda(args, o.neuron, o.reset, o.save, stream));
     });
+    return ok;
   }
 };
 
 struct RunBwd {
-  void operator()(const BwdTensors& t, const LIFOptions& o) const {
+  bool operator()(const BwdTensors& t, const LIFOptions& o) const {
     check_cuda(t.grad_spikes, "grad_spikes");
+    bool ok = false;
     const c10::cuda::CUDAGuard guard(t.grad_spikes.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(t.grad_spikes.device().index()).stream();
-    const BwdConfig config{o.reset, o.detach_reset, o.surrogate, o.save, o.grad};
+    const BwdConfig config{o.neuron, o.reset, o.detach_reset, o.surrogate, o.save, o.grad};
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.grad_spikes.scalar_type(), "lif_multistep_bwd_cuda", [&] {
       using X = typename kernel_type<scalar_t>::type;
       const auto args = bwd_args<X, state_t<scalar_t>>(t, o);
-      C10_CUDA_CHECK(lif_bwd_cuda(args, config, stream));
+      ok = launch_checked(lif_bwd_cuda(args, config, stream));
     });
+    return ok;
   }
 };
 

@@ -20,13 +20,15 @@ struct bf16_bits {
   uint16_t bits;
 };
 
-// Each launches one kernel on `stream` and returns cudaGetLastError() after the launch.
-cudaError_t lif_fwd_cuda(const FwdArgs<float, float>& a, Reset reset, Save save, cudaStream_t stream);
-cudaError_t lif_fwd_cuda(const FwdArgs<double, double>& a, Reset reset, Save save, cudaStream_t stream);
-cudaError_t lif_fwd_cuda(const FwdArgs<half_bits, float>& a, Reset reset, Save save, cudaStream_t stream);
-cudaError_t lif_fwd_cuda(const FwdArgs<bf16_bits, float>& a, Reset reset, Save save, cudaStream_t stream);
+// Each launches one kernel on `stream` and returns cudaGetLastError() after the launch, or
+// cudaErrorNotSupported when the configuration has no kernel.
+cudaError_t lif_fwd_cuda(const FwdArgs<float, float>& a, Neuron nm, Reset reset, Save save, cudaStream_t stream);
+cudaError_t lif_fwd_cuda(const FwdArgs<double, double>& a, Neuron nm, Reset reset, Save save, cudaStream_t stream);
+cudaError_t lif_fwd_cuda(const FwdArgs<half_bits, float>& a, Neuron nm, Reset reset, Save save, cudaStream_t stream);
+cudaError_t lif_fwd_cuda(const FwdArgs<bf16_bits, float>& a, Neuron nm, Reset reset, Save save, cudaStream_t stream);
 
 struct BwdConfig {
+  Neuron neuron;
   Reset reset;
   bool detach_reset;
   Surrogate surrogate;

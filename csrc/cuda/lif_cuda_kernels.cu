@@ -1,9 +1,9 @@
-// Fused LIF kernels for CUDA GPUs. No torch header: `nvcc -c` compiles this file alone.
+// Fused neuron kernels (every model of csrc/neurons/) for CUDA GPUs. No torch header: `nvcc -c` compiles this file alone.
 //
 // One thread per neuron loops over T with its state (v, or the temporal gradient gv) in
 // registers; consecutive threads take consecutive neurons, so every load and store of a step
 // is coalesced along the neuron axis. The rect mask is written with a warp ballot: one int32
-// word per warp per step, bit j = lane j, the layout of the CPU kernels (DESIGN.md section 3).
+// word per warp per step, bit j = lane j, the layout of the CPU kernels (docs/design.md, section 3).
 // Index arithmetic is 64-bit: T * N may exceed 2^31.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -43,10 +43,14 @@ struct Store<bf16_bits> {
   __device__ static bf16_bits from(float s) { return bf16_bits{__bfloat16_as_ushort(__float2bfloat16_rn(s))}; }
 };
 
-template <typename X, typename S, Reset R, Save SV>
+template <typename X, typename S, Neuron NM, Reset R, Save SV>
 __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a) {
-  constexpr bool kMask = SV == Save::Sg || SV == Save::SgSpike;
-  const LIFParams<S> p = a.p;
+  using M = NeuronModel<NM>;
+  constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
+  constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
+  constexpr bool kH = SV == Save::H || SV == Save::HV0;
+  constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
+  const LIFParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t n = int64_t(blockIdx.x) * kThreads + threadIdx.x;
@@ -57,6 +61,7 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
   const bool writes_word = kMask && (threadIdx.x & 31) == 0 && word < W;
   S v = p.v_r;
   if (live && a.v0) v = a.v0[n];
+  if (SV == Save::HV0 && live) a.h[n] = v;
   X x_next = live ? a.x[n] : X{};
   for (int64_t t = 0; t < T; ++t) {
     const int64_t i = t * N + n;
@@ -64,28 +69,34 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
     if (live && t + 1 < T) x_next = a.x[i + N];  // issue the next load before this step's math
     S h = S(0);
     bool spike = false;
+    bool reset_flag = false;
     if (live) {
-      h = lif_charge(p, v, to_state(x_now));
-      spike = lif_fire(p, h);
+      reset_flag = M::reset_flag(p, v);
+      h = M::template charge<R>(p, v, to_state(x_now));
+      spike = M::fire(p, h);
       a.spikes[i] = Store<X>::from(spike ? S(1) : S(0));
-      if (SV == Save::H) a.h[i] = h;
-      v = lif_reset<R>(p, h, spike);
+      if (kH) a.h[i + kRow0 * N] = h;
+      v = M::template reset<R>(p, h, spike);
     }
     if (kMask) {
       const unsigned sg_bits = __ballot_sync(0xffffffffu, live && lif_rect_window(p, h));
       if (writes_word) a.mask[t * W + word] = int32_t(sg_bits);
     }
-    if (SV == Save::SgSpike) {
-      const unsigned spike_bits = __ballot_sync(0xffffffffu, spike);
-      if (writes_word) a.mask[(T + t) * W + word] = int32_t(spike_bits);
+    if (kTwoPlanes) {
+      const unsigned bits = __ballot_sync(0xffffffffu, SV == Save::SgSpike ? spike : reset_flag);
+      if (writes_word) a.mask[(T + t) * W + word] = int32_t(bits);
     }
   }
   if (live) a.v_last[n] = v;
 }
 
-template <typename X, typename S, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
 __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a) {
-  const LIFParams<S> p = a.p;
+  using M = NeuronModel<NM>;
+  constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
+  constexpr bool kH = SV == Save::H || SV == Save::HV0;
+  constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
+  const LIFParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t n = int64_t(blockIdx.x) * kThreads + threadIdx.x;
@@ -93,30 +104,46 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
   const int64_t W = lif_mask_words(N);
   const int64_t word = n >> 5;
   const int bit = int(n & 31);
+  const bool learn_k = a.grad_k != nullptr;
   S gv = S(0);
+  S gk = S(0);
   if (G == Grad::BPTT && a.grad_v_last) gv = a.grad_v_last[n];
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t i = t * N + n;
     S h = S(0);
     S sg;
     bool spike = false;
-    if (SV == Save::H) {
-      h = a.h[i];
+    bool reset_flag = false;
+    if (kH) {
+      h = a.h[i + kRow0 * N];
       sg = lif_surrogate<SG>(p, h);
-      spike = lif_fire(p, h);
+      spike = M::fire(p, h);
     } else {
       // every lane of a warp reads the same word: one broadcast transaction
       sg = ((uint32_t(a.mask[t * W + word]) >> bit) & 1u) ? p.inv_width : S(0);
-      if (SV == Save::SgSpike) spike = (uint32_t(a.mask[(T + t) * W + word]) >> bit) & 1u;
+      if (kTwoPlanes) {
+        const bool plane1 = (uint32_t(a.mask[(T + t) * W + word]) >> bit) & 1u;
+        if (SV == Save::SgSpike) spike = plane1;
+        if (SV == Save::SgReset) reset_flag = plane1;
+      }
+    }
+    S v_prev = S(0);
+    if (SV == Save::HV0) {
+      // the row before h[t] holds h[t-1] (or, at t = 0, the state v[-1] itself)
+      const S before = a.h[i];
+      v_prev = t == 0 ? before : M::template reset<R>(p, before, M::fire(p, before));
+      reset_flag = M::reset_flag(p, v_prev);
     }
     S gh = to_state(a.grad_spikes[i]) * sg;
     if (G == Grad::BPTT) {
-      gh = lif_fma(gv, lif_dv_dh<R, Detach>(p, h, spike, sg), gh);
-      gv = p.lam * gh;
+      gh = lif_fma(gv, M::template dv_dh<R, Detach>(p, h, spike, sg), gh);
+      gv = M::template dcharge_dv<R>(p, reset_flag) * gh;
     }
+    if (SV == Save::HV0 && learn_k) gk = lif_fma(gh, M::dcharge_dk(p, v_prev, h), gk);
     a.grad_x[i] = Store<X>::from(p.c * gh);
   }
   if (G == Grad::BPTT && a.grad_v0) a.grad_v0[n] = gv;
+  if (learn_k) a.grad_k[n] = gk;
 }
 
 inline unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
@@ -125,9 +152,9 @@ template <typename X, typename S>
 struct FwdLauncher {
   const FwdArgs<X, S>& a;
   cudaStream_t stream;
-  template <Reset R, Save SV>
+  template <Neuron NM, Reset R, Save SV>
   void fwd() {
-    lif_fwd_kernel<X, S, R, SV><<<blocks_for(a.N), kThreads, 0, stream>>>(a);
+    lif_fwd_kernel<X, S, NM, R, SV><<<blocks_for(a.N), kThreads, 0, stream>>>(a);
   }
 };
 
@@ -135,18 +162,18 @@ template <typename X, typename S>
 struct BwdLauncher {
   const BwdArgs<X, S>& a;
   cudaStream_t stream;
-  template <Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
+  template <Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
   void bwd() {
-    lif_bwd_kernel<X, S, R, Detach, SG, SV, G><<<blocks_for(a.N), kThreads, 0, stream>>>(a);
+    lif_bwd_kernel<X, S, NM, R, Detach, SG, SV, G><<<blocks_for(a.N), kThreads, 0, stream>>>(a);
   }
 };
 
 template <typename X, typename S>
-cudaError_t launch_fwd(const FwdArgs<X, S>& a, Reset reset, Save save, cudaStream_t stream) {
+cudaError_t launch_fwd(const FwdArgs<X, S>& a, Neuron nm, Reset reset, Save save, cudaStream_t stream) {
   if (a.N == 0 || a.T == 0) return cudaSuccess;
   if ((a.N + kThreads - 1) / kThreads > 0x7fffffff) return cudaErrorInvalidConfiguration;
   FwdLauncher<X, S> l{a, stream};
-  dispatch_fwd(l, reset, save);
+  if (!dispatch_fwd(l, nm, reset, save)) return cudaErrorNotSupported;
   return cudaGetLastError();
 }
 
@@ -155,16 +182,24 @@ cudaError_t launch_bwd(const BwdArgs<X, S>& a, const BwdConfig& c, cudaStream_t 
   if (a.N == 0 || a.T == 0) return cudaSuccess;
   if ((a.N + kThreads - 1) / kThreads > 0x7fffffff) return cudaErrorInvalidConfiguration;
   BwdLauncher<X, S> l{a, stream};
-  dispatch_bwd(l, c.reset, c.detach_reset, c.surrogate, c.save, c.grad);
+  if (!dispatch_bwd(l, c.neuron, c.reset, c.detach_reset, c.surrogate, c.save, c.grad)) return cudaErrorNotSupported;
   return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t lif_fwd_cuda(const FwdArgs<float, float>& a, Reset r, Save s, cudaStream_t st) { return launch_fwd(a, r, s, st); }
-cudaError_t lif_fwd_cuda(const FwdArgs<double, double>& a, Reset r, Save s, cudaStream_t st) { return launch_fwd(a, r, s, st); }
-cudaError_t lif_fwd_cuda(const FwdArgs<half_bits, float>& a, Reset r, Save s, cudaStream_t st) { return launch_fwd(a, r, s, st); }
-cudaError_t lif_fwd_cuda(const FwdArgs<bf16_bits, float>& a, Reset r, Save s, cudaStream_t st) { return launch_fwd(a, r, s, st); }
+cudaError_t lif_fwd_cuda(const FwdArgs<float, float>& a, Neuron nm, Reset r, Save s, cudaStream_t st) {
+  return launch_fwd(a, nm, r, s, st);
+}
+cudaError_t lif_fwd_cuda(const FwdArgs<double, double>& a, Neuron nm, Reset r, Save s, cudaStream_t st) {
+  return launch_fwd(a, nm, r, s, st);
+}
+cudaError_t lif_fwd_cuda(const FwdArgs<half_bits, float>& a, Neuron nm, Reset r, Save s, cudaStream_t st) {
+  return launch_fwd(a, nm, r, s, st);
+}
+cudaError_t lif_fwd_cuda(const FwdArgs<bf16_bits, float>& a, Neuron nm, Reset r, Save s, cudaStream_t st) {
+  return launch_fwd(a, nm, r, s, st);
+}
 
 cudaError_t lif_bwd_cuda(const BwdArgs<float, float>& a, const BwdConfig& c, cudaStream_t st) { return launch_bwd(a, c, st); }
 cudaError_t lif_bwd_cuda(const BwdArgs<double, double>& a, const BwdConfig& c, cudaStream_t st) { return launch_bwd(a, c, st); }

@@ -1,20 +1,39 @@
-"""Spiking-network building blocks on the fused kernels: neurons, layers, and swapping the
-neurons of an existing model (`replace_neurons`)."""
+"""Spiking-network building blocks on the fused kernels: neurons, layers, whole-network helpers
+(`functional`), and swapping the neurons of an existing model (`replace_neurons`)."""
 
+from . import functional
+from .functional import detach_net, reset_net, set_step_mode
 from .layers import FoldTime, ScaledWSConv2d, StepBatchNorm2d, TimeDropout
-from .neurons import LIFNode, OTTTLIFNode, PaperLIFNode, SLTTLIFNode, reset_net, set_step_mode
+from .neurons import (
+    BaseNode,
+    IFNode,
+    Leaky,
+    LIFNode,
+    MemoryModule,
+    OTTTLIFNode,
+    PaperLIFNode,
+    ParametricLIFNode,
+    SLTTLIFNode,
+)
 from .replace import replace_neurons
 
 __all__ = [
+    "BaseNode",
+    "MemoryModule",
     "LIFNode",
+    "IFNode",
+    "ParametricLIFNode",
     "SLTTLIFNode",
     "PaperLIFNode",
     "OTTTLIFNode",
+    "Leaky",
     "FoldTime",
     "StepBatchNorm2d",
     "ScaledWSConv2d",
     "TimeDropout",
+    "functional",
     "set_step_mode",
     "reset_net",
+    "detach_net",
     "replace_neurons",
 ]

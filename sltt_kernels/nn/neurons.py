@@ -1,33 +1,183 @@
-"""Drop-in LIF neuron modules.
+"""Drop-in neuron modules on the fused kernels.
 
-`LIFNode` takes SpikingJelly's constructor arguments and defaults, plus `grad_mode` and
-`backend`; `SLTTLIFNode` has the SLTT paper's defaults; `OTTTLIFNode` also returns OTTT's
-presynaptic trace. All keep their membrane potential `v` between single-step calls, are
-cleared by `reset()` (and by SpikingJelly's `functional.reset_net`), and follow
-`step_mode` ('s': x is one step [B, ...]; 'm': x is [T, B, ...]).
+`LIFNode`, `IFNode`, `ParametricLIFNode`, `SLTTLIFNode` and `OTTTLIFNode` take SpikingJelly's
+constructor arguments and defaults (plus `grad_mode` and `backend`) and keep its state protocol:
+`v` (a float, v_reset, until the first step; a tensor after), `reset()`, `detach()`,
+`register_memory` / `memories()` / `named_memories()`, `store_v_seq` / `v_seq`, and `step_mode`
+('s': x is one step [B, ...]; 'm': x is [T, B, ...]). `Leaky` is snnTorch's Leaky (its default
+reset_delay=True) with its call convention. `PaperLIFNode` is the SLTT paper's neuron.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Optional
 
 import torch
 from torch import nn
 
+from .. import _config
 from .. import surrogate as _surrogate
-from .._config import make_config
-from ..ops import lif_multistep, lif_step
+from .._backend import check_backend_name
+from ..ops import run_neuron
 
-__all__ = ["LIFNode", "SLTTLIFNode", "PaperLIFNode", "OTTTLIFNode", "set_step_mode", "reset_net"]
+__all__ = ["MemoryModule", "BaseNode", "LIFNode", "IFNode", "ParametricLIFNode", "SLTTLIFNode", "PaperLIFNode",
+           "OTTTLIFNode", "Leaky"]
 
 
-class LIFNode(nn.Module):
-    """Leaky integrate-and-fire neuron on the fused kernels (DESIGN.md section 2).
+class MemoryModule(nn.Module):
+    """A module with named state ("memories") that `reset()` restores and `detach()` cuts from
+    the graph: SpikingJelly's protocol, so its functional utilities work on our neurons.
+
+    Example:
+        >>> m = MemoryModule(); m.register_memory("v", 0.0); m.v = torch.ones(3); m.reset(); m.v
+        0.0
+    """
+
+    def __init__(self):
+        super().__init__()
+        object.__setattr__(self, "_memories", {})
+        object.__setattr__(self, "_memories_rv", {})
+
+    def register_memory(self, name: str, value) -> None:
+        """Adds state `name` whose reset value is `value` (deep-copied)."""
+        if hasattr(self, name) and name not in self._memories:
+            raise AttributeError(f"{name!r} is already an attribute of {type(self).__name__}")
+        self._memories[name] = value
+        self._memories_rv[name] = copy.deepcopy(value)
+
+    def __getattr__(self, name: str):
+        memories = self.__dict__.get("_memories")
+        if memories is not None and name in memories:
+            return memories[name]
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value) -> None:
+        memories = self.__dict__.get("_memories")
+        if memories is not None and name in memories:
+            memories[name] = value
+        else:
+            super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._memories:
+            del self._memories[name]
+            del self._memories_rv[name]
+        else:
+            super().__delattr__(name)
+
+    def reset(self) -> None:
+        """Restores every memory to its reset value (and with it drops the graph through time)."""
+        for name, value in self._memories_rv.items():
+            self._memories[name] = copy.deepcopy(value)
+
+    def detach(self) -> None:
+        """Cuts every tensor memory from the graph (truncated BPTT between calls)."""
+        for name, value in self._memories.items():
+            if isinstance(value, torch.Tensor):
+                self._memories[name] = value.detach()
+
+    def memories(self):
+        yield from self._memories.values()
+
+    def named_memories(self):
+        yield from self._memories.items()
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .double(), ...: move tensor memories too
+        for mems in (self._memories, self._memories_rv):
+            for name, value in mems.items():
+                if isinstance(value, torch.Tensor):
+                    mems[name] = fn(value)
+        return super()._apply(fn, *args, **kwargs)
+
+
+class BaseNode(MemoryModule):
+    """The state, step modes and v_seq of every neuron here; subclasses say which neuron runs
+    (`_config_now()`, `_k()`). grad_mode='bptt' back-propagates through time (across
+    single-step calls too, until `reset()`); 'sltt' drops the temporal path."""
+
+    def __init__(self, v_reset_value: float, step_mode: str, grad_mode: str, backend: str, store_v_seq: bool):
+        super().__init__()
+        if step_mode not in ("s", "m"):
+            raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
+        _config.choice("grad_mode", grad_mode, _config.GRAD_MODES)
+        self.step_mode = step_mode
+        self.grad_mode = grad_mode
+        self.backend = check_backend_name(backend)
+        self.store_v_seq = bool(store_v_seq)
+        self.register_memory("v", v_reset_value)
+        if self.store_v_seq:
+            self.register_memory("v_seq", None)
+
+    def _config_now(self) -> _config.NeuronConfig:
+        raise NotImplementedError
+
+    def _k(self) -> Optional[torch.Tensor]:
+        return None
+
+    def _state_for(self, shape, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The kept state as a tensor of `shape` (a float v is expanded), or None for v_r."""
+        v = self.v
+        if isinstance(v, torch.Tensor):
+            if tuple(v.shape) == tuple(shape):
+                return v
+            if self.step_mode == "s" and tuple(shape[1:]) == tuple(v.shape):
+                raise ValueError(
+                    f"{type(self).__name__}(step_mode='s') got x of shape {tuple(shape)}, which looks like "
+                    f"[T, ...] for the state of shape {tuple(v.shape)}: a multi-step input to a single-step module. "
+                    "Use step_mode='m' (sltt_kernels.nn.functional.set_step_mode) or feed one step at a time.")
+            raise ValueError(f"{type(self).__name__}: x's shape per step {tuple(shape)} does not match the kept "
+                             f"state {tuple(v.shape)}; call reset() (or functional.reset_net) between samples")
+        v = float(v)
+        cfg = self._config_now()
+        if v == cfg.v_reset and self.step_mode == "m":
+            return None  # the kernels start from v_r
+        return torch.full(shape, v, dtype=_config.state_dtype(x.dtype), device=x.device)
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        spike, self.v = run_neuron(self._config_now(), x, self._state_for(x.shape, x), multistep=False,
+                                   backend=self.backend, k=self._k())
+        if self.store_v_seq:
+            self.v_seq = self.v.unsqueeze(0)
+        return spike
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        if x_seq.dim() < 2:
+            raise ValueError(f"{type(self).__name__}(step_mode='m') needs x of shape [T, B, ...], "
+                             f"got {tuple(x_seq.shape)}")
+        cfg = self._config_now()
+        v0 = self._state_for(x_seq.shape[1:], x_seq)
+        if not self.store_v_seq:
+            spikes, self.v = run_neuron(cfg, x_seq, v0, multistep=True, backend=self.backend, k=self._k())
+            return spikes
+        # v_seq: one step at a time, so every v[t] is an output (the gradients are the same)
+        spikes, vs = [], []
+        v = v0 if v0 is not None else torch.full(x_seq.shape[1:], cfg.v_reset,
+                                                 dtype=_config.state_dtype(x_seq.dtype), device=x_seq.device)
+        for t in range(x_seq.shape[0]):
+            s, v = run_neuron(cfg, x_seq[t], v, multistep=False, backend=self.backend, k=self._k())
+            spikes.append(s)
+            vs.append(v)
+        self.v = v
+        self.v_seq = torch.stack(vs)
+        return torch.stack(spikes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.step_mode == "s":
+            return self.single_step_forward(x)
+        return self.multi_step_forward(x)
+
+
+def _surrogate_or(default, given):
+    return _surrogate.resolve(default if given is None else given)
+
+
+class LIFNode(BaseNode):
+    """Leaky integrate-and-fire neuron (SpikingJelly's LIFNode; docs/design.md, section 2.1).
 
     Shapes: step_mode='s': x [B, ...] -> spikes [B, ...]; step_mode='m': x [T, B, ...] ->
     spikes [T, B, ...]. Spikes in x's dtype; `v` is float32 (float64 for float64 input).
-    grad_mode='bptt' back-propagates through time (across single-step calls too, until
-    `reset()`); 'sltt' drops the temporal path: v carries no gradient.
 
     Example:
         >>> lif = LIFNode(tau=2.0, step_mode="m", grad_mode="sltt")
@@ -35,69 +185,24 @@ class LIFNode(nn.Module):
         >>> lif.reset()
     """
 
-    def __init__(
-        self,
-        tau: float = 2.0,
-        decay_input: bool = True,
-        v_threshold: float = 1.0,
-        v_reset: Optional[float] = 0.0,
-        surrogate_function=None,
-        detach_reset: bool = False,
-        step_mode: str = "s",
-        grad_mode: str = "bptt",
-        backend: str = "auto",
-    ):
-        super().__init__()
-        if surrogate_function is None:
-            surrogate_function = _surrogate.Sigmoid()  # SpikingJelly's default
-        self.surrogate_function = _surrogate.resolve(surrogate_function)
-        make_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
-                    detach_reset=detach_reset, surrogate=self.surrogate_function, grad=grad_mode)  # checks
-        if step_mode not in ("s", "m"):
-            raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
+    def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
+                 v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,
+                 step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "bptt"):
+        self_surrogate = _surrogate_or(_surrogate.Sigmoid(), surrogate_function)  # SpikingJelly's default
+        _config.lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                           detach_reset=detach_reset, surrogate=self_surrogate, grad=grad_mode)  # checks
+        super().__init__(0.0 if v_reset is None else float(v_reset), step_mode, grad_mode, backend, store_v_seq)
+        self.surrogate_function = self_surrogate
         self.tau = float(tau)
         self.decay_input = bool(decay_input)
         self.v_threshold = float(v_threshold)
         self.v_reset = None if v_reset is None else float(v_reset)
         self.detach_reset = bool(detach_reset)
-        self.step_mode = step_mode
-        self.grad_mode = grad_mode
-        self.backend = backend
-        self.v: Optional[torch.Tensor] = None
 
-    def _kwargs(self):
-        return dict(tau=self.tau, v_threshold=self.v_threshold, v_reset=self.v_reset, decay_input=self.decay_input,
-                    detach_reset=self.detach_reset, surrogate=self.surrogate_function, grad=self.grad_mode,
-                    backend=self.backend)
-
-    def reset(self) -> None:
-        """Forgets the membrane potential (and with it the BPTT graph through time)."""
-        self.v = None
-
-    def _check_state(self, state_shape):
-        if self.v is None or tuple(self.v.shape) == tuple(state_shape):
-            return
-        if self.step_mode == "s" and tuple(state_shape[1:]) == tuple(self.v.shape):
-            raise ValueError(
-                f"{type(self).__name__}(step_mode='s') got x of shape {tuple(state_shape)}, which looks like "
-                f"[T, ...] for the state of shape {tuple(self.v.shape)}: a multi-step input to a single-step "
-                "module. Use step_mode='m' (sltt_kernels.nn.set_step_mode) or feed one step at a time."
-            )
-        raise ValueError(
-            f"{type(self).__name__}: x's shape per step {tuple(state_shape)} does not match the kept state "
-            f"{tuple(self.v.shape)}; call reset() (or functional.reset_net) between samples"
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.step_mode == "s":
-            self._check_state(x.shape)
-            spike, self.v = lif_step(x, self.v, **self._kwargs())
-            return spike
-        if x.dim() < 2:
-            raise ValueError(f"{type(self).__name__}(step_mode='m') needs x of shape [T, B, ...], got {tuple(x.shape)}")
-        self._check_state(x.shape[1:])
-        spikes, self.v = lif_multistep(x, self.v, **self._kwargs())
-        return spikes
+    def _config_now(self):
+        return _config.lif_config(tau=self.tau, v_threshold=self.v_threshold, v_reset=self.v_reset,
+                                  decay_input=self.decay_input, detach_reset=self.detach_reset,
+                                  surrogate=self.surrogate_function, grad=self.grad_mode)
 
     def extra_repr(self) -> str:
         return (f"tau={self.tau}, decay_input={self.decay_input}, v_threshold={self.v_threshold}, "
@@ -106,9 +211,78 @@ class LIFNode(nn.Module):
                 f"backend={self.backend!r}")
 
 
+class IFNode(BaseNode):
+    """Integrate-and-fire neuron (SpikingJelly's IFNode): h = v + x (docs/design.md, section 2.2).
+
+    Example:
+        >>> n = IFNode(v_reset=None, step_mode="m")
+        >>> s = n(torch.randn(4, 8, 16))
+    """
+
+    def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0, surrogate_function=None,
+                 detach_reset: bool = False, step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False,
+                 grad_mode: str = "bptt"):
+        self_surrogate = _surrogate_or(_surrogate.Sigmoid(), surrogate_function)
+        _config.if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
+                          surrogate=self_surrogate, grad=grad_mode)
+        super().__init__(0.0 if v_reset is None else float(v_reset), step_mode, grad_mode, backend, store_v_seq)
+        self.surrogate_function = self_surrogate
+        self.v_threshold = float(v_threshold)
+        self.v_reset = None if v_reset is None else float(v_reset)
+        self.detach_reset = bool(detach_reset)
+
+    def _config_now(self):
+        return _config.if_config(v_threshold=self.v_threshold, v_reset=self.v_reset, detach_reset=self.detach_reset,
+                                 surrogate=self.surrogate_function, grad=self.grad_mode)
+
+    def extra_repr(self) -> str:
+        return (f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
+                f"surrogate_function={self.surrogate_function!r}, detach_reset={self.detach_reset}, "
+                f"step_mode={self.step_mode!r}, grad_mode={self.grad_mode!r}, backend={self.backend!r}")
+
+
+class ParametricLIFNode(BaseNode):
+    """Parametric LIF (SpikingJelly's ParametricLIFNode): 1/tau = sigmoid(w), w a learnable
+    parameter initialised so that tau = init_tau; its gradient comes from the fused backward.
+
+    Example:
+        >>> n = ParametricLIFNode(init_tau=2.0, step_mode="m")
+        >>> n(torch.randn(4, 8, 16)).sum().backward()   # n.w.grad
+    """
+
+    def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
+                 v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,
+                 step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "bptt"):
+        init_tau = _config.number("init_tau", init_tau, low=1.0, low_inclusive=False)
+        self_surrogate = _surrogate_or(_surrogate.Sigmoid(), surrogate_function)
+        _config.plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
+                            detach_reset=detach_reset, surrogate=self_surrogate, grad=grad_mode)
+        super().__init__(0.0 if v_reset is None else float(v_reset), step_mode, grad_mode, backend, store_v_seq)
+        self.surrogate_function = self_surrogate
+        self.decay_input = bool(decay_input)
+        self.v_threshold = float(v_threshold)
+        self.v_reset = None if v_reset is None else float(v_reset)
+        self.detach_reset = bool(detach_reset)
+        self.w = nn.Parameter(torch.as_tensor(-math.log(init_tau - 1.0)))  # sigmoid(w) = 1 / init_tau
+
+    def _config_now(self):
+        return _config.plif_config(v_threshold=self.v_threshold, v_reset=self.v_reset, decay_input=self.decay_input,
+                                   detach_reset=self.detach_reset, surrogate=self.surrogate_function,
+                                   grad=self.grad_mode)
+
+    def _k(self):
+        return torch.sigmoid(self.w)
+
+    def extra_repr(self) -> str:
+        return (f"tau={1.0 / float(torch.sigmoid(self.w.detach())):.4f}, decay_input={self.decay_input}, "
+                f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
+                f"surrogate_function={self.surrogate_function!r}, detach_reset={self.detach_reset}, "
+                f"step_mode={self.step_mode!r}, grad_mode={self.grad_mode!r}, backend={self.backend!r}")
+
+
 class SLTTLIFNode(LIFNode):
     """SpikingJelly's `SLTTLIFNode` on the fused kernels: its arguments and defaults (decay_input
-    True, hard reset to 0, Sigmoid surrogate, detach_reset True), single-step, grad_mode='sltt'.
+    True, hard reset to 0, Sigmoid surrogate, detach_reset True), grad_mode='sltt'.
 
     For the SLTT paper's neuron (the official code's), use `PaperLIFNode`.
 
@@ -119,10 +293,10 @@ class SLTTLIFNode(LIFNode):
 
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = True,
-                 step_mode: str = "s", grad_mode: str = "sltt", backend: str = "auto"):
+                 step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "sltt"):
         super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
                          surrogate_function=surrogate_function, detach_reset=detach_reset, step_mode=step_mode,
-                         grad_mode=grad_mode, backend=backend)
+                         backend=backend, store_v_seq=store_v_seq, grad_mode=grad_mode)
 
 
 class PaperLIFNode(LIFNode):
@@ -137,11 +311,12 @@ class PaperLIFNode(LIFNode):
 
     def __init__(self, tau: float = 1.1, decay_input: bool = False, v_threshold: float = 1.0,
                  v_reset: Optional[float] = None, surrogate_function=None, detach_reset: bool = False,
-                 step_mode: str = "s", grad_mode: str = "sltt", backend: str = "auto"):
+                 step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "sltt"):
         super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
                          surrogate_function=_surrogate.Triangle(1.0) if surrogate_function is None
                          else surrogate_function,
-                         detach_reset=detach_reset, step_mode=step_mode, grad_mode=grad_mode, backend=backend)
+                         detach_reset=detach_reset, step_mode=step_mode, backend=backend, store_v_seq=store_v_seq,
+                         grad_mode=grad_mode)
 
 
 class OTTTLIFNode(LIFNode):
@@ -157,12 +332,8 @@ class OTTTLIFNode(LIFNode):
             raise ValueError("OTTTLIFNode is single-step only (step_mode='s')")
         super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
                          surrogate_function=surrogate_function, detach_reset=detach_reset, step_mode="s",
-                         grad_mode="sltt", backend=backend)
-        self.trace: Optional[torch.Tensor] = None
-
-    def reset(self) -> None:
-        super().reset()
-        self.trace = None
+                         backend=backend, grad_mode="sltt")
+        self.register_memory("trace", None)
 
     def forward(self, x: torch.Tensor):
         spike = super().forward(x)
@@ -174,19 +345,63 @@ class OTTTLIFNode(LIFNode):
         return [spike, self.trace]
 
 
-def set_step_mode(net: nn.Module, step_mode: str) -> nn.Module:
-    """Sets step_mode on every module of net that has one (as SpikingJelly's function does)."""
-    if step_mode not in ("s", "m"):
-        raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
-    for m in net.modules():
-        if hasattr(m, "step_mode"):
-            m.step_mode = step_mode
-    return net
+class Leaky(BaseNode):
+    """snnTorch's `Leaky` with its default reset_delay=True, on the fused kernels (docs/design.md,
+    section 2.3), with its call convention: `spk, mem = lif(cur, mem)`, or `spk = lif(cur)` with
+    init_hidden=True (the membrane kept in `mem`). step_mode='m' takes cur [T, B, ...].
 
+    Example:
+        >>> lif = Leaky(beta=0.9)
+        >>> mem = lif.reset_mem()
+        >>> spk, mem = lif(torch.randn(8, 16), mem)
+    """
 
-def reset_net(net: nn.Module) -> None:
-    """Calls reset() on every module of net that has one (neurons, time-dropout masks)."""
-    for m in net.modules():  # includes net itself
-        reset = getattr(m, "reset", None)
-        if callable(reset):
-            reset()
+    def __init__(self, beta: float, threshold: float = 1.0, spike_grad=None, init_hidden: bool = False,
+                 reset_mechanism: str = "subtract", output: bool = False, step_mode: str = "s",
+                 backend: str = "auto", grad_mode: str = "bptt"):
+        self_surrogate = _surrogate_or(_surrogate.ATan(2.0), spike_grad)  # snnTorch's default
+        _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism,
+                             surrogate=self_surrogate, grad=grad_mode)
+        super().__init__(0.0, step_mode, grad_mode, backend, False)
+        self.spike_grad = self_surrogate
+        self.beta = float(beta)
+        self.threshold = float(threshold)
+        self.reset_mechanism = reset_mechanism
+        self.init_hidden = bool(init_hidden)
+        self.output = bool(output)
+
+    @property
+    def mem(self):
+        return self.v
+
+    @mem.setter
+    def mem(self, value):
+        self.v = value
+
+    def reset_mem(self):
+        """Zeroes the membrane; returns it (snnTorch's reset_mem / init_leaky)."""
+        self.reset()
+        return torch.zeros(0)
+
+    init_leaky = reset_mem
+
+    def _config_now(self):
+        return _config.leaky_config(beta=self.beta, threshold=self.threshold, reset_mechanism=self.reset_mechanism,
+                                    surrogate=self.spike_grad, grad=self.grad_mode)
+
+    def forward(self, x: torch.Tensor, mem: Optional[torch.Tensor] = None):
+        if mem is not None:
+            if self.init_hidden:
+                raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+            shape = x.shape if self.step_mode == "s" else x.shape[1:]
+            # snnTorch: a membrane of another shape (as reset_mem's empty one) starts from zeros
+            self.v = mem if tuple(mem.shape) == tuple(shape) else 0.0
+        spk = super().forward(x)
+        if self.init_hidden and not self.output:
+            return spk
+        return spk, self.v
+
+    def extra_repr(self) -> str:
+        return (f"beta={self.beta}, threshold={self.threshold}, spike_grad={self.spike_grad!r}, "
+                f"reset_mechanism={self.reset_mechanism!r}, init_hidden={self.init_hidden}, "
+                f"step_mode={self.step_mode!r}, grad_mode={self.grad_mode!r}, backend={self.backend!r}")

@@ -1,4 +1,4 @@
-"""Swapping the LIF neurons of an existing model for the fused ones, in place."""
+"""Swapping the neurons of an existing model for the fused ones, in place."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from .. import surrogate as _surrogate
-from .neurons import LIFNode, OTTTLIFNode, SLTTLIFNode
+from .._backend import check_backend_name
+from .neurons import IFNode, Leaky, LIFNode, OTTTLIFNode, ParametricLIFNode, SLTTLIFNode
 
 __all__ = ["replace_neurons", "ReplaceReport", "SnnTorchLeaky"]
 
@@ -39,14 +40,14 @@ class SnnTorchLeaky(LIFNode):
     as no membrane stays at or above the threshold after its reset: snnTorch then withholds the
     next step's reset (its "avoid double reset"), which this neuron does not. snnTorch fires on
     mem > threshold and this on >=, which differ only when mem equals the threshold exactly.
+    (snnTorch's default, reset_delay=True, is the exact `Leaky` of this package.)
     """
 
     def __init__(self, beta: float, threshold: float, reset_zero: bool, surrogate_function, init_hidden: bool,
                  output: bool, backend: str = "auto"):
-        tau = 1.0 / (1.0 - beta) if beta < 1.0 else float("inf")
-        super().__init__(tau=tau, decay_input=False, v_threshold=threshold, v_reset=0.0 if reset_zero else None,
-                         surrogate_function=surrogate_function, detach_reset=False, step_mode="s",
-                         grad_mode="bptt", backend=backend)
+        super().__init__(tau=1.0 / (1.0 - beta), decay_input=False, v_threshold=threshold,
+                         v_reset=0.0 if reset_zero else None, surrogate_function=surrogate_function,
+                         detach_reset=False, step_mode="s", grad_mode="bptt", backend=backend)
         self.init_hidden = init_hidden
         self.output = output
 
@@ -59,60 +60,97 @@ class SnnTorchLeaky(LIFNode):
         return spk, self.v
 
 
+def _sj_state_note(m: nn.Module, new: nn.Module) -> Optional[str]:
+    """Carries a SpikingJelly neuron's state (v, v_seq) over; says so when there was any."""
+    v = getattr(m, "v", 0.0)
+    if isinstance(v, torch.Tensor):
+        new.v = v
+        return "its membrane state mid-sequence was carried over"
+    if float(v) != float(new.v):
+        new.v = float(v)
+        return f"its membrane state v = {float(v)} was carried over"
+    return None
+
+
 def _from_spikingjelly(m: nn.Module, backend: str):
     name = type(m).__name__
     sg = _surrogate.from_spikingjelly(m.surrogate_function)
     if sg is None:
-        return None, f"its surrogate {type(m.surrogate_function).__name__} has no fused equivalent (Sigmoid, ATan, Rect)"
-    kw = dict(tau=float(m.tau), decay_input=bool(m.decay_input), v_threshold=float(m.v_threshold),
-              v_reset=None if m.v_reset is None else float(m.v_reset), surrogate_function=sg,
-              detach_reset=bool(m.detach_reset), backend=backend)
-    if isinstance(m.tau, torch.Tensor) or isinstance(m.v_threshold, torch.Tensor):
+        return None, (f"its surrogate {type(m.surrogate_function).__name__} has no fused equivalent "
+                      "(Sigmoid, ATan, Rect, PiecewiseQuadratic)")
+    if isinstance(getattr(m, "v_threshold", None), torch.Tensor) or isinstance(getattr(m, "tau", None), torch.Tensor):
         return None, "learnable tau or threshold"
+    common = dict(v_threshold=float(m.v_threshold), v_reset=None if m.v_reset is None else float(m.v_reset),
+                  surrogate_function=sg, detach_reset=bool(m.detach_reset), backend=backend)
     step_mode = getattr(m, "step_mode", "s")
+    store = bool(getattr(m, "store_v_seq", False))
+    if name == "IFNode":
+        return IFNode(step_mode=step_mode, store_v_seq=store, grad_mode="bptt", **common), None
+    if name == "ParametricLIFNode":
+        new = ParametricLIFNode(decay_input=bool(m.decay_input), step_mode=step_mode, store_v_seq=store,
+                                grad_mode="bptt", **common)
+        with torch.no_grad():
+            new.w.copy_(m.w.detach())
+        new.w.requires_grad_(m.w.requires_grad)
+        return new, None
+    lif = dict(tau=float(m.tau), decay_input=bool(m.decay_input), **common)
     if name == "LIFNode":
-        return LIFNode(step_mode=step_mode, grad_mode="bptt", **kw), None
+        return LIFNode(step_mode=step_mode, store_v_seq=store, grad_mode="bptt", **lif), None
     if name == "SLTTLIFNode":
-        return SLTTLIFNode(step_mode="s", grad_mode="sltt", **kw), None
+        return SLTTLIFNode(step_mode="s", grad_mode="sltt", **lif), None
     if name == "OTTTLIFNode":
-        return OTTTLIFNode(step_mode="s", **kw), None
+        return OTTTLIFNode(step_mode="s", **lif), None
     return None, "unsupported SpikingJelly neuron"
 
 
+def _snntorch_atan_alpha(grad_fn) -> Optional[float]:
+    """alpha of snnTorch's atan surrogate (its default, alpha 2); None for any other surrogate."""
+    if not (getattr(grad_fn, "__qualname__", "").startswith("atan") or grad_fn.__class__.__name__ == "ATan"):
+        return None
+    alpha = 2.0
+    for cell in getattr(grad_fn, "__closure__", None) or ():
+        if isinstance(cell.cell_contents, (int, float)):
+            alpha = float(cell.cell_contents)
+    return alpha
+
+
 def _from_snntorch(m: nn.Module, backend: str):
-    if getattr(m, "reset_delay", True):
-        return None, ("reset_delay=True subtracts the previous step's spike after the decay, a different neuron; "
-                      "build it with Leaky(..., reset_delay=False) to have it replaced")
     if getattr(m, "learn_beta", False) or getattr(m, "learn_threshold", False):
         return None, "learnable beta or threshold"
     if getattr(m, "inhibition", False) or getattr(m, "state_quant", False) or float(m.graded_spikes_factor) != 1.0:
         return None, "inhibition, state quantisation or graded spikes"
     beta = m.beta.detach().flatten()
-    if beta.numel() != 1 or not 0.0 <= float(beta) < 1.0:
-        return None, "beta must be one number in [0, 1)"
+    if beta.numel() != 1:
+        return None, "beta must be one number"
+    beta = min(max(float(beta), 0.0), 1.0)  # snnTorch clamps beta to [0, 1]
+    threshold = m.threshold.detach().flatten()
+    if threshold.numel() != 1:
+        return None, "threshold must be one number"
     mech = getattr(m, "reset_mechanism", "subtract")
-    if mech not in ("subtract", "zero"):
+    if mech not in ("subtract", "zero", "none"):
         return None, f"reset_mechanism={mech!r}"
-    grad_fn = m.spike_grad
-    alpha = None
-    # snnTorch's default surrogate is atan with alpha 2; other ones are opaque closures.
-    if getattr(grad_fn, "__qualname__", "").startswith("atan") or grad_fn.__class__.__name__ == "ATan":
-        alpha = 2.0
-        closure = getattr(grad_fn, "__closure__", None) or ()
-        for cell in closure:
-            if isinstance(cell.cell_contents, (int, float)):
-                alpha = float(cell.cell_contents)
+    alpha = _snntorch_atan_alpha(m.spike_grad)
     if alpha is None:
         return None, "only snnTorch's atan surrogate has a fused equivalent"
-    new = SnnTorchLeaky(float(beta), float(m.threshold), mech == "zero", _surrogate.ATan(alpha),
-                        bool(getattr(m, "init_hidden", False)), bool(getattr(m, "output", False)), backend)
+    init_hidden, output = bool(getattr(m, "init_hidden", False)), bool(getattr(m, "output", False))
+    if getattr(m, "reset_delay", True):
+        new = Leaky(beta, float(threshold), spike_grad=_surrogate.ATan(alpha), init_hidden=init_hidden,
+                    reset_mechanism=mech, output=output, backend=backend)
+        mem = getattr(m, "mem", None)
+        if isinstance(mem, torch.Tensor) and mem.numel() > 0:
+            new.v = mem
+        return new, None
+    if mech == "none" or not beta < 1.0:
+        return None, "reset_delay=False needs reset_mechanism 'subtract' or 'zero' and beta < 1"
+    new = SnnTorchLeaky(beta, float(threshold), mech == "zero", _surrogate.ATan(alpha), init_hidden, output, backend)
     return new, None
 
 
 def _candidate(m: nn.Module) -> Optional[Callable]:
     mod = type(m).__module__ or ""
     name = type(m).__name__
-    if mod.startswith("spikingjelly") and name in ("LIFNode", "SLTTLIFNode", "OTTTLIFNode"):
+    if mod.startswith("spikingjelly") and name in ("LIFNode", "SLTTLIFNode", "OTTTLIFNode", "IFNode",
+                                                   "ParametricLIFNode"):
         return _from_spikingjelly
     if mod.startswith("snntorch") and name == "Leaky":
         return _from_snntorch
@@ -120,47 +158,60 @@ def _candidate(m: nn.Module) -> Optional[Callable]:
 
 
 def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = False) -> ReplaceReport:
-    """Replaces, in place, the LIF neurons of `model` with fused ones of the same dynamics.
+    """Replaces, in place, the neurons of `model` with fused ones of the same dynamics.
 
-    Replaced: SpikingJelly's LIFNode (BPTT), SLTTLIFNode (grad_mode='sltt') and OTTTLIFNode, with
-    surrogate Sigmoid, ATan or Rect; snnTorch's Leaky built with reset_delay=False (see
-    SnnTorchLeaky for when it is exact; the report notes it). Anything
-    else that looks like a neuron is left in place and listed, with the reason, in the report.
-    Raises ValueError if the model has no neuron of these kinds. Call SpikingJelly's
-    functional.invalidate_reset_cache (if you use reset_net) after replacing.
+    Replaced: SpikingJelly's LIFNode, IFNode, ParametricLIFNode (BPTT), SLTTLIFNode (grad_mode='sltt')
+    and OTTTLIFNode, with surrogate Sigmoid, ATan, Rect or PiecewiseQuadratic; snnTorch's Leaky
+    (its default reset_delay=True exactly; reset_delay=False as SnnTorchLeaky, exact under the
+    condition the report notes). A neuron used in several places is replaced in all of them by
+    one new module; state held mid-sequence and `store_v_seq` carry over. Anything else that
+    looks like a neuron is left in place and listed, with the reason, in the report. Raises
+    ValueError if the model has none of these neurons. Call SpikingJelly's
+    functional.invalidate_reset_cache (if you use its reset_net) after replacing.
 
     Example:
         >>> report = replace_neurons(model)
         >>> print(report)
     """
+    backend = check_backend_name(backend)
     report = ReplaceReport()
     targets = []
-    for path, m in model.named_modules():
+    for path, m in model.named_modules(remove_duplicate=False):
         conv = _candidate(m)
         if conv is not None:
             targets.append((path, m, conv))
     if not targets:
         raise ValueError(
-            "replace_neurons: the model has no SpikingJelly LIFNode / SLTTLIFNode / OTTTLIFNode or snnTorch "
-            "Leaky to replace"
+            "replace_neurons: the model has no SpikingJelly LIFNode / IFNode / ParametricLIFNode / SLTTLIFNode / "
+            "OTTTLIFNode or snnTorch Leaky to replace"
         )
+    made = {}  # id(old) -> (new, why): a shared instance is converted once
     for path, m, conv in targets:
         if path == "":
             report.skipped.append((path, type(m).__name__, "the model itself is the neuron: replace it directly"))
             continue
-        new, why = conv(m, backend)
+        if id(m) not in made:
+            new, why = conv(m, backend)
+            note = None
+            if new is not None:
+                new.train(m.training)
+                if isinstance(new, (LIFNode, IFNode, ParametricLIFNode)) and not isinstance(new, SnnTorchLeaky):
+                    note = _sj_state_note(m, new)
+                if isinstance(new, SnnTorchLeaky):
+                    note = "exact while no membrane stays >= threshold after its reset"
+            made[id(m)] = (new, why, note)
+        new, why, note = made[id(m)]
         if new is None:
             report.skipped.append((path, type(m).__name__, why))
             continue
-        new.train(m.training)
         parent = model
         *parents, leaf = path.split(".")
         for p in parents:
             parent = getattr(parent, p)
         setattr(parent, leaf, new)
         report.replaced.append((path, type(m).__name__, new))
-        if isinstance(new, SnnTorchLeaky):
-            report.notes[path] = "exact while no membrane stays >= threshold after its reset"
+        if note:
+            report.notes[path] = note
     if verbose:
         print(report)
     return report

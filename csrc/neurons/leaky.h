@@ -1,0 +1,40 @@
+// snnTorch's Leaky with its default reset_delay=True: the reset of a spike at step t-1 is
+// applied at step t's charge, computed from the previous membrane and detached, and the neuron
+// fires on mem > threshold (strictly). With r = [v > theta] of the previous membrane v:
+//   subtract: h = lam v + x - theta r     zero: h = lam (r ? 0 : v) + x     none: h = lam v + x
+//   s = [h > theta],   v_new = h
+// (lam = beta). docs/design.md, section 2.3. Reset::Soft is 'subtract', Reset::Hard 'zero'.
+#pragma once
+
+#include "../lif_math.h"
+#include "lif.h"
+
+namespace sltt {
+
+template <>
+struct NeuronModel<Neuron::Leaky> {
+  template <typename S>
+  static LIF_HD bool reset_flag(const LIFParams<S>& p, S v) { return v > p.theta; }
+  template <Reset R, typename S>
+  static LIF_HD S charge(const LIFParams<S>& p, S v, S x) {
+    const bool r = reset_flag(p, v);
+    if (R == Reset::Soft) return lif_fma(p.lam, v, x) - (r ? p.theta : S(0));
+    if (R == Reset::Hard) return lif_fma(p.lam, r ? S(0) : v, x);
+    return lif_fma(p.lam, v, x);
+  }
+  template <typename S>
+  static LIF_HD bool fire(const LIFParams<S>& p, S h) { return h > p.theta; }
+  template <Reset R, typename S>
+  static LIF_HD S reset(const LIFParams<S>&, S h, bool) { return h; }  // applied at the next charge
+  template <Reset R, bool Detach, typename S>
+  static LIF_HD S dv_dh(const LIFParams<S>&, S, bool, S) { return S(1); }
+  // The reset flag is detached (as snnTorch's), so only the zero reset gates the gradient.
+  template <Reset R, typename S>
+  static LIF_HD S dcharge_dv(const LIFParams<S>& p, bool r) {
+    return (R == Reset::Hard && r) ? S(0) : p.lam;
+  }
+  template <typename S>
+  static LIF_HD S dcharge_dk(const LIFParams<S>&, S, S) { return S(0); }
+};
+
+}  // namespace sltt

@@ -1,0 +1,201 @@
+"""The torch ops of every backend: schemas, fake kernels and autograd, registered once.
+
+Schemas are generated from `NeuronArgs` (the op arguments' one definition, _config.py) for the
+native ops `torch.ops.sltt_kernels.lif_{multistep,step}_{fwd,bwd}` (CPU and CUDA kernels,
+registered by the compiled extension, which is loaded after the schemas exist) and their Triton
+twins `triton_lif_*` (implemented in triton/ops.py). Both sides share the fake kernels and the
+autograd glue here, so they pass torch.library.opcheck and work under
+torch.compile(fullgraph=True). docs/design.md, section 4.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import torch
+
+from . import _ext
+from ._config import (
+    NeuronArgs,
+    check_args,
+    check_input,
+    check_k,
+    check_saved,
+    check_state,
+    saved_dtype,
+    saved_shape,
+    state_dtype,
+)
+
+_SCHEMA_TYPE = {str: "str", float: "float", bool: "bool"}
+NEURON_SCHEMA = ", ".join(f"{_SCHEMA_TYPE[t]} {name}" for name, t in typing.get_type_hints(NeuronArgs).items())
+
+# name -> (leading tensor arguments, returns)
+OPS = {
+    "lif_multistep_fwd": ("Tensor x, Tensor? v0, Tensor? k", "(Tensor spikes, Tensor v_last, Tensor saved)"),
+    "lif_multistep_bwd": ("Tensor grad_spikes, Tensor? grad_v_last, Tensor saved, Tensor? k",
+                          "(Tensor grad_x, Tensor grad_v0, Tensor grad_k)"),
+    "lif_step_fwd": ("Tensor x, Tensor v, Tensor? k", "(Tensor spike, Tensor v_new, Tensor saved)"),
+    "lif_step_bwd": ("Tensor grad_spike, Tensor? grad_v_new, Tensor saved, Tensor? k",
+                     "(Tensor grad_x, Tensor grad_v, Tensor grad_k)"),
+}
+TRITON_PREFIX = "triton_"
+
+_LIB = torch.library.Library("sltt_kernels", "FRAGMENT")
+for _name, (_tensors, _returns) in OPS.items():
+    for _prefix in ("", TRITON_PREFIX):
+        _LIB.define(f"{_prefix}{_name}({_tensors}, {NEURON_SCHEMA}) -> {_returns}")
+
+
+def op(name: str, triton: bool = False):
+    """torch.ops.sltt_kernels.<name> (the native op) or its Triton twin."""
+    return getattr(torch.ops.sltt_kernels, (TRITON_PREFIX if triton else "") + name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks shared by the fake kernels and the Triton ops (the native ops check the same
+# in C++: csrc/lif_options.h)
+
+
+def check_fwd(x, v, k, args, multistep: bool) -> NeuronArgs:
+    """Checks a forward op's arguments; returns the normalised NeuronArgs."""
+    args = check_args(NeuronArgs(*args), has_k=k is not None)
+    check_input(x, "x", multistep)
+    if multistep:
+        if v is not None:
+            check_state(v, "v0", x, x.shape[1:], exact_dtype=True)
+    else:
+        check_state(v, "v", x, x.shape, exact_dtype=True)
+    if k is not None:
+        check_k(k, x, exact_dtype=True)
+    return args
+
+
+def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool) -> NeuronArgs:
+    """Checks a backward op's arguments; returns the normalised NeuronArgs."""
+    args = check_args(NeuronArgs(*args), has_k=k is not None)
+    check_input(grad_spikes, "grad_spikes" if multistep else "grad_spike", multistep)
+    state_shape = grad_spikes.shape[1:] if multistep else grad_spikes.shape
+    if grad_v is not None:
+        check_state(grad_v, "grad_v_last" if multistep else "grad_v_new", grad_spikes, state_shape, exact_dtype=True)
+    T = grad_spikes.shape[0] if multistep else 1
+    N = 1
+    for d in state_shape:
+        N = N * d
+    check_saved(saved, args, grad_spikes, T, N)
+    if k is not None:
+        check_k(k, grad_spikes, exact_dtype=True)
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Fake kernels
+
+
+def _fake_fwd(x, v, k, args, multistep: bool):
+    args = check_fwd(x, v, k, args, multistep)
+    T = x.shape[0] if multistep else 1
+    state_shape = x.shape[1:] if multistep else x.shape
+    N = 1
+    for d in state_shape:
+        N = N * d
+    spikes = x.new_empty(x.shape)
+    v_last = x.new_empty(state_shape, dtype=state_dtype(x.dtype))
+    saved = x.new_empty(saved_shape(args.save, T, N), dtype=saved_dtype(args.save, x.dtype))
+    return spikes, v_last, saved
+
+
+def _fake_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool):
+    check_bwd(grad_spikes, grad_v, saved, k, args, multistep)
+    state_shape = grad_spikes.shape[1:] if multistep else grad_spikes.shape
+    sdt = state_dtype(grad_spikes.dtype)
+    has_grad_k = k is not None and NeuronArgs(*args).save == "h_v0"
+    grad_k = grad_spikes.new_empty((), dtype=sdt) if has_grad_k else grad_spikes.new_empty((0,), dtype=sdt)
+    return grad_spikes.new_empty(grad_spikes.shape), grad_spikes.new_empty(state_shape, dtype=sdt), grad_k
+
+
+def _register_fakes(triton: bool):
+    prefix = TRITON_PREFIX if triton else ""
+
+    @torch.library.register_fake(f"sltt_kernels::{prefix}lif_multistep_fwd", lib=_LIB)
+    def _(x, v0, k, *args):
+        return _fake_fwd(x, v0, k, args, True)
+
+    @torch.library.register_fake(f"sltt_kernels::{prefix}lif_multistep_bwd", lib=_LIB)
+    def _(grad_spikes, grad_v_last, saved, k, *args):
+        return _fake_bwd(grad_spikes, grad_v_last, saved, k, args, True)
+
+    @torch.library.register_fake(f"sltt_kernels::{prefix}lif_step_fwd", lib=_LIB)
+    def _(x, v, k, *args):
+        return _fake_fwd(x, v, k, args, False)
+
+    @torch.library.register_fake(f"sltt_kernels::{prefix}lif_step_bwd", lib=_LIB)
+    def _(grad_spike, grad_v_new, saved, k, *args):
+        return _fake_bwd(grad_spike, grad_v_new, saved, k, args, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Autograd
+
+
+def _setup_context(ctx, inputs, output):
+    x, v, k, *rest = inputs
+    args = NeuronArgs(*rest)
+    _, v_last, saved = output
+    ctx.args = args
+    ctx.has_v = v is not None
+    ctx.k_shape = None if k is None else k.shape
+    ctx.save_for_backward(saved, k)
+    ctx.mark_non_differentiable(saved)
+    if args.grad == "sltt":
+        ctx.mark_non_differentiable(v_last)
+
+
+def _make_backward(bwd_op):
+    def backward(ctx, grad_spikes, grad_v_last, _grad_saved):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "sltt_kernels: higher-order gradients (autograd.grad with create_graph=True) are not supported "
+                "by the fused ops; use backend='reference' for them"
+            )
+        saved, k = ctx.saved_tensors
+        args = ctx.args
+        if args.save == "none":
+            raise RuntimeError("sltt_kernels: backward through a forward that saved nothing (it ran without grad)")
+        bptt = args.grad == "bptt"
+        grad_x, grad_v, grad_k = bwd_op(grad_spikes, grad_v_last if bptt else None, saved, k, *args)
+        has_grad_k = ctx.k_shape is not None and args.save == "h_v0"
+        return (grad_x, grad_v if (bptt and ctx.has_v) else None,
+                grad_k.reshape(ctx.k_shape) if has_grad_k else None) + (None,) * len(args)
+
+    return backward
+
+
+def _register_autograd(triton: bool):
+    for kind in ("multistep", "step"):
+        torch.library.register_autograd(
+            f"sltt_kernels::{TRITON_PREFIX if triton else ''}lif_{kind}_fwd",
+            _make_backward(op(f"lif_{kind}_bwd", triton)),
+            setup_context=_setup_context,
+            lib=_LIB,
+        )
+    for kind in ("multistep", "step"):  # the backward ops have no derivative: say so, never a silent zero
+        torch.library.register_autograd(
+            f"sltt_kernels::{TRITON_PREFIX if triton else ''}lif_{kind}_bwd",
+            _no_double_backward,
+            setup_context=lambda ctx, inputs, output: None,
+            lib=_LIB,
+        )
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError("sltt_kernels: the backward ops have no derivative (higher-order gradients are not "
+                       "supported by the fused ops; use backend='reference')")
+
+
+for _triton in (False, True):
+    _register_fakes(_triton)
+    _register_autograd(_triton)
+
+# The compiled CPU/CUDA implementations register themselves against the schemas above.
+_ext.load()
