@@ -7,7 +7,7 @@ import torch
 import sltt_kernels
 from sltt_kernels import reference
 
-from conftest import ALL_CONFIG_IDS, ALL_CONFIGS, HAVE_EXT, config_of, make_v0, make_x, safe_neurons, unpack_bits
+from helpers import ALL_CONFIG_IDS, ALL_CONFIGS, HAVE_EXT, config_of, make_v0, make_x, safe_neurons, unpack_bits
 
 HAVE_CUDA_OPS = torch.cuda.is_available() and sltt_kernels.available_backends()["cuda"] is None
 pytestmark = pytest.mark.skipif(
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 def _fwd(kw, x, v0, save=None):
     cfg = config_of(kw)
     save = save or cfg.save_kind(True)
-    return torch.ops.sltt_kernels.lif_multistep_fwd(x, v0, *cfg.op_args(save)), save
+    return torch.ops.sltt_kernels.lif_multistep_fwd(x, v0, None, *cfg.args(save)), save
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64], ids=str)
@@ -38,8 +38,8 @@ def test_cuda_equals_cpu_kernel_bit_for_bit(dtype, kw):
     cfg = config_of(kw)
     gs = torch.randn(5, 3, 331, generator=torch.Generator().manual_seed(3)).to(dtype)
     gv = torch.randn(3, 331, generator=torch.Generator().manual_seed(4), dtype=sdt)
-    gx_c, gv0_c = torch.ops.sltt_kernels.lif_multistep_bwd(gs, gv, saved_c, *cfg.op_args(save))
-    gx_g, gv0_g = torch.ops.sltt_kernels.lif_multistep_bwd(gs.cuda(), gv.cuda(), saved_g, *cfg.op_args(save))
+    gx_c, gv0_c, _ = torch.ops.sltt_kernels.lif_multistep_bwd(gs, gv, saved_c, None, *cfg.args(save))
+    gx_g, gv0_g, _ = torch.ops.sltt_kernels.lif_multistep_bwd(gs.cuda(), gv.cuda(), saved_g, None, *cfg.args(save))
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     if dtype in (torch.float16, torch.bfloat16):
         tol = dict(rtol=1e-2, atol=1e-2)
@@ -74,9 +74,9 @@ def test_more_than_2_pow_31_elements_bf16():
     cfg = config_of(kw)
     g = torch.Generator(device="cuda").manual_seed(0)
     x = (torch.randn(T, N, device="cuda", generator=g) * 1.5 + 0.9).to(torch.bfloat16)
-    spikes, v_last, saved = torch.ops.sltt_kernels.lif_multistep_fwd(x, None, *cfg.op_args("sg"))
+    spikes, v_last, saved = torch.ops.sltt_kernels.lif_multistep_fwd(x, None, None, *cfg.args("sg"))
     gs = torch.ones(T, N, device="cuda", dtype=torch.bfloat16)
-    gx, _ = torch.ops.sltt_kernels.lif_multistep_bwd(gs, None, saved, *cfg.op_args("sg"))
+    gx, _, _ = torch.ops.sltt_kernels.lif_multistep_bwd(gs, None, saved, None, *cfg.args("sg"))
     c0 = ((N - 4096) // 32) * 32  # the tail starts on a mask-word boundary
     for cols in (slice(0, 4096), slice(c0, N)):
         xs = x[:, cols].double().cpu()
@@ -91,6 +91,6 @@ def test_more_than_2_pow_31_elements_bf16():
     # the mask words of the tail, against the packing of the float64 reference's window
     xs = x[:, c0:].double().cpu()
     safe = safe_neurons(kw, xs)
-    window = (reference.lif_multistep_states(cfg, xs)[1] - 1.0).abs() < 0.5
+    window = (reference.multistep_states(cfg, xs)[1] - 1.0).abs() < 0.5
     got = unpack_bits(saved[:, c0 // 32:].cpu(), N - c0)
     assert torch.equal(got[:, safe], window[:, safe])

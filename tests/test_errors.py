@@ -6,7 +6,7 @@ import torch
 import sltt_kernels
 from sltt_kernels import reference
 
-from conftest import HAVE_EXT, make_x
+from helpers import HAVE_EXT, make_x
 
 API_BACKENDS = ["reference", pytest.param("cpu", marks=pytest.mark.skipif(not HAVE_EXT, reason="no extension"))]
 

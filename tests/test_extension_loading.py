@@ -10,7 +10,7 @@ import torch
 
 from sltt_kernels import _ext
 
-from conftest import HAVE_EXT
+from helpers import HAVE_EXT
 
 
 def _run(code, **env):

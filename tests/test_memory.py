@@ -6,7 +6,7 @@ import torch
 import sltt_kernels
 from sltt_kernels.memory import SavedTensorMeter
 
-from conftest import KERNEL_BACKENDS, DEVICE_OF, make_v0, make_x, neuron_kwargs
+from helpers import KERNEL_BACKENDS, DEVICE_OF, make_v0, make_x, neuron_kwargs
 
 
 def saved_bytes(fn):

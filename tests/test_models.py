@@ -8,7 +8,7 @@ import torch
 from sltt_kernels import models
 from sltt_kernels.nn import LIFNode, reset_net, set_step_mode
 
-from conftest import HAVE_EXT
+from helpers import HAVE_EXT
 
 BACKEND = "cpu" if HAVE_EXT else "reference"
 

@@ -8,7 +8,7 @@ import sltt_kernels
 from sltt_kernels.nn import PaperLIFNode, FoldTime, LIFNode, OTTTLIFNode, ScaledWSConv2d, SLTTLIFNode, StepBatchNorm2d, TimeDropout
 from sltt_kernels.nn import reset_net, set_step_mode
 
-from conftest import HAVE_EXT, make_x
+from helpers import HAVE_EXT, make_x
 
 BACKENDS = ["reference", pytest.param("cpu", marks=pytest.mark.skipif(not HAVE_EXT, reason="no extension"))]
 

@@ -5,10 +5,10 @@ import torch
 
 import sltt_kernels
 
-from conftest import CORE_CONFIG_IDS, CORE_CONFIGS, DEVICE_OF, KERNEL_BACKENDS, backend_op, config_of, make_v0, make_x, neuron_kwargs
+from helpers import CORE_CONFIG_IDS, CORE_CONFIGS, DEVICE_OF, KERNEL_BACKENDS, backend_op, config_of, make_v0, make_x, neuron_kwargs
 
 def _fwd_args(kw, x, v0, save):
-    return (x, v0) + config_of(kw).op_args(save)
+    return (x, v0, None) + tuple(config_of(kw).args(save))
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -27,8 +27,8 @@ def test_opcheck_multistep(backend, dtype, kw):
     _, _, saved = fwd(*_fwd_args(kw, x.detach(), v0.detach(), save))
     gs = torch.randn(4, 3, 37, device=dev).to(dtype)
     gv = torch.randn(3, 37, device=dev, dtype=sdt)
-    torch.library.opcheck(bwd.default, (gs, gv, saved) + cfg.op_args(save))
-    torch.library.opcheck(bwd.default, (gs, None, saved) + cfg.op_args(save))
+    torch.library.opcheck(bwd.default, (gs, gv, saved, None) + tuple(cfg.args(save)))
+    torch.library.opcheck(bwd.default, (gs, None, saved, None) + tuple(cfg.args(save)))
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -43,7 +43,7 @@ def test_opcheck_step(backend, kw):
     torch.library.opcheck(fwd.default, _fwd_args(kw, x, v, save))
     _, _, saved = fwd(*_fwd_args(kw, x.detach(), v.detach(), save))
     gs = torch.randn(5, 7, device=dev)
-    torch.library.opcheck(bwd.default, (gs, torch.randn(5, 7, device=dev), saved) + cfg.op_args(save))
+    torch.library.opcheck(bwd.default, (gs, torch.randn(5, 7, device=dev), saved, None) + tuple(cfg.args(save)))
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)

@@ -6,24 +6,24 @@ import pytest
 import torch
 
 from sltt_kernels import reference, surrogate
-from sltt_kernels._config import make_config
+from sltt_kernels._config import leaky_config, lif_config
 
-from conftest import ALL_CONFIG_IDS, ALL_CONFIGS, config_of, make_v0, make_x, unpack_bits
+from helpers import ALL_CONFIG_IDS, ALL_CONFIGS, config_of, make_v0, make_x, unpack_bits
 
 
 def _spikingjelly_style_loop(kw, x, v0):
     """LIF as SpikingJelly writes it (other algebra, same neuron), BPTT or SLTT by detaching v."""
     cfg = config_of(kw)
     v_reset = kw["v_reset"]
-    v = torch.full_like(x[0], cfg.v_r) if v0 is None else v0
+    v = torch.full_like(x[0], cfg.v_reset) if v0 is None else v0
     out = []
     for t in range(x.shape[0]):
         if kw["grad"] == "sltt":
             v = v.detach()
         if kw["decay_input"]:
-            h = v + (x[t] - (v - cfg.v_r)) / kw["tau"]
+            h = v + (x[t] - (v - cfg.v_reset)) / kw["tau"]
         else:
-            h = v - (v - cfg.v_r) / kw["tau"] + x[t]
+            h = v - (v - cfg.v_reset) / kw["tau"] + x[t]
         s = kw["surrogate"](h - kw["v_threshold"])
         sd = s.detach() if kw["detach_reset"] else s
         if v_reset is None:
@@ -87,8 +87,8 @@ def test_explicit_backward_equals_autograd(kw):
     s, v = reference.lif_multistep(x, v0, **kw)
     loss = (s * w).sum() + ((v * wv).sum() if cfg.grad == "bptt" else 0)
     gx, gv0 = torch.autograd.grad(loss, [x, v0], allow_unused=True)
-    _, h, _ = reference.lif_multistep_states(cfg, x.detach(), v0.detach())
-    ex_gx, ex_gv0 = reference.lif_multistep_backward(cfg, h, w, wv if cfg.grad == "bptt" else None)
+    _, h, _ = reference.multistep_states(cfg, x.detach(), v0.detach())
+    ex_gx, ex_gv0 = reference.multistep_backward(cfg, h, w, wv if cfg.grad == "bptt" else None)
     torch.testing.assert_close(ex_gx, gx, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ex_gv0, gv0 if gv0 is not None else torch.zeros_like(ex_gv0), rtol=1e-12, atol=1e-12)
 
@@ -154,13 +154,24 @@ def test_reference_keeps_float32_state_for_half_inputs():
     assert torch.equal(s.float(), s32) and torch.equal(v, v32)
 
 
+def _lif(**kw):
+    base = dict(tau=2.0, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False, surrogate="rect",
+                grad="bptt")
+    return lif_config(**{**base, **kw})
+
+
 def test_config_save_kinds():
-    assert make_config(v_reset=None, surrogate="rect").save_kind(True) == "sg"
-    assert make_config(v_reset=0.0, surrogate="rect", grad="sltt").save_kind(True) == "sg"
-    assert make_config(v_reset=0.0, surrogate="rect", detach_reset=True).save_kind(True) == "sg_spike"
-    assert make_config(v_reset=0.0, surrogate="rect").save_kind(True) == "h"
-    assert make_config(v_reset=None, surrogate="sigmoid").save_kind(True) == "h"
-    assert make_config().save_kind(False) == "none"
+    assert _lif(v_reset=None).save_kind(True) == "sg"
+    assert _lif(grad="sltt").save_kind(True) == "sg"
+    assert _lif(detach_reset=True).save_kind(True) == "sg_spike"
+    assert _lif().save_kind(True) == "h"
+    assert _lif(v_reset=None, surrogate="sigmoid").save_kind(True) == "h"
+    assert _lif().save_kind(False) == "none"
+    assert _lif().save_kind(True, learn_k=True) == "h_v0"
+    leaky = dict(beta=0.9, threshold=1.0, surrogate="rect", grad="bptt")
+    assert leaky_config(reset_mechanism="zero", **leaky).save_kind(True) == "sg_reset"
+    assert leaky_config(reset_mechanism="subtract", **leaky).save_kind(True) == "sg"
+    assert leaky_config(reset_mechanism="zero", **{**leaky, "surrogate": "atan"}).save_kind(True) == "h_v0"
 
 
 def test_surrogate_objects_take_spikingjelly_argument_names():

@@ -14,7 +14,7 @@ from sltt_kernels import training
 from sltt_kernels.memory import SavedTensorMeter
 from sltt_kernels.nn import FoldTime, SLTTLIFNode
 
-from conftest import HAVE_EXT
+from helpers import HAVE_EXT
 
 BACKEND = "cpu" if HAVE_EXT else "reference"
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import sltt_kernels
 
-from conftest import ALL_CONFIG_IDS, ALL_CONFIGS, DEVICE_OF, HAVE_EXT, backend_op, RESETS, SURROGATES, config_of, make_v0, make_x, neuron_kwargs
+from helpers import ALL_CONFIG_IDS, ALL_CONFIGS, DEVICE_OF, HAVE_EXT, backend_op, RESETS, SURROGATES, config_of, make_v0, make_x, neuron_kwargs
 
 TRITON_REASON = sltt_kernels.available_backends()["triton"]
 pytestmark = pytest.mark.skipif(TRITON_REASON is not None, reason=f"Triton backend unavailable: {TRITON_REASON}")
@@ -26,8 +26,8 @@ def _fwd_bwd(backend, kw, x, v0, gs, gv):
     save = cfg.save_kind(True)
     fwd = backend_op(backend, "lif_multistep_fwd")
     bwd = backend_op(backend, "lif_multistep_bwd")
-    s, v, saved = fwd(x, v0, *cfg.op_args(save))
-    gx, gv0 = bwd(gs, gv, saved, *cfg.op_args(save))
+    s, v, saved = fwd(x, v0, None, *cfg.args(save))
+    gx, gv0, _ = bwd(gs, gv, saved, None, *cfg.args(save))
     return s, v, saved, gx, gv0
 
 

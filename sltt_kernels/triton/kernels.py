@@ -1,4 +1,4 @@
-"""The fused LIF kernels in Triton: the algorithm of the CUDA kernels (DESIGN.md sections 2-3).
+"""The fused neuron kernels in Triton: the algorithm of the CUDA kernels (docs/design.md, 2-3).
 
 One program takes BLOCK consecutive neurons and walks the T steps with the state in registers.
 Masks use the C++ kernels' layout: int32 [T, ceil(N/32)], bit j of word w = neuron 32w + j.
@@ -18,11 +18,15 @@ import os
 import triton
 import triton.language as tl
 
+from .. import _config
+
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
-# Codes shared with the C++ enums (csrc/lif_math.h).
-SAVE_CODES = {"none": 0, "sg": 1, "sg_spike": 2, "h": 3}
-SURROGATE_CODES = {"rect": 0, "triangle": 1, "sigmoid": 2, "atan": 3}
+# Codes shared with the C++ enums (csrc/lif_math.h), in the order of _config's tables.
+SAVE_CODES = {name: i for i, name in enumerate(_config.SAVE_KINDS)}
+SURROGATE_CODES = {name: i for i, name in enumerate(_config.SURROGATE_KINDS)}
+RESET_CODES = {name: i for i, name in enumerate(_config.RESETS)}
+NEURON_CODES = {name: model.code for name, model in _config.MODELS.items()}
 # Order of the constants in the params tensor.
 PARAM_NAMES = ("lam", "c", "theta", "v_r", "alpha", "alpha2", "half_width", "inv_width")
 
@@ -66,110 +70,225 @@ def _pack_bits(flags, BLOCK: tl.constexpr):
     return tl.sum(bits << shifts[None, :], axis=1)  # distinct bits: the sum is the OR
 
 
+# ---------------------------------------------------------------------------------------------
+# The neuron models (csrc/neurons/*.h), selected by the NEURON constexpr: 0 LIF, 1 IF, 2 leaky.
+# RESET: 0 soft (leaky: subtract), 1 hard (leaky: zero), 2 none (leaky only).
+
+
+@triton.jit
+def _reset_flag(v, theta, NEURON: tl.constexpr):
+    """The flag a charge reads from the previous state: the leaky model's [v > theta]."""
+    if NEURON == 2:
+        return v > theta
+    else:
+        return v > v  # all False, NaN included
+
+
+@triton.jit
+def _charge(v, x, lam, c, theta, v_r, zero, NEURON: tl.constexpr, RESET: tl.constexpr, EMULATE: tl.constexpr):
+    if NEURON == 0:  # LIF: fma(lam, v - v_r, fma(c, x, v_r)), the C++ kernels' order
+        h = _fma(zero + lam, v - v_r, _fma(zero + c, x, zero + v_r, EMULATE), EMULATE)
+    elif NEURON == 1:  # IF
+        h = v + x
+    else:  # leaky: the previous step's reset, detached
+        r = v > theta
+        if RESET == 0:
+            h = _fma(zero + lam, v, x, EMULATE) - tl.where(r, theta, 0.0).to(v.dtype)
+        elif RESET == 1:
+            h = _fma(zero + lam, tl.where(r, 0.0, v).to(v.dtype), x, EMULATE)
+        else:
+            h = _fma(zero + lam, v, x, EMULATE)
+    return h
+
+
+@triton.jit
+def _fire(h, theta, NEURON: tl.constexpr):
+    if NEURON == 2:
+        return h > theta
+    else:
+        return h >= theta
+
+
+@triton.jit
+def _reset(h, spike, theta, v_r, NEURON: tl.constexpr, RESET: tl.constexpr):
+    if NEURON == 2:
+        return h  # applied at the next charge
+    elif RESET == 1:
+        return tl.where(spike, v_r, h)
+    else:
+        return tl.where(spike, h - theta, h)
+
+
+@triton.jit
+def _dv_dh(h, spike, sg, theta, v_r, zero, NEURON: tl.constexpr, RESET: tl.constexpr, DETACH: tl.constexpr,
+           EMULATE: tl.constexpr):
+    if NEURON == 2:
+        return zero + 1.0
+    elif RESET == 1:
+        keep = tl.where(spike, 0.0, 1.0).to(zero.dtype)
+        if DETACH:
+            return keep
+        else:
+            return _fma(-(h - v_r), sg, keep, EMULATE)
+    else:
+        if DETACH:
+            return zero + 1.0
+        else:
+            return _fma(-theta + zero, sg, zero + 1.0, EMULATE)
+
+
+@triton.jit
+def _dcharge_dv(reset_flag, lam, zero, NEURON: tl.constexpr, RESET: tl.constexpr):
+    if NEURON == 1:
+        return zero + 1.0
+    elif NEURON == 2 and RESET == 1:
+        return tl.where(reset_flag, 0.0, lam).to(zero.dtype)
+    else:
+        return zero + lam
+
+
+@triton.jit
+def _dcharge_dk(v_prev, h, c, v_r, C_IS_K: tl.constexpr):
+    """LIF with k = 1/tau: dh/dk = (h - v_prev) / k with c = k, else v_r - v_prev."""
+    if C_IS_K:
+        return (h - v_prev) / c
+    else:
+        return v_r - v_prev
+
+
+@triton.jit
+def _params(params_ptr, k_ptr, HAS_K: tl.constexpr, C_IS_K: tl.constexpr):
+    lam = tl.load(params_ptr + 0)
+    c = tl.load(params_ptr + 1)
+    if HAS_K:  # a learnable k = 1/tau, read on the device
+        k = tl.load(k_ptr).to(lam.dtype)
+        lam = 1.0 - k
+        if C_IS_K:
+            c = k
+        else:
+            c = lam * 0.0 + 1.0
+    return lam, c
+
+
 @triton.jit
 def _lif_fwd_kernel(
-    x_ptr, v0_ptr, spikes_ptr, v_last_ptr, mask_ptr, h_ptr, params_ptr, T, N,
-    HAS_V0: tl.constexpr, HARD_RESET: tl.constexpr, SAVE: tl.constexpr, EMULATE_FMA: tl.constexpr,
-    BLOCK: tl.constexpr,
+    x_ptr, v0_ptr, k_ptr, spikes_ptr, v_last_ptr, mask_ptr, h_ptr, params_ptr, T, N,
+    NEURON: tl.constexpr, RESET: tl.constexpr, HAS_V0: tl.constexpr, HAS_K: tl.constexpr, C_IS_K: tl.constexpr,
+    SAVE: tl.constexpr, EMULATE_FMA: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    # SAVE: 0 none, 1 sg, 2 sg_spike, 3 h, 4 sg_reset, 5 h_v0 (csrc/lif_math.h)
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     live = offs < N
-    W = (N + 31) // 32
+    N64 = N.to(tl.int64)  # every offset in 64 bits: T * N may exceed 2^31
+    W = (N64 + 31) // 32
     words = pid * (BLOCK // 32) + tl.arange(0, BLOCK // 32)
     word_live = words < W
-    lam = tl.load(params_ptr + 0)
-    c = tl.load(params_ptr + 1)
+    lam, c = _params(params_ptr, k_ptr, HAS_K, C_IS_K)
     theta = tl.load(params_ptr + 2)
     v_r = tl.load(params_ptr + 3)
     half_width = tl.load(params_ptr + 6)
-    zero = tl.zeros([BLOCK], dtype=lam.dtype)
+    zero = tl.zeros([BLOCK], dtype=theta.dtype)
     if HAS_V0:
-        v = tl.load(v0_ptr + offs, mask=live, other=0.0).to(lam.dtype)
+        v = tl.load(v0_ptr + offs, mask=live, other=0.0).to(theta.dtype)
     else:
         v = zero + v_r
+    if SAVE == 5:
+        tl.store(h_ptr + offs, v, mask=live)
     for t in range(T):
-        row = t * N
+        t64 = tl.full([], t, tl.int64)
+        row = t64 * N64
         # no `other`: dead lanes are never stored, and the interpreter mis-casts a bf16 `other`
-        x = tl.load(x_ptr + row + offs, mask=live).to(lam.dtype)
-        h = _fma(zero + lam, v - v_r, _fma(zero + c, x, zero + v_r, EMULATE_FMA), EMULATE_FMA)
-        spike = h >= theta
+        x = tl.load(x_ptr + row + offs, mask=live).to(theta.dtype)
+        reset_flag = _reset_flag(v, theta, NEURON)
+        h = _charge(v, x, lam, c, theta, v_r, zero, NEURON, RESET, EMULATE_FMA)
+        spike = _fire(h, theta, NEURON)
         # via float32: the interpreter cannot cast bool to bfloat16
         spike_value = tl.where(spike, 1.0, 0.0)
         tl.store(spikes_ptr + row + offs, spike_value.to(spikes_ptr.dtype.element_ty), mask=live)
         if SAVE == 3:
             tl.store(h_ptr + row + offs, h, mask=live)
-        if SAVE == 1 or SAVE == 2:
+        if SAVE == 5:
+            tl.store(h_ptr + row + N64 + offs, h, mask=live)
+        if SAVE == 1 or SAVE == 2 or SAVE == 4:
             sg_words = _pack_bits(_rect_window(h, theta, half_width) & live, BLOCK)
-            tl.store(mask_ptr + t * W + words, sg_words, mask=word_live)
+            tl.store(mask_ptr + t64 * W + words, sg_words, mask=word_live)
         if SAVE == 2:
             spike_words = _pack_bits(spike & live, BLOCK)
-            tl.store(mask_ptr + (T + t) * W + words, spike_words, mask=word_live)
-        if HARD_RESET:
-            v = tl.where(spike, v_r, h)
-        else:
-            v = tl.where(spike, h - theta, h)
+            tl.store(mask_ptr + (T + t64) * W + words, spike_words, mask=word_live)
+        if SAVE == 4:
+            reset_words = _pack_bits(reset_flag & live, BLOCK)
+            tl.store(mask_ptr + (T + t64) * W + words, reset_words, mask=word_live)
+        v = _reset(h, spike, theta, v_r, NEURON, RESET)
     tl.store(v_last_ptr + offs, v, mask=live)
 
 
 @triton.jit
 def _lif_bwd_kernel(
-    gs_ptr, gv_last_ptr, mask_ptr, h_ptr, gx_ptr, gv0_ptr, params_ptr, T, N,
-    HAS_GV_LAST: tl.constexpr, WRITE_GV0: tl.constexpr, HARD_RESET: tl.constexpr, DETACH: tl.constexpr,
-    SURROGATE: tl.constexpr, SAVE: tl.constexpr, BPTT: tl.constexpr, EMULATE_FMA: tl.constexpr,
-    BLOCK: tl.constexpr,
+    gs_ptr, gv_last_ptr, mask_ptr, h_ptr, k_ptr, gx_ptr, gv0_ptr, gk_ptr, params_ptr, T, N,
+    NEURON: tl.constexpr, RESET: tl.constexpr, DETACH: tl.constexpr, SURROGATE: tl.constexpr, SAVE: tl.constexpr,
+    BPTT: tl.constexpr, HAS_GV_LAST: tl.constexpr, WRITE_GV0: tl.constexpr, HAS_K: tl.constexpr,
+    C_IS_K: tl.constexpr, LEARN_K: tl.constexpr, EMULATE_FMA: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     live = offs < N
-    W = (N + 31) // 32
+    N64 = N.to(tl.int64)
+    W = (N64 + 31) // 32
     word_of = offs // 32
     bit_of = (offs % 32).to(tl.int32)
-    lam = tl.load(params_ptr + 0)
-    c = tl.load(params_ptr + 1)
+    lam, c = _params(params_ptr, k_ptr, HAS_K, C_IS_K)
     theta = tl.load(params_ptr + 2)
     v_r = tl.load(params_ptr + 3)
     alpha = tl.load(params_ptr + 4)
     alpha2 = tl.load(params_ptr + 5)
     half_width = tl.load(params_ptr + 6)
     inv_width = tl.load(params_ptr + 7)
-    zero = tl.zeros([BLOCK], dtype=lam.dtype)
+    zero = tl.zeros([BLOCK], dtype=theta.dtype)
     gv = zero
+    gk = zero
     if BPTT and HAS_GV_LAST:
-        gv = tl.load(gv_last_ptr + offs, mask=live, other=0.0).to(lam.dtype)
+        gv = tl.load(gv_last_ptr + offs, mask=live, other=0.0).to(theta.dtype)
     for step in range(T):
-        t = T - 1 - step
-        row = t * N
+        t64 = tl.full([], T - 1 - step, tl.int64)
+        row = t64 * N64
         h = zero
         spike = zero > 0
-        if SAVE == 3:
-            h = tl.load(h_ptr + row + offs, mask=live, other=0.0)
+        reset_flag = zero > 0
+        if SAVE == 3 or SAVE == 5:
+            h_row = row + N64 if SAVE == 5 else row
+            h = tl.load(h_ptr + h_row + offs, mask=live, other=0.0)
             sg = _surrogate(h, theta, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE_FMA)
-            spike = h >= theta
+            spike = _fire(h, theta, NEURON)
         else:
-            sg_word = tl.load(mask_ptr + t * W + word_of, mask=live, other=0)
-            sg = tl.where(((sg_word >> bit_of) & 1) != 0, inv_width, 0.0).to(lam.dtype)
-            if SAVE == 2:
-                spike_word = tl.load(mask_ptr + (T + t) * W + word_of, mask=live, other=0)
-                spike = ((spike_word >> bit_of) & 1) != 0
-        gh = tl.load(gs_ptr + row + offs, mask=live).to(lam.dtype) * sg
+            sg_word = tl.load(mask_ptr + t64 * W + word_of, mask=live, other=0)
+            sg = tl.where(((sg_word >> bit_of) & 1) != 0, inv_width, 0.0).to(theta.dtype)
+            if SAVE == 2 or SAVE == 4:
+                plane1 = tl.load(mask_ptr + (T + t64) * W + word_of, mask=live, other=0)
+                flag = ((plane1 >> bit_of) & 1) != 0
+                if SAVE == 2:
+                    spike = flag
+                else:
+                    reset_flag = flag
+        v_prev = zero
+        if SAVE == 5:
+            # the row before h[t] holds h[t-1] (or, at t = 0, the state v[-1] itself)
+            before = tl.load(h_ptr + row + offs, mask=live, other=0.0)
+            after_reset = _reset(before, _fire(before, theta, NEURON), theta, v_r, NEURON, RESET)
+            v_prev = tl.where(t64 == 0, before, after_reset)
+            reset_flag = _reset_flag(v_prev, theta, NEURON)
+        gh = tl.load(gs_ptr + row + offs, mask=live).to(theta.dtype) * sg
         if BPTT:
-            if HARD_RESET:
-                keep = tl.where(spike, 0.0, 1.0).to(lam.dtype)
-                if DETACH:
-                    dv_dh = keep
-                else:
-                    dv_dh = _fma(-(h - v_r), sg, keep, EMULATE_FMA)
-            else:
-                if DETACH:
-                    dv_dh = zero + 1.0
-                else:
-                    dv_dh = _fma(-theta + zero, sg, zero + 1.0, EMULATE_FMA)
-            gh = _fma(gv, dv_dh, gh, EMULATE_FMA)
-            gv = lam * gh
+            gh = _fma(gv, _dv_dh(h, spike, sg, theta, v_r, zero, NEURON, RESET, DETACH, EMULATE_FMA), gh,
+                      EMULATE_FMA)
+            gv = _dcharge_dv(reset_flag, lam, zero, NEURON, RESET) * gh
+        if LEARN_K:
+            gk = _fma(gh, _dcharge_dk(v_prev, h, c, v_r, C_IS_K), gk, EMULATE_FMA)
         tl.store(gx_ptr + row + offs, (c * gh).to(gx_ptr.dtype.element_ty), mask=live)
     if BPTT and WRITE_GV0:
         tl.store(gv0_ptr + offs, gv, mask=live)
+    if LEARN_K:
+        tl.store(gk_ptr + offs, gk, mask=live)
 
 
 def _tuned(kernel):
@@ -185,6 +304,5 @@ def _tuned(kernel):
     return triton.autotune(configs=configs, key=["N", "T"])(kernel)
 
 
-TUNED = not INTERPRET
 lif_fwd = _tuned(_lif_fwd_kernel)
 lif_bwd = _tuned(_lif_bwd_kernel)
