@@ -116,6 +116,11 @@ def _autocast(x: torch.Tensor, dtype):
     return torch.autocast(device_type=x.device.type, dtype=dtype)
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) to float32 for summing over steps; float64 stays float64."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _optimizer_step(optimizer, scaler):
     if scaler is not None:
         scaler.step(optimizer)
@@ -176,7 +181,7 @@ def sltt_step(
             if bp:
                 (scaler.scale(loss) if scaler is not None else loss).backward()
         total_loss += float(loss.detach())
-        total_out = total_out + out.detach().float()
+        total_out = total_out + _wide(out.detach())
     reset_net(net)
     _optimizer_step(optimizer, scaler)
     return StepResult(loss=total_loss, output=total_out / T)
@@ -219,4 +224,4 @@ def bptt_step(
     (scaler.scale(loss) if scaler is not None else loss).backward()
     reset_net(net)
     _optimizer_step(optimizer, scaler)
-    return StepResult(loss=float(loss.detach()), output=outs.detach().float().mean(0))
+    return StepResult(loss=float(loss.detach()), output=_wide(outs.detach()).mean(0))

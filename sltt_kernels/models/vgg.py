@@ -31,7 +31,8 @@ class SpikingVGG11(nn.Module):
 
     norm: 'bn' (the official network) or 'ws' (VGG-11 (WS): scaled weight standardisation and
     the x2.74 gain after each neuron). dropout: rate after each neuron (paper: 0.4 DVS-Gesture,
-    0.3 DVS-CIFAR10; default 0). bias=False drops the conv biases (a variant).
+    0.3 DVS-CIFAR10; default 0). bias=False drops the conv biases (a variant). width: channels of
+    the first conv (64 in the paper); every stage scales with it.
 
     Example:
         >>> net = vgg11_bn(num_classes=11, step_mode="m")
@@ -41,15 +42,18 @@ class SpikingVGG11(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 2, norm: str = "bn",
                  neuron: Optional[NeuronFactory] = None, dropout: float = 0.0, step_mode: str = "s",
-                 bias: bool = True, pack_spike_inputs: bool = False):
+                 bias: bool = True, width: int = 64, pack_spike_inputs: bool = False):
         super().__init__()
         if norm not in ("bn", "ws"):
             raise ValueError(f"norm must be 'bn' or 'ws', got {norm!r}")
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive int, got {width!r}")
         neuron = neuron_or_default(neuron)
         layers = []
         cin = in_channels
         for stage in VGG11_STAGES:
             for cout in stage:
+                cout = cout * width // 64
                 if norm == "bn":
                     layers += [FoldTime(nn.Conv2d(cin, cout, 3, padding=1, bias=bias)), StepBatchNorm2d(cout),
                                neuron()]
@@ -77,11 +81,11 @@ class SpikingVGG11(nn.Module):
 
 def vgg11_bn(num_classes: int = 10, in_channels: int = 2, neuron: Optional[NeuronFactory] = None,
              dropout: float = 0.0, step_mode: str = "s", **kwargs) -> SpikingVGG11:
-    """The official spiking VGG-11 with per-step BN; kwargs: bias, pack_spike_inputs."""
+    """The official spiking VGG-11 with per-step BN; kwargs: bias, width, pack_spike_inputs."""
     return SpikingVGG11(num_classes, in_channels, "bn", neuron, dropout, step_mode, **kwargs)
 
 
 def vgg11_ws(num_classes: int = 10, in_channels: int = 2, neuron: Optional[NeuronFactory] = None,
              dropout: float = 0.0, step_mode: str = "s", **kwargs) -> SpikingVGG11:
-    """VGG-11 (WS) of supplementary H.1 (no official code); kwargs: bias, pack_spike_inputs."""
+    """VGG-11 (WS) of supplementary H.1 (no official code); kwargs: bias, width, pack_spike_inputs."""
     return SpikingVGG11(num_classes, in_channels, "ws", neuron, dropout, step_mode, **kwargs)
