@@ -1,6 +1,15 @@
-"""Data sets for the training command: digits (bundled with scikit-learn), CIFAR-10/100 from a
-folder in torchvision's on-disk format (read directly, no torchvision needed), and DVS-Gesture /
-DVS-CIFAR10 as frames through SpikingJelly's dataset classes.
+"""Data sets for the training command, prepared as the official SLTT code prepares them:
+
+- digits: bundled with scikit-learn (the quick-run and test data set);
+- CIFAR-10/100: a folder in torchvision's on-disk format, read without torchvision and without
+  running any code from the files (a restricted unpickler), validated; training images get the
+  official augmentation: random crop (4 pixels of zero padding), Cutout with torchtoolbox's
+  defaults (probability 0.5, area 2-40 %, aspect 0.4-2.5, one random grey value 0-255), flip;
+- DVS-Gesture / DVS-CIFAR10: frames through SpikingJelly's dataset classes; DVS-CIFAR10 frames
+  resized to 48x48 and split by sample index (0-899 of each class train, 900-999 test);
+- ImageNet: a folder in ImageFolder layout (train/<class>/*.JPEG, val/<class>/*), decoded with
+  PIL; RandomResizedCrop + flip for training, Resize(256/224 of the size) + CenterCrop for
+  validation; ImageNet mean/std normalisation. No download.
 
 Every data set yields (x, y) with x a float tensor: [C, H, W] for static images (fed at every
 time step: direct encoding) or [T, C, H, W] for event frames.
@@ -8,15 +17,20 @@ time step: direct encoding) or [T, C, H, W] for event frames.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import random
+import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["DATASETS", "DatasetInfo", "load_dataset", "DataError"]
+__all__ = ["DATASETS", "DatasetInfo", "load_dataset", "DataError", "TensorImages", "ImageFolderDataset",
+           "cutout_params", "split_cifar10_dvs", "read_cifar_batch"]
 
 
 class DataError(ValueError):
@@ -41,21 +55,56 @@ DATASETS = {
                                "SpikingJelly's DVS128Gesture root (download/ with DvsGesture.tar.gz and "
                                "gesture_mapping.csv, trials_to_train.txt, trials_to_test.txt)"),
     "dvs-cifar10": DatasetInfo("dvs-cifar10", 10, 2, True, "SpikingJelly's CIFAR10DVS root (download/ with the 10 class zips)"),
+    "imagenet": DatasetInfo("imagenet", 1000, 3, False,
+                            "train/ and val/, each with one folder of images per class (ImageFolder layout)"),
 }
 
-CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
-CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
+# the official scripts' normalisation (train_SLTT.py)
+CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
+CIFAR_STD = {"cifar10": (0.2023, 0.1994, 0.2010), "cifar100": (0.2675, 0.2565, 0.2761)}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DVS_CIFAR10_SIZE = 48  # the official Resize(48) of every frame
+DVS_CIFAR10_TEST_FROM = 900  # per class: samples 0..899 train, 900..999 test
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+# torchtoolbox.transform.Cutout's defaults, which the official CIFAR pipeline uses
+CUTOUT_P, CUTOUT_SCALE, CUTOUT_RATIO, CUTOUT_VALUE = 0.5, (0.02, 0.4), (0.4, 1 / 0.4), (0, 255)
+
+
+def cutout_params(h: int, w: int, rng: random.Random) -> Optional[Tuple[int, int, int, int, int]]:
+    """Draws one Cutout: None (untouched, probability 1 - 0.5) or (top, left, height, width, value)
+    with area fraction ~ U(0.02, 0.4), aspect ~ U(0.4, 2.5) and one grey value ~ U{0..255}.
+
+    Example:
+        >>> cutout_params(32, 32, random.Random(0))     # None or (top, left, h, w, value)
+    """
+    if rng.random() >= CUTOUT_P:
+        return None
+    area = rng.uniform(*CUTOUT_SCALE) * h * w
+    aspect = rng.uniform(*CUTOUT_RATIO)
+    ch = min(int(math.sqrt(area * aspect)), h)
+    cw = min(int(math.sqrt(area / aspect)), w)
+    left = rng.randint(0, w - cw)
+    top = rng.randint(0, h - ch)
+    return top, left, ch, cw, rng.randint(*CUTOUT_VALUE)
 
 
 class TensorImages(Dataset):
-    """Images [N, C, H, W] (float) and labels [N]; optional CIFAR training augmentation: random
-    crop with 4 pixels of zero padding, horizontal flip, and cutout (one square of `cutout`
-    pixels), drawn from `generator` so that a run is reproducible."""
+    """Images [N, C, H, W] (float, in [0, 1] for CIFAR) and labels [N]; normalised per channel in
+    __getitem__ with (mean, std). With augment: the official CIFAR training augmentation in
+    pixel space, before normalising: random crop with 4 pixels of zero (black) padding, Cutout
+    (see cutout_params), horizontal flip, drawn from `generator` (a torch.Generator; the Cutout
+    draws from a random.Random seeded from it) so that a run is reproducible."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, augment: bool = False, cutout: int = 16):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, augment: bool = False,
+                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None):
+        if len(x) != len(y):
+            raise DataError(f"{len(x)} images but {len(y)} labels")
         self.x, self.y = x, y
         self.augment = augment
-        self.cutout = cutout
+        c = x.shape[1]
+        self.mean = torch.tensor(mean if mean is not None else (0.0,) * c, dtype=torch.float32).view(c, 1, 1)
+        self.std = torch.tensor(std if std is not None else (1.0,) * c, dtype=torch.float32).view(c, 1, 1)
         self.generator = torch.Generator().manual_seed(0)
 
     def __len__(self):
@@ -66,17 +115,16 @@ class TensorImages(Dataset):
         if self.augment:
             g = self.generator
             _, H, W = x.shape
-            padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+            padded = F.pad(x, (4, 4, 4, 4))
             top, left = torch.randint(0, 9, (2,), generator=g).tolist()
-            x = padded[:, top:top + H, left:left + W]
+            x = padded[:, top:top + H, left:left + W].clone()
+            cut = cutout_params(H, W, random.Random(int(torch.randint(0, 2**62, (), generator=g))))
+            if cut is not None:
+                ct, cl, ch, cw, value = cut
+                x[:, ct:ct + ch, cl:cl + cw] = value / 255.0
             if torch.rand((), generator=g) < 0.5:
                 x = x.flip(-1)
-            if self.cutout > 0:
-                cy, cx = torch.randint(0, H, (1,), generator=g).item(), torch.randint(0, W, (1,), generator=g).item()
-                h = self.cutout // 2
-                x = x.clone()
-                x[:, max(0, cy - h):cy + h, max(0, cx - h):cx + h] = 0
-        return x, self.y[i]
+        return (x - self.mean) / self.std, self.y[i]
 
 
 def _digits(train: bool, seed: int = 0):
@@ -94,14 +142,67 @@ def _digits(train: bool, seed: int = 0):
     return TensorImages(x[idx], y[idx])
 
 
-def _unpickle(path: str, layout: str):
+# ---------------------------------------------------------------------------------------------
+# CIFAR: the batch files are pickles of a dict of bytes keys, numpy arrays and lists. A pickle
+# can name any callable; this unpickler resolves only what those files need to rebuild a numpy
+# array, so a crafted file fails to load instead of running code.
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),  # numpy arrays pickled under Python 2 / protocol 2 carry latin-1 bytes
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only numpy arrays, "
+                                     f"lists and bytes")
+
+
+def read_cifar_batch(path: str, label_key: bytes, num_classes: int, layout: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One CIFAR batch file -> (images [N, 3, 32, 32] uint8, labels [N] int64), validated:
+    data must be an integer array of N x 3072 values in 0..255 (a float array is refused rather
+    than cast: cast to uint8 it would train on black images), one label per image, labels in
+    0..num_classes-1. Loads with a restricted unpickler (no code runs)."""
+    import numpy as np  # the batch files are pickled numpy arrays
+
     if not os.path.isfile(path):
         raise DataError(f"{path} not found: the data folder must contain {layout}")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            batch = _RestrictedUnpickler(f, encoding="bytes").load()
     except Exception as e:
-        raise DataError(f"{path} is not a CIFAR batch file ({e}); the data folder must contain {layout}") from e
+        raise DataError(f"{path} is not a CIFAR batch file ({type(e).__name__}: {e}); the data folder must contain "
+                        f"{layout}") from e
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        raise DataError(f"{path} lacks b'data' or {label_key!r}: expected {layout}")
+    data, labels = batch[b"data"], batch[label_key]
+    if not isinstance(data, np.ndarray):
+        raise DataError(f"{path}: b'data' is a {type(data).__name__}, not a numpy array")
+    if not np.issubdtype(data.dtype, np.integer):
+        raise DataError(f"{path}: b'data' has dtype {data.dtype}; CIFAR pixels are integers 0..255 (uint8)")
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: b'data' has shape {data.shape}; expected N x 3072 (3 x 32 x 32 pixels per row)")
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise DataError(f"{path}: pixel values span {data.min()}..{data.max()}; expected 0..255")
+    try:
+        labels = np.asarray(labels)
+    except Exception as e:
+        raise DataError(f"{path}: {label_key!r} is not a list of class indices ({e})") from e
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: {label_key!r} must be a flat list of integer class indices, "
+                        f"got shape {labels.shape} dtype {labels.dtype}")
+    if len(labels) != len(data):
+        raise DataError(f"{path}: {len(data)} images but {len(labels)} labels in {label_key!r}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{path}: labels span {labels.min()}..{labels.max()}; expected 0..{num_classes - 1}")
+    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.uint8)).reshape(-1, 3, 32, 32)
+    return x, torch.from_numpy(labels.astype(np.int64))
 
 
 def _cifar(name: str, root: str, train: bool):
@@ -118,30 +219,66 @@ def _cifar(name: str, root: str, train: bool):
         raise DataError(f"{folder} does not exist: --data-dir {root} must contain {info.layout}")
     xs, ys = [], []
     for fname in files:
-        batch = _unpickle(os.path.join(folder, fname), info.layout)
-        if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-            raise DataError(f"{os.path.join(folder, fname)} lacks b'data' or {label_key!r}: expected {info.layout}")
-        import numpy as np  # the batch files are pickled numpy arrays
-
-        data = torch.from_numpy(np.ascontiguousarray(batch[b"data"], dtype=np.uint8))
-        if data.numel() % 3072 != 0:
-            raise DataError(f"{os.path.join(folder, fname)}: data is not N x 3072 uint8 rows")
-        xs.append(data.reshape(-1, 3, 32, 32))
-        ys.append(torch.tensor(batch[label_key], dtype=torch.int64))
+        x, y = read_cifar_batch(os.path.join(folder, fname), label_key, info.num_classes, info.layout)
+        xs.append(x)
+        ys.append(y)
     x = torch.cat(xs).float() / 255.0
-    mean = torch.tensor(CIFAR_MEAN[name]).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD[name]).view(1, 3, 1, 1)
-    return TensorImages((x - mean) / std, torch.cat(ys), augment=train)
+    return TensorImages(x, torch.cat(ys), augment=train, mean=CIFAR_MEAN[name], std=CIFAR_STD[name])
+
+
+# ---------------------------------------------------------------------------------------------
+# DVS
+
+
+def _sample_number(path: str) -> int:
+    m = re.search(r"(\d+)\D*$", os.path.basename(path))
+    if m is None:
+        raise DataError(f"{path}: no sample number in the file name (expected e.g. cifar10_airplane_123.npz)")
+    return int(m.group(1))
+
+
+def split_cifar10_dvs(samples: Sequence[Tuple[str, int]], train: bool) -> List[int]:
+    """Indices of the official split of CIFAR10-DVS: of each class, the samples numbered 0..899 in
+    their file names (cifar10_<class>_<n>) train, 900..999 test. samples: [(path, class)] as a
+    torchvision DatasetFolder's .samples (whose order is by name, not by number)."""
+    return [i for i, (path, _) in enumerate(samples) if (_sample_number(path) < DVS_CIFAR10_TEST_FROM) == train]
+
+
+class FramesResized(Dataset):
+    """A frame data set [T, C, H, W] restricted to `indices` and resized to size x size
+    (bilinear with antialiasing, as PIL's resize that the official Resize(48) uses)."""
+
+    def __init__(self, base, indices: Sequence[int], size: Optional[int]):
+        self.base, self.indices, self.size = base, list(indices), size
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        frames, label = self.base[self.indices[i]]
+        frames = torch.as_tensor(frames, dtype=torch.float32)
+        if self.size is not None and tuple(frames.shape[-2:]) != (self.size, self.size):
+            frames = F.interpolate(frames, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                   antialias=True)
+        return frames, label
+
+
+def _import_sj_datasets(name):
+    for mod in ("spikingjelly.datasets", "spikingjelly.activation_based.datasets"):
+        try:
+            module = __import__(mod, fromlist=["cifar10_dvs", "dvs128_gesture"])
+            return module.cifar10_dvs, module.dvs128_gesture
+        except ImportError as e:
+            last = e
+    raise DataError(f"{name} needs SpikingJelly's dataset classes (and torchvision, which they import): "
+                    f"pip install spikingjelly torchvision ({last})")
 
 
 def _dvs(name: str, root: str, train: bool, T: int):
     info = DATASETS[name]
     if not os.path.isdir(root):
         raise DataError(f"{root} does not exist: --data-dir must be {info.layout}")
-    try:
-        from spikingjelly.activation_based.datasets import cifar10_dvs, dvs128_gesture
-    except ImportError as e:
-        raise DataError(f"{name} needs SpikingJelly's dataset classes: pip install spikingjelly") from e
+    cifar10_dvs, dvs128_gesture = _import_sj_datasets(name)
     try:
         if name == "dvs-gesture":
             return dvs128_gesture.DVS128Gesture(root, train=train, data_type="frame", frames_number=T,
@@ -149,15 +286,105 @@ def _dvs(name: str, root: str, train: bool, T: int):
         full = cifar10_dvs.CIFAR10DVS(root, data_type="frame", frames_number=T, split_by="number")
     except Exception as e:
         raise DataError(f"{root}: SpikingJelly could not read {name} ({e}); expected {info.layout}") from e
-    # CIFAR10-DVS has no official split: the usual 9:1 per class, fixed
-    n = len(full)
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    cut = n // 10
-    return torch.utils.data.Subset(full, idx[cut:].tolist() if train else idx[:cut].tolist())
+    return FramesResized(full, split_cifar10_dvs(full.samples, train), DVS_CIFAR10_SIZE)
 
 
-def load_dataset(name: str, data_dir: Optional[str], train: bool, T: int = 1) -> Dataset:
-    """The train or test split of a data set (see DATASETS for what data_dir must hold)."""
+# ---------------------------------------------------------------------------------------------
+# ImageNet
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise DataError("the imagenet data set decodes JPEG/PNG with Pillow: pip install pillow") from e
+    return Image
+
+
+class ImageFolderDataset(Dataset):
+    """Images in ImageFolder layout (root/<class>/<image>), classes sorted by folder name.
+
+    train: RandomResizedCrop(size) (area 8-100 %, aspect 3/4-4/3, 10 tries then a centre crop)
+    and a horizontal flip; else Resize(round(size * 256 / 224)) of the short side and
+    CenterCrop(size). Returns ([3, size, size] normalised with ImageNet's mean/std, class).
+
+    Example:
+        >>> ds = ImageFolderDataset("imagenet/val", train=False)
+        >>> x, y = ds[0]                        # x: [3, 224, 224]
+    """
+
+    def __init__(self, root: str, train: bool, size: int = 224, layout: str = "one folder per class"):
+        self.Image = _pil()
+        if not os.path.isdir(root):
+            raise DataError(f"{root} does not exist: expected {layout}")
+        self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        if not self.classes:
+            raise DataError(f"{root} has no class folders: expected {layout}")
+        self.samples = []
+        for c, name in enumerate(self.classes):
+            for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
+                for f in sorted(files):
+                    if f.lower().endswith(IMAGE_EXTENSIONS):
+                        self.samples.append((os.path.join(dirpath, f), c))
+        if not self.samples:
+            raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+        self.train, self.size = train, size
+        self.generator = torch.Generator().manual_seed(0)
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def _random_resized_box(self, w: int, h: int, rng: random.Random):
+        area = w * h
+        for _ in range(10):
+            target = area * rng.uniform(0.08, 1.0)
+            aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+            if 0 < cw <= w and 0 < ch <= h:
+                left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
+                return left, top, left + cw, top + ch
+        side = min(w, h)  # fallback: the central square
+        left, top = (w - side) // 2, (h - side) // 2
+        return left, top, left + side, top + side
+
+    def __getitem__(self, i):
+        import numpy as np
+
+        path, label = self.samples[i]
+        try:
+            with self.Image.open(path) as im:
+                im = im.convert("RGB")
+        except Exception as e:
+            raise DataError(f"{path}: not a readable image ({e})") from e
+        bilinear = self.Image.BILINEAR
+        if self.train:
+            rng = random.Random(int(torch.randint(0, 2**62, (), generator=self.generator)))
+            im = im.resize((self.size, self.size), bilinear, box=self._random_resized_box(*im.size, rng))
+            if rng.random() < 0.5:
+                im = im.transpose(self.Image.FLIP_LEFT_RIGHT)
+        else:
+            short = round(self.size * 256 / 224)
+            w, h = im.size
+            scale = short / min(w, h)
+            im = im.resize((max(short, round(w * scale)), max(short, round(h * scale))), bilinear)
+            w, h = im.size
+            left, top = (w - self.size) // 2, (h - self.size) // 2
+            im = im.crop((left, top, left + self.size, top + self.size))
+        x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+        return (x - self.mean) / self.std, label
+
+
+def _imagenet(root: str, train: bool, size: int):
+    info = DATASETS["imagenet"]
+    sub = os.path.join(root, "train" if train else "val")
+    return ImageFolderDataset(sub, train, size, layout=f"--data-dir {root} to contain {info.layout}")
+
+
+def load_dataset(name: str, data_dir: Optional[str], train: bool, T: int = 1, image_size: int = 224) -> Dataset:
+    """The train or test split of a data set (see DATASETS for what data_dir must hold).
+    image_size: the crop of ImageNet images (224 in the paper)."""
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
     if name == "digits":
@@ -166,4 +393,6 @@ def load_dataset(name: str, data_dir: Optional[str], train: bool, T: int = 1) ->
         raise DataError(f"{name} needs --data-dir: a folder with {DATASETS[name].layout}")
     if name.startswith("cifar"):
         return _cifar(name, data_dir, train)
+    if name == "imagenet":
+        return _imagenet(data_dir, train, image_size)
     return _dvs(name, data_dir, train, T)

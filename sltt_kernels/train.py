@@ -1,21 +1,33 @@
-"""The training command: BPTT, SLTT or SLTT-K on digits, CIFAR-10/100 or DVS data.
+"""The training command: BPTT, SLTT or SLTT-K on digits, CIFAR-10/100, DVS data or ImageNet,
+with the SLTT paper's recipes as its official code runs them (README of qymeng94/SLTT).
 
     python -m sltt_kernels.train --dataset digits --method sltt --T 4 --epochs 20
-    sltt-train --dataset cifar10 --data-dir ~/data --method sltt-k --K 2 --T 6 --out runs/c10
+    sltt-train --dataset cifar10 --data-dir ~/data --method sltt --out runs/c10      # paper recipe
+    sltt-train --dataset dvs-cifar10 --data-dir ~/CIFAR10DVS --method sltt-k --K 2
+    sltt-train --dataset imagenet --data-dir ~/imagenet --model nf_resnet34 --out runs/in1   # T = 1
+    sltt-train --dataset imagenet --data-dir ~/imagenet --recipe paper-finetune \\
+        --pretrained runs/in1/checkpoint.pt --out runs/in6                                  # T = 6
 
-SGD with momentum 0.9 and cosine annealing; the learning rate, batch size, weight decay and
-epochs default per data set (DEFAULTS below; pass flags to change them). Static images are fed
-at every step (direct encoding); CIFAR training images are randomly cropped (4-pixel padding),
-flipped and cut out. Mixed precision (bf16 autocast) on a GPU. Each epoch prints one log line
-(loss, train and test accuracy, epoch time, peak memory) and writes a checkpoint atomically to
---out; --resume continues exactly where the last checkpoint stopped. A JSON summary is written
-at the end (--out/summary.json).
+--recipe paper (default) sets, per data set, the model, T, tau, surrogate, epochs, lr, batch
+size, weight decay, dropout and loss of the paper (RECIPES below, docs/paper.md says where each
+comes from); every one can be overridden by its flag. --recipe fast-1bit is the same with the
+rectangle surrogate (1 bit per element-step saved for the backward). paper-finetune is
+ImageNet's second stage (T = 6, 30 epochs, lr 0.001, no weight decay, from --pretrained).
+
+SGD with momentum 0.9 and cosine annealing over the epochs. Mixed precision as the official
+code: fp16 autocast with a GradScaler, on a GPU (--amp, --amp-dtype). Each epoch prints one log
+line (loss, train and test top-1, test top-5, epoch time, peak memory) and writes a checkpoint
+atomically to --out, keeping the previous one (checkpoint.prev.pt) so that one bad write never
+loses the run. --resume continues where the last good checkpoint stopped, with the checkpoint's
+settings: a flag that conflicts with them is refused, except --epochs, which is applied (the
+cosine schedule is recomputed for the new length). A JSON summary goes to --out/summary.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import resource
@@ -26,67 +38,149 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import models
+from . import surrogate as _surrogate
 from .data import DATASETS, DataError, load_dataset
 from .nn import PaperLIFNode, reset_net, set_step_mode
-from .training import bptt_step, sltt_step
+from .training import MSE_TARGETS, bptt_step, make_loss, sltt_step
 
-# Per data set: model, lr, batch size, weight decay, epochs, T. These follow common practice for
-# these data sets; compare them with the paper's Table S4 before reporting its numbers.
-DEFAULTS = {
-    "digits": dict(model="digits", lr=0.1, batch_size=64, weight_decay=1e-4, epochs=20, T=4),
-    "cifar10": dict(model="resnet18", lr=0.1, batch_size=128, weight_decay=5e-4, epochs=200, T=6),
-    "cifar100": dict(model="resnet18", lr=0.1, batch_size=128, weight_decay=5e-4, epochs=200, T=6),
-    "dvs-gesture": dict(model="vgg11_ws", lr=0.1, batch_size=16, weight_decay=5e-4, epochs=300, T=20),
-    "dvs-cifar10": dict(model="vgg11_bn", lr=0.05, batch_size=128, weight_decay=5e-4, epochs=300, T=10),
+# The paper's recipe per data set (official README commands, train_SLTT.py defaults, Table S4,
+# supplementary I). K: SLTT-K's back-propagated steps in the README's SLTT-K commands.
+PAPER = dict(tau=1.1, surrogate="triangle", momentum=0.9, amp_dtype="fp16")
+RECIPES = {
+    "paper": {
+        "digits": dict(model="digits", T=4, epochs=20, lr=0.1, batch_size=64, weight_decay=1e-4, dropout=0.0,
+                       loss_lambda=0.05, mse_target="onehot", K=2, drop_last=False),  # not a paper data set
+        "cifar10": dict(model="resnet18", T=6, epochs=200, lr=0.1, batch_size=128, weight_decay=5e-5, dropout=0.0,
+                        loss_lambda=0.05, mse_target="threshold", K=2, drop_last=False),
+        "cifar100": dict(model="resnet18", T=6, epochs=200, lr=0.1, batch_size=128, weight_decay=5e-4, dropout=0.0,
+                         loss_lambda=0.05, mse_target="threshold", K=2, drop_last=False),
+        "dvs-gesture": dict(model="vgg11_bn", T=20, epochs=300, lr=0.1, batch_size=16, weight_decay=5e-4,
+                            dropout=0.4, loss_lambda=0.05, mse_target="threshold", K=4, drop_last=True),
+        "dvs-cifar10": dict(model="vgg11_bn", T=10, epochs=300, lr=0.05, batch_size=128, weight_decay=5e-4,
+                            dropout=0.3, loss_lambda=0.05, mse_target="onehot", K=2, drop_last=False),
+        "imagenet": dict(model="nf_resnet34", T=1, epochs=100, lr=0.1, batch_size=256, weight_decay=1e-5,
+                         dropout=0.0, loss_lambda=0.0, mse_target="threshold", K=2, drop_last=False),
+    },
 }
+RECIPES["fast-1bit"] = {k: dict(v, surrogate="rect") for k, v in RECIPES["paper"].items()}
+RECIPES["paper-finetune"] = {"imagenet": dict(RECIPES["paper"]["imagenet"], T=6, epochs=30, lr=0.001,
+                                              weight_decay=0.0)}
+
 MODEL_BUILDERS = {
-    "digits": lambda n, c, ch: models.digits_snn(num_classes=c, neuron=n),
-    "resnet18": lambda n, c, ch: models.spiking_resnet18(num_classes=c, neuron=n, in_channels=ch),
-    "resnet34": lambda n, c, ch: models.spiking_resnet34(num_classes=c, neuron=n, in_channels=ch),
-    "vgg11_bn": lambda n, c, ch: models.vgg11_bn(num_classes=c, in_channels=ch, neuron=n, dropout=0.1),
-    "vgg11_ws": lambda n, c, ch: models.vgg11_ws(num_classes=c, in_channels=ch, neuron=n, dropout=0.1),
+    "digits": lambda a, n, c, ch: models.digits_snn(num_classes=c, neuron=n),
+    "resnet18": lambda a, n, c, ch: models.spiking_resnet18(num_classes=c, neuron=n, in_channels=ch, dropout=a.dropout),
+    "resnet34": lambda a, n, c, ch: models.spiking_resnet34(num_classes=c, neuron=n, in_channels=ch, dropout=a.dropout),
+    "vgg11_bn": lambda a, n, c, ch: models.vgg11_bn(num_classes=c, in_channels=ch, neuron=n, dropout=a.dropout),
+    "vgg11_ws": lambda a, n, c, ch: models.vgg11_ws(num_classes=c, in_channels=ch, neuron=n, dropout=a.dropout),
+    "nf_resnet34": lambda a, n, c, ch: models.nf_resnet34(num_classes=c, neuron=n, in_channels=ch),
+    "nf_resnet50": lambda a, n, c, ch: models.nf_resnet50(num_classes=c, neuron=n, in_channels=ch),
+    "nf_resnet101": lambda a, n, c, ch: models.nf_resnet101(num_classes=c, neuron=n, in_channels=ch),
 }
+SURROGATES = {
+    "triangle": lambda: _surrogate.Triangle(1.0),  # SpikingJelly's PiecewiseQuadratic(alpha=1)
+    "rect": lambda: _surrogate.Rect(width=1.0),  # the official Rectangle: 1 on |d| <= V_th / 2
+    "sigmoid": lambda: _surrogate.Sigmoid(4.0),  # SpikingJelly's Sigmoid default
+}
+# what defines a run: taken from the checkpoint on --resume; an explicit flag must agree
+RUN_KEYS = ("dataset", "recipe", "model", "method", "T", "K", "tau", "surrogate", "dropout", "loss_lambda",
+            "mse_target", "lr", "batch_size", "weight_decay", "momentum", "seed", "amp_dtype", "drop_last",
+            "image_size")
+CKPT_KEYS = ("model", "optimizer", "scheduler", "torch_rng", "epoch", "history", "args")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="sltt-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default="sltt", choices=["bptt", "sltt", "sltt-k"])
-    p.add_argument("--K", type=int, default=2, help="time steps back-propagated by sltt-k")
-    p.add_argument("--T", type=int, help="time steps (default per data set)")
-    p.add_argument("--model", choices=list(MODEL_BUILDERS), help="default per data set")
-    p.add_argument("--dataset", default="digits", choices=list(DATASETS))
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper")
+    p.add_argument("--method", choices=["bptt", "sltt", "sltt-k"], help="default: sltt")
+    p.add_argument("--K", type=int, help="time steps back-propagated by sltt-k (recipe: 4 DVS-Gesture, else 2)")
+    p.add_argument("--T", type=int, help="time steps")
+    p.add_argument("--model", choices=list(MODEL_BUILDERS))
+    p.add_argument("--dataset", choices=list(DATASETS), help="default: digits")
     p.add_argument("--data-dir", help="where the data set lives (not needed for digits)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--tau", type=float, help="membrane time constant (paper: 1.1)")
+    p.add_argument("--surrogate", choices=sorted(SURROGATES), help="paper: triangle; fast-1bit: rect")
+    p.add_argument("--dropout", type=float, help="dropout rate of the ResNet/VGG models")
+    p.add_argument("--loss-lambda", type=float, help="weight of the MSE term of the loss (0: cross entropy)")
+    p.add_argument("--mse-target", choices=MSE_TARGETS,
+                   help="MSE to the threshold V_th = 1 (Eq. S13) or to the one-hot label (Eq. S14)")
+    p.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop the last incomplete training batch (paper: DVS-Gesture only)")
+    p.add_argument("--image-size", type=int, help="ImageNet crop size (224)")
+    p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--backend", default="auto", help="backend of the neurons")
-    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="bf16 autocast (auto: on a GPU)")
+    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="autocast (auto: on a GPU)")
+    p.add_argument("--amp-dtype", choices=["fp16", "bf16"], help="paper: fp16 with a GradScaler")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--out", default="runs/latest", help="checkpoints and summary.json go here")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--pretrained", help="start from this checkpoint's model weights (ImageNet stage 2)")
     p.add_argument("--stop-after", type=int, help="stop after this many epochs in this run (for testing resume)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    for k, v in DEFAULTS[args.dataset].items():
-        if getattr(args, k) is None:
+    # the flags the user gave (resume checks these against the checkpoint)
+    args.explicit = sorted(k for k in RUN_KEYS + ("epochs",) if getattr(args, k, None) is not None)
+    if args.resume and args.pretrained:
+        p.error("--resume and --pretrained exclude each other: --resume continues the run in --out")
+    if args.resume:
+        return args  # the rest comes from the checkpoint (main() calls fill_defaults)
+    try:
+        fill_defaults(args)
+    except ValueError as e:
+        p.error(str(e))
+    return args
+
+
+def fill_defaults(args, from_checkpoint=None):
+    """Completes args: explicit flags, else the checkpoint's values (on resume), else the recipe."""
+    if from_checkpoint:
+        for k in RUN_KEYS + ("epochs",):
+            if getattr(args, k, None) is None and from_checkpoint.get(k) is not None:
+                setattr(args, k, from_checkpoint[k])
+    args.dataset = args.dataset or "digits"
+    args.recipe = args.recipe or "paper"
+    if args.dataset not in RECIPES[args.recipe]:
+        raise ValueError(f"--recipe {args.recipe} has no settings for --dataset {args.dataset} "
+                         f"(it covers {', '.join(sorted(RECIPES[args.recipe]))})")
+    defaults = dict(PAPER, method="sltt", seed=0, image_size=224, **RECIPES[args.recipe][args.dataset])
+    for k, v in defaults.items():
+        if getattr(args, k, None) is None:
             setattr(args, k, v)
     if args.T < 1:
-        p.error(f"--T must be >= 1, got {args.T}")
+        raise ValueError(f"--T must be >= 1, got {args.T}")
     if args.method == "sltt-k" and not 1 <= args.K <= args.T:
-        p.error(f"--K must lie in [1, T={args.T}], got {args.K}")
+        raise ValueError(f"--K must lie in [1, T={args.T}], got {args.K}")
+    if not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
+    if not 0.0 <= args.loss_lambda <= 1.0:
+        raise ValueError(f"--loss-lambda must lie in [0, 1], got {args.loss_lambda}")
+    if args.tau <= 1.0:
+        raise ValueError(f"--tau must be > 1 (the decay is 1 - 1/tau), got {args.tau}")
+    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
+        raise ValueError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    if args.recipe == "paper-finetune" and not args.pretrained and not args.resume:
+        raise ValueError("--recipe paper-finetune fine-tunes a T=1 model: give --pretrained CHECKPOINT")
     return args
 
 
 def build_model(args, info, device):
     grad = "bptt" if args.method == "bptt" else "sltt"
-    neuron = lambda: PaperLIFNode(grad_mode=grad, backend=args.backend)  # noqa: E731
-    net = MODEL_BUILDERS[args.model](neuron, info.num_classes, info.in_channels).to(device)
-    return net
+
+    def neuron():
+        return PaperLIFNode(tau=args.tau, surrogate_function=SURROGATES[args.surrogate](), grad_mode=grad,
+                            backend=args.backend)
+
+    return MODEL_BUILDERS[args.model](args, neuron, info.num_classes, info.in_channels).to(device)
 
 
 def _loader(ds, args, shuffle, epoch):
@@ -94,7 +188,7 @@ def _loader(ds, args, shuffle, epoch):
     if hasattr(ds, "generator"):  # augmentation draws, reproducible per epoch
         ds.generator.manual_seed(args.seed * 1000 + epoch + 1)
     return DataLoader(ds, batch_size=args.batch_size, shuffle=shuffle, generator=g, num_workers=args.workers,
-                      drop_last=False)
+                      drop_last=bool(args.drop_last) and shuffle)
 
 
 def _progress(i, n, text, enabled):
@@ -106,28 +200,103 @@ def _progress(i, n, text, enabled):
           flush=True)
 
 
+def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
+    """How many rows of logits [B, classes] have the label y [B] among their k largest."""
+    k = min(k, logits.shape[-1])
+    return int((logits.topk(k, dim=-1).indices == y.unsqueeze(-1)).any(-1).sum())
+
+
 @torch.no_grad()
-def evaluate(net, ds, args, device, amp):
+def evaluate(net, ds, args, device):
+    """Top-1 and top-5 accuracy over ds, multi-step, in float32 (the official test loop does not
+    autocast)."""
     net.eval()
     info = DATASETS[args.dataset]
     set_step_mode(net, "m")
-    correct = total = 0
+    top1 = top5 = total = 0
     for x, y in DataLoader(ds, batch_size=max(args.batch_size, 256), num_workers=args.workers):
-        x, y = x.to(device), y.to(device)
+        x, y = x.to(device), torch.as_tensor(y).to(device)
         seq = x.transpose(0, 1) if info.sequence else x.unsqueeze(0).expand(args.T, *x.shape)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(seq).float().mean(0)
+        out = net(seq).float().mean(0)
         reset_net(net)
-        correct += int((out.argmax(1) == y).sum())
+        top1 += topk_correct(out, y, 1)
+        top5 += topk_correct(out, y, 5)
         total += len(y)
     net.train()
-    return correct / max(total, 1)
+    return top1 / max(total, 1), top5 / max(total, 1)
 
 
-def _atomic_save(obj, path):
+def _save_checkpoint(obj, path):
+    """Writes path atomically and keeps the previous file as path's .prev.pt: a crash or a bad
+    write leaves at least one good checkpoint."""
     tmp = path + ".tmp"
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(path):
+        os.replace(path, _prev_path(path))
     os.replace(tmp, path)
+
+
+def _prev_path(path):
+    return path[:-3] + ".prev.pt" if path.endswith(".pt") else path + ".prev"
+
+
+def read_checkpoint(path, device="cpu"):
+    """A training checkpoint, checked: raises CheckpointError naming the file and what is wrong
+    (unreadable or truncated file, not a checkpoint, missing entries)."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)  # a checkpoint is data, not code
+    except Exception as e:  # torch.load reports truncation as EOFError, IndexError, RuntimeError, ...
+        raise CheckpointError(f"{path} is unreadable, probably truncated or overwritten "
+                              f"({type(e).__name__}: {e})") from e
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"{path} holds a {type(ck).__name__}, not a training checkpoint (a dict)")
+    missing = [k for k in CKPT_KEYS if k not in ck]
+    if missing:
+        raise CheckpointError(f"{path} is not a complete sltt-train checkpoint: it lacks {', '.join(missing)}")
+    if not isinstance(ck["epoch"], int) or ck["epoch"] < 0 or not isinstance(ck["args"], dict):
+        raise CheckpointError(f"{path}: epoch {ck['epoch']!r} or args is malformed")
+    return ck
+
+
+def _load_resume_checkpoint(ckpt_path, device):
+    """The latest good checkpoint: checkpoint.pt, or, if that one is bad, the previous one."""
+    try:
+        return read_checkpoint(ckpt_path, device), ckpt_path
+    except CheckpointError as e:
+        prev = _prev_path(ckpt_path)
+        if not os.path.exists(prev):
+            raise
+        try:
+            ck = read_checkpoint(prev, device)
+        except CheckpointError as e2:
+            raise CheckpointError(f"{e}; and the previous one: {e2}") from e2
+        print(f"sltt-train: warning: {e}; resuming from the previous checkpoint {prev} (epoch {ck['epoch']})",
+              file=sys.stderr)
+        return ck, prev
+
+
+def reconcile_resume(args, saved: dict):
+    """Settings on --resume: the checkpoint's, unless a flag was given. A given flag that differs
+    from the checkpoint is refused, except --epochs (applied to the schedule). Returns the
+    messages about what was applied."""
+    conflicts, notes = [], []
+    for k in RUN_KEYS:
+        if k in args.explicit and k in saved and saved[k] is not None and getattr(args, k) != saved[k]:
+            flag = "--" + k.replace("_", "-")
+            conflicts.append(f"{flag} {getattr(args, k)} (the checkpoint has {saved[k]})")
+    if conflicts:
+        raise CheckpointError("--resume continues a run with its own settings; these flags conflict with it: "
+                              + "; ".join(conflicts) + ". Drop them, or start a new run in another --out")
+    if "epochs" in args.explicit and saved.get("epochs") not in (None, args.epochs):
+        notes.append(f"--epochs {args.epochs} applied (the run had {saved['epochs']}): the cosine schedule now "
+                     f"anneals to 0 at epoch {args.epochs}")
+    fill_defaults(args, from_checkpoint=saved)
+    return notes
 
 
 def _peak_memory_mb(device):
@@ -136,15 +305,43 @@ def _peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def _cosine_lr(base_lr, epoch, epochs):
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def _load_pretrained(net, path, device):
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"--pretrained {path} is unreadable ({type(e).__name__}: {e})") from e
+    state = ck.get("model", ck) if isinstance(ck, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"--pretrained {path} holds no model state dict")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"--pretrained {path} does not fit --model: {e}") from e
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
                           ("cpu" if args.device == "auto" else args.device))
+    os.makedirs(args.out, exist_ok=True)
+    ckpt_path = os.path.join(args.out, "checkpoint.pt")
+    ck, notes = None, []
+    if args.resume:
+        try:
+            ck, used = _load_resume_checkpoint(ckpt_path, device)
+            notes = reconcile_resume(args, ck["args"])
+        except (CheckpointError, ValueError) as e:
+            raise SystemExit(f"sltt-train: {e}")
     amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
+    amp_dtype = torch.float16 if args.amp_dtype == "fp16" else torch.bfloat16
     info = DATASETS[args.dataset]
     try:
-        train_ds = load_dataset(args.dataset, args.data_dir, train=True, T=args.T)
-        test_ds = load_dataset(args.dataset, args.data_dir, train=False, T=args.T)
+        train_ds = load_dataset(args.dataset, args.data_dir, train=True, T=args.T, image_size=args.image_size)
+        test_ds = load_dataset(args.dataset, args.data_dir, train=False, T=args.T, image_size=args.image_size)
     except DataError as e:
         raise SystemExit(f"sltt-train: {e}")
     torch.manual_seed(args.seed)
@@ -152,24 +349,42 @@ def main(argv=None):
     net = build_model(args, info, device)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    os.makedirs(args.out, exist_ok=True)
-    ckpt_path = os.path.join(args.out, "checkpoint.pt")
+    # fp16 needs loss scaling (the official amp.GradScaler); bf16 has float32's range
+    scaler = torch.amp.GradScaler(device.type) if (amp and amp_dtype == torch.float16) else None
+    loss_fn = make_loss(args.loss_lambda, args.mse_target)
     start_epoch, history = 0, []
-    if args.resume:
-        if not os.path.exists(ckpt_path):
-            raise SystemExit(f"sltt-train: --resume but {ckpt_path} does not exist")
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)  # a checkpoint is data, not code
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+    if ck is not None:
+        try:
+            net.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise SystemExit(f"sltt-train: {used} does not fit this model/optimizer: {e}")
+        start_epoch, history = ck["epoch"], list(ck["history"])
+        if sched.T_max != args.epochs:  # --epochs changed: the schedule for the new length
+            sched.T_max = args.epochs
+            for group in opt.param_groups:
+                group["lr"] = _cosine_lr(group["initial_lr"], start_epoch, args.epochs)
+            sched._last_lr = [g["lr"] for g in opt.param_groups]
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         torch.set_rng_state(ck["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in ck:
             torch.cuda.set_rng_state(ck["cuda_rng"], device)
-        start_epoch, history = ck["epoch"], ck["history"]
-        print(f"resumed from {ckpt_path} after epoch {start_epoch}")
+        print(f"resumed from {used} after epoch {start_epoch}")
+        for n in notes:
+            print(f"sltt-train: {n}")
+    elif args.pretrained:
+        try:
+            _load_pretrained(net, args.pretrained, device)
+        except CheckpointError as e:
+            raise SystemExit(f"sltt-train: {e}")
+        print(f"model weights from {args.pretrained}")
     print(f"sltt-train: {args.method}{f' K={args.K}' if args.method == 'sltt-k' else ''} T={args.T} "
-          f"{args.model} on {args.dataset} ({len(train_ds)} train / {len(test_ds)} test), {args.epochs} epochs, "
-          f"lr {args.lr} batch {args.batch_size} wd {args.weight_decay}, {device.type}{' bf16' if amp else ''}")
+          f"{args.model} on {args.dataset} ({len(train_ds)} train / {len(test_ds)} test), recipe {args.recipe}, "
+          f"{args.epochs} epochs, lr {args.lr} batch {args.batch_size} wd {args.weight_decay}, tau {args.tau} "
+          f"{args.surrogate}, dropout {args.dropout}, loss lambda {args.loss_lambda} ({args.mse_target}), "
+          f"{device.type}{f' {args.amp_dtype} autocast' if amp else ''}")
     step_rng = random.Random()
     t_start = time.time()
     end = args.epochs if args.stop_after is None else min(args.epochs, start_epoch + args.stop_after)
@@ -181,35 +396,41 @@ def main(argv=None):
         loss_sum = correct = seen = 0
         loader = _loader(train_ds, args, True, epoch)
         for i, (x, y) in enumerate(loader):
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device), torch.as_tensor(y).to(device)
             if info.sequence:
                 x = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
-            kw = dict(sequence=info.sequence, autocast_dtype=torch.bfloat16 if amp else None)
+            kw = dict(sequence=info.sequence, autocast_dtype=amp_dtype if amp else None, scaler=scaler,
+                      loss_fn=loss_fn)
             if args.method == "bptt":
                 res = bptt_step(net, opt, x, y, args.T, **kw)
             else:
                 res = sltt_step(net, opt, x, y, args.T, K=args.K if args.method == "sltt-k" else None,
                                 generator=step_rng, **kw)
             loss_sum += res.loss * len(y)
-            correct += int((res.output.argmax(1) == y).sum())
+            correct += topk_correct(res.output, y, 1)
             seen += len(y)
             _progress(i + 1, len(loader), f"epoch {epoch + 1}/{args.epochs}", not args.no_progress)
         sched.step()
-        test_acc = evaluate(net, test_ds, args, device, amp)
-        rec = dict(epoch=epoch + 1, loss=loss_sum / seen, train_acc=correct / seen, test_acc=test_acc,
-                   epoch_s=time.time() - t0, peak_memory_MB=_peak_memory_mb(device), lr=opt.param_groups[0]["lr"])
+        test_acc, test_top5 = evaluate(net, test_ds, args, device)
+        rec = dict(epoch=epoch + 1, loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
+                   test_acc=test_acc, test_top5=test_top5, epoch_s=time.time() - t0,
+                   peak_memory_MB=_peak_memory_mb(device), lr=opt.param_groups[0]["lr"])
         history.append(rec)
         print(f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train {100 * rec['train_acc']:.2f}%  "
-              f"test {100 * rec['test_acc']:.2f}%  {rec['epoch_s']:.1f}s  peak {rec['peak_memory_MB']:.0f} MB", flush=True)
-        ck = dict(model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                  torch_rng=torch.get_rng_state(), epoch=epoch + 1, history=history,
-                  args={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))})
+              f"test {100 * rec['test_acc']:.2f}% (top-5 {100 * test_top5:.2f}%)  {rec['epoch_s']:.1f}s  "
+              f"peak {rec['peak_memory_MB']:.0f} MB", flush=True)
+        saved_args = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
+        ck_out = dict(model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                      torch_rng=torch.get_rng_state(), epoch=epoch + 1, history=history, args=saved_args)
+        if scaler is not None:
+            ck_out["scaler"] = scaler.state_dict()
         if device.type == "cuda":
-            ck["cuda_rng"] = torch.cuda.get_rng_state(device)
-        _atomic_save(ck, ckpt_path)
-    summary = dict(dataset=args.dataset, model=args.model, method=args.method, T=args.T,
+            ck_out["cuda_rng"] = torch.cuda.get_rng_state(device)
+        _save_checkpoint(ck_out, ckpt_path)
+    summary = dict(dataset=args.dataset, model=args.model, method=args.method, recipe=args.recipe, T=args.T,
                    K=args.K if args.method == "sltt-k" else None, epochs_done=len(history), epochs=args.epochs,
                    final_test_acc=history[-1]["test_acc"] if history else None,
+                   final_test_top5=history[-1]["test_top5"] if history else None,
                    best_test_acc=max((h["test_acc"] for h in history), default=None),
                    wall_s=time.time() - t_start, device=device.type, torch=torch.__version__, history=history)
     with open(os.path.join(args.out, "summary.json"), "w") as f:

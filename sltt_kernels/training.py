@@ -13,6 +13,7 @@ torch.amp.GradScaler).
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -23,25 +24,59 @@ from torch import nn
 
 from .nn import LIFNode, reset_net, set_step_mode
 
-__all__ = ["sltt_loss", "sltt_step", "bptt_step", "StepResult", "set_grad_mode"]
+__all__ = ["sltt_loss", "make_loss", "MSE_TARGETS", "sltt_step", "bptt_step", "StepResult", "set_grad_mode"]
 
 
-def sltt_loss(output: torch.Tensor, target: torch.Tensor, lambda_mse: float = 0.05) -> torch.Tensor:
-    """The paper's per-step loss (Eq. S13/S14): (1 - lambda) CE(o, y) + lambda MSE(o, onehot(y)).
+MSE_TARGETS = ("threshold", "onehot")
 
-    output: [B, classes] logits of one step; target: [B] class indices.
+
+def sltt_loss(output: torch.Tensor, target: torch.Tensor, lambda_mse: float = 0.05, mse_target: str = "threshold",
+              v_threshold: float = 1.0) -> torch.Tensor:
+    """The paper's per-step loss: (1 - lambda) CE(o, y) + lambda MSE(o, m), with m either
+
+    - mse_target='threshold' (Eq. S13, CIFAR-10/100, DVS-Gesture): every logit regressed to the
+      constant v_threshold (V_th = 1), a regulariser of the output scale;
+    - mse_target='onehot' (Eq. S14, DVS-CIFAR10): the one-hot label.
+
+    lambda_mse = 0 is plain cross entropy (ImageNet). output: [B, classes] logits of one step;
+    target: [B] class indices; returns a scalar (the mean over batch and classes for the MSE).
+
+    Example:
+        >>> sltt_loss(torch.zeros(2, 10), torch.tensor([1, 2]))   # 0.95 * ln(10) + 0.05 * 1
+        tensor(2.2374)
     """
+    if not 0.0 <= lambda_mse <= 1.0:
+        raise ValueError(f"lambda_mse must lie in [0, 1], got {lambda_mse}")
+    if mse_target not in MSE_TARGETS:
+        raise ValueError(f"mse_target must be one of {MSE_TARGETS}, got {mse_target!r}")
     if output.dtype in (torch.float16, torch.bfloat16):
         output = output.float()  # the loss in float32 under autocast
     ce = F.cross_entropy(output, target)
-    mse = F.mse_loss(output, F.one_hot(target, output.shape[-1]).to(output.dtype))
-    return (1.0 - lambda_mse) * ce + lambda_mse * mse
+    if lambda_mse == 0.0:
+        return ce
+    if mse_target == "onehot":
+        goal = F.one_hot(target, output.shape[-1]).to(output.dtype)
+    else:
+        goal = torch.full_like(output, v_threshold)
+    return (1.0 - lambda_mse) * ce + lambda_mse * F.mse_loss(output, goal)
+
+
+def make_loss(lambda_mse: float = 0.05, mse_target: str = "threshold", v_threshold: float = 1.0) -> Callable:
+    """sltt_loss with its settings fixed, for the loss_fn argument of sltt_step / bptt_step.
+
+    Example:
+        >>> loss_fn = make_loss(0.05, "onehot")        # DVS-CIFAR10's Eq. S14
+        >>> sltt_step(net, opt, frames, labels, T=10, sequence=True, loss_fn=loss_fn)
+    """
+    sltt_loss(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), lambda_mse, mse_target, v_threshold)  # checks
+    return functools.partial(sltt_loss, lambda_mse=lambda_mse, mse_target=mse_target, v_threshold=v_threshold)
 
 
 @dataclass
 class StepResult:
-    """loss: the iteration's loss (mean over the steps that were back-propagated);
-    output: the logits averaged over all T steps, [B, classes], detached."""
+    """loss: the iteration's loss, the mean of the per-step losses over all T steps (for SLTT-K
+    too, whose gradient comes from K of them); output: the logits averaged over all T steps,
+    [B, classes], detached."""
 
     loss: float
     output: torch.Tensor
@@ -81,6 +116,11 @@ def _autocast(x: torch.Tensor, dtype):
     return torch.autocast(device_type=x.device.type, dtype=dtype)
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) to float32 for summing over steps; float64 stays float64."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _optimizer_step(optimizer, scaler):
     if scaler is not None:
         scaler.step(optimizer)
@@ -106,8 +146,10 @@ def sltt_step(
     """One online SLTT iteration (Algorithm S2): for t = 0..T-1, forward one step, loss / T,
     backward at once; the neurons carry their state detached; reset at the end; one optimizer step.
 
-    With K: back-propagate at K of the T steps, drawn without replacement (from `generator`, a
-    random.Random, or Python's global one), with loss / K, and run the other steps under no_grad.
+    With K (SLTT-K): back-propagate at K of the T steps, drawn without replacement (from
+    `generator`, a random.Random, or Python's global one), and run the other steps under no_grad.
+    The loss of a back-propagated step is still divided by T, not K, as in Algorithm S2 (line 10)
+    and the official train_SLTTK.py: the gradient is K/T of SLTT's in expectation.
     x: [B, ...] fed at every step (direct encoding), or with sequence=True [T, B, ...] (e.g. DVS
     frames); y: [B].
     Puts the model in single-step mode with grad_mode='sltt'.
@@ -135,11 +177,11 @@ def sltt_step(
         with sync_ctx:
             with torch.set_grad_enabled(bp), _autocast(x, autocast_dtype):
                 out = model(xt)
-                loss = loss_fn(out, y) / len(bp_steps)
+                loss = loss_fn(out, y) / T  # / T for SLTT-K too (Algorithm S2)
             if bp:
                 (scaler.scale(loss) if scaler is not None else loss).backward()
-                total_loss += float(loss.detach())
-        total_out = total_out + out.detach().float()
+        total_loss += float(loss.detach())
+        total_out = total_out + _wide(out.detach())
     reset_net(net)
     _optimizer_step(optimizer, scaler)
     return StepResult(loss=total_loss, output=total_out / T)
@@ -182,4 +224,4 @@ def bptt_step(
     (scaler.scale(loss) if scaler is not None else loss).backward()
     reset_net(net)
     _optimizer_step(optimizer, scaler)
-    return StepResult(loss=float(loss.detach()), output=outs.detach().float().mean(0))
+    return StepResult(loss=float(loss.detach()), output=_wide(outs.detach()).mean(0))

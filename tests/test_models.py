@@ -56,9 +56,13 @@ def test_larger_models_build_and_run(build):
     assert sum(isinstance(m, LIFNode) for m in net.modules()) > 10
 
 
-def test_vgg_dropout_after_each_neuron():
-    net = models.vgg11_ws(num_classes=10, dropout=0.1)
+@pytest.mark.parametrize("build", [models.vgg11_bn, models.vgg11_ws])
+def test_vgg_dropout_after_each_neuron(build):
+    net = build(num_classes=10, dropout=0.1)
     mods = list(net.features)
-    for i, m in enumerate(mods):
-        if isinstance(m, LIFNode):
-            assert type(mods[i + 1]).__name__ == "TimeDropout"
+    neurons = [i for i, m in enumerate(mods) if isinstance(m, LIFNode)]
+    assert len(neurons) == 8
+    for i in neurons:
+        # VGG-11 (WS) scales the spikes by 2.74 before the dropout
+        nxt = mods[i + 2] if build is models.vgg11_ws else mods[i + 1]
+        assert type(nxt).__name__ == "TimeDropout" and nxt.p == 0.1

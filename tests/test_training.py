@@ -68,7 +68,9 @@ def test_sltt_k_with_k_equal_t_is_sltt():
         torch.testing.assert_close(g, r, rtol=0, atol=0)
 
 
-def test_sltt_k_back_propagates_at_k_steps():
+def test_sltt_k_back_propagates_at_k_steps_with_loss_over_T():
+    """Algorithm S2 line 10 and train_SLTTK.py: each back-propagated step's loss is divided by
+    T (not K): the gradient is the sum over the K drawn steps of dl_t / T."""
     x, y = _data()
     net = small_net()
     rng = random.Random(7)
@@ -80,7 +82,7 @@ def test_sltt_k_back_propagates_at_k_steps():
     for t in range(6):
         out = ref(x)
         if t in steps:
-            total = total + training.sltt_loss(out, y) / 2
+            total = total + training.sltt_loss(out, y) / 6
     total.backward()
     for g, r in zip(got, _grads(ref)):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
@@ -155,12 +157,26 @@ def test_training_errors():
         training.sltt_step(plain, torch.optim.SGD(plain.parameters(), lr=0.1), x.float(), y, 2)
 
 
-def test_loss_mixes_ce_and_mse():
+def test_loss_mixes_ce_and_mse_to_threshold_or_onehot():
     out = torch.randn(6, 4)
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     ce = torch.nn.functional.cross_entropy(out, y)
-    mse = ((out - torch.nn.functional.one_hot(y, 4).float()) ** 2).mean()
-    torch.testing.assert_close(training.sltt_loss(out, y), 0.95 * ce + 0.05 * mse)
+    mse_onehot = ((out - torch.nn.functional.one_hot(y, 4).float()) ** 2).mean()
+    mse_vth = ((out - 1.0) ** 2).mean()
+    # Eq. S13 (CIFAR, DVS-Gesture): MSE to the constant V_th = 1; the default
+    torch.testing.assert_close(training.sltt_loss(out, y), 0.95 * ce + 0.05 * mse_vth)
+    torch.testing.assert_close(training.sltt_loss(out, y, mse_target="threshold", v_threshold=0.5),
+                               0.95 * ce + 0.05 * ((out - 0.5) ** 2).mean())
+    # Eq. S14 (DVS-CIFAR10): MSE to the one-hot label
+    torch.testing.assert_close(training.sltt_loss(out, y, mse_target="onehot"), 0.95 * ce + 0.05 * mse_onehot)
+    # ImageNet: lambda 0, cross entropy alone
+    torch.testing.assert_close(training.sltt_loss(out, y, lambda_mse=0.0), ce)
+    fn = training.make_loss(0.1, "onehot")
+    torch.testing.assert_close(fn(out, y), 0.9 * ce + 0.1 * mse_onehot)
+    with pytest.raises(ValueError, match="mse_target"):
+        training.sltt_loss(out, y, mse_target="labels")
+    with pytest.raises(ValueError, match="lambda_mse"):
+        training.make_loss(1.5)
 
 
 @pytest.mark.parametrize("K", [None, 2])

@@ -1,14 +1,23 @@
-"""Helpers shared by the model definitions."""
+"""Helpers shared by the model definitions: the default neuron, the constant gain and the
+weight-standardised convolution of the official code, its initialisation, and the final touches
+(step mode, optional packed spike inputs)."""
 
 from __future__ import annotations
 
 from typing import Callable, Optional
 
+import torch
 from torch import nn
 
-from ..nn import PaperLIFNode, set_step_mode
+from .. import nn as snn
+from ..nn import PaperLIFNode, ScaledWSConv2d, set_step_mode
 
 NeuronFactory = Callable[[], nn.Module]
+
+# The gain after each spiking neuron in the weight-standardised networks (supplementary H.1):
+# for unit-Gaussian input the Heaviside output has mean ~0.5 and variance ~0.25 after the
+# standardisation, and gamma ~ 2.74 (from OTTT) restores unit variance in the next layer.
+SPIKE_GAIN = 2.74
 
 
 def default_neuron() -> nn.Module:
@@ -16,10 +25,76 @@ def default_neuron() -> nn.Module:
     return PaperLIFNode()
 
 
-def finish(model: nn.Module, step_mode: str) -> nn.Module:
-    """Puts every layer and neuron of a freshly built model in one step mode."""
-    return set_step_mode(model, step_mode)
-
-
 def neuron_or_default(neuron: Optional[NeuronFactory]) -> NeuronFactory:
     return default_neuron if neuron is None else neuron
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant (no parameter): x * scale, any shape, either step mode.
+
+    Example:
+        >>> Scale(2.74)(torch.ones(2, 3)).max().item()
+        2.74
+    """
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+class PaperWSConv2d(ScaledWSConv2d):
+    """ScaledWSConv2d with the official code's variance: torch.var's default, the unbiased
+    (N - 1) estimate over the fan-in. W_hat = gain * (W - mean) / sqrt(var_unbiased * fan_in + eps).
+
+    x: [B, C, H, W] ('s') or [T, B, C, H, W] ('m').
+
+    Example:
+        >>> conv = PaperWSConv2d(2, 8, 3, padding=1)
+        >>> conv(torch.randn(4, 2, 16, 16)).shape
+        torch.Size([4, 8, 16, 16])
+    """
+
+    def __init__(self, *args, unbiased: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unbiased = unbiased
+
+    def standardized_weight(self) -> torch.Tensor:
+        w = self.weight
+        fan_in = w[0].numel()
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=self.unbiased)
+        w = (w - mean) * torch.rsqrt(var * fan_in + self.eps)
+        return w * self.gain if self.gain is not None else w
+
+
+def kaiming_fan_out_(conv: nn.Conv2d) -> None:
+    """The official initialisation of every convolution: Kaiming normal (fan_out, ReLU gain), bias 0."""
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+def bn_unit_(bn: nn.BatchNorm2d) -> None:
+    """BN weight 1, bias 0 (PyTorch's default too; set explicitly as the official code does)."""
+    nn.init.ones_(bn.weight)
+    nn.init.zeros_(bn.bias)
+
+
+def finish(model: nn.Module, step_mode: str, pack_spike_inputs: bool = False) -> nn.Module:
+    """Puts every layer and neuron of a freshly built model in one step mode and, when asked,
+    lets the layers that read spikes take them packed (sltt_kernels.nn.pack_spike_inputs)."""
+    set_step_mode(model, step_mode)
+    if pack_spike_inputs:
+        pack = getattr(snn, "pack_spike_inputs", None)
+        if pack is None:
+            raise NotImplementedError(
+                "pack_spike_inputs=True needs sltt_kernels.nn.pack_spike_inputs, which this version of "
+                "sltt_kernels does not have yet; build the model with pack_spike_inputs=False")
+        pack(model)  # in place: the constructors call this on self
+    return model
