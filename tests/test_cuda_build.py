@@ -50,8 +50,11 @@ def test_kernel_headers_compile_without_torch(tmp_path):
     src = tmp_path / "headers.cpp"
     src.write_text(
         '#include "lif_math.h"\n#include "lif_dispatch.h"\n#include "cpu/lif_cpu_kernels.h"\n'
-        "template void sltt::cpu::lif_fwd_blocks<float, float, sltt::Reset::Soft, sltt::Save::Sg>("
+        "template void sltt::cpu::lif_fwd_blocks<float, float, sltt::Neuron::LIF, sltt::Reset::Soft, sltt::Save::Sg>("
         "const sltt::FwdArgs<float, float>&, int64_t, int64_t, bool);\n"
+        "template void sltt::cpu::lif_bwd_blocks<double, double, sltt::Neuron::Leaky, sltt::Reset::Hard, true, "
+        "sltt::Surrogate::ATan, sltt::Save::HV0, sltt::Grad::BPTT>(const sltt::BwdArgs<double, double>&, int64_t, "
+        "int64_t, bool);\n"
     )
     out = subprocess.run([gxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", CSRC, "-c", str(src),
                           "-o", str(tmp_path / "h.o")], capture_output=True, text=True, timeout=300)

@@ -81,24 +81,6 @@ def test_triton_random_shapes_float64(case):
     torch.testing.assert_close(g, rg, rtol=1e-12, atol=1e-12)
 
 
-def test_triton_ops_check_their_arguments():
-    backend_op("triton", "lif_multistep_fwd")  # registers the ops
-    ops = torch.ops.sltt_kernels
-    x = torch.randn(3, 40, device=DEV)
-    args = (2.0, 1.0, None, True, False, "sigmoid", 4.0)
-    with pytest.raises(RuntimeError, match="rect surrogate"):
-        ops.triton_lif_multistep_fwd(x, None, *args, "sg", "bptt")
-    with pytest.raises(RuntimeError, match="tau"):
-        ops.triton_lif_multistep_fwd(x, None, 0.2, *args[1:], "h", "bptt")
-    with pytest.raises(RuntimeError, match="v0"):
-        ops.triton_lif_multistep_fwd(x, torch.zeros(40, dtype=torch.float64, device=DEV), *args, "h", "bptt")
-    with pytest.raises(RuntimeError, match="hard reset"):
-        ops.triton_lif_multistep_fwd(x, None, 2.0, 1.0, 0.0, True, False, "rect", 1.0, "sg", "bptt")
-    _, _, saved = ops.triton_lif_multistep_fwd(x, None, *args, "h", "bptt")
-    with pytest.raises(RuntimeError, match="saved must have shape"):
-        ops.triton_lif_multistep_bwd(torch.randn(3, 41, device=DEV), None, saved, *args, "h", "bptt")
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-tensor rule, which needs no GPU")
 def test_triton_on_cpu_tensors_needs_the_interpreter():
     code = textwrap.dedent(
@@ -118,7 +100,7 @@ def test_triton_on_cpu_tensors_needs_the_interpreter():
 
 COMPILE_SCRIPT = textwrap.dedent(
     """
-    import itertools, sys
+    import itertools, re, sys
     import triton
     from triton.compiler import ASTSource
     from triton.backends.compiler import GPUTarget
@@ -126,30 +108,47 @@ COMPILE_SCRIPT = textwrap.dedent(
 
     target = GPUTarget("cuda", 90, 32)
     ptr = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16", "fp64": "*fp64"}
+    # A row pointer from a 32-bit offset (t * N in int32) would wrap once (T-1) * N reaches 2^31.
+    narrow = re.compile(r"tt.addptr %(?!params_ptr)\\S+, %\\S+ : [^,]+, (tensor<\\d+x)?i32>?")
+
+    def check(k, what):
+        assert "cubin" in k.asm, what
+        bad = [l.strip() for l in k.asm["ttir"].splitlines() if narrow.search(l)]
+        assert not bad, (what, bad[:3])
+
     n = 0
+    # N as i32: what Triton specialises to for N < 2^31, the case where t * N overflowed
     for x_ty in ("fp32", "bf16", "fp16", "fp64"):
         s_ty = "*fp64" if x_ty == "fp64" else "*fp32"
-        for hard, save in itertools.product((False, True), (0, 1, 2, 3)):
-            sig = dict(x_ptr=ptr[x_ty], v0_ptr=s_ty, spikes_ptr=ptr[x_ty], v_last_ptr=s_ty, mask_ptr="*i32",
-                       h_ptr=s_ty, params_ptr=s_ty, T="i64", N="i64", HAS_V0="constexpr",
-                       HARD_RESET="constexpr", SAVE="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
-            consts = dict(HAS_V0=True, HARD_RESET=hard, SAVE=save, EMULATE_FMA=False, BLOCK=1024)
-            k = triton.compile(ASTSource(fn=K._lif_fwd_kernel, signature=sig, constexprs=consts), target=target)
-            assert "cubin" in k.asm and "fma.rn.f" in k.asm["ptx"], (x_ty, hard, save)
+        for neuron, reset, save in [(0, 0, 1), (0, 1, 2), (0, 1, 3), (0, 0, 5), (1, 0, 1), (1, 1, 3),
+                                    (2, 0, 1), (2, 1, 4), (2, 1, 5), (2, 2, 3)]:
+            sig = dict(x_ptr=ptr[x_ty], v0_ptr=s_ty, k_ptr=s_ty, spikes_ptr=ptr[x_ty], v_last_ptr=s_ty,
+                       mask_ptr="*i32", h_ptr=s_ty, params_ptr=s_ty, T="i32", N="i32", NEURON="constexpr",
+                       RESET="constexpr", HAS_V0="constexpr", HAS_K="constexpr", C_IS_K="constexpr",
+                       SAVE="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
+            consts = dict(NEURON=neuron, RESET=reset, HAS_V0=True, HAS_K=save == 5 and neuron == 0, C_IS_K=True,
+                          SAVE=save, EMULATE_FMA=False, BLOCK=1024)
+            check(triton.compile(ASTSource(fn=K._lif_fwd_kernel, signature=sig, constexprs=consts), target=target),
+                  ("fwd", x_ty, neuron, reset, save))
             n += 1
-        for hard, detach, sg, save, bptt in [
-            (False, False, 0, 1, True), (True, True, 0, 2, True), (True, False, 0, 3, True),
-            (False, False, 1, 3, True), (True, False, 2, 3, True), (False, True, 3, 3, True),
-            (False, False, 0, 1, False), (True, False, 2, 3, False),
+        for neuron, reset, detach, sg, save, bptt, learn_k in [
+            (0, 0, False, 0, 1, True, False), (0, 1, True, 0, 2, True, False), (0, 1, False, 0, 3, True, False),
+            (0, 0, False, 1, 3, True, False), (0, 1, False, 2, 5, True, True), (0, 0, True, 3, 5, False, True),
+            (1, 0, False, 0, 1, True, False), (1, 1, False, 2, 3, True, False),
+            (2, 0, True, 3, 3, True, False), (2, 1, True, 0, 4, True, False), (2, 1, True, 3, 5, True, False),
+            (0, 0, True, 0, 1, False, False),
         ]:
-            sig = dict(gs_ptr=ptr[x_ty], gv_last_ptr=s_ty, mask_ptr="*i32", h_ptr=s_ty, gx_ptr=ptr[x_ty],
-                       gv0_ptr=s_ty, params_ptr=s_ty, T="i64", N="i64", HAS_GV_LAST="constexpr",
-                       WRITE_GV0="constexpr", HARD_RESET="constexpr", DETACH="constexpr", SURROGATE="constexpr",
-                       SAVE="constexpr", BPTT="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
-            consts = dict(HAS_GV_LAST=True, WRITE_GV0=bptt, HARD_RESET=hard, DETACH=detach, SURROGATE=sg,
-                          SAVE=save, BPTT=bptt, EMULATE_FMA=False, BLOCK=1024)
-            k = triton.compile(ASTSource(fn=K._lif_bwd_kernel, signature=sig, constexprs=consts), target=target)
-            assert "cubin" in k.asm, (x_ty, hard, detach, sg, save, bptt)
+            sig = dict(gs_ptr=ptr[x_ty], gv_last_ptr=s_ty, mask_ptr="*i32", h_ptr=s_ty, k_ptr=s_ty,
+                       gx_ptr=ptr[x_ty], gv0_ptr=s_ty, gk_ptr=s_ty, params_ptr=s_ty, T="i32", N="i32",
+                       NEURON="constexpr", RESET="constexpr", DETACH="constexpr", SURROGATE="constexpr",
+                       SAVE="constexpr", BPTT="constexpr", HAS_GV_LAST="constexpr", WRITE_GV0="constexpr",
+                       HAS_K="constexpr", C_IS_K="constexpr", LEARN_K="constexpr", EMULATE_FMA="constexpr",
+                       BLOCK="constexpr")
+            consts = dict(NEURON=neuron, RESET=reset, DETACH=detach, SURROGATE=sg, SAVE=save, BPTT=bptt,
+                          HAS_GV_LAST=True, WRITE_GV0=bptt, HAS_K=learn_k, C_IS_K=True, LEARN_K=learn_k,
+                          EMULATE_FMA=False, BLOCK=1024)
+            check(triton.compile(ASTSource(fn=K._lif_bwd_kernel, signature=sig, constexprs=consts), target=target),
+                  ("bwd", x_ty, neuron, reset, detach, sg, save, bptt))
             n += 1
     print("compiled", n)
     """
@@ -159,10 +158,11 @@ COMPILE_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the kernels are compiled and run by the other tests")
 def test_triton_kernels_compile_for_sm90():
     """Triton's own compiler, for an sm_90 target, without a GPU: catches type errors and
-    constexpr misuse that the interpreter tolerates."""
+    constexpr misuse that the interpreter tolerates, and checks that every row offset is 64-bit
+    (t * N in int32 would wrap for (T-1) * N >= 2^31)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, env=env, timeout=900)
     if out.returncode != 0 and ("ptxas" in out.stderr and "not found" in out.stderr):
         pytest.skip("Triton's ptxas is not available here")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "compiled 64" in out.stdout
+    assert "compiled 88" in out.stdout

@@ -89,9 +89,7 @@ def _from_spikingjelly(m: nn.Module, backend: str):
     if name == "ParametricLIFNode":
         new = ParametricLIFNode(decay_input=bool(m.decay_input), step_mode=step_mode, store_v_seq=store,
                                 grad_mode="bptt", **common)
-        with torch.no_grad():
-            new.w.copy_(m.w.detach())
-        new.w.requires_grad_(m.w.requires_grad)
+        new.w = nn.Parameter(m.w.detach().clone(), requires_grad=m.w.requires_grad)  # its dtype and device
         return new, None
     lif = dict(tau=float(m.tau), decay_input=bool(m.decay_input), **common)
     if name == "LIFNode":
@@ -115,8 +113,8 @@ def _snntorch_atan_alpha(grad_fn) -> Optional[float]:
 
 
 def _from_snntorch(m: nn.Module, backend: str):
-    if getattr(m, "learn_beta", False) or getattr(m, "learn_threshold", False):
-        return None, "learnable beta or threshold"
+    if isinstance(getattr(m, "beta", None), nn.Parameter) or isinstance(getattr(m, "threshold", None), nn.Parameter):
+        return None, "learnable beta or threshold (learn_beta / learn_threshold)"
     if getattr(m, "inhibition", False) or getattr(m, "state_quant", False) or float(m.graded_spikes_factor) != 1.0:
         return None, "inhibition, state quantisation or graded spikes"
     beta = m.beta.detach().flatten()
