@@ -9,6 +9,7 @@ Exceptions: TypeError for a wrong type or dtype, ValueError for a wrong value, s
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
@@ -128,12 +129,12 @@ def number(name: str, value, *, low=None, low_inclusive=True, high=None, high_in
         if value.numel() != 1:
             raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
-    if isinstance(value, (torch.SymFloat, torch.SymInt)):  # torch.compile(dynamic=True): specialise
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt, torch.SymFloat)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
-    if not math.isfinite(value):
+    # a comparison rather than math.isfinite: under torch.compile(dynamic=True) the value may be
+    # symbolic, and a comparison becomes a guard where math.isfinite cannot be traced
+    if not abs(value) < math.inf:
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (value == low and not low_inclusive)):
         raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
@@ -162,7 +163,35 @@ def _surrogate_of(surrogate):
 # ---------------------------------------------------------------------------------------------
 # The public functions' keywords -> NeuronConfig, one function per model
 
+_PLAIN = (bool, int, float, str, type(None))
+_checked: dict = {}
 
+
+def _cached(make):
+    """Caches a checked configuration on its arguments' types and values, when every argument is
+    a plain immutable value (or an immutable surrogate object): an online loop checks the same
+    neuron once per layer and step. A tensor or a foreign surrogate (whose alpha may change) is
+    checked afresh each call, so nothing stale is ever used."""
+
+    @functools.wraps(make)
+    def checked(**kw):
+        if torch.compiler.is_compiling() or not all(
+                type(v) in _PLAIN or isinstance(v, _surrogate.SurrogateFunction) for v in kw.values()):
+            return make(**kw)
+        key = (make.__name__,) + tuple((k, type(v), v) for k, v in sorted(kw.items()))
+        cfg = _checked.get(key)
+        if cfg is None:
+            cfg = make(**kw)
+            if len(_checked) > 1024:
+                _checked.clear()
+            _checked[key] = cfg
+        return cfg
+
+    return checked
+
+
+
+@_cached
 def lif_config(*, tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad) -> NeuronConfig:
     """LIF: tau >= 1 (lambda = 1 - 1/tau lies in [0, 1)); v_reset None is a soft reset."""
     tau = number("tau", tau, low=1.0)
@@ -171,6 +200,7 @@ def lif_config(*, tau, v_threshold, v_reset, decay_input, detach_reset, surrogat
                              v_threshold, v_reset, detach_reset, surrogate, grad)
 
 
+@_cached
 def plif_config(*, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad) -> NeuronConfig:
     """Parametric LIF: the LIF model with k = 1/tau a tensor (checked by check_k)."""
     decay_input = flag("decay_input", decay_input)
@@ -178,6 +208,7 @@ def plif_config(*, v_threshold, v_reset, decay_input, detach_reset, surrogate, g
                              detach_reset, surrogate, grad)
 
 
+@_cached
 def if_config(*, v_threshold, v_reset, detach_reset, surrogate, grad) -> NeuronConfig:
     """IF: no leak, h = v + x."""
     return _reset_now_config("if", 1.0, 1.0, False, v_threshold, v_reset, detach_reset, surrogate, grad)
@@ -196,6 +227,7 @@ def _reset_now_config(neuron, decay, input_gain, decay_input, v_threshold, v_res
 LEAKY_RESETS = {"subtract": "soft", "zero": "hard", "none": "none"}
 
 
+@_cached
 def leaky_config(*, beta, threshold, reset_mechanism, surrogate, grad) -> NeuronConfig:
     """snnTorch's Leaky with reset_delay=True: beta in [0, 1], threshold, reset_mechanism
     'subtract' | 'zero' | 'none' (the reset is detached, as snnTorch's)."""

@@ -42,6 +42,8 @@ def run_neuron(cfg: NeuronConfig, x: torch.Tensor, v: Optional[torch.Tensor], *,
     which = select_backend(x, backend)
     if which == "reference":
         return reference.run(cfg, x, v, k, multistep)
+    if not torch.compiler.is_compiling():
+        _refuse_transforms(x, v, k)
     sdt = state_dtype(x.dtype)
     if v is not None:
         v = v.to(sdt)
@@ -60,6 +62,20 @@ def run_neuron(cfg: NeuronConfig, x: torch.Tensor, v: Optional[torch.Tensor], *,
     fwd = _registration.op("lif_multistep_fwd" if multistep else "lif_step_fwd", triton=which == "triton")
     spikes, v_new, _ = fwd(x, v, k, *cfg.args(save))
     return spikes, v_new
+
+
+def _refuse_transforms(*tensors) -> None:
+    """The fused ops have a backward only: under forward-mode AD or a torch.func transform
+    (grad, vmap, jvp, ...) they would give zeros or fail obscurely, so say so instead."""
+    for t in tensors:
+        if t is None:
+            continue
+        if torch._C._functorch.is_functorch_wrapped_tensor(t) or torch._C._functorch.is_batchedtensor(t):
+            raise RuntimeError("sltt_kernels: torch.func transforms (grad, vmap, jvp, ...) are not supported by the "
+                               "fused ops; use backend='reference' under them")
+        if torch.autograd.forward_ad.unpack_dual(t).tangent is not None:
+            raise RuntimeError("sltt_kernels: forward-mode AD is not supported by the fused ops (a spike has no "
+                               "forward derivative); use backward-mode autograd")
 
 
 def lif_multistep(x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, tau: float = 2.0,

@@ -54,6 +54,8 @@ class _HardReset(torch.autograd.Function):
     """v = s ? v_r : h as a select (exact, and v_r even for an infinite h), with the gradient of
     h - (h - v_r) s: dv/dh = 1 - s, dv/ds = v_r - h."""
 
+    generate_vmap_rule = True  # works under torch.func.grad / vmap
+
     @staticmethod
     def forward(h, s, v_r):
         return torch.where(s > 0, torch.full_like(h, v_r), h)

@@ -51,8 +51,8 @@ def _surrogate(h, theta, alpha, alpha2, half_width, inv_width, SURROGATE: tl.con
     if SURROGATE == 0:  # rect
         g = tl.where(_rect_window(h, theta, half_width), inv_width, 0.0)
     elif SURROGATE == 1:  # triangle
-        g = _fma(tl.zeros_like(d) - alpha2, tl.maximum(d, -d), tl.zeros_like(d) + alpha, EMULATE)
-        g = tl.where(g > 0, g, 0.0)
+        g = _fma(tl.zeros_like(d) - alpha2, tl.abs(d), tl.zeros_like(d) + alpha, EMULATE)
+        g = tl.where(g < 0, 0.0, g)  # keeps a NaN (docs/design.md, section 2.4)
     elif SURROGATE == 2:  # sigmoid
         sig = 1.0 / (1.0 + tl.exp(-alpha * d))
         g = alpha * sig * (1.0 - sig)
