@@ -78,7 +78,7 @@ def test_reference_sltt_equals_official_neuron(tau):
 
 @pytest.mark.parametrize("kw", ALL_CONFIGS, ids=ALL_CONFIG_IDS)
 def test_explicit_backward_equals_autograd(kw):
-    """DESIGN.md section 2's backward equations, written out, equal autograd of the loop."""
+    """The backward equations of docs/design.md, section 2.5, written out, equal autograd of the loop."""
     cfg = config_of(kw)
     x = make_x((6, 2, 11), torch.float64, requires_grad=True)
     v0 = make_v0((2, 11), torch.float64, requires_grad=True)
