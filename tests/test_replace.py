@@ -141,3 +141,26 @@ def test_snntorch_leaky():
     report = sltt_kernels.replace_neurons(delayed)
     assert len(report.replaced) == 2 and not report.skipped
     assert all(isinstance(m, sltt_kernels.nn.Leaky) for _, _, m in report.replaced)
+
+
+def test_spikingjelly_reset_net_resets_the_new_neurons_after_replacing():
+    sj = _sj()
+    from spikingjelly.activation_based import functional as sj_functional
+
+    net = nn.Sequential(nn.Linear(3, 3), sj.neuron.LIFNode())
+    sj_functional.reset_net(net)  # SpikingJelly caches the modules it resets, per network
+    old = net[1]  # alive, so the cache's weak reference to it stays valid
+    sltt_kernels.replace_neurons(net)
+    net(torch.ones(2, 3))
+    assert isinstance(net[1].v, torch.Tensor)
+    sj_functional.reset_net(net)  # a stale cache would reset the old neuron only
+    assert net[1].v == 0.0 and old is not net[1]
+    sj_functional.invalidate_reset_cache(net)
+
+
+def test_online_neurons_keep_their_settings():
+    sj = _sj()
+    net = nn.Sequential(nn.Linear(3, 3), sj.neuron.OTTTLIFNode(store_v_seq=True), sj.neuron.SLTTLIFNode(tau=3.0))
+    sltt_kernels.replace_neurons(net)
+    assert isinstance(net[1], OTTTLIFNode) and net[1].store_v_seq
+    assert isinstance(net[2], SLTTLIFNode) and net[2].tau == 3.0 and net[2].step_mode == "s"

@@ -11,8 +11,9 @@ reset_delay=True) with its call convention. `PaperLIFNode` is the SLTT paper's n
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -26,9 +27,35 @@ __all__ = ["MemoryModule", "BaseNode", "LIFNode", "IFNode", "ParametricLIFNode",
            "OTTTLIFNode", "Leaky"]
 
 
-class MemoryModule(nn.Module):
+def _spikingjelly_memory_module():
+    """SpikingJelly's `base.MemoryModule` when SpikingJelly is installed, else None.
+
+    SpikingJelly's utilities (functional.set_step_mode / reset_net / detach_net, base.named_memories,
+    base.to_functional_forward, its op counters' module filters) decide what is a stateful module
+    with `isinstance(m, base.MemoryModule)` / `isinstance(m, base.StepModule)`: plain classes, not
+    ABCs, so nothing short of subclassing satisfies them. Deriving from it when it is importable
+    keeps SpikingJelly an optional dependency and makes our neurons pass those checks; every
+    method of its protocol is overridden below, so our behaviour is the same with or without it.
+    """
+    if importlib.util.find_spec("spikingjelly") is None:
+        return None
+    try:
+        from spikingjelly.activation_based import base  # only torch and its own small modules
+    except Exception:  # a broken or partial install must not break this package
+        return None
+    return getattr(base, "MemoryModule", None)
+
+
+_SJ_MEMORY_MODULE = _spikingjelly_memory_module()
+_MemoryRoot = _SJ_MEMORY_MODULE if _SJ_MEMORY_MODULE is not None else nn.Module
+
+
+class MemoryModule(_MemoryRoot):
     """A module with named state ("memories") that `reset()` restores and `detach()` cuts from
-    the graph: SpikingJelly's protocol, so its functional utilities work on our neurons.
+    the graph, and a validated `step_mode`: SpikingJelly's protocol, so its functional utilities
+    work on our neurons. When SpikingJelly is installed this class derives from its
+    `base.MemoryModule` (so `isinstance(ours, spikingjelly...base.MemoryModule)` holds); it
+    behaves the same either way.
 
     Example:
         >>> m = MemoryModule(); m.register_memory("v", 0.0); m.v = torch.ones(3); m.reset(); m.v
@@ -39,6 +66,34 @@ class MemoryModule(nn.Module):
         super().__init__()
         object.__setattr__(self, "_memories", {})
         object.__setattr__(self, "_memories_rv", {})
+        object.__setattr__(self, "_step_mode", "s")
+
+    def supported_step_mode(self) -> Tuple[str, ...]:
+        """The step modes this module runs in ('s': one step per call; 'm': [T, ...] per call)."""
+        return ("s", "m")
+
+    @property
+    def step_mode(self) -> str:
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:
+        if value not in self.supported_step_mode():
+            raise ValueError(f"{type(self).__name__}: step_mode must be one of {self.supported_step_mode()}, "
+                             f"got {value!r}")
+        object.__setattr__(self, "_step_mode", value)
+
+    def set_reset_value(self, name: str, value) -> None:
+        """Sets the value `reset()` restores memory `name` to (deep-copied)."""
+        if name not in self._memories:
+            raise KeyError(f"{name!r} is not a memory of {type(self).__name__}")
+        self._memories_rv[name] = copy.deepcopy(value)
+
+    def get_reset_value(self, name: str):
+        """The value `reset()` restores memory `name` to."""
+        if name not in self._memories:
+            raise KeyError(f"{name!r} is not a memory of {type(self).__name__}")
+        return self._memories_rv[name]
 
     def register_memory(self, name: str, value) -> None:
         """Adds state `name` whose reset value is `value` (deep-copied)."""
@@ -89,7 +144,13 @@ class MemoryModule(nn.Module):
             for name, value in mems.items():
                 if isinstance(value, torch.Tensor):
                     mems[name] = fn(value)
-        return super()._apply(fn, *args, **kwargs)
+        # nn.Module's directly: SpikingJelly's MemoryModule._apply would convert the memories again
+        return nn.Module._apply(self, fn, *args, **kwargs)
+
+    def _replicate_for_data_parallel(self):  # nn.DataParallel: each replica steps its own state
+        replica = super()._replicate_for_data_parallel()
+        object.__setattr__(replica, "_memories", dict(self._memories))
+        return replica
 
 
 class BaseNode(MemoryModule):
@@ -99,8 +160,6 @@ class BaseNode(MemoryModule):
 
     def __init__(self, v_reset_value: float, step_mode: str, grad_mode: str, backend: str, store_v_seq: bool):
         super().__init__()
-        if step_mode not in ("s", "m"):
-            raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
         _config.choice("grad_mode", grad_mode, _config.GRAD_MODES)
         self.step_mode = step_mode
         self.grad_mode = grad_mode
@@ -133,7 +192,9 @@ class BaseNode(MemoryModule):
         cfg = self._config_now()
         if v == cfg.v_reset and self.step_mode == "m":
             return None  # the kernels start from v_r
-        return torch.full(shape, v, dtype=_config.state_dtype(x.dtype), device=x.device)
+        # full_like (not full): the op SpikingJelly's neurons use here, which its op counters know
+        like = x if tuple(x.shape) == tuple(shape) else x[0]
+        return torch.full_like(like, v, dtype=_config.state_dtype(x.dtype), memory_format=torch.contiguous_format)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
         spike, self.v = run_neuron(self._config_now(), x, self._state_for(x.shape, x), multistep=False,
@@ -153,8 +214,8 @@ class BaseNode(MemoryModule):
             return spikes
         # v_seq: one step at a time, so every v[t] is an output (the gradients are the same)
         spikes, vs = [], []
-        v = v0 if v0 is not None else torch.full(x_seq.shape[1:], cfg.v_reset,
-                                                 dtype=_config.state_dtype(x_seq.dtype), device=x_seq.device)
+        v = v0 if v0 is not None else torch.full_like(x_seq[0], cfg.v_reset, dtype=_config.state_dtype(x_seq.dtype),
+                                                      memory_format=torch.contiguous_format)
         for t in range(x_seq.shape[0]):
             s, v = run_neuron(cfg, x_seq[t], v, multistep=False, backend=self.backend, k=self._k())
             spikes.append(s)
@@ -327,13 +388,16 @@ class OTTTLIFNode(LIFNode):
 
     def __init__(self, tau: float = 2.0, decay_input: bool = False, v_threshold: float = 1.0,
                  v_reset: Optional[float] = None, surrogate_function=None, detach_reset: bool = True,
-                 step_mode: str = "s", backend: str = "auto"):
+                 step_mode: str = "s", store_v_seq: bool = False, backend: str = "auto"):
         if step_mode != "s":
-            raise ValueError("OTTTLIFNode is single-step only (step_mode='s')")
+            raise ValueError(f"OTTTLIFNode is single-step only: step_mode must be 's', got {step_mode!r}")
         super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
                          surrogate_function=surrogate_function, detach_reset=detach_reset, step_mode="s",
-                         backend=backend, grad_mode="sltt")
+                         backend=backend, store_v_seq=store_v_seq, grad_mode="sltt")
         self.register_memory("trace", None)
+
+    def supported_step_mode(self) -> Tuple[str, ...]:
+        return ("s",)  # its trace is per step; set_step_mode(net, 'm') fails here rather than later
 
     def forward(self, x: torch.Tensor):
         spike = super().forward(x)

@@ -72,6 +72,17 @@ def _sj_state_note(m: nn.Module, new: nn.Module) -> Optional[str]:
     return None
 
 
+def _invalidate_spikingjelly_reset_cache(model: nn.Module) -> None:
+    """SpikingJelly's reset_net caches, per network, the modules it resets: after a swap it
+    would keep resetting the old neurons. Drop the cache when SpikingJelly is in use (loaded)."""
+    import sys
+
+    net_config = sys.modules.get("spikingjelly.activation_based.functional.net_config")
+    invalidate = getattr(net_config, "invalidate_reset_cache", None)
+    if callable(invalidate):
+        invalidate(model)
+
+
 def _from_spikingjelly(m: nn.Module, backend: str):
     name = type(m).__name__
     sg = _surrogate.from_spikingjelly(m.surrogate_function)
@@ -95,9 +106,11 @@ def _from_spikingjelly(m: nn.Module, backend: str):
     if name == "LIFNode":
         return LIFNode(step_mode=step_mode, store_v_seq=store, grad_mode="bptt", **lif), None
     if name == "SLTTLIFNode":
-        return SLTTLIFNode(step_mode="s", grad_mode="sltt", **lif), None
+        return SLTTLIFNode(step_mode=step_mode, store_v_seq=store, grad_mode="sltt", **lif), None
     if name == "OTTTLIFNode":
-        return OTTTLIFNode(step_mode="s", **lif), None
+        if step_mode != "s":
+            return None, "OTTTLIFNode in step_mode 'm' (ours is single-step only)"
+        return OTTTLIFNode(step_mode="s", store_v_seq=store, **lif), None
     return None, "unsupported SpikingJelly neuron"
 
 
@@ -164,8 +177,8 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
     condition the report notes). A neuron used in several places is replaced in all of them by
     one new module; state held mid-sequence and `store_v_seq` carry over. Anything else that
     looks like a neuron is left in place and listed, with the reason, in the report. Raises
-    ValueError if the model has none of these neurons. Call SpikingJelly's
-    functional.invalidate_reset_cache (if you use its reset_net) after replacing.
+    ValueError if the model has none of these neurons. SpikingJelly's reset_net cache for
+    `model` is invalidated (it would otherwise keep resetting the old neurons).
 
     Example:
         >>> report = replace_neurons(model)
@@ -210,6 +223,7 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
         report.replaced.append((path, type(m).__name__, new))
         if note:
             report.notes[path] = note
+    _invalidate_spikingjelly_reset_cache(model)
     if verbose:
         print(report)
     return report

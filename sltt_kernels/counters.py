@@ -1,0 +1,210 @@
+"""Op-counter formulas for the fused neuron ops, so FLOP / energy counters count them.
+
+Two kinds of counter see a model's torch ops one by one, and both need a formula for ours
+(`torch.ops.sltt_kernels.lif_{multistep,step}_{fwd,bwd}` and their `triton_` twins):
+
+* torch.utils.flop_counter.FlopCounterMode. It counts matmul-class ops only: pointwise ops
+  (SpikingJelly's neurons are pointwise aten ops) count zero. Ours are registered with formulas
+  that count zero too, so a model counts the same with our neurons as with SpikingJelly's, and
+  our ops appear (with 0) in `get_flop_counts()`.
+* SpikingJelly's op counters (spikingjelly.activation_based.op_counter: FlopCounter, ACCounter,
+  MACCounter, SynOpCounter, MemoryAccessCounter), which keep one rule per op in each counter's
+  `rules` and raise (strict=True) or skip an op without one. When SpikingJelly is installed,
+  importing this module adds our ops' rules to every such counter made afterwards (an op the
+  caller gave in `extra_rules` keeps the caller's rule). The forward counts are SpikingJelly's
+  own for the same neuron on its torch backend, per element and step (measured: docs below).
+
+Forward counts per element and step (x.numel() element-steps per call), as SpikingJelly's
+FlopCounter / ACCounter count its LIFNode / IFNode / ParametricLIFNode on CPU:
+
+    neuron  reset   FLOPs  ACs     (FLOPs = adds/subs + muls/divs + the threshold compare)
+    lif     hard    10     6
+    lif     soft     8     5
+    if      hard     7     4
+    if      soft     5     3
+    leaky   any      5     3       (snnTorch's Leaky; no SpikingJelly twin: our estimate)
+    leaky   none     3     1
+
+ParametricLIFNode's sigmoid(w) runs in Python before our op, so SpikingJelly's counters count
+it themselves. ACCounter counts an add of two binary tensors as their non-zeros; our ops count
+every add, an upper bound that equals SpikingJelly's count except when v and x are both
+all-0/1. The backward ops count 2x the forward's FLOPs (a pointwise op's usual ratio: an
+estimate, not SpikingJelly's count, which depends on its surrogate's autograd graph). MACs and
+SynOps are 0 (no matmul or convolution inside a neuron), as SpikingJelly counts its neurons.
+
+Example:
+    >>> import sltt_kernels.counters  # registers the formulas (sltt_kernels imports it)
+    >>> from spikingjelly.activation_based import op_counter
+    >>> counter = op_counter.FlopCounter()
+    >>> with op_counter.DispatchCounterMode([counter]):
+    ...     net(x)                        # net with sltt_kernels neurons
+    >>> counter.get_total()               # as with SpikingJelly's neurons
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Callable, Dict, List
+
+import torch
+from torch.utils import flop_counter as _torch_flop_counter
+
+from ._config import NeuronArgs
+from ._registration import OPS, op
+
+__all__ = ["neuron_flops", "neuron_acs", "spikingjelly_rules", "install_spikingjelly_rules", "FORWARD_OPS",
+           "BACKWARD_OPS"]
+
+# (FLOPs, ACs) per element and step of the forward, by (neuron, reset): see the module docstring
+_PER_ELEMENT_STEP = {
+    ("lif", "hard"): (10, 6),
+    ("lif", "soft"): (8, 5),
+    ("if", "hard"): (7, 4),
+    ("if", "soft"): (5, 3),
+    ("leaky", "hard"): (5, 3),
+    ("leaky", "soft"): (5, 3),
+    ("leaky", "none"): (3, 1),
+}
+_BACKWARD_FACTOR = 2
+
+# the op overloads (what a TorchDispatchMode sees: torch.ops.sltt_kernels.lif_step_fwd.default, ...)
+FORWARD_OPS = tuple(op(name, triton).default for name in OPS if name.endswith("_fwd") for triton in (False, True))
+BACKWARD_OPS = tuple(op(name, triton).default for name in OPS if name.endswith("_bwd") for triton in (False, True))
+
+
+def _per_element_step(args: NeuronArgs):
+    key = (args.neuron, args.reset)
+    if key not in _PER_ELEMENT_STEP:
+        raise ValueError(f"sltt_kernels.counters: no count for neuron {args.neuron!r} with reset {args.reset!r}")
+    return _PER_ELEMENT_STEP[key]
+
+
+def neuron_flops(args: NeuronArgs, element_steps: int, backward: bool = False) -> int:
+    """FLOPs of one op call over `element_steps` = x.numel() (T * N for a multi-step call on
+    x [T, ...]; N for a step): SpikingJelly's count for the same neuron (forward), 2x for backward.
+
+    Example:
+        >>> neuron_flops(lif_config(...).args("none"), 4 * 32 * 128)
+    """
+    flops = _per_element_step(args)[0] * int(element_steps)
+    return flops * _BACKWARD_FACTOR if backward else flops
+
+
+def neuron_acs(args: NeuronArgs, element_steps: int) -> int:
+    """Accumulates (adds and subtracts) of one forward call over `element_steps` = x.numel()."""
+    return _per_element_step(args)[1] * int(element_steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.utils.flop_counter
+
+
+def _torch_zero_flops(*args, **kwargs) -> int:
+    # FlopCounterMode counts no pointwise op, so SpikingJelly's neuron (pointwise aten ops) counts
+    # 0 there: ours must too for the same model to count the same
+    return 0
+
+
+def _register_torch_formulas() -> None:
+    for target in FORWARD_OPS + BACKWARD_OPS:
+        packet = target.overloadpacket  # torch registers formulas per packet
+        if packet in _torch_flop_counter.flop_registry:  # registering twice raises; importlib.reload
+            continue
+        _torch_flop_counter.register_flop_formula(packet)(_torch_zero_flops)
+
+
+# ---------------------------------------------------------------------------------------------
+# SpikingJelly's op counters: rules take (args, kwargs, out), args the op's positional ones
+
+
+def _tensor_bytes(t) -> int:
+    return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
+
+
+def _fwd_flops(args, kwargs, out) -> int:
+    return neuron_flops(NeuronArgs(*args[3:]), args[0].numel())
+
+
+def _bwd_flops(args, kwargs, out) -> int:
+    return neuron_flops(NeuronArgs(*args[4:]), args[0].numel(), backward=True)
+
+
+def _fwd_acs(args, kwargs, out) -> int:
+    return neuron_acs(NeuronArgs(*args[3:]), args[0].numel())
+
+
+def _zero(args, kwargs, out) -> int:
+    return 0
+
+
+def _memory_access(args, kwargs, out) -> int:
+    # every tensor read once and every output written once: what the fused kernel moves
+    tensors = [a for a in args if isinstance(a, torch.Tensor)] + list(out)
+    return sum(_tensor_bytes(t) for t in tensors)
+
+
+# counter class name -> (rule for forward ops, rule for backward ops); a backward rule of None:
+# the counter counts the forward only (as SpikingJelly's ACCounter)
+_SJ_RULES: Dict[str, tuple] = {
+    "FlopCounter": (_fwd_flops, _bwd_flops),
+    "ACCounter": (_fwd_acs, None),
+    "MACCounter": (_zero, _zero),
+    "SynOpCounter": (_zero, _zero),
+    "MemoryAccessCounter": (_memory_access, _memory_access),
+}
+
+
+def spikingjelly_rules(counter_kind: str) -> Dict[object, Callable]:
+    """`extra_rules` for a SpikingJelly op counter class named `counter_kind` ("FlopCounter",
+    "ACCounter", "MACCounter", "SynOpCounter", "MemoryAccessCounter"): {op overload: rule}.
+
+    Example:
+        >>> counter = op_counter.ACCounter(extra_rules=spikingjelly_rules("ACCounter"))
+    """
+    if counter_kind not in _SJ_RULES:
+        raise ValueError(f"spikingjelly_rules: counter_kind must be one of {sorted(_SJ_RULES)}, got {counter_kind!r}")
+    fwd, bwd = _SJ_RULES[counter_kind]
+    rules = {target: fwd for target in FORWARD_OPS}
+    if bwd is not None:
+        rules.update({target: bwd for target in BACKWARD_OPS})
+    return rules
+
+
+def install_spikingjelly_rules() -> List[str]:
+    """Makes every SpikingJelly op counter created from now on know our ops (its rules for them
+    are added after its own __init__, never replacing a rule the caller gave). Idempotent; a
+    no-op without SpikingJelly. Returns the names of the counter classes it covers."""
+    if importlib.util.find_spec("spikingjelly") is None:
+        return []
+    try:
+        from spikingjelly.activation_based import op_counter as sj_op_counter
+    except Exception:  # a broken or partial SpikingJelly install must not break this package
+        return []
+    covered = []
+    for kind in _SJ_RULES:
+        cls = getattr(sj_op_counter, kind, None)
+        if cls is None:
+            continue
+        covered.append(kind)
+        if getattr(cls.__init__, "_sltt_kernels_rules", False):
+            continue
+        cls.__init__ = _with_our_rules(cls.__init__, kind)
+    return covered
+
+
+def _with_our_rules(init, kind: str):
+    rules = spikingjelly_rules(kind)
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        for target, rule in rules.items():
+            self.rules.setdefault(target, rule)
+
+    __init__.__wrapped__ = init
+    __init__.__doc__ = init.__doc__
+    __init__._sltt_kernels_rules = True
+    return __init__
+
+
+_register_torch_formulas()
+install_spikingjelly_rules()

@@ -1,0 +1,273 @@
+"""Our neurons as SpikingJelly drop-ins: its state protocol, its functional helpers, its op
+counters (tests that need SpikingJelly skip without it)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from helpers import HAVE_EXT
+
+pytestmark = pytest.mark.skipif(not HAVE_EXT, reason="compiled extension unavailable")
+
+from sltt_kernels import counters  # noqa: E402  (registers the op-counter formulas)
+from sltt_kernels._config import lif_config  # noqa: E402
+from sltt_kernels.nn import (  # noqa: E402
+    IFNode,
+    LIFNode,
+    OTTTLIFNode,
+    ParametricLIFNode,
+    SLTTLIFNode,
+    functional,
+    replace_neurons,
+)
+
+
+def _sj():
+    return pytest.importorskip("spikingjelly.activation_based")
+
+
+# 1. v is v_reset (a float) before the first step and after reset; a float v can be set ---------
+
+
+def test_v_is_the_float_v_reset_before_and_after():
+    n = LIFNode(v_reset=0.25)
+    assert n.v == 0.25 and not isinstance(n.v, torch.Tensor)
+    n(torch.ones(2, 3))
+    assert isinstance(n.v, torch.Tensor)
+    n.reset()
+    assert n.v == 0.25 and not isinstance(n.v, torch.Tensor)
+    assert LIFNode(v_reset=None).v == 0.0  # soft reset starts from 0, as SpikingJelly's
+
+
+def test_a_float_v_set_by_hand_is_the_starting_membrane():
+    n = LIFNode()
+    n.v = 0.5
+    s = n(torch.full((2, 3), 0.8))
+    # h = v + (x - (v - v_reset)) / tau = 0.5 + (0.8 - 0.5) / 2 = 0.65: below threshold
+    assert torch.equal(s, torch.zeros(2, 3))
+    torch.testing.assert_close(n.v, torch.full((2, 3), 0.65))
+
+
+# 2. store_v_seq / v_seq, and replace_neurons keeps it --------------------------------------------
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_v_seq_holds_every_step(step_mode):
+    x = torch.rand(4, 2, 3) * 1.5
+    ref = LIFNode(step_mode="s")
+    vs = []
+    for t in range(4):
+        ref(x[t])
+        vs.append(ref.v)
+    n = LIFNode(step_mode=step_mode, store_v_seq=True)
+    if step_mode == "m":
+        n(x)
+        torch.testing.assert_close(n.v_seq, torch.stack(vs))
+    else:
+        for t in range(4):
+            n(x[t])
+            torch.testing.assert_close(n.v_seq, vs[t].unsqueeze(0))
+    n.reset()
+    assert n.v_seq is None
+
+
+def test_replace_neurons_keeps_store_v_seq_and_step_mode():
+    sj = _sj()
+    from spikingjelly.activation_based import neuron
+
+    net = nn.Sequential(nn.Linear(3, 3), neuron.LIFNode(step_mode="m", store_v_seq=True),
+                        neuron.SLTTLIFNode(store_v_seq=True))
+    replace_neurons(net)
+    assert isinstance(net[1], LIFNode) and net[1].store_v_seq and net[1].step_mode == "m"
+    assert isinstance(net[2], SLTTLIFNode) and net[2].store_v_seq
+    assert isinstance(net[1], sj.base.MemoryModule)
+
+
+# 3. detach_net: truncated BPTT one step at a time ------------------------------------------------
+
+
+def _tbptt(detach):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), LIFNode())
+    for _ in range(3):
+        net(torch.randn(2, 4) * 2).sum().backward()
+        detach(net)
+
+
+def test_detach_net_allows_truncated_bptt():
+    _tbptt(functional.detach_net)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        _tbptt(lambda net: None)  # without detaching, the second backward reaches the freed graph
+
+
+def test_spikingjelly_detach_net_works_on_ours():
+    _sj()
+    from spikingjelly.activation_based import functional as sj_functional
+
+    _tbptt(sj_functional.detach_net)
+
+
+# 4. SpikingJelly's memory protocol and its isinstance checks -------------------------------------
+
+
+def test_ours_are_spikingjelly_memory_and_step_modules():
+    sj = _sj()
+    for n in (LIFNode(), IFNode(), ParametricLIFNode(), SLTTLIFNode(), OTTTLIFNode()):
+        assert isinstance(n, sj.base.MemoryModule) and isinstance(n, sj.base.StepModule)
+
+
+def test_spikingjelly_helpers_do_not_warn_and_see_our_memories():
+    sj = _sj()
+    from spikingjelly.activation_based import functional as sj_functional
+    from spikingjelly.logger import logger
+
+    messages = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    try:
+        net = nn.Sequential(nn.Linear(3, 3), LIFNode(), nn.Sequential(SLTTLIFNode()))
+        sj_functional.set_step_mode(net, "m")
+        net(torch.rand(2, 2, 3))
+        sj_functional.reset_net(net)
+        sj_functional.invalidate_reset_cache(net)
+    finally:
+        logger.remove(sink)
+    assert not [m for m in messages if "not a" in m], messages
+    assert net[1].step_mode == "m" and net[1].v == 0.0
+    names = [name for name, _ in sj.base.named_memories(net)]
+    assert names == ["1.v", "2.0.v"]
+
+
+def test_spikingjelly_functional_conversion_leaves_the_state_alone():
+    sj = _sj()
+    node = OTTTLIFNode()
+    states = tuple(node._memories.values())
+    outputs, new_states = sj.base.to_functional_forward(node)((torch.full((1,), 1.2),), states)
+    assert len(outputs) == 2 and len(new_states) == 2  # [spike, trace] in training; (v, trace)
+    assert torch.equal(outputs[0], torch.ones(1))
+    assert tuple(node._memories.values()) == states
+
+
+def test_step_mode_is_validated():
+    n = LIFNode()
+    with pytest.raises(ValueError, match="step_mode"):
+        n.step_mode = "x"
+    with pytest.raises(ValueError, match="step_mode"):
+        functional.set_step_mode(nn.Sequential(OTTTLIFNode()), "m")
+    assert n.supported_step_mode() == ("s", "m") and OTTTLIFNode().supported_step_mode() == ("s",)
+
+
+def test_reset_value_accessors():
+    n = LIFNode(v_reset=0.5)
+    assert n.get_reset_value("v") == 0.5
+    n.set_reset_value("v", 0.25)
+    n(torch.ones(1))
+    n.reset()
+    assert n.v == 0.25
+    with pytest.raises(KeyError, match="w"):
+        n.get_reset_value("w")
+
+
+# 5. SLTTLIFNode takes SpikingJelly's defaults -----------------------------------------------------
+
+
+def test_sltt_lif_defaults():
+    n = SLTTLIFNode()
+    # decay_input, hard reset to 0, tau 2: h = 0.75 (no spike), 0.75 + (1.5 - 0.75) / 2 = 1.125 (spike)
+    out = [(n(torch.tensor([[1.5]])).item(), n.v.item()) for _ in range(3)]
+    assert out == [(0.0, 0.75), (1.0, 0.0), (0.0, 0.75)]
+    assert n.detach_reset and n.grad_mode == "sltt"
+
+
+def test_sltt_lif_matches_spikingjelly():
+    _sj()
+    from spikingjelly.activation_based import neuron
+
+    ours, theirs = SLTTLIFNode(), neuron.SLTTLIFNode()
+    x = torch.rand(6, 2, 5) * 2
+    for t in range(6):
+        torch.testing.assert_close(ours(x[t]), theirs(x[t]))
+        torch.testing.assert_close(ours.v, theirs.v)
+
+
+# 6. op counters -----------------------------------------------------------------------------------
+
+
+def test_torch_flop_counter_knows_our_ops():
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    net = nn.Sequential(nn.Linear(4, 5), LIFNode(step_mode="m"))
+    with FlopCounterMode(display=False) as mode:
+        net(x).sum().backward()
+    ops = {str(op) for op in mode.get_flop_counts()["Global"]}
+    assert {"sltt_kernels.lif_multistep_fwd", "sltt_kernels.lif_multistep_bwd"} <= ops
+    # the Linear's matmuls only, as with SpikingJelly's neuron (pointwise ops count 0 there)
+    assert mode.get_total_flops() == 3 * (2 * 3 * 2 * 4 * 5)
+
+
+def test_neuron_flops_formula():
+    args = lif_config(tau=2.0, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
+                      surrogate="sigmoid", grad="bptt").args("none")
+    assert counters.neuron_flops(args, 60) == 600
+    assert counters.neuron_flops(args, 60, backward=True) == 1200
+    assert counters.neuron_acs(args, 60) == 360
+    with pytest.raises(ValueError, match="counter_kind"):
+        counters.spikingjelly_rules("Nope")
+
+
+_SJ_NEURONS = [("LIFNode", {}), ("LIFNode", {"v_reset": None}), ("LIFNode", {"decay_input": False}),
+               ("IFNode", {}), ("IFNode", {"v_reset": None}), ("ParametricLIFNode", {})]
+
+
+@pytest.mark.parametrize("name,kw", _SJ_NEURONS)
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_spikingjelly_flop_counter_counts_ours_as_its_own(name, kw, step_mode):
+    _sj()
+    from spikingjelly.activation_based import neuron, op_counter
+    import sltt_kernels.nn as ours
+
+    x = torch.randn(3, 2, 10) * 2
+    totals = []
+    for module in (neuron, ours):
+        counter = op_counter.FlopCounter()
+        net = nn.Sequential(nn.Linear(10, 10), getattr(module, name)(step_mode=step_mode, **kw))
+        with op_counter.DispatchCounterMode([counter], strict=True):  # strict: every op has a rule
+            net(x)
+        totals.append((counter.get_total(), sorted(counter.get_counts())))
+    assert totals[0] == totals[1]
+
+
+def test_spikingjelly_counters_see_the_neuron_module():
+    _sj()
+    from spikingjelly.activation_based import op_counter
+
+    net = nn.Sequential(nn.Linear(4, 4), LIFNode(step_mode="m"))
+    kinds = ("FlopCounter", "ACCounter", "MACCounter", "SynOpCounter", "MemoryAccessCounter")
+    made = [getattr(op_counter, k)() for k in kinds]
+    with op_counter.DispatchCounterMode(made):
+        net(torch.randn(2, 3, 4))
+    for kind, counter in zip(kinds, made):
+        assert "Sequential.1" in counter.get_counts(), kind  # our op was counted inside the neuron
+    assert made[0].get_counts()["Sequential.1"][torch.ops.sltt_kernels.lif_multistep_fwd.default] == 10 * 24
+    # a rule the caller gives wins over ours
+    custom = op_counter.FlopCounter(extra_rules={torch.ops.sltt_kernels.lif_multistep_fwd.default: lambda *a: 7})
+    with op_counter.DispatchCounterMode([custom]):
+        net(torch.randn(2, 3, 4))
+    assert custom.get_counts()["Sequential.1"][torch.ops.sltt_kernels.lif_multistep_fwd.default] == 7
+
+
+# 7. SpikingJelly's backend names --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["torch", "cupy"])
+def test_spikingjelly_backend_names_are_accepted(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said once per process
+        n = LIFNode(backend=name)
+    assert n.backend == "auto"
+    assert n(torch.ones(2)).shape == (2,)
+    with pytest.raises(ValueError, match="backend"):
+        LIFNode(backend="numpy")
