@@ -3,15 +3,18 @@
 // plain g++ and `nvcc -c` compile this alone.
 //
 // A tensor x of N elements (row-major order) is stored as
-//   bits:  int32 [ceil(N / 32)], bit j of word w = (x[32 w + j] != 0), the neuron masks' layout
-//          (lif_math.h); bits past N are 0;
-//   scale: one value s in x's dtype such that every element of x is +0.0 or s.
+//   bits:  int32 [ceil(N / 32)], bit j of word w = (x[32 w + j] is not +0.0), the neuron masks'
+//          layout (lif_math.h); bits past N are 0;
+//   scale: one value s in x's dtype.
 // Unpacking writes bit ? s : +0.0, which equals x to the bit exactly when x is "two-valued":
-// every element is +0.0 or one common value s. Spikes are ({0, 1}); so are spikes after a
-// dropout ({0, 1/(1-p)}) or a constant gain ({0, 2.74}). The pack kernels find out whether x is
-// two-valued while they pack, from a running range of x's nonzero values (a few comparisons per
-// element, no second pass over x): x is two-valued when that range is a single value and no
-// element is NaN or -0.0 (which would unpack as s or +0.0, not as itself).
+// the bit pattern of every element is all zeros (+0.0) or one common pattern (s). Spikes are
+// ({0, 1}); so are spikes after a dropout ({0, 1/(1-p)}) or a constant gain ({0, 2.74}).
+//
+// The kernels work on the elements' bit patterns U (uint16_t for float16/bfloat16, uint32_t for
+// float32, uint64_t for float64), never on their values: a pattern is a spike bit when nonzero,
+// and x is two-valued when the OR and the AND of its nonzero patterns agree (then every nonzero
+// pattern is that one). Both are integer reductions, fused into the packing pass at no extra
+// pass over x, and the verdict is exact for every input: -0.0, NaN and infinities included.
 #pragma once
 
 #include <cstdint>
@@ -22,63 +25,37 @@
 namespace sltt {
 namespace pack {
 
-// The nonzero values seen so far: their min and max, and whether any element cannot be unpacked
-// exactly (NaN, -0.0). The empty range is lo = +inf, hi = -inf. S: float (for float, half and
-// bfloat16 inputs, which convert to float exactly) or double.
-template <typename S>
-struct Range {
-  S lo;
-  S hi;
-  bool bad;
+// The OR and the AND of the nonzero bit patterns seen so far. Empty: {0, all ones}.
+template <typename U>
+struct Patterns {
+  U any;
+  U all;
 };
 
-template <typename S>
-LIF_HD Range<S> range_empty() {
-  // INFINITY and NAN (<cmath>) rather than numeric_limits, which is host-only without
-  // --expt-relaxed-constexpr
-  return Range<S>{S(INFINITY), -S(INFINITY), false};
+template <typename U>
+LIF_HD Patterns<U> patterns_empty() {
+  return Patterns<U>{U(0), U(~U(0))};
 }
 
-// The sign bit of v, read without the <cmath> signbit (not a device function on every toolchain).
-LIF_HD bool sign_bit(float v) {
-  uint32_t u;
-  memcpy(&u, &v, sizeof u);
-  return (u >> 31) != 0u;
-}
-LIF_HD bool sign_bit(double v) {
-  uint64_t u;
-  memcpy(&u, &v, sizeof u);
-  return (u >> 63) != 0u;
+// Adds one element's pattern. Selects rather than branches, so the CPU loop vectorises.
+template <typename U>
+LIF_HD void patterns_add(Patterns<U>& p, U u) {
+  p.any = U(p.any | u);
+  p.all = U(p.all & (u != U(0) ? u : U(~U(0))));
 }
 
-// The bit an element packs to. NaN packs to 1 and -0.0 to 0; both make the range bad.
-template <typename S>
-LIF_HD bool spike_bit(S v) {
-  return !(v == S(0));
+template <typename U>
+LIF_HD Patterns<U> patterns_merge(const Patterns<U>& a, const Patterns<U>& b) {
+  return Patterns<U>{U(a.any | b.any), U(a.all & b.all)};
 }
 
-// Adds one element to the range. Selects rather than branches, so the CPU loop vectorises.
-template <typename S>
-LIF_HD void range_add(Range<S>& r, S v) {
-  const bool zero = v == S(0);
-  const bool nan = v != v;
-  r.bad = r.bad | nan | (zero & sign_bit(v));
-  const bool counts = !zero & !nan;
-  r.lo = (counts & (v < r.lo)) ? v : r.lo;
-  r.hi = (counts & (v > r.hi)) ? v : r.hi;
-}
-
-template <typename S>
-LIF_HD Range<S> range_merge(const Range<S>& a, const Range<S>& b) {
-  return Range<S>{b.lo < a.lo ? b.lo : a.lo, b.hi > a.hi ? b.hi : a.hi, a.bad || b.bad};
-}
-
-// The scale of a two-valued tensor from its range: its nonzero value, 1 when every element is
-// +0.0 (any scale unpacks it; 1 is the spike's), NaN when the tensor is not two-valued.
-template <typename S>
-LIF_HD S range_scale(const Range<S>& r) {
-  if (r.bad || r.lo < r.hi) return S(NAN);
-  return r.lo > r.hi ? S(1) : r.lo;
+// The scale's pattern: the common nonzero pattern; `one` (the dtype's 1.0) when every element
+// is +0.0 (any scale unpacks it; 1 is the spike's); `nan` (the dtype's NaN) when x is not
+// two-valued, which is how the layers learn to save x dense.
+template <typename U>
+LIF_HD U scale_pattern(const Patterns<U>& p, U one, U nan) {
+  if (p.any == U(0)) return one;
+  return p.any == p.all ? p.any : nan;
 }
 
 // Element i of an unpacked tensor, as a bit (0 or 1).
@@ -87,8 +64,7 @@ LIF_HD uint32_t unpack_bit(const int32_t* bits, int64_t i) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CPU block kernels. A block is kWords words (kWords * 32 elements); the last may be short.
-// X is the element type (float, double, or the binding's 16-bit types, which convert to S).
+// CPU block kernels on bit patterns U. A block is kWordsPerBlock words; the last may be short.
 
 constexpr int64_t kWordsPerBlock = 64;
 constexpr int64_t kBlockElems = kWordsPerBlock * 32;
@@ -96,41 +72,57 @@ constexpr int64_t kBlockElems = kWordsPerBlock * 32;
 LIF_HD int64_t pack_words(int64_t n) { return lif_mask_words(n); }
 LIF_HD int64_t pack_blocks(int64_t n) { return (n + kBlockElems - 1) / kBlockElems; }
 
-// Packs elements [e0, e0 + len) of x (e0 a multiple of 32) into their words and adds them to r.
-// A fixed trip count of 32 per word lets the compiler vectorise the OR and the range.
-template <typename X, typename S>
-LIF_HD void pack_block(const X* __restrict x, int64_t e0, int64_t len, int32_t* __restrict bits, Range<S>& r) {
+// Packs elements [e0, e0 + len) of x (e0 a multiple of 32) into their words and adds them to p.
+// A fixed trip count of 32 over local integer accumulators: vector compares, a movemask, ORs
+// and ANDs.
+template <typename U>
+LIF_HD void pack_block(const U* __restrict x, int64_t e0, int64_t len, int32_t* __restrict bits, Patterns<U>& p) {
   const int64_t full = len / 32;
+  U any = p.any;
+  U all = p.all;
   for (int64_t w = 0; w < full; ++w) {
-    const X* xw = x + e0 + w * 32;
+    const U* __restrict xw = x + e0 + w * 32;
     uint32_t word = 0;
-    Range<S> rw = range_empty<S>();
     for (int j = 0; j < 32; ++j) {
-      const S v = S(xw[j]);
-      word |= uint32_t(spike_bit(v)) << j;
-      range_add(rw, v);
+      const U u = xw[j];
+      word |= uint32_t(u != U(0)) << j;
+      any = U(any | u);
+      all = U(all & (u != U(0) ? u : U(~U(0))));
     }
     bits[e0 / 32 + w] = int32_t(word);
-    r = range_merge(r, rw);
   }
+  p = Patterns<U>{any, all};
   const int64_t tail = len - full * 32;
   if (tail > 0) {  // the tensor's last, partial word: its bits past N stay 0
-    const X* xw = x + e0 + full * 32;
+    const U* xw = x + e0 + full * 32;
     uint32_t word = 0;
     for (int64_t j = 0; j < tail; ++j) {
-      const S v = S(xw[j]);
-      word |= uint32_t(spike_bit(v)) << j;
-      range_add(r, v);
+      word |= uint32_t(xw[j] != U(0)) << j;
+      patterns_add(p, xw[j]);
     }
     bits[e0 / 32 + full] = int32_t(word);
   }
 }
 
-// Writes elements [e0, e0 + len) of the unpacked tensor: bit ? s : +0.0, in X.
-template <typename X>
-LIF_HD void unpack_block(const int32_t* __restrict bits, X s, int64_t e0, int64_t len, X* __restrict out) {
-  const X zero = X(0.0f);
-  for (int64_t i = e0; i < e0 + len; ++i) out[i] = unpack_bit(bits, i) ? s : zero;
+// Writes elements [e0, e0 + len) of the unpacked tensor (e0 a multiple of 32): bit ? s : 0.
+template <typename U>
+LIF_HD void unpack_block(const int32_t* __restrict bits, U s, int64_t e0, int64_t len, U* __restrict out) {
+  const int64_t full = len / 32;
+  for (int64_t w = 0; w < full; ++w) {
+    const uint32_t word = uint32_t(bits[e0 / 32 + w]);
+    U* __restrict ow = out + e0 + w * 32;
+    for (int j = 0; j < 32; ++j) ow[j] = ((word >> j) & 1u) ? s : U(0);
+  }
+  for (int64_t i = e0 + full * 32; i < e0 + len; ++i) out[i] = unpack_bit(bits, i) ? s : U(0);
+}
+
+// The bit pattern of a value (the bindings' 1.0 and NaN in each dtype).
+template <typename U, typename X>
+inline U pattern_of(X v) {
+  static_assert(sizeof(U) == sizeof(X), "a pattern has the size of its value");
+  U u;
+  memcpy(&u, &v, sizeof u);
+  return u;
 }
 
 }  // namespace pack

@@ -67,10 +67,11 @@ def test_pack_scale_and_verdict(backend, dtype):
         "negative": (torch.where(s.bool(), -1.0, 0.0).to(dtype), -1.0),  # not -s: that holds -0.0
         "zeros": (torch.zeros(70, dtype=dtype, device=dev), 1.0),
         "inf": (torch.where(s.bool(), float("inf"), 0.0).to(dtype), float("inf")),
+        "negative zeros": (torch.where(s.bool(), -0.0, 0.0).to(dtype), -0.0),  # unpacks to the bit
     }
     for name, (x, want) in cases.items():
         bits, scale = pack(x)
-        assert scale.item() == want, name
+        assert scale.item() == want and torch.signbit(scale).item() == (str(want)[0] == "-"), name
         assert torch.equal(unpack(bits, scale, list(x.shape)).cpu(), x.cpu()), name
     bad = {
         "three values": s + s * torch.arange(77, device=dev).remainder(2).to(dtype),

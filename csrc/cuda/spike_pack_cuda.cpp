@@ -7,6 +7,10 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
 #include "spike_pack_cuda.h"
 
 namespace sltt {
@@ -14,19 +18,17 @@ namespace cuda {
 
 namespace {
 
-// The kernels' element type for a torch scalar type (same bits).
-template <typename T>
-struct pack_type {
-  using type = T;
-};
-template <>
-struct pack_type<at::Half> {
-  using type = half_bits;
-};
-template <>
-struct pack_type<at::BFloat16> {
-  using type = bf16_bits;
-};
+// The kernels see only bit patterns: an unsigned integer of the element's size.
+template <typename X>
+using pattern_t = std::conditional_t<sizeof(X) == 2, uint16_t, std::conditional_t<sizeof(X) == 4, uint32_t, uint64_t>>;
+
+template <typename U, typename X>
+U pattern_of(X v) {
+  static_assert(sizeof(U) == sizeof(X), "a pattern has the size of its value");
+  U u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
 
 void check_floating(const at::Tensor& t, const char* op, const char* name) {
   const auto st = t.scalar_type();
@@ -47,13 +49,15 @@ std::tuple<at::Tensor, at::Tensor> spike_pack_cuda_op(const at::Tensor& x_in) {
   at::Tensor bits = at::empty({(n + 31) / 32}, x.options().dtype(at::kInt));
   at::Tensor scale = at::empty({}, x.options());
   // the per-block ranges, merged on the device into the scale: no host synchronisation
-  at::Tensor scratch = at::empty({pack_cuda_scratch_bytes(n, x.scalar_type() == at::kDouble)}, x.options().dtype(at::kByte));
+  at::Tensor scratch = at::empty({pack_cuda_scratch_bytes(n, int64_t(x.element_size()))}, x.options().dtype(at::kByte));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "spike_pack_cuda", [&] {
-    using X = typename pack_type<scalar_t>::type;
-    C10_CUDA_CHECK(spike_pack_cuda(reinterpret_cast<const X*>(x.const_data_ptr<scalar_t>()), n,
-                                   bits.mutable_data_ptr<int32_t>(), scratch.mutable_data_ptr(),
-                                   reinterpret_cast<X*>(scale.mutable_data_ptr<scalar_t>()), stream));
+    using U = pattern_t<scalar_t>;
+    const U one = pattern_of<U>(scalar_t(1.0f));
+    const U nan = pattern_of<U>(scalar_t(std::numeric_limits<float>::quiet_NaN()));
+    C10_CUDA_CHECK(spike_pack_cuda(reinterpret_cast<const U*>(x.const_data_ptr<scalar_t>()), n,
+                                   bits.mutable_data_ptr<int32_t>(), scratch.mutable_data_ptr(), one, nan,
+                                   reinterpret_cast<U*>(scale.mutable_data_ptr<scalar_t>()), stream));
   });
   return {bits, scale};
 }
@@ -81,10 +85,10 @@ at::Tensor spike_unpack_cuda_op(const at::Tensor& bits_in, const at::Tensor& sca
   at::Tensor out = at::empty(shape, scale.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(bits.device().index()).stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scale.scalar_type(), "spike_unpack_cuda", [&] {
-    using X = typename pack_type<scalar_t>::type;
+    using U = pattern_t<scalar_t>;
     C10_CUDA_CHECK(spike_unpack_cuda(bits.const_data_ptr<int32_t>(),
-                                     reinterpret_cast<const X*>(scale.const_data_ptr<scalar_t>()), n,
-                                     reinterpret_cast<X*>(out.mutable_data_ptr<scalar_t>()), stream));
+                                     reinterpret_cast<const U*>(scale.const_data_ptr<scalar_t>()), n,
+                                     reinterpret_cast<U*>(out.mutable_data_ptr<scalar_t>()), stream));
   });
   return out;
 }

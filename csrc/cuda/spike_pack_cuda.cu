@@ -1,13 +1,12 @@
 // Spike pack/unpack kernels for CUDA GPUs (the math of spike_pack.h). No torch header: `nvcc -c`
 // compiles this file alone; the glue is spike_pack_cuda.cpp.
 //
-// Pack: one thread per element. A warp ballot gives one word per warp (bit j = lane j = element
-// 32 w + j, the CPU layout); the range of nonzero values is reduced per warp with shuffles, then
-// per block through shared memory, and each block writes its range to a scratch array. A second,
-// single-block kernel merges those ranges into the scale, so the host never waits.
-// Unpack: one thread per element, the scale read on the device. Indices are 64-bit.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+// Pack: one thread per element, on the elements' bit patterns (spike_pack.h). A warp ballot gives
+// one word per warp (bit j = lane j = element 32 w + j, the CPU layout); the OR and AND of the
+// nonzero patterns are reduced per warp with shuffles, then per block through shared memory, and
+// each block writes its pair to a scratch array. A second, single-block kernel merges the pairs
+// into the scale, so the host never waits. Unpack: one thread per element, the scale read on the
+// device. Indices are 64-bit.
 #include <cuda_runtime.h>
 
 #include "../spike_pack.h"
@@ -21,114 +20,92 @@ namespace {
 constexpr int kThreads = 256;  // a multiple of 32: warps never straddle two blocks
 constexpr int kWarps = kThreads / 32;
 
-__device__ __forceinline__ float to_range(float x) { return x; }
-__device__ __forceinline__ double to_range(double x) { return x; }
-__device__ __forceinline__ float to_range(half_bits x) { return __half2float(__ushort_as_half(x.bits)); }
-__device__ __forceinline__ float to_range(bf16_bits x) { return __bfloat162float(__ushort_as_bfloat16(x.bits)); }
-
-__device__ __forceinline__ float from_range(float s, float*) { return s; }
-__device__ __forceinline__ double from_range(double s, double*) { return s; }
-__device__ __forceinline__ half_bits from_range(float s, half_bits*) {
-  return half_bits{__half_as_ushort(__float2half_rn(s))};  // s is a value of x: exact
+// Shuffles move 32- or 64-bit values; 16-bit patterns travel widened.
+__device__ __forceinline__ uint16_t shfl_xor(uint16_t v, int m) {
+  return uint16_t(__shfl_xor_sync(0xffffffffu, unsigned(v), m));
 }
-__device__ __forceinline__ bf16_bits from_range(float s, bf16_bits*) {
-  return bf16_bits{__bfloat16_as_ushort(__float2bfloat16_rn(s))};
+__device__ __forceinline__ uint32_t shfl_xor(uint32_t v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+__device__ __forceinline__ uint64_t shfl_xor(uint64_t v, int m) {
+  return uint64_t(__shfl_xor_sync(0xffffffffu, (unsigned long long)v, m));
 }
 
-template <typename S>
-__device__ __forceinline__ pack::Range<S> warp_merge(pack::Range<S> r) {
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    pack::Range<S> o;
-    o.lo = __shfl_xor_sync(0xffffffffu, r.lo, offset);
-    o.hi = __shfl_xor_sync(0xffffffffu, r.hi, offset);
-    o.bad = __shfl_xor_sync(0xffffffffu, int(r.bad), offset) != 0;
-    r = pack::range_merge(r, o);
-  }
-  return r;
+template <typename U>
+__device__ __forceinline__ pack::Patterns<U> warp_merge(pack::Patterns<U> p) {
+  for (int offset = 16; offset > 0; offset >>= 1)
+    p = pack::patterns_merge(p, pack::Patterns<U>{shfl_xor(p.any, offset), shfl_xor(p.all, offset)});
+  return p;
 }
 
-// The block's range merged into lane 0 of warp 0.
-template <typename S>
-__device__ __forceinline__ pack::Range<S> block_merge(pack::Range<S> r) {
-  __shared__ S lo[kWarps];
-  __shared__ S hi[kWarps];
-  __shared__ int bad[kWarps];
-  r = warp_merge(r);
+// The block's pair merged into thread 0.
+template <typename U>
+__device__ __forceinline__ pack::Patterns<U> block_merge(pack::Patterns<U> p) {
+  __shared__ U any[kWarps];
+  __shared__ U all[kWarps];
+  p = warp_merge(p);
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (lane == 0) {
-    lo[warp] = r.lo;
-    hi[warp] = r.hi;
-    bad[warp] = int(r.bad);
+    any[warp] = p.any;
+    all[warp] = p.all;
   }
   __syncthreads();
-  r = pack::range_empty<S>();
+  p = pack::patterns_empty<U>();
   if (warp == 0) {
-    if (lane < kWarps) r = pack::Range<S>{lo[lane], hi[lane], bad[lane] != 0};
-    r = warp_merge(r);
+    if (lane < kWarps) p = pack::Patterns<U>{any[lane], all[lane]};
+    p = warp_merge(p);
   }
-  return r;
+  return p;
 }
 
-template <typename X, typename S>
-__global__ void __launch_bounds__(kThreads) pack_kernel(const X* __restrict x, int64_t n, int32_t* __restrict bits,
-                                                        S* __restrict block_lo, S* __restrict block_hi,
-                                                        int* __restrict block_bad) {
+template <typename U>
+__global__ void __launch_bounds__(kThreads) pack_kernel(const U* __restrict x, int64_t n, int32_t* __restrict bits,
+                                                        U* __restrict block_any, U* __restrict block_all) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   // every lane takes part in the ballot and the shuffles; lanes past n add nothing
-  pack::Range<S> r = pack::range_empty<S>();
-  bool bit = false;
-  if (i < n) {
-    const S v = to_range(x[i]);
-    bit = pack::spike_bit(v);
-    pack::range_add(r, v);
-  }
-  const unsigned word = __ballot_sync(0xffffffffu, bit);
+  pack::Patterns<U> p = pack::patterns_empty<U>();
+  const U u = i < n ? x[i] : U(0);
+  pack::patterns_add(p, u);
+  const unsigned word = __ballot_sync(0xffffffffu, u != U(0));
   if ((threadIdx.x & 31) == 0 && i < n) bits[i >> 5] = int32_t(word);
-  r = block_merge(r);
+  p = block_merge(p);
   if (threadIdx.x == 0) {
-    block_lo[blockIdx.x] = r.lo;
-    block_hi[blockIdx.x] = r.hi;
-    block_bad[blockIdx.x] = int(r.bad);
+    block_any[blockIdx.x] = p.any;
+    block_all[blockIdx.x] = p.all;
   }
 }
 
-template <typename X, typename S>
-__global__ void __launch_bounds__(kThreads) scale_kernel(const S* __restrict block_lo, const S* __restrict block_hi,
-                                                         const int* __restrict block_bad, int64_t blocks,
-                                                         X* __restrict scale) {
-  pack::Range<S> r = pack::range_empty<S>();
+template <typename U>
+__global__ void __launch_bounds__(kThreads) scale_kernel(const U* __restrict block_any, const U* __restrict block_all,
+                                                         int64_t blocks, U one, U nan, U* __restrict scale) {
+  pack::Patterns<U> p = pack::patterns_empty<U>();
   for (int64_t b = threadIdx.x; b < blocks; b += kThreads)
-    r = pack::range_merge(r, pack::Range<S>{block_lo[b], block_hi[b], block_bad[b] != 0});
-  r = block_merge(r);
-  if (threadIdx.x == 0) *scale = from_range(pack::range_scale(r), static_cast<X*>(nullptr));
+    p = pack::patterns_merge(p, pack::Patterns<U>{block_any[b], block_all[b]});
+  p = block_merge(p);
+  if (threadIdx.x == 0) *scale = pack::scale_pattern(p, one, nan);
 }
 
-template <typename X>
-__global__ void __launch_bounds__(kThreads) unpack_kernel(const int32_t* __restrict bits, const X* __restrict scale,
-                                                          int64_t n, X* __restrict out) {
+template <typename U>
+__global__ void __launch_bounds__(kThreads) unpack_kernel(const int32_t* __restrict bits, const U* __restrict scale,
+                                                          int64_t n, U* __restrict out) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= n) return;
-  const X s = *scale;
-  X zero;
-  memset(&zero, 0, sizeof zero);  // +0.0 in every float format
-  out[i] = pack::unpack_bit(bits, i) ? s : zero;
+  out[i] = pack::unpack_bit(bits, i) ? *scale : U(0);
 }
 
-template <typename X, typename S>
-cudaError_t launch_pack(const X* x, int64_t n, int32_t* bits, void* scratch, X* scale, cudaStream_t stream) {
+template <typename U>
+cudaError_t launch_pack(const U* x, int64_t n, int32_t* bits, void* scratch, U one, U nan, U* scale,
+                        cudaStream_t stream) {
   const int64_t blocks = pack_cuda_blocks(n);
-  S* lo = static_cast<S*>(scratch);
-  S* hi = lo + blocks;
-  int* bad = reinterpret_cast<int*>(hi + blocks);
-  if (n > 0) pack_kernel<X, S><<<unsigned(blocks), kThreads, 0, stream>>>(x, n, bits, lo, hi, bad);
-  scale_kernel<X, S><<<1, kThreads, 0, stream>>>(lo, hi, bad, blocks, scale);
+  U* any = static_cast<U*>(scratch);
+  U* all = any + blocks;
+  if (n > 0) pack_kernel<U><<<unsigned(blocks), kThreads, 0, stream>>>(x, n, bits, any, all);
+  scale_kernel<U><<<1, kThreads, 0, stream>>>(any, all, blocks, one, nan, scale);
   return cudaGetLastError();
 }
 
-template <typename X>
-cudaError_t launch_unpack(const int32_t* bits, const X* scale, int64_t n, X* out, cudaStream_t stream) {
-  if (n > 0) unpack_kernel<X><<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(bits, scale, n, out);
+template <typename U>
+cudaError_t launch_unpack(const int32_t* bits, const U* scale, int64_t n, U* out, cudaStream_t stream) {
+  if (n > 0) unpack_kernel<U><<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(bits, scale, n, out);
   return cudaGetLastError();
 }
 
@@ -136,40 +113,20 @@ cudaError_t launch_unpack(const int32_t* bits, const X* scale, int64_t n, X* out
 
 int64_t pack_cuda_blocks(int64_t n) { return (n + kThreads - 1) / kThreads; }
 
-int64_t pack_cuda_scratch_bytes(int64_t n, bool wide) {
-  const int64_t blocks = pack_cuda_blocks(n);
-  return blocks * (2 * int64_t(wide ? sizeof(double) : sizeof(float)) + int64_t(sizeof(int)));
-}
+int64_t pack_cuda_scratch_bytes(int64_t n, int64_t pattern_bytes) { return pack_cuda_blocks(n) * 2 * pattern_bytes; }
 
-cudaError_t spike_pack_cuda(const float* x, int64_t n, int32_t* bits, void* scratch, float* scale, cudaStream_t s) {
-  return launch_pack<float, float>(x, n, bits, scratch, scale, s);
-}
-cudaError_t spike_pack_cuda(const double* x, int64_t n, int32_t* bits, void* scratch, double* scale, cudaStream_t s) {
-  return launch_pack<double, double>(x, n, bits, scratch, scale, s);
-}
-cudaError_t spike_pack_cuda(const half_bits* x, int64_t n, int32_t* bits, void* scratch, half_bits* scale,
-                            cudaStream_t s) {
-  return launch_pack<half_bits, float>(x, n, bits, scratch, scale, s);
-}
-cudaError_t spike_pack_cuda(const bf16_bits* x, int64_t n, int32_t* bits, void* scratch, bf16_bits* scale,
-                            cudaStream_t s) {
-  return launch_pack<bf16_bits, float>(x, n, bits, scratch, scale, s);
-}
-
-cudaError_t spike_unpack_cuda(const int32_t* bits, const float* scale, int64_t n, float* out, cudaStream_t s) {
-  return launch_unpack(bits, scale, n, out, s);
-}
-cudaError_t spike_unpack_cuda(const int32_t* bits, const double* scale, int64_t n, double* out, cudaStream_t s) {
-  return launch_unpack(bits, scale, n, out, s);
-}
-cudaError_t spike_unpack_cuda(const int32_t* bits, const half_bits* scale, int64_t n, half_bits* out,
-                              cudaStream_t s) {
-  return launch_unpack(bits, scale, n, out, s);
-}
-cudaError_t spike_unpack_cuda(const int32_t* bits, const bf16_bits* scale, int64_t n, bf16_bits* out,
-                              cudaStream_t s) {
-  return launch_unpack(bits, scale, n, out, s);
-}
+#define SLTT_PACK_ENTRY(U)                                                                                        \
+  cudaError_t spike_pack_cuda(const U* x, int64_t n, int32_t* bits, void* scratch, U one, U nan, U* scale,       \
+                              cudaStream_t s) {                                                                   \
+    return launch_pack<U>(x, n, bits, scratch, one, nan, scale, s);                                              \
+  }                                                                                                               \
+  cudaError_t spike_unpack_cuda(const int32_t* bits, const U* scale, int64_t n, U* out, cudaStream_t s) {        \
+    return launch_unpack<U>(bits, scale, n, out, s);                                                              \
+  }
+SLTT_PACK_ENTRY(uint16_t)
+SLTT_PACK_ENTRY(uint32_t)
+SLTT_PACK_ENTRY(uint64_t)
+#undef SLTT_PACK_ENTRY
 
 }  // namespace cuda
 }  // namespace sltt

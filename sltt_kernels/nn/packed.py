@@ -6,7 +6,8 @@ save such an input bit-packed, and unpack it in the backward: the unpacked tenso
 input to the bit (values and strides), so the gradients are bit-identical to the dense layer's.
 
 Exact by construction: the pack kernel (torch.ops.sltt_kernels.spike_pack, fused CPU/CUDA/Triton
-kernels) reports whether the input was "two-valued" - every element +0.0 or one common value s,
+kernels) reports whether the input was "two-valued" - the bit pattern of every element that of
++0.0 or one common pattern s (compared as integers: exact for -0.0 and NaN too),
 as spikes ({0, 1}), spikes after a dropout ({0, 1/(1-p)}) or a constant gain ({0, 2.74}) are - and
 stores the bits with that scale s; any other input is saved dense, as the plain layer saves it.
 
@@ -56,30 +57,35 @@ __all__ = [
 # The ops, per backend
 
 
+_PATTERN = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
 def _reference_pack(x: torch.Tensor):
-    """spike_pack in plain torch ops (no compiled extension): the math of csrc/spike_pack.h."""
+    """spike_pack in plain torch ops (no compiled extension): csrc/spike_pack.h's math on the
+    elements' bit patterns."""
     _registration.check_pack(x)
-    v = x.reshape(-1).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
-    n = v.numel()
-    nonzero = v != 0
+    u = x.contiguous().view(_PATTERN[x.dtype.itemsize]).reshape(-1)
+    n = u.numel()
+    nonzero = u != 0
     words = (n + 31) // 32
     padded = F.pad(nonzero.to(torch.int64), (0, words * 32 - n)).reshape(words, 32)
     packed = (padded << torch.arange(32, device=x.device)).sum(-1)
     bits = torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
-    nan = v != v
-    bad = (nan | (~nonzero & torch.signbit(v))).any()
-    counts = nonzero & ~nan
-    inf = torch.tensor(float("inf"), dtype=v.dtype, device=x.device)
-    lo = torch.where(counts, v, inf).min() if n else inf
-    hi = torch.where(counts, v, -inf).max() if n else -inf
-    scale = torch.where(bad | (lo < hi), torch.full_like(lo, float("nan")), torch.where(lo > hi, torch.ones_like(lo), lo))
-    return bits, scale.to(x.dtype)
+    values = u[nonzero]
+    if values.numel() == 0:
+        scale = torch.ones((), dtype=x.dtype, device=x.device)
+    elif bool((values == values[0]).all()):
+        scale = values[0].view(x.dtype)
+    else:
+        scale = torch.full((), float("nan"), dtype=x.dtype, device=x.device)
+    return bits, scale
 
 
 def _reference_unpack(bits: torch.Tensor, scale: torch.Tensor, shape) -> torch.Tensor:
     n = _registration.check_unpack(bits, scale, shape)
     flags = ((bits.to(torch.int64).unsqueeze(-1) >> torch.arange(32, device=bits.device)) & 1).reshape(-1)[:n]
-    return torch.where(flags.bool(), scale, torch.zeros_like(scale)).reshape(list(shape))
+    pattern = scale.reshape(1).view(_PATTERN[scale.dtype.itemsize])
+    return torch.where(flags.bool(), pattern, torch.zeros_like(pattern)).view(scale.dtype).reshape(list(shape))
 
 
 def _ops(device_tensor: torch.Tensor, backend: str):
@@ -96,9 +102,9 @@ def _ops(device_tensor: torch.Tensor, backend: str):
 def spike_pack(x: torch.Tensor, backend: str = "auto"):
     """Packs x (any shape, float16/bfloat16/float32/float64) into (bits, scale).
 
-    bits: int32 [ceil(x.numel() / 32)], bit j of word w = (x.flatten()[32 w + j] != 0). scale: a
-    0-dim tensor in x.dtype: the value s when every element of x is +0.0 or s (1 when all are
-    zero), NaN when x is not two-valued (then spike_unpack does not give x back).
+    bits: int32 [ceil(x.numel() / 32)], bit j of word w = (x.flatten()[32 w + j] is not +0.0).
+    scale: a 0-dim tensor in x.dtype: s when every element of x is, bit for bit, +0.0 or s (1 when
+    all are +0.0), NaN when x is not two-valued (then spike_unpack does not give x back).
 
     Example:
         >>> bits, scale = spike_pack(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
