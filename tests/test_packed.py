@@ -394,3 +394,42 @@ def test_untraceable_forward_and_unknown_inputs_stay_dense():
     assert "not known to be spikes" in dense["0"] and "not known to be spikes" in dense["3"]
     assert "not called" in dense["4.fc"]
     assert isinstance(net[2][1].module, P.PackedConv2d)
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernel sources compile alone (no torch header), as tests/test_cuda_build.py checks the neurons'
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+
+
+def _nvcc():
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+        return os.path.join(home, "bin", "nvcc")
+    return shutil.which("nvcc")
+
+
+@pytest.mark.skipif(_nvcc() is None or not os.path.isdir(CSRC), reason="nvcc or csrc/ not found")
+def test_cuda_pack_kernels_compile_alone_without_warnings(tmp_path):
+    src = os.path.join(CSRC, "cuda", "spike_pack_cuda.cu")
+    out = subprocess.run([_nvcc(), "-std=c++17", "-O3", "-c", src, "-o", str(tmp_path / "p.o"), "-gencode",
+                          "arch=compute_90,code=sm_90", "-Werror", "all-warnings", "-Xcompiler",
+                          "-Wall,-Wextra,-Werror"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or not os.path.isdir(CSRC), reason="g++ or csrc/ not found")
+def test_pack_header_compiles_without_torch(tmp_path):
+    src = tmp_path / "h.cpp"
+    src.write_text('#include "spike_pack.h"\n'
+                   "template void sltt::pack::pack_block<uint32_t>(const uint32_t*, int64_t, int64_t, int32_t*,"
+                   " sltt::pack::Patterns<uint32_t>&);\n"
+                   "template void sltt::pack::unpack_block<uint16_t>(const int32_t*, uint16_t, int64_t, int64_t,"
+                   " uint16_t*);\n")
+    out = subprocess.run(["g++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", CSRC, "-c", str(src),
+                          "-o", str(tmp_path / "h.o")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
