@@ -199,3 +199,102 @@ for _triton in (False, True):
 
 # The compiled CPU/CUDA implementations register themselves against the schemas above.
 _ext.load()
+
+
+# =============================================================================================
+# Spike packing (sltt_kernels/nn/packed.py): the ops that store a two-valued tensor ({+0.0, s},
+# e.g. spikes) as 1 bit per element plus the scale s, and restore it exactly. The native kernels
+# are csrc/cpu/spike_pack_cpu.cpp and csrc/cuda/spike_pack_cuda.cpp (registered when the
+# extension loads, above); the Triton ones sltt_kernels/triton/pack.py.
+#
+#   spike_pack(x)                  -> bits int32 [ceil(x.numel() / 32)] (bit j of word w = x[32 w + j] != 0,
+#                                     row-major order), scale [] in x.dtype (NaN if x is not two-valued)
+#   spike_unpack(bits, scale, shape) -> tensor of `shape` in scale.dtype: bit ? scale : +0.0
+# =============================================================================================
+
+PACK_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+PACK_OPS = {
+    "spike_pack": "(Tensor x) -> (Tensor bits, Tensor scale)",
+    "spike_unpack": "(Tensor bits, Tensor scale, SymInt[] shape) -> Tensor",
+}
+for _name, _schema in PACK_OPS.items():
+    for _prefix in ("", TRITON_PREFIX):
+        _LIB.define(f"{_prefix}{_name}{_schema}")
+
+
+def check_pack(x) -> None:
+    """Checks spike_pack's argument (the native ops check the same in C++)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"sltt_kernels.spike_pack: x must be a tensor, got {type(x).__name__}")
+    if x.dtype not in PACK_DTYPES:
+        raise TypeError(f"sltt_kernels.spike_pack: x must be float16, bfloat16, float32 or float64, got {x.dtype}")
+
+
+def check_unpack(bits, scale, shape) -> int:
+    """Checks spike_unpack's arguments; returns the element count of `shape`."""
+    if bits.dtype != torch.int32:
+        raise TypeError(f"sltt_kernels.spike_unpack: bits must be int32, got {bits.dtype}")
+    if scale.dtype not in PACK_DTYPES:
+        raise TypeError(f"sltt_kernels.spike_unpack: scale must be float16, bfloat16, float32 or float64, "
+                        f"got {scale.dtype}")
+    if scale.dim() != 0:
+        raise ValueError(f"sltt_kernels.spike_unpack: scale must be a 0-dim tensor, got shape {tuple(scale.shape)}")
+    if bits.device != scale.device:
+        raise ValueError(f"sltt_kernels.spike_unpack: bits and scale must be on one device, got {bits.device} "
+                         f"and {scale.device}")
+    n = 1
+    for d in shape:
+        torch._check(d >= 0, lambda: f"sltt_kernels.spike_unpack: shape must not be negative, got {list(shape)}")
+        n = n * d
+    words = (n + 31) // 32
+    torch._check(bits.dim() == 1 and bits.shape[0] == words,
+                 lambda: f"sltt_kernels.spike_unpack: bits must have shape [{words}] (ceil({n} / 32) words) for "
+                         f"shape {list(shape)}, got {list(bits.shape)}")
+    return n
+
+
+def _register_pack(triton: bool):
+    prefix = TRITON_PREFIX if triton else ""
+
+    @torch.library.register_fake(f"sltt_kernels::{prefix}spike_pack", lib=_LIB)
+    def _(x):
+        check_pack(x)
+        return x.new_empty(((x.numel() + 31) // 32,), dtype=torch.int32), x.new_empty(())
+
+    @torch.library.register_fake(f"sltt_kernels::{prefix}spike_unpack", lib=_LIB)
+    def _(bits, scale, shape):
+        check_unpack(bits, scale, shape)
+        return scale.new_empty(shape)
+
+    def pack_setup(ctx, inputs, output):
+        ctx.mark_non_differentiable(*output)  # bits are integers; the scale is piecewise constant in x
+
+    def pack_backward(ctx, grad_bits, grad_scale):
+        return None
+
+    torch.library.register_autograd(f"sltt_kernels::{prefix}spike_pack", pack_backward, setup_context=pack_setup,
+                                    lib=_LIB)
+
+    unpack_op = op("spike_unpack", triton)
+
+    def unpack_setup(ctx, inputs, output):
+        bits, scale, shape = inputs
+        ctx.save_for_backward(bits)
+        ctx.shape = list(shape)
+        ctx.scale_dtype = scale.dtype
+
+    def unpack_backward(ctx, grad):
+        # out = bit * scale: d/dscale = sum(grad * bit); bits carry no gradient
+        (bits,) = ctx.saved_tensors
+        grad_scale = None
+        if ctx.needs_input_grad[1]:
+            ones = torch.ones((), dtype=ctx.scale_dtype, device=bits.device)
+            grad_scale = (grad * unpack_op(bits, ones, ctx.shape)).sum()
+        return None, grad_scale, None
+
+    torch.library.register_autograd(f"sltt_kernels::{prefix}spike_unpack", unpack_backward,
+                                    setup_context=unpack_setup, lib=_LIB)
+
+
+for _triton in (False, True):
+    _register_pack(_triton)
