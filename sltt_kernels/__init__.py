@@ -21,6 +21,7 @@ from .ops import (
     plif_step,
 )
 from . import nn, models, training  # noqa: E402  (after the ops they use)
+from . import counters  # noqa: E402,F401  (op-counter formulas for torch's and SpikingJelly's counters)
 from .nn import replace_neurons
 
 __version__ = "0.1.0"

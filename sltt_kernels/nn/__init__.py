@@ -15,6 +15,15 @@ from .neurons import (
     ParametricLIFNode,
     SLTTLIFNode,
 )
+from .packed import (
+    PackedConv1d,
+    PackedConv2d,
+    PackedConv3d,
+    PackedLinear,
+    PackReport,
+    pack_spike_inputs,
+    spike_pack_calls,
+)
 from .replace import replace_neurons
 
 __all__ = [
@@ -36,4 +45,11 @@ __all__ = [
     "reset_net",
     "detach_net",
     "replace_neurons",
+    "pack_spike_inputs",
+    "PackReport",
+    "PackedConv1d",
+    "PackedConv2d",
+    "PackedConv3d",
+    "PackedLinear",
+    "spike_pack_calls",
 ]
