@@ -8,6 +8,15 @@
 
 namespace sltt {
 
+// 16-bit storage of d = h - theta (Save::H16), specialised by each binding for its 16-bit
+// element types with
+//   static X from(float d);   // round to nearest even; a nonzero d never becomes a zero
+//   static float to(X q);
+template <typename X>
+struct Store16 {
+  static constexpr bool kIs16 = false;
+};
+
 template <typename X, typename S>
 struct FwdArgs {
   const X* x;        // [T, N] input
@@ -17,6 +26,7 @@ struct FwdArgs {
   S* v_last;         // [N]
   int32_t* mask;     // Save::Sg: [T, W]; SgSpike, SgReset: [2, T, W]; else nullptr (W = ceil(N/32))
   S* h;              // Save::H: [T, N]; Save::HV0: [T + 1, N]; else nullptr
+  X* d16;            // Save::H16: [T, N] h - theta in X (16-bit); else nullptr
   int64_t T;
   int64_t N;
   LIFParams<S> p;
@@ -28,6 +38,7 @@ struct BwdArgs {
   const S* grad_v_last;  // [N], or nullptr for zero (BPTT only)
   const int32_t* mask;   // as in FwdArgs
   const S* h;            // as in FwdArgs
+  const X* d16;          // as in FwdArgs
   const S* k;            // as in FwdArgs
   X* grad_x;             // [T, N]
   S* grad_v0;            // [N]: BPTT writes dL/dv0; nullptr to skip

@@ -2,6 +2,7 @@
 // CPU and CUDA bindings. A Launcher provides
 //   template <Neuron NM, Reset R, Save SV> void fwd();
 //   template <Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G> void bwd();
+//   static constexpr bool kSupportsH16;   // its element type is 16-bit (Save::H16)
 // and these functions call the one instantiation a configuration needs. Only combinations the
 // Python validator can produce are instantiated (docs/design.md, section 3); any other returns
 // false, and the binding raises. No torch header.
@@ -22,6 +23,13 @@ bool fwd_save(L& l, Save save) {
     case Save::Sg: l.template fwd<NM, R, Save::Sg>(); return true;
     case Save::H: l.template fwd<NM, R, Save::H>(); return true;
     case Save::HV0: l.template fwd<NM, R, Save::HV0>(); return true;
+    case Save::H16:
+      if constexpr (L::kSupportsH16) {
+        l.template fwd<NM, R, Save::H16>();
+        return true;
+      } else {
+        return false;
+      }
     case Save::SgSpike:
       if constexpr (kLeaky || R != Reset::Hard) {
         return false;
@@ -61,6 +69,16 @@ bool bwd_from_h(L& l, Surrogate sg) {
   return false;
 }
 
+// Backward from h in the state type (H) or from h - theta in 16 bits (H16).
+template <Neuron NM, Reset R, bool Detach, Grad G, typename L>
+bool bwd_h_or_h16(L& l, Surrogate sg, Save save) {
+  if (save == Save::H) return bwd_from_h<NM, R, Detach, Save::H, G>(l, sg);
+  if constexpr (L::kSupportsH16) {
+    if (save == Save::H16) return bwd_from_h<NM, R, Detach, Save::H16, G>(l, sg);
+  }
+  return false;
+}
+
 // SLTT ignores the temporal path, so without HV0 neither the model, the reset nor detach
 // matter (canonically LIF, soft, detached). HV0 (a learnable k) rebuilds v[t-1], which needs
 // the model's reset.
@@ -73,7 +91,7 @@ bool bwd_sltt(L& l, Neuron nm, Reset reset, Surrogate sg, Save save) {
     l.template bwd<kLIF, Reset::Soft, true, Surrogate::Rect, Save::Sg, Grad::SLTT>();
     return true;
   }
-  if (save == Save::H) return bwd_from_h<kLIF, Reset::Soft, true, Save::H, Grad::SLTT>(l, sg);
+  if (save == Save::H || save == Save::H16) return bwd_h_or_h16<kLIF, Reset::Soft, true, Grad::SLTT>(l, sg, save);
   if (save == Save::HV0 && nm == kLIF) {
     if (reset == Reset::Soft) return bwd_from_h<kLIF, Reset::Soft, true, Save::HV0, Grad::SLTT>(l, sg);
     if (reset == Reset::Hard) return bwd_from_h<kLIF, Reset::Hard, true, Save::HV0, Grad::SLTT>(l, sg);
@@ -95,14 +113,14 @@ bool bwd_bptt_reset_now(L& l, Reset reset, bool detach, Surrogate sg, Save save)
     l.template bwd<NM, Reset::Hard, true, Surrogate::Rect, Save::SgSpike, Grad::BPTT>();
     return true;
   }
-  if (save == Save::H) {
+  if (save == Save::H || save == Save::H16) {
     if (reset == Reset::Soft) {
-      return detach ? bwd_from_h<NM, Reset::Soft, true, Save::H, Grad::BPTT>(l, sg)
-                    : bwd_from_h<NM, Reset::Soft, false, Save::H, Grad::BPTT>(l, sg);
+      return detach ? bwd_h_or_h16<NM, Reset::Soft, true, Grad::BPTT>(l, sg, save)
+                    : bwd_h_or_h16<NM, Reset::Soft, false, Grad::BPTT>(l, sg, save);
     }
     if (reset == Reset::Hard) {
-      return detach ? bwd_from_h<NM, Reset::Hard, true, Save::H, Grad::BPTT>(l, sg)
-                    : bwd_from_h<NM, Reset::Hard, false, Save::H, Grad::BPTT>(l, sg);
+      return detach ? bwd_h_or_h16<NM, Reset::Hard, true, Grad::BPTT>(l, sg, save)
+                    : bwd_h_or_h16<NM, Reset::Hard, false, Grad::BPTT>(l, sg, save);
     }
     return false;
   }
@@ -132,9 +150,9 @@ bool bwd_bptt_leaky(L& l, Reset reset, Surrogate sg, Save save) {
     l.template bwd<kLeaky, Reset::Hard, true, Surrogate::Rect, Save::SgReset, Grad::BPTT>();
     return true;
   }
-  if (save == Save::H) {
-    if (reset == Reset::Soft) return bwd_from_h<kLeaky, Reset::Soft, true, Save::H, Grad::BPTT>(l, sg);
-    if (reset == Reset::None) return bwd_from_h<kLeaky, Reset::None, true, Save::H, Grad::BPTT>(l, sg);
+  if (save == Save::H || save == Save::H16) {
+    if (reset == Reset::Soft) return bwd_h_or_h16<kLeaky, Reset::Soft, true, Grad::BPTT>(l, sg, save);
+    if (reset == Reset::None) return bwd_h_or_h16<kLeaky, Reset::None, true, Grad::BPTT>(l, sg, save);
     return false;
   }
   if (save == Save::HV0 && reset == Reset::Hard) return bwd_from_h<kLeaky, Reset::Hard, true, Save::HV0, Grad::BPTT>(l, sg);

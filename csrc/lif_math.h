@@ -35,8 +35,10 @@ enum class Surrogate : int { Rect = 0, Triangle = 1, Sigmoid = 2, ATan = 3 };
 //   H:       h[t] in the state dtype; sg, s and dv/dh are recomputed from it        [T, N]
 //   HV0:     the state before step 0, then h[t]: what the backward of a learnable   [T+1, N]
 //            time constant (and of the leaky model's reset to zero) needs
+//   H16:     d = h[t] - theta in x's 16-bit type (fp16, bf16 input), sign kept      [T, N]
+//            exactly: half of H's bytes, error bounded (docs/design.md, section 3)
 // W = ceil(N / 32) words per step; bit j of word w is neuron 32 w + j.
-enum class Save : int { None = 0, Sg = 1, SgSpike = 2, H = 3, SgReset = 4, HV0 = 5 };
+enum class Save : int { None = 0, Sg = 1, SgSpike = 2, H = 3, SgReset = 4, HV0 = 5, H16 = 6 };
 enum class Grad : int { BPTT = 0, SLTT = 1 };
 
 // Neuron constants, precomputed once per call in the state type.
@@ -99,13 +101,12 @@ LIF_HD bool lif_rect_window(const LIFParams<S>& p, S h) {
   return (d < p.half_width) & (-d < p.half_width);
 }
 
-// Surrogate derivative sg(h - theta). A NaN h gives NaN for triangle, sigmoid and atan, and 0
-// for rect (a 1-bit saved state cannot hold a NaN): docs/design.md, section 2.4.
+// Surrogate derivative sg(d) of d = h - theta. A NaN gives NaN for triangle, sigmoid and atan,
+// and 0 for rect (a 1-bit saved state cannot hold a NaN): docs/design.md, section 2.4.
 template <Surrogate SG, typename S>
-LIF_HD S lif_surrogate(const LIFParams<S>& p, S h) {
-  const S d = h - p.theta;
+LIF_HD S lif_surrogate_d(const LIFParams<S>& p, S d) {
   if (SG == Surrogate::Rect) {
-    return lif_rect_window(p, h) ? p.inv_width : S(0);
+    return ((d < p.half_width) & (-d < p.half_width)) ? p.inv_width : S(0);
   } else if (SG == Surrogate::Triangle) {
     const S g = lif_fma(-p.alpha2, lif_max(d, -d), p.alpha);
     return g < S(0) ? S(0) : g;  // keeps a NaN
@@ -117,6 +118,11 @@ LIF_HD S lif_surrogate(const LIFParams<S>& p, S h) {
     const S k = S(1.57079632679489661923) * p.alpha * d;
     return (p.alpha * S(0.5)) / lif_fma(k, k, S(1));
   }
+}
+
+template <Surrogate SG, typename S>
+LIF_HD S lif_surrogate(const LIFParams<S>& p, S h) {
+  return lif_surrogate_d<SG>(p, h - p.theta);
 }
 
 // Number of int32 words per step of a packed bit plane.

@@ -84,7 +84,8 @@ inline Save parse_save(c10::string_view s) {
   SLTT_PARSE_CASE("sg_reset", Save::SgReset)
   SLTT_PARSE_CASE("h", Save::H)
   SLTT_PARSE_CASE("h_v0", Save::HV0)
-  TORCH_CHECK_VALUE(false, "sltt_kernels: save must be 'none', 'sg', 'sg_spike', 'sg_reset', 'h' or 'h_v0', got '",
+  SLTT_PARSE_CASE("h16", Save::H16)
+  TORCH_CHECK_VALUE(false, "sltt_kernels: save must be 'none', 'sg', 'sg_spike', 'sg_reset', 'h', 'h_v0' or 'h16', got '",
                     std::string(s), "'");
 }
 
@@ -103,6 +104,7 @@ inline const char* save_name(Save s) {
     case Save::SgReset: return "sg_reset";
     case Save::H: return "h";
     case Save::HV0: return "h_v0";
+    case Save::H16: return "h16";
   }
   return "?";
 }
@@ -176,7 +178,8 @@ inline std::vector<int64_t> saved_shape(Save s, int64_t T, int64_t N) {
     case Save::Sg: return {T, lif_mask_words(N)};
     case Save::SgSpike:
     case Save::SgReset: return {2, T, lif_mask_words(N)};
-    case Save::H: return {T, N};
+    case Save::H:
+    case Save::H16: return {T, N};
     case Save::HV0: return {T + 1, N};
     default: return {0};
   }
@@ -184,12 +187,23 @@ inline std::vector<int64_t> saved_shape(Save s, int64_t T, int64_t N) {
 
 inline bool saves_h(Save s) { return s == Save::H || s == Save::HV0; }
 
+inline bool is_16bit(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
+
+// The dtype of `saved`: int32 masks, h in the state dtype, or h - theta in x's 16-bit dtype.
+inline at::ScalarType saved_dtype(Save s, at::ScalarType x) {
+  if (s == Save::H16) {
+    TORCH_CHECK_TYPE(is_16bit(x), "sltt_kernels: save='h16' needs float16 or bfloat16 input, got ", x);
+    return x;
+  }
+  return saves_h(s) ? state_dtype(x) : at::kInt;
+}
+
 inline void check_saved(const at::Tensor& saved, const LIFOptions& o, const at::Tensor& grad, int64_t T, int64_t N) {
   const auto want = saved_shape(o.save, T, N);
   check_device(saved, "saved", grad, "the gradient");
   TORCH_CHECK_VALUE(saved.sizes() == at::IntArrayRef(want), "sltt_kernels: saved must have shape ",
                     at::IntArrayRef(want), " for save='", save_name(o.save), "', got ", saved.sizes());
-  const auto dt = saves_h(o.save) ? state_dtype(grad.scalar_type()) : at::kInt;
+  const auto dt = saved_dtype(o.save, grad.scalar_type());
   TORCH_CHECK_TYPE(saved.scalar_type() == dt, "sltt_kernels: saved must be ", dt, " for save='", save_name(o.save),
                    "', got ", saved.scalar_type());
   TORCH_CHECK_VALUE(saved.is_contiguous(), "sltt_kernels: saved must be contiguous (as the forward returned it)");
@@ -227,7 +241,7 @@ inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Te
   f.k = checked_k(k, f.x);
   f.spikes = at::empty(f.x.sizes(), f.x.options());
   f.v_last = at::empty(state_shape, f.x.options().dtype(sdt));
-  f.saved = at::empty(saved_shape(o.save, f.T, f.N), f.x.options().dtype(saves_h(o.save) ? sdt : at::kInt));
+  f.saved = at::empty(saved_shape(o.save, f.T, f.N), f.x.options().dtype(saved_dtype(o.save, f.x.scalar_type())));
   return f;
 }
 
@@ -242,6 +256,7 @@ FwdArgs<X, S> fwd_args(const FwdTensors& f, const LIFOptions& o) {
   a.v_last = static_cast<S*>(f.v_last.mutable_data_ptr());
   a.mask = mask ? f.saved.mutable_data_ptr<int32_t>() : nullptr;
   a.h = saves_h(o.save) ? static_cast<S*>(f.saved.mutable_data_ptr()) : nullptr;
+  a.d16 = o.save == Save::H16 ? static_cast<X*>(f.saved.mutable_data_ptr()) : nullptr;
   a.T = f.T;
   a.N = f.N;
   a.p = cast_params<S>(o.params());
@@ -294,8 +309,10 @@ BwdArgs<X, S> bwd_args(const BwdTensors& b, const LIFOptions& o) {
   BwdArgs<X, S> a;
   a.grad_spikes = static_cast<const X*>(b.grad_spikes.const_data_ptr());
   a.grad_v_last = b.grad_v_last.defined() ? static_cast<const S*>(b.grad_v_last.const_data_ptr()) : nullptr;
-  a.mask = saves_h(o.save) ? nullptr : b.saved.const_data_ptr<int32_t>();
+  const bool mask = o.save == Save::Sg || o.save == Save::SgSpike || o.save == Save::SgReset;
+  a.mask = mask ? b.saved.const_data_ptr<int32_t>() : nullptr;
   a.h = saves_h(o.save) ? static_cast<const S*>(b.saved.const_data_ptr()) : nullptr;
+  a.d16 = o.save == Save::H16 ? static_cast<const X*>(b.saved.const_data_ptr()) : nullptr;
   a.k = b.k.defined() ? static_cast<const S*>(b.k.const_data_ptr()) : nullptr;
   a.grad_x = static_cast<X*>(b.grad_x.mutable_data_ptr());
   a.grad_v0 = o.grad == Grad::BPTT ? static_cast<S*>(b.grad_v0.mutable_data_ptr()) : nullptr;

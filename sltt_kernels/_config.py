@@ -20,7 +20,8 @@ from . import surrogate as _surrogate
 
 GRAD_MODES = ("bptt", "sltt")
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-SAVE_KINDS = ("none", "sg", "sg_spike", "h", "sg_reset", "h_v0")  # codes 0..5, as csrc/lif_math.h
+SAVE_KINDS = ("none", "sg", "sg_spike", "h", "sg_reset", "h_v0", "h16")  # codes 0..6, as csrc/lif_math.h
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 SURROGATE_KINDS = ("rect", "triangle", "sigmoid", "atan")  # codes 0..3
 RESETS = ("soft", "hard", "none")  # codes 0..2
 
@@ -93,8 +94,14 @@ class NeuronConfig:
     def model(self) -> NeuronModel:
         return MODELS[self.neuron]
 
-    def save_kind(self, needs_grad: bool, learn_k: bool = False) -> str:
-        """What the forward keeps for the backward (docs/design.md, section 3)."""
+    def save_kind(self, needs_grad: bool, learn_k: bool = False, half: bool = False) -> str:
+        """What the forward keeps for the backward (docs/design.md, section 3). half: x is
+        float16 or bfloat16, so h - theta is kept in 16 bits where h would be kept, for the
+        continuous surrogates (rect's window edge is a jump: rounding d could cross it)."""
+        kind = self._save_kind(needs_grad, learn_k)
+        return "h16" if (half and kind == "h" and self.surrogate != "rect") else kind
+
+    def _save_kind(self, needs_grad: bool, learn_k: bool) -> str:
         if not needs_grad:
             return "none"
         if learn_k:
@@ -277,6 +284,8 @@ def check_args(args: NeuronArgs, has_k: bool = False) -> NeuronArgs:
         allowed.add("h_v0" if reset == "hard" and grad == "bptt" else "h")
     else:
         allowed.add("h")  # the backward from h serves every LIF / IF configuration
+    if "h" in allowed and surrogate != "rect":
+        allowed.add("h16")  # h - theta in 16 bits, for float16 / bfloat16 input (checked with x)
     if save not in allowed:
         raise ValueError(f"save={save!r} cannot serve this configuration (neuron={neuron!r}, reset={reset!r}, "
                          f"surrogate={surrogate!r}, grad={grad!r}{', with k' if has_k else ''}); "
@@ -346,7 +355,7 @@ def saved_shape(save: str, T, N) -> tuple:
         return (T, mask_words(N))
     if save in ("sg_spike", "sg_reset"):
         return (2, T, mask_words(N))
-    if save == "h":
+    if save in ("h", "h16"):
         return (T, N)
     if save == "h_v0":
         return (T + 1, N)
@@ -354,6 +363,10 @@ def saved_shape(save: str, T, N) -> tuple:
 
 
 def saved_dtype(save: str, x_dtype: torch.dtype) -> torch.dtype:
+    if save == "h16":
+        if x_dtype not in HALF_DTYPES:
+            raise TypeError(f"save='h16' needs float16 or bfloat16 input, got {x_dtype}")
+        return x_dtype
     return state_dtype(x_dtype) if save in ("h", "h_v0") else torch.int32
 
 

@@ -68,6 +68,7 @@ def check_fwd(x, v, k, args, multistep: bool) -> NeuronArgs:
         check_state(v, "v", x, x.shape, exact_dtype=True)
     if k is not None:
         check_k(k, x, exact_dtype=True)
+    saved_dtype(args.save, x.dtype)  # h16 needs 16-bit input
     return args
 
 

@@ -269,6 +269,16 @@ def multistep_backward(cfg: NeuronConfig, h: torch.Tensor, grad_spikes: torch.Te
     return gx, gv
 
 
+def store_d16(d: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """d = h - theta in a 16-bit dtype as the kernels store it (save 'h16'): rounded to nearest
+    even, but a nonzero d that would round to zero becomes the smallest subnormal of its sign, so
+    d's sign (the spike decision) survives exactly."""
+    q = d.to(dtype)
+    tiny = torch.tensor(1, dtype=torch.int16).view(dtype).to(d.dtype)  # the smallest subnormal
+    lost = (q == 0) & (d != 0)
+    return torch.where(lost, torch.where(d > 0, tiny, -tiny).to(dtype), q)
+
+
 def pack_bits(flags: torch.Tensor) -> torch.Tensor:
     """Packs bool flags [T, ...] along the flattened neuron axis: int32 [T, ceil(N/32)].
 
@@ -294,13 +304,15 @@ def saved_state(cfg: NeuronConfig, x: torch.Tensor, v0: Optional[torch.Tensor] =
     that and pack_bits(s) stacked [2, T, W]; 'sg_reset': that and the reset flags [v[t-1] > theta];
     'h': h [T, N]; 'h_v0': the initial state, then h [T + 1, N].
     """
-    save = save or cfg.save_kind(True, k is not None)
+    save = save or cfg.save_kind(True, k is not None, half=x.dtype in _config.HALF_DTYPES)
     with torch.no_grad():
         s, h, v = multistep_states(cfg, x, v0, k)
     T = h.shape[0]
     h2 = h.reshape(T, -1)
     if save == "h":
         return h2
+    if save == "h16":
+        return store_d16(h2 - cfg.v_threshold, x.dtype)
     v_init = _initial_state(cfg, x[0], v0).reshape(1, -1)
     if save == "h_v0":
         return torch.cat([v_init, h2])

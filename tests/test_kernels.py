@@ -108,8 +108,12 @@ def test_low_precision_equals_reference(backend, dtype, shape, kw):
     err = (flat(gx) - flat(rgx)).abs().max()
     assert err <= 2 * max(own_err, EPS[dtype] * scale) + 1e-6 * scale
     if kw["grad"] == "bptt":
+        # with h - theta saved in 16 bits (save 'h16'), dv/dh carries that rounding: the bound of
+        # docs/design.md, section 3, over the T steps
+        half = config_of(kw).save_kind(True, half=dtype in (torch.float16, torch.bfloat16)) == "h16"
+        tol = 8 * T * EPS[dtype] if half else 1e-4
         torch.testing.assert_close(
-            gv.cpu().double().reshape(-1)[safe], rgv.reshape(-1)[safe], rtol=1e-4, atol=1e-4 * float(scale)
+            gv.cpu().double().reshape(-1)[safe], rgv.reshape(-1)[safe], rtol=tol, atol=tol * float(scale)
         )
 
 

@@ -11,6 +11,30 @@
 #include "lif_cpu_kernels.h"
 
 namespace sltt {
+
+// Save::H16 on the CPU: c10's conversions round to nearest even; a nonzero d that would round
+// to zero is kept as the smallest subnormal of its sign, so the spike decision stays exact.
+template <>
+struct Store16<at::Half> {
+  static constexpr bool kIs16 = true;
+  static at::Half from(float d) {
+    const at::Half q(d);
+    if (float(q) == 0.0f && d != 0.0f) return at::Half(d > 0.0f ? 0x0001 : 0x8001, at::Half::from_bits());
+    return q;
+  }
+  static float to(at::Half q) { return float(q); }
+};
+template <>
+struct Store16<at::BFloat16> {
+  static constexpr bool kIs16 = true;
+  static at::BFloat16 from(float d) {
+    const at::BFloat16 q(d);
+    if (float(q) == 0.0f && d != 0.0f) return at::BFloat16(d > 0.0f ? 0x0001 : 0x8001, at::BFloat16::from_bits());
+    return q;
+  }
+  static float to(at::BFloat16 q) { return float(q); }
+};
+
 namespace cpu {
 
 namespace {
@@ -32,6 +56,7 @@ int64_t grain_blocks(int64_t T) {
 
 template <typename X, typename S>
 struct FwdLauncher {
+  static constexpr bool kSupportsH16 = Store16<X>::kIs16;
   const FwdArgs<X, S>& a;
   template <Neuron NM, Reset R, Save SV>
   void fwd() {
@@ -43,6 +68,7 @@ struct FwdLauncher {
 
 template <typename X, typename S>
 struct BwdLauncher {
+  static constexpr bool kSupportsH16 = Store16<X>::kIs16;
   const BwdArgs<X, S>& a;
   template <Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
   void bwd() {

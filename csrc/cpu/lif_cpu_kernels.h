@@ -64,6 +64,7 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   uint32_t sg_flags[kBlock];
   uint32_t plane1_flags[kBlock];
   for (int64_t i = 0; i < len; ++i) v[i] = a.v0 ? a.v0[n0 + i] : p.v_r;
+  constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
   if (SV == Save::HV0)
     for (int64_t i = 0; i < len; ++i) a.h[n0 + i] = v[i];
   for (int64_t i = len; i < kBlock; ++i) sg_flags[i] = plane1_flags[i] = 0u;
@@ -71,12 +72,14 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
     const X* __restrict xt = a.x + t * N + n0;
     X* __restrict st = a.spikes + t * N + n0;
     S* __restrict ht = kH ? a.h + (t + kRow0) * N + n0 : nullptr;
+    X* __restrict dt = kD16 ? a.d16 + t * N + n0 : nullptr;
     for (int64_t i = 0; i < len; ++i) {
       const S v_prev = v[i];
       const S h = M::template charge<R>(p, v_prev, S(xt[i]));
       const bool spike = M::fire(p, h);
       st[i] = X(spike ? S(1) : S(0));
       if (kH) ht[i] = h;
+      if constexpr (kD16) dt[i] = Store16<X>::from(float(h - p.theta));
       if (kMask) sg_flags[i] = lif_rect_window(p, h) ? ~0u : 0u;
       if (SV == Save::SgSpike) plane1_flags[i] = spike ? ~0u : 0u;
       if (SV == Save::SgReset) plane1_flags[i] = M::reset_flag(p, v_prev) ? ~0u : 0u;
@@ -100,6 +103,7 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t W = lif_mask_words(N);
+  constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
   S gv[kBlock];
   S gk[kBlock];
   uint32_t sg_flags[kBlock];
@@ -113,6 +117,7 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
     const S* __restrict ht = kH ? a.h + (t + kRow0) * N + n0 : nullptr;
     // HV0: the row before h[t] holds h[t-1] (or, at t = 0, the state v[-1] itself)
     const S* __restrict prev_row = SV == Save::HV0 ? a.h + t * N + n0 : nullptr;
+    const X* __restrict dt = kD16 ? a.d16 + t * N + n0 : nullptr;
     if (kMask) unpack_flags(a.mask + t * W + n0 / 32, len, sg_flags);
     if (kTwoPlanes) unpack_flags(a.mask + (T + t) * W + n0 / 32, len, plane1_flags);
     for (int64_t i = 0; i < len; ++i) {
@@ -124,6 +129,12 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
         h = ht[i];
         sg = lif_surrogate<SG>(p, h);
         spike = M::fire(p, h);
+      } else if constexpr (kD16) {
+        // the decisions from d itself, whose sign the 16-bit store keeps exactly
+        const S d = S(Store16<X>::to(dt[i]));
+        h = d + p.theta;
+        sg = lif_surrogate_d<SG>(p, d);
+        spike = M::fire_d(d);
       } else {
         sg = sg_flags[i] ? p.inv_width : S(0);
         if (SV == Save::SgSpike) spike = plane1_flags[i] != 0u;

@@ -13,6 +13,30 @@
 #include "lif_cuda.h"
 
 namespace sltt {
+
+// Save::H16 on the GPU: round to nearest even; a nonzero d that would round to zero is kept as
+// the smallest subnormal of its sign, so the spike decision stays exact.
+template <>
+struct Store16<cuda::half_bits> {
+  static constexpr bool kIs16 = true;
+  __device__ static cuda::half_bits from(float d) {
+    cuda::half_bits q{__half_as_ushort(__float2half_rn(d))};
+    if ((q.bits & 0x7fffu) == 0 && d != 0.0f) q.bits = d > 0.0f ? 0x0001 : 0x8001;
+    return q;
+  }
+  __device__ static float to(cuda::half_bits q) { return __half2float(__ushort_as_half(q.bits)); }
+};
+template <>
+struct Store16<cuda::bf16_bits> {
+  static constexpr bool kIs16 = true;
+  __device__ static cuda::bf16_bits from(float d) {
+    cuda::bf16_bits q{__bfloat16_as_ushort(__float2bfloat16_rn(d))};
+    if ((q.bits & 0x7fffu) == 0 && d != 0.0f) q.bits = d > 0.0f ? 0x0001 : 0x8001;
+    return q;
+  }
+  __device__ static float to(cuda::bf16_bits q) { return __bfloat162float(__ushort_as_bfloat16(q.bits)); }
+};
+
 namespace cuda {
 
 namespace {
@@ -50,6 +74,7 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
   constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
+  constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
   const LIFParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
@@ -76,6 +101,7 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
       spike = M::fire(p, h);
       a.spikes[i] = Store<X>::from(spike ? S(1) : S(0));
       if (kH) a.h[i + kRow0 * N] = h;
+      if constexpr (kD16) a.d16[i] = Store16<X>::from(float(h - p.theta));
       v = M::template reset<R>(p, h, spike);
     }
     if (kMask) {
@@ -96,6 +122,7 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
   constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
+  constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
   const LIFParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
@@ -118,6 +145,12 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
       h = a.h[i + kRow0 * N];
       sg = lif_surrogate<SG>(p, h);
       spike = M::fire(p, h);
+    } else if constexpr (kD16) {
+      // the decisions from d itself, whose sign the 16-bit store keeps exactly
+      const S d = S(Store16<X>::to(a.d16[i]));
+      h = d + p.theta;
+      sg = lif_surrogate_d<SG>(p, d);
+      spike = M::fire_d(d);
     } else {
       // every lane of a warp reads the same word: one broadcast transaction
       sg = ((uint32_t(a.mask[t * W + word]) >> bit) & 1u) ? p.inv_width : S(0);
@@ -150,6 +183,7 @@ inline unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kTh
 
 template <typename X, typename S>
 struct FwdLauncher {
+  static constexpr bool kSupportsH16 = Store16<X>::kIs16;
   const FwdArgs<X, S>& a;
   cudaStream_t stream;
   template <Neuron NM, Reset R, Save SV>
@@ -160,6 +194,7 @@ struct FwdLauncher {
 
 template <typename X, typename S>
 struct BwdLauncher {
+  static constexpr bool kSupportsH16 = Store16<X>::kIs16;
   const BwdArgs<X, S>& a;
   cudaStream_t stream;
   template <Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>

@@ -24,6 +24,8 @@ struct NeuronModel<Neuron::Leaky> {
   }
   template <typename S>
   static LIF_HD bool fire(const LIFParams<S>& p, S h) { return h > p.theta; }
+  template <typename S>
+  static LIF_HD bool fire_d(S d) { return d > S(0); }
   template <Reset R, typename S>
   static LIF_HD S reset(const LIFParams<S>&, S h, bool) { return h; }  // applied at the next charge
   template <Reset R, bool Detach, typename S>

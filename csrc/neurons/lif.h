@@ -39,6 +39,9 @@ struct NeuronModel<Neuron::LIF> {
   }
   template <typename S>
   static LIF_HD bool fire(const LIFParams<S>& p, S h) { return h >= p.theta; }
+  // the same decision from d = h - theta (h >= theta exactly when h - theta >= 0)
+  template <typename S>
+  static LIF_HD bool fire_d(S d) { return d >= S(0); }
   template <Reset R, typename S>
   static LIF_HD S reset(const LIFParams<S>& p, S h, bool spike) { return reset_now<R>(p, h, spike); }
   template <Reset R, bool Detach, typename S>

@@ -47,9 +47,14 @@ def _rect_window(h, theta, half_width):
 
 @triton.jit
 def _surrogate(h, theta, alpha, alpha2, half_width, inv_width, SURROGATE: tl.constexpr, EMULATE: tl.constexpr):
-    d = h - theta
+    return _surrogate_d(h - theta, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE).to(h.dtype)
+
+
+@triton.jit
+def _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE: tl.constexpr, EMULATE: tl.constexpr):
+    """sg(d) for d = h - theta."""
     if SURROGATE == 0:  # rect
-        g = tl.where(_rect_window(h, theta, half_width), inv_width, 0.0)
+        g = tl.where((d < half_width) & (-d < half_width), inv_width, 0.0)
     elif SURROGATE == 1:  # triangle
         g = _fma(tl.zeros_like(d) - alpha2, tl.abs(d), tl.zeros_like(d) + alpha, EMULATE)
         g = tl.where(g < 0, 0.0, g)  # keeps a NaN (docs/design.md, section 2.4)
@@ -59,7 +64,25 @@ def _surrogate(h, theta, alpha, alpha2, half_width, inv_width, SURROGATE: tl.con
     else:  # atan
         k = 1.5707963267948966 * alpha * d
         g = (alpha * 0.5) / _fma(k, k, tl.zeros_like(k) + 1.0, EMULATE)
-    return g.to(h.dtype)
+    return g.to(d.dtype)
+
+
+@triton.jit
+def _store_d16(d, OUT_DTYPE: tl.constexpr):
+    """d (float32) in a 16-bit dtype, rounded to nearest even, with a nonzero d that would round
+    to zero kept as the smallest subnormal of its sign (save 'h16'; csrc Store16). bfloat16 is
+    rounded by hand: the interpreter's float32 -> bfloat16 cast truncates."""
+    if OUT_DTYPE == tl.bfloat16:
+        bits = d.to(tl.int32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        nan_bits = (bits >> 16) | 0x40
+        q = tl.where(d != d, nan_bits, rounded).to(tl.int16).to(tl.bfloat16, bitcast=True)
+    else:
+        q = d.to(tl.float16)
+    tiny = tl.full(d.shape, 1, tl.int16).to(OUT_DTYPE, bitcast=True)
+    neg_tiny = tl.full(d.shape, -32767, tl.int16).to(OUT_DTYPE, bitcast=True)  # 0x8001
+    lost = (q.to(tl.float32) == 0.0) & (d != 0.0)
+    return tl.where(lost, tl.where(d > 0.0, tiny, neg_tiny), q)
 
 
 @triton.jit
@@ -107,6 +130,15 @@ def _fire(h, theta, NEURON: tl.constexpr):
         return h > theta
     else:
         return h >= theta
+
+
+@triton.jit
+def _fire_d(d, NEURON: tl.constexpr):
+    """The same decision from d = h - theta."""
+    if NEURON == 2:
+        return d > 0.0
+    else:
+        return d >= 0.0
 
 
 @triton.jit
@@ -176,7 +208,7 @@ def _lif_fwd_kernel(
     NEURON: tl.constexpr, RESET: tl.constexpr, HAS_V0: tl.constexpr, HAS_K: tl.constexpr, C_IS_K: tl.constexpr,
     SAVE: tl.constexpr, EMULATE_FMA: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    # SAVE: 0 none, 1 sg, 2 sg_spike, 3 h, 4 sg_reset, 5 h_v0 (csrc/lif_math.h)
+    # SAVE: 0 none, 1 sg, 2 sg_spike, 3 h, 4 sg_reset, 5 h_v0, 6 h16 (csrc/lif_math.h)
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     live = offs < N
@@ -210,6 +242,8 @@ def _lif_fwd_kernel(
             tl.store(h_ptr + row + offs, h, mask=live)
         if SAVE == 5:
             tl.store(h_ptr + row + N64 + offs, h, mask=live)
+        if SAVE == 6:
+            tl.store(h_ptr + row + offs, _store_d16(h - theta, h_ptr.dtype.element_ty), mask=live)
         if SAVE == 1 or SAVE == 2 or SAVE == 4:
             sg_words = _pack_bits(_rect_window(h, theta, half_width) & live, BLOCK)
             tl.store(mask_ptr + t64 * W + words, sg_words, mask=word_live)
@@ -260,6 +294,12 @@ def _lif_bwd_kernel(
             h = tl.load(h_ptr + h_row + offs, mask=live, other=0.0)
             sg = _surrogate(h, theta, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE_FMA)
             spike = _fire(h, theta, NEURON)
+        elif SAVE == 6:
+            # the decisions from d itself, whose sign the 16-bit store keeps exactly
+            d = tl.load(h_ptr + row + offs, mask=live, other=0.0).to(theta.dtype)
+            h = d + theta
+            sg = _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE_FMA)
+            spike = _fire_d(d, NEURON)
         else:
             sg_word = tl.load(mask_ptr + t64 * W + word_of, mask=live, other=0)
             sg = tl.where(((sg_word >> bit_of) & 1) != 0, inv_width, 0.0).to(theta.dtype)

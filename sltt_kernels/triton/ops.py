@@ -83,7 +83,7 @@ def _fwd(x, v0, k, args: NeuronArgs):
     if N > 0:
         code = K.SAVE_CODES[args.save]
         mask = saved if code in (1, 2, 4) else spikes  # unused pointers point at any tensor
-        h = saved if code in (3, 5) else v_last
+        h = saved if code in (3, 5, 6) else v_last
         with _device_ctx(x):
             _launch(
                 K.lif_fwd, N, x, v0 if v0 is not None else v_last, k if k is not None else v_last, spikes, v_last,
@@ -113,7 +113,7 @@ def _bwd(grad_spikes, grad_v_last, saved, k, args: NeuronArgs):
         with _device_ctx(gs):
             _launch(
                 K.lif_bwd, N, gs, grad_v_last if grad_v_last is not None else grad_v0,
-                saved if code in (1, 2, 4) else grad_v0, saved if code in (3, 5) else grad_v0,
+                saved if code in (1, 2, 4) else grad_v0, saved if code in (3, 5, 6) else grad_v0,
                 k if k is not None else grad_v0, grad_x, grad_v0,
                 grad_k_partial if learn_k else grad_v0, _params(gs.device, sdt, args), T, N,
                 DETACH=bool(args.detach_reset), SURROGATE=K.SURROGATE_CODES[args.surrogate], SAVE=code, BPTT=bptt,
