@@ -1,5 +1,5 @@
 // Bit-packing of spike tensors: the per-element math and the CPU block kernels shared by the
-// CPU (cpu/spike_pack_cpu.cpp) and CUDA (cuda/spike_pack_cuda.cu) backends. No torch header:
+// CPU (cpu/spike_pack_cpu.cpp) and CUDA (cuda/spike_pack_cuda_kernels.cu) backends. No torch header:
 // plain g++ and `nvcc -c` compile this alone.
 //
 // A tensor x of N elements (row-major order) is stored as

@@ -415,7 +415,7 @@ def _nvcc():
 
 @pytest.mark.skipif(_nvcc() is None or not os.path.isdir(CSRC), reason="nvcc or csrc/ not found")
 def test_cuda_pack_kernels_compile_alone_without_warnings(tmp_path):
-    src = os.path.join(CSRC, "cuda", "spike_pack_cuda.cu")
+    src = os.path.join(CSRC, "cuda", "spike_pack_cuda_kernels.cu")
     out = subprocess.run([_nvcc(), "-std=c++17", "-O3", "-c", src, "-o", str(tmp_path / "p.o"), "-gencode",
                           "arch=compute_90,code=sm_90", "-Werror", "all-warnings", "-Xcompiler",
                           "-Wall,-Wextra,-Werror"], capture_output=True, text=True, timeout=600)

@@ -1,4 +1,4 @@
-// Torch glue for the CUDA pack/unpack kernels (spike_pack_cuda.cu): argument checks, device
+// Torch glue for the CUDA pack/unpack kernels (spike_pack_cuda_kernels.cu): argument checks, device
 // guard, current stream, dtype dispatch. Only c10/cuda headers, as in lif_cuda.cpp.
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>

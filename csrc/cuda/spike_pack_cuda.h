@@ -1,4 +1,4 @@
-// Entry points of the CUDA pack/unpack kernels (spike_pack_cuda.cu), callable from plain C++:
+// Entry points of the CUDA pack/unpack kernels (spike_pack_cuda_kernels.cu), callable from plain C++:
 // no torch header, no CUDA header beyond the runtime API's cudaStream_t / cudaError_t.
 #pragma once
 
