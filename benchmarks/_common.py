@@ -142,12 +142,15 @@ def pyplot():
     return plt
 
 
-def write_outputs(out_dir: str, stem: str, header: dict, rows: list) -> tuple:
+def write_outputs(out_dir: str, stem: str, header: dict, rows: list, csv_too: bool = True) -> tuple:
+    """<stem>.json (machine and rows) and, with csv_too, <stem>.csv; returns the paths written."""
     os.makedirs(out_dir, exist_ok=True)
     json_path = os.path.join(out_dir, stem + ".json")
     csv_path = os.path.join(out_dir, stem + ".csv")
     with open(json_path, "w") as f:
         json.dump({"machine": header, "rows": rows}, f, indent=1)
+    if not csv_too:
+        return (json_path,)
     if rows:
         keys = list(rows[0].keys())
         for r in rows[1:]:

@@ -155,6 +155,7 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--tag", default="", help="suffix for the output file names")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
     if args.inference:
         args.mode = ["infer"]
@@ -278,8 +279,8 @@ def main(argv=None):
     print("\n# time ms: forward+backward (train) or forward (infer); x PEER: the peer's time / this row's, same run")
     C.print_table(columns, rows)
     stem = f"kernels_{device.type}{('_' + args.tag) if args.tag else ''}"
-    jp, cp = C.write_outputs(args.out, stem, header, rows)
-    print(f"\nwrote {jp} and {cp}")
+    written = C.write_outputs(args.out, stem, header, rows, csv_too=not args.no_csv)
+    print(f"\nwrote {' and '.join(written)}")
     if not args.no_plot:
         plot(rows, os.path.join(args.out, stem + ".png"), header)
     return rows

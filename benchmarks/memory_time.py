@@ -244,6 +244,7 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--tag", default="")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
 
     if any(t < 1 for t in args.T):
@@ -350,8 +351,8 @@ def main(argv=None):
           "; ".join(f"T={T}: BPTT {v['bptt_mem']} {v['bptt_time']}, SLTT {v['sltt_mem']} {v['sltt_time']}"
                     for T, v in PAPER_V100.items()))
     stem = f"memory_time_{device.type}{('_' + args.tag) if args.tag else ''}"
-    jp, cp = C.write_outputs(args.out, stem, header, rows)
-    print(f"\nwrote {jp} and {cp}")
+    written = C.write_outputs(args.out, stem, header, rows, csv_too=not args.no_csv)
+    print(f"\nwrote {' and '.join(written)}")
     if not args.no_plot:
         plot(rows, mem_key, unit, os.path.join(args.out, stem + ".png"), header)
     return rows

@@ -16,8 +16,9 @@ Switches: SLTT_KERNELS_DISABLE_EXTENSION=1 (no compiled ops at all), SLTT_KERNEL
 just-in-time build), SLTT_KERNELS_JIT=1 (allow it under pytest too, where it is off so that a
 test run never starts a long build by accident), SLTT_KERNELS_CACHE=DIR (the cache folder).
 
-setup.py loads this file on its own (not as part of the package) for `source_files`,
-`sources_hash` and `cuda_build_decision`: keep it free of relative imports.
+setup.py and benchmarks/device_wheel.py load this file on its own (not as part of the package)
+for `source_files`, `sources_hash` and `cuda_build_decision`: keep it free of relative imports,
+and torch imported inside the functions that need it (the wheel check runs without importing it).
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ import shutil
 import sys
 import time
 import warnings
-
-import torch
 
 BUILD_COMMAND = "pip install --no-build-isolation .  (from a checkout, with torch installed)"
 CUDA_HINT = "needs a CUDA build of torch and nvcc with the CUDA headers"
@@ -82,6 +81,7 @@ def sources_hash(csrc: str) -> str:
 
 def cuda_build_decision(csrc: str, no_cuda: bool = False):
     """(with_cuda, why_not): whether the CUDA ops can be built here, and if not the actual reason."""
+    import torch
     from torch.utils import cpp_extension
 
     if no_cuda:
@@ -130,6 +130,8 @@ def load(force: bool = False):
     """Loads sltt_kernels._C once; returns the module, or None with `unavailable_reason()` set."""
     if _state["loaded"] and not force:
         return _state["module"]
+    import torch
+
     _state.update(loaded=True, module=None, reason=None, info=None)
     if _flag("SLTT_KERNELS_DISABLE_EXTENSION"):
         _state["reason"] = "disabled by SLTT_KERNELS_DISABLE_EXTENSION"
@@ -193,6 +195,8 @@ def cache_root() -> str:
 
 def cache_key(csrc: str, with_cuda: bool) -> str:
     """torch version, Python version, CUDA or not, and the sources' hash: one build each."""
+    import torch
+
     torch_tag = torch.__version__.replace("+", "_")
     py = f"py{sys.version_info[0]}{sys.version_info[1]}"
     return f"torch{torch_tag}-{py}-{'cuda' if with_cuda else 'cpu'}-{sources_hash(csrc)[:16]}"
@@ -203,6 +207,8 @@ def _jit_load():
     csrc, why = jit_decision()
     if csrc is None:
         return None, None, why
+    import torch
+
     with_cuda, why_not_cuda = cuda_build_decision(csrc, _flag("SLTT_KERNELS_NO_CUDA"))
     directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
     info_path = os.path.join(directory, "_build_info.json")
