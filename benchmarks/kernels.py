@@ -150,6 +150,7 @@ def parse_args(argv):
     p.add_argument("--surrogate", default="rect", choices=["rect", "sigmoid", "atan", "triangle"])
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--compile-backend", default="inductor",
                    help="torch.compile backend of the compiled peer (inductor; 'eager' only traces, for tests)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
@@ -172,6 +173,8 @@ def parse_args(argv):
         p.error(f"--warmup must be >= 0, got {args.warmup}")
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         p.error(f"--out {args.out} is a file, not a folder")
     return args
@@ -179,6 +182,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = C.pick_device(args.device)
     gpu = device.type == "cuda"
     Ts = args.T or ([4, 6, 16] if gpu else [2, 4, 6, 16])
@@ -307,10 +312,12 @@ def plot(rows, path, header):
     Ns = sorted({r["N"] for r in rows})
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     colors = {b: f"C{i}" for i, b in enumerate(backends)}
-    fig, axes = plt.subplots(len(groups), len(Ts), figsize=(3.4 * len(Ts), 2.9 * len(groups)), squeeze=False)
+    one_T = len(Ts) == 1  # then the groups side by side
+    shape = (1, len(groups)) if one_T else (len(groups), len(Ts))
+    fig, axes = plt.subplots(*shape, figsize=(max(3.6 * shape[1], 6), 3.2 * shape[0]), squeeze=False)
     for gi, (dt, mode, g) in enumerate(groups):
         for ti, T in enumerate(Ts):
-            ax = axes[gi][ti]
+            ax = axes[0][gi] if one_T else axes[gi][ti]
             sel = [r for r in rows if r["T"] == T and (r["dtype"], r["mode"], r["grad"]) == (dt, mode, g)]
             if len(Ns) == 1:
                 bs = [b for b in backends if any(r["backend"] == b for r in sel)]
@@ -319,6 +326,7 @@ def plot(rows, path, header):
                 ax.set_xticks(range(len(bs)), bs, rotation=30, ha="right", fontsize=8)
                 for i, v in enumerate(vals):
                     ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
+                ax.set_ylim(0, max(vals, default=1) * 1.15)
                 ax.set_title(f"T={T} N={C.size_label(Ns[0])} {dt} {mode}{'' if g == '-' else ' ' + g}", fontsize=9)
             else:
                 for b in backends:
@@ -331,8 +339,7 @@ def plot(rows, path, header):
                 ax.set_title(f"T={T} {dt} {mode}{'' if g == '-' else ' ' + g}", fontsize=9)
                 if gi == 0 and ti == 0:
                     ax.legend(fontsize=7)
-            if ti == 0:
-                ax.set_ylabel("ms (train: fwd+bwd)")
+            ax.set_ylabel("fwd ms" if mode == "infer" else "fwd+bwd ms", fontsize=8)
             ax.grid(alpha=0.3)
     fig.suptitle(f"LIF layer, {header.get('gpu', header['cpu'])}, torch {header['torch']}", fontsize=10)
     fig.tight_layout()
