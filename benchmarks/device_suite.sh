@@ -12,7 +12,8 @@
 # with its own time limit (they add up to at most 420 s), a failing step not stopping the rest:
 #   setup       install the wheel and the peers' wheels (or build), record the machine
 #   tests_gpu   every backend against the reference on the GPU, the 2^31-element case
-#   kernels     CUDA, Triton, SpikingJelly, the compiled loop, the copy-bandwidth ceiling
+#   kernels     CUDA, Triton, SpikingJelly, the compiled loop, the copy-bandwidth ceiling (T=6,
+#               N=64M, fp32 and bf16, train and inference: four torch.compile compilations)
 #   memory_time Table S2 on CUDA (ResNet-18, T=6, the paper's neuron and the rect one, fp16 AMP)
 #   sanitizers  compute-sanitizer memcheck and racecheck of benchmarks/sanitizer_case.py
 # Results, at most eight files in $OUT: setup.txt, tests_gpu.log, kernels.log, kernels_cuda.json,
@@ -43,7 +44,7 @@ SETUP_INSTALL=("$PY" benchmarks/device_wheel.py install "$WHEEL")
 SETUP_BUILD=(env SLTT_KERNELS_FORCE_CUDA=1 "$PY" setup.py build_ext --inplace)
 TESTS=(env SLTT_KERNELS_REQUIRE_EXTENSION=1 SLTT_KERNELS_NO_JIT=1 "$PY" -m pytest -q -p no:cacheprovider
        tests/test_cuda.py tests/test_triton.py tests/test_kernels.py tests/test_ops.py -k "cuda or triton")
-KERNELS=("$PY" benchmarks/kernels.py --device cuda --T 6 --N 1M 64M --dtype fp32 bf16 --repeats 20
+KERNELS=("$PY" benchmarks/kernels.py --device cuda --T 6 --N 64M --dtype fp32 bf16 --repeats 20
          --out "$OUT" --no-plot --no-csv)
 MEMORY=("$PY" benchmarks/memory_time.py --device cuda --T 6 --iters 10 --warmup 3 --out "$OUT" --no-plot --no-csv)
 SANITIZE=(compute-sanitizer --error-exitcode 1 "$PY" benchmarks/sanitizer_case.py)

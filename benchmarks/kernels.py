@@ -12,7 +12,8 @@ prints the ratios. Two modes: train (forward + backward, the input requires grad
     python benchmarks/kernels.py --T 6 --N 1M --inference           # forward only
 
 The neuron is the SLTT paper's (soft reset, no input decay, tau 2, rect surrogate of width 1)
-unless --reset/--surrogate say otherwise. The compiled loop's first call in each case compiles
+unless --reset/--surrogate say otherwise. The backends of a case take turns, one call each per
+repeat (medians over the repeats), so that a drifting load on a shared machine biases no ratio. The compiled loop's first call in each case compiles
 (its time is the compile_s column, not part of the medians). Achieved bandwidth counts the bytes
 the saved-state contract implies for the fused kernels: forward reads x and writes spikes and
 the 1-bit mask, backward reads the spike gradient and the mask and writes the input gradient
@@ -106,32 +107,49 @@ def copy_bandwidth(device, nbytes, timer, repeats):
     return 2 * nbytes / (C.median(times) * 1e-3) / 1e9
 
 
-def bench_case(runner, x, gout, timer, warmup, repeats):
-    """Medians (fwd, bwd, fwd+bwd) in ms; with gout None, forward only under no_grad."""
-    fwd, bwd, tot = [], [], []
-    for i in range(warmup + repeats):
-        C.sync(x.device)
-        if gout is None:
-            with torch.no_grad():
-                a = timer.mark()
-                s = runner(x)
-                c = b = timer.mark()
-            gx = None
-        else:
+def time_once(runner, x, gout, timer):
+    """One timed call: (fwd, bwd, fwd+bwd) ms; with gout None, forward only under no_grad (bwd None)."""
+    C.sync(x.device)
+    if gout is None:
+        with torch.no_grad():
             a = timer.mark()
             s = runner(x)
             b = timer.mark()
-            (gx,) = torch.autograd.grad(s, x, gout)
-            c = timer.mark()
         C.sync(x.device)
-        if i >= warmup:
-            fwd.append(timer.elapsed_ms(a, b))
-            bwd.append(timer.elapsed_ms(b, c))
-            tot.append(timer.elapsed_ms(a, c))
-        del s, gx
-    if gout is None:
-        return C.median(fwd), None, C.median(fwd)
-    return C.median(fwd), C.median(bwd), C.median(tot)
+        f = timer.elapsed_ms(a, b)
+        return f, None, f
+    a = timer.mark()
+    s = runner(x)
+    b = timer.mark()
+    torch.autograd.grad(s, x, gout)
+    c = timer.mark()
+    C.sync(x.device)
+    return timer.elapsed_ms(a, b), timer.elapsed_ms(b, c), timer.elapsed_ms(a, c)
+
+
+def bench_interleaved(runners, x, gout, timer, warmup, repeats, on_fail=None):
+    """Medians {backend: (fwd, bwd, fwd+bwd)} ms. The backends take turns, one call each per
+    repeat, so that a machine whose load drifts (a shared CPU) shifts them all alike and the
+    ratios stay fair."""
+    times = {b: [] for b in runners}
+    live = dict(runners)
+    for i in range(warmup + repeats):
+        for b, runner in list(live.items()):
+            try:
+                t = time_once(runner, x, gout, timer)
+            except (RuntimeError, MemoryError) as e:  # e.g. out of memory for the reference at 64M
+                del live[b]
+                times.pop(b)
+                if on_fail:
+                    on_fail(b, e)
+                continue
+            if i >= warmup:
+                times[b].append(t)
+
+    def med(ts, k):
+        return None if ts[0][k] is None else C.median([t[k] for t in ts])
+
+    return {b: (med(ts, 0), med(ts, 1), med(ts, 2)) for b, ts in times.items() if ts}
 
 
 def parse_args(argv):
@@ -228,7 +246,13 @@ def main(argv=None):
         if mode == "train":
             x.requires_grad_(True)
         kw = neuron_kwargs(args, "bptt" if g == "-" else g)
-        case_rows = []
+        runners, extra = {}, {}
+
+        def failed(b, e):
+            bar.write(f"#   {b} T={T} N={C.size_label(N)} {dt} {mode}: failed ({str(e).splitlines()[0][:120]})")
+            if gpu:
+                torch.cuda.empty_cache()
+
         for b in backends:
             bar.set_postfix_str(f"T={T} N={C.size_label(N)} {dt} {mode} {g} {b}")
             bar.update(1)
@@ -250,21 +274,24 @@ def main(argv=None):
                     with SavedTensorMeter() as meter:
                         runner(x)
                     nbytes = meter.total
-                f, bw, tot = bench_case(runner, x, gout, timer, args.warmup, args.repeats)
-            except (RuntimeError, MemoryError) as e:  # e.g. out of memory for the reference at 64M
-                bar.write(f"#   {b} T={T} N={C.size_label(N)} {dt} {mode}: failed ({str(e).splitlines()[0][:120]})")
-                if gpu:
-                    torch.cuda.empty_cache()
+            except (RuntimeError, MemoryError) as e:
+                failed(b, e)
                 continue
+            runners[b] = runner
+            extra[b] = dict(saved_MB=nbytes / 2**20 if mode == "train" else None, compile_s=compile_s)
+        bar.set_postfix_str(f"T={T} N={C.size_label(N)} {dt} {mode} {g}: timing {len(runners)} in turn")
+        medians = bench_interleaved(runners, x, gout, timer, args.warmup, args.repeats, failed)
+        case_rows = []
+        for b, (f, bw, tot) in medians.items():
             row = dict(T=T, N=N, N_label=C.size_label(N), dtype=dt, mode=mode, grad=g, backend=b, fwd_ms=f,
-                       bwd_ms=bw, total_ms=tot, saved_MB=nbytes / 2**20 if mode == "train" else None,
-                       compile_s=compile_s)
+                       bwd_ms=bw, total_ms=tot, **extra[b])
             if b not in PEERS:
                 fb, bb = fused_bytes(T, N, dtype, mode)
                 row["GBps"] = (fb + bb) / (tot * 1e-3) / 1e9
                 if gpu:
                     row["copy_fraction"] = row["GBps"] / header["copy_GBps"]
             case_rows.append(row)
+        del runners
         add_ratios(case_rows)
         rows += case_rows
         del x, gout

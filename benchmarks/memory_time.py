@@ -240,6 +240,8 @@ def parse_args(argv):
                    help="autocast dtype (default: fp16 AMP on a GPU, as in the paper; fp32 on a CPU)")
     p.add_argument("--amp", action="store_true", help="same as --dtype bf16")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice; 1 steadies a "
+                   "CPU shared with other work, where OpenMP threads wait on each other)")
     p.add_argument("--data-dir", help="CIFAR-10 in torchvision's format (default: random data)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--tag", default="")
@@ -250,7 +252,7 @@ def parse_args(argv):
     if any(t < 1 for t in args.T):
         p.error(f"--T: every time step count must be >= 1, got {' '.join(map(str, args.T))}")
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--iters", args.iters, 1),
-                             ("--warmup", args.warmup, 0)):
+                             ("--warmup", args.warmup, 0), ("--threads", args.threads, 1)):
         if value is not None and value < low:
             p.error(f"{flag} must be >= {low}, got {value}")
     if "sltt-k" in args.methods and not 1 <= args.K <= min(args.T):
@@ -292,6 +294,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device_obj
     gpu = device.type == "cuda"
     args.batch_size = args.batch_size or (128 if gpu else 16)

@@ -61,6 +61,7 @@ BAD_ARGS = [
     (["--backend", "bogus"], "--backend"),
     (["--T", "2", "--K", "3"], "--K"),
     (["--variants", "nope"], "--variants"),
+    (["--threads", "0"], "--threads"),
 ]
 
 
