@@ -13,8 +13,8 @@ Only when that is impossible (no C++ compiler, no sources, SLTT_KERNELS_NO_JIT=1
 the problem reported once, as a warning, and the package falls back to the other backends.
 
 Switches: SLTT_KERNELS_DISABLE_EXTENSION=1 (no compiled ops at all), SLTT_KERNELS_NO_JIT=1 (no
-just-in-time build), SLTT_KERNELS_JIT=1 (allow it inside a running test too, where it is off so
-that a test never starts a long build by accident), SLTT_KERNELS_CACHE=DIR (the cache folder).
+just-in-time build), SLTT_KERNELS_JIT=1 (allow a new build inside a running test too, where it
+is off so that a test never starts a long build by accident; a cached one is used there too), SLTT_KERNELS_CACHE=DIR (the cache folder).
 
 setup.py and benchmarks/device_wheel.py load this file on its own (not as part of the package)
 for `source_files`, `sources_hash` and `cuda_build_decision`: keep it free of relative imports,
@@ -172,10 +172,6 @@ def jit_decision():
     """(csrc folder or None, why not): whether a just-in-time build may run here and now."""
     if _flag("SLTT_KERNELS_NO_JIT"):
         return None, "no just-in-time build: SLTT_KERNELS_NO_JIT is set"
-    if os.environ.get("PYTEST_CURRENT_TEST") and not _flag("SLTT_KERNELS_JIT"):
-        # inside a test (a test that reloads the extension, say) never; at the start of a
-        # session (conftest importing the package) it may build, as any first use does
-        return None, "no just-in-time build inside a test unless SLTT_KERNELS_JIT=1"
     csrc = source_dir()
     if csrc is None:
         return None, "no just-in-time build: the C++ sources are not shipped with this copy"
@@ -214,6 +210,11 @@ def _jit_load():
     with_cuda, why_not_cuda = cuda_build_decision(csrc, _flag("SLTT_KERNELS_NO_CUDA"))
     directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
     info_path = os.path.join(directory, "_build_info.json")
+    if not os.path.exists(info_path) and os.environ.get("PYTEST_CURRENT_TEST") and not _flag("SLTT_KERNELS_JIT"):
+        # a build already in the cache is used anywhere; a new one is never started inside a
+        # running test (one that reloads the extension, say), only at the start of a session
+        # (conftest importing the package) as at any first use
+        return None, None, "no just-in-time build inside a test unless SLTT_KERNELS_JIT=1"
     try:
         os.makedirs(directory, exist_ok=True)
         if not os.path.exists(info_path):

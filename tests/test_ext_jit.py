@@ -56,14 +56,21 @@ def test_jit_switches(monkeypatch):
     monkeypatch.setenv("SLTT_KERNELS_NO_JIT", "1")
     assert _ext.jit_decision() == (None, "no just-in-time build: SLTT_KERNELS_NO_JIT is set")
     monkeypatch.delenv("SLTT_KERNELS_NO_JIT")
-    assert os.environ.get("PYTEST_CURRENT_TEST")  # set by pytest while a test runs
-    monkeypatch.delenv("SLTT_KERNELS_JIT", raising=False)
-    csrc, why = _ext.jit_decision()
-    assert csrc is None and "inside a test" in why  # a test never starts a long build by accident
-    monkeypatch.setenv("SLTT_KERNELS_JIT", "1")
     monkeypatch.setenv("CXX", "/nonexistent/c++")
     csrc, why = _ext.jit_decision()
     assert csrc is None and "no C++ compiler" in why
+
+
+@needs_checkout
+def test_no_new_build_inside_a_test(monkeypatch, tmp_path):
+    if _ext.jit_decision()[0] is None:
+        pytest.skip(_ext.jit_decision()[1])
+    assert os.environ.get("PYTEST_CURRENT_TEST")  # set by pytest while a test runs
+    monkeypatch.delenv("SLTT_KERNELS_JIT", raising=False)
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))  # an empty cache: it would have to build
+    module, info, why = _ext._jit_load()
+    assert module is None and "inside a test" in why  # a test never starts a long build by accident
+    assert list(tmp_path.iterdir()) == []
 
 
 @needs_checkout
@@ -78,7 +85,7 @@ def test_jit_allowed_with_a_compiler(monkeypatch):
     if not cpp_extension.is_ninja_available():
         assert csrc is None and "ninja" in why
     else:
-        assert (csrc, why) == (CSRC, None)
+        assert (csrc, why) == (_ext.source_dir(), None) and csrc is not None
 
 
 def test_mismatched_build_tries_the_jit_then_falls_back(restore_load, monkeypatch):
