@@ -200,8 +200,16 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:  # main() is also called in-process (tests): leave the thread count as it was
+        torch.set_num_threads(threads)
+
+
+def run(args):
     device = C.pick_device(args.device)
     gpu = device.type == "cuda"
     Ts = args.T or ([4, 6, 16] if gpu else [2, 4, 6, 16])

@@ -294,8 +294,16 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:  # main() is also called in-process (tests): leave the thread count as it was
+        torch.set_num_threads(threads)
+
+
+def run(args):
     device = args.device_obj
     gpu = device.type == "cuda"
     args.batch_size = args.batch_size or (128 if gpu else 16)

@@ -23,7 +23,7 @@ def test_memory_time_runs_and_sltt_memory_is_flat(tmp_path, capsys):
     memory_time = _import("memory_time")
     rows = memory_time.main(["--T", "1", "2", "3", "--batch-size", "2", "--iters", "1", "--warmup", "0",
                              "--methods", "bptt", "sltt", "sltt-k", "--K", "1", "--device", "cpu",
-                             "--variants", "rect", "--out", str(tmp_path), "--no-plot"])
+                             "--variants", "rect", "--threads", "1", "--out", str(tmp_path), "--no-plot"])
     out = capsys.readouterr().out
     assert "Table S2 layout" in out and "SLTT/BPTT mem" in out
     saved = {(r["T"], r["method"]): r["saved_MB"] for r in rows}
@@ -47,7 +47,7 @@ def test_memory_time_one_T_plots_bars(tmp_path):
     pytest.importorskip("matplotlib")
     memory_time = _import("memory_time")
     memory_time.main(["--T", "2", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--methods", "sltt",
-                      "--variants", "rect", "--device", "cpu", "--out", str(tmp_path)])
+                      "--variants", "rect", "--threads", "1", "--device", "cpu", "--out", str(tmp_path)])
     assert (tmp_path / "memory_time_cpu.png").stat().st_size > 0
 
 
@@ -94,7 +94,8 @@ def test_memory_time_out_naming_a_file_is_an_error_up_front(tmp_path, monkeypatc
 def test_memory_time_one_T_with_sltt_only_ignores_K(tmp_path):
     memory_time = _import("memory_time")
     rows = memory_time.main(["--T", "1", "--methods", "sltt", "--batch-size", "1", "--iters", "1", "--warmup", "0",
-                             "--variants", "rect", "--device", "cpu", "--out", str(tmp_path), "--no-plot"])
+                             "--variants", "rect", "--threads", "1", "--device", "cpu", "--out", str(tmp_path),
+                             "--no-plot"])
     assert [r["method"] for r in rows] == ["sltt"]
 
 
