@@ -2,12 +2,14 @@
 
 The CPU ops are always built. The CUDA ops are added when the installed torch is a CUDA
 build and nvcc is found (CUDA_HOME, or nvcc on PATH); TORCH_CUDA_ARCH_LIST picks the GPUs.
+The actual reason when the CUDA ops are left out is recorded in _build_info.json (why_not_cuda),
+with the sources' hash and the Python and torch versions (the device suite matches wheels on it).
 Environment switches:
   SLTT_KERNELS_NO_CUDA=1     build the CPU ops only
   SLTT_KERNELS_FORCE_CUDA=1  fail instead of silently skipping the CUDA ops
 """
 
-import glob
+import importlib.util
 import json
 import os
 import sys
@@ -15,68 +17,54 @@ import sys
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+CSRC = "csrc"
 
 
 def _flag(name):
     return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
 
 
+def _ext_module():
+    """sltt_kernels/_ext.py on its own (not the package, whose import needs the built ops): the one
+    place that lists the sources, hashes them and decides on the CUDA ops, for here and the JIT."""
+    spec = importlib.util.spec_from_file_location("_sltt_kernels_ext_for_setup", os.path.join(ROOT, "sltt_kernels", "_ext.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _extension():
-    import torch
     from torch.utils import cpp_extension
 
-    csrc = os.path.join("csrc")
-    sources = [os.path.join(csrc, "ops.cpp")] + sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
-    cuda_sources = sorted(glob.glob(os.path.join(csrc, "cuda", "*.cu")) + glob.glob(os.path.join(csrc, "cuda", "*.cpp")))
-
-    with_cuda = False
-    why_not = None
-    if _flag("SLTT_KERNELS_NO_CUDA"):
-        why_not = "SLTT_KERNELS_NO_CUDA is set"
-    elif torch.version.cuda is None:
-        why_not = f"torch {torch.__version__} is not a CUDA build"
-    elif cpp_extension.CUDA_HOME is None:
-        why_not = "nvcc was not found (set CUDA_HOME)"
-    elif not os.path.exists(os.path.join(cpp_extension.CUDA_HOME, "include", "cuda_runtime.h")):
-        why_not = f"CUDA_HOME={cpp_extension.CUDA_HOME} has no include/cuda_runtime.h (point CUDA_HOME at the toolkit)"
-    elif not cuda_sources:
-        why_not = "there are no CUDA sources"
-    else:
-        with_cuda = True
+    ext = _ext_module()
+    sources = [os.path.relpath(p, ROOT) for p in ext.source_files(os.path.join(ROOT, CSRC))]
+    cuda_sources = [os.path.relpath(p, ROOT) for p in ext.source_files(os.path.join(ROOT, CSRC), True)[len(sources):]]
+    with_cuda, why_not = ext.cuda_build_decision(os.path.join(ROOT, CSRC), _flag("SLTT_KERNELS_NO_CUDA"))
     if not with_cuda:
         if _flag("SLTT_KERNELS_FORCE_CUDA"):
             raise RuntimeError(f"SLTT_KERNELS_FORCE_CUDA is set but the CUDA ops cannot be built: {why_not}")
         print(f"sltt_kernels: building the CPU ops only ({why_not})", file=sys.stderr)
-
-    cxx = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
-    link = []
-    if sys.platform.startswith("linux"):
-        # at::parallel_for runs on OpenMP in torch's Linux builds; without -fopenmp it is serial.
-        cxx.append("-fopenmp")
-        link.append("-fopenmp")
-    define_macros = []
+    cxx, link = ext.compile_flags()
+    meta = dict(why_not_cuda=why_not, sources_sha256=ext.sources_hash(os.path.join(ROOT, CSRC)))
     if with_cuda:
-        define_macros.append(("SLTT_WITH_CUDA", "1"))
-        nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
         return cpp_extension.CUDAExtension(
             "sltt_kernels._C",
             sources + cuda_sources,
-            include_dirs=[os.path.join(ROOT, "csrc")],
-            define_macros=define_macros,
-            extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            include_dirs=[os.path.join(ROOT, CSRC)],
+            define_macros=[("SLTT_WITH_CUDA", "1")],
+            extra_compile_args={"cxx": cxx, "nvcc": list(ext.NVCC_FLAGS)},
             extra_link_args=link,
-        ), True
+        ), True, meta
     return cpp_extension.CppExtension(
         "sltt_kernels._C",
         sources,
-        include_dirs=[os.path.join(ROOT, "csrc")],
-        define_macros=define_macros,
+        include_dirs=[os.path.join(ROOT, CSRC)],
         extra_compile_args={"cxx": cxx},
         extra_link_args=link,
-    ), False
+    ), False, meta
 
 
-def _build_ext_class(with_cuda):
+def _build_ext_class(with_cuda, meta):
     import torch
     from torch.utils.cpp_extension import BuildExtension
 
@@ -94,6 +82,8 @@ def _build_ext_class(with_cuda):
                 "cuda": torch.version.cuda,
                 "with_cuda": with_cuda,
                 "cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST"),
+                "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+                **meta,
             }
             target = os.path.join(os.path.dirname(self.get_ext_fullpath("sltt_kernels._C")), "_build_info.json")
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -103,10 +93,17 @@ def _build_ext_class(with_cuda):
     return BuildExtWithInfo.with_options(use_ninja=True)
 
 
-ext, with_cuda = _extension()
+ext, with_cuda, meta = _extension()
 setup(
-    packages=find_packages(include=["sltt_kernels", "sltt_kernels.*"]),
+    # csrc/ travels in the wheel as sltt_kernels/_csrc (and in the sdist, MANIFEST.in): the
+    # just-in-time build of sltt_kernels/_ext.py compiles it when the prebuilt _C does not fit torch.
+    packages=find_packages(include=["sltt_kernels", "sltt_kernels.*"]) + ["sltt_kernels._csrc"],
+    package_dir={"sltt_kernels._csrc": CSRC},
+    package_data={
+        "sltt_kernels": ["_build_info.json"],
+        "sltt_kernels._csrc": ["*.h", "*.cpp", "cpu/*.h", "cpu/*.cpp", "cuda/*.h", "cuda/*.cpp", "cuda/*.cu"],
+    },
     ext_modules=[ext],
-    cmdclass={"build_ext": _build_ext_class(with_cuda)},
+    cmdclass={"build_ext": _build_ext_class(with_cuda, meta)},
     zip_safe=False,
 )

@@ -142,12 +142,15 @@ def pyplot():
     return plt
 
 
-def write_outputs(out_dir: str, stem: str, header: dict, rows: list) -> tuple:
+def write_outputs(out_dir: str, stem: str, header: dict, rows: list, csv_too: bool = True) -> tuple:
+    """<stem>.json (machine and rows) and, with csv_too, <stem>.csv; returns the paths written."""
     os.makedirs(out_dir, exist_ok=True)
     json_path = os.path.join(out_dir, stem + ".json")
     csv_path = os.path.join(out_dir, stem + ".csv")
     with open(json_path, "w") as f:
         json.dump({"machine": header, "rows": rows}, f, indent=1)
+    if not csv_too:
+        return (json_path,)
     if rows:
         keys = list(rows[0].keys())
         for r in rows[1:]:
@@ -159,20 +162,33 @@ def write_outputs(out_dir: str, stem: str, header: dict, rows: list) -> tuple:
     return json_path, csv_path
 
 
-def progress(i: int, n: int, text: str) -> None:
-    print(f"[{i}/{n}] {text}", file=sys.stderr, flush=True)
+class _PlainBar:
+    """What the scripts use of tqdm, for when tqdm is not installed: one line per step."""
+
+    def __init__(self, total, desc):
+        self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
+
+    def update(self, k=1):
+        self.n += k
+        print(f"[{self.n}/{self.total}] {self.desc} {self.postfix}", file=sys.stderr, flush=True)
+
+    def set_postfix_str(self, text):
+        self.postfix = text
+
+    def write(self, text):
+        print(text, file=sys.stderr, flush=True)
+
+    def close(self):
+        pass
 
 
-def progress_bar(i: int, n: int, text: str, width: int = 24) -> None:
-    """A one-line bar on stderr, redrawn in place."""
-    done = int(width * i / max(n, 1))
-    print(f"\r{text:<24} [{'#' * done}{'.' * (width - done)}] {i}/{n}", end="", file=sys.stderr, flush=True)
-    if i == n:
-        print(file=sys.stderr, flush=True)
-
-
-def progress_done() -> None:
-    print(file=sys.stderr, flush=True)
+def progress_bar(total: int, desc: str):
+    """A tqdm progress bar on stderr (or plain lines without tqdm): update(), set_postfix_str(), write(), close()."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainBar(total, desc)
+    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=True)
 
 
 def print_table(columns: list, rows: list) -> None:

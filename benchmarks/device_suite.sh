@@ -1,74 +1,127 @@
 #!/usr/bin/env bash
-# The one prepared run for a GPU machine: build, GPU tests, compute-sanitizer, kernel benchmark.
+# The one prepared run for a GPU machine, sized to one call: under 8 minutes, installation included.
 #
-#   OUT=/some/dir bash benchmarks/device_suite.sh        # results into $OUT (else benchmarks/results/device_<date>)
+#   bash benchmarks/build_device_wheel.sh                # here, once: .device_wheels/ (carry it)
+#   OUT=/some/dir bash benchmarks/device_suite.sh        # there: results into $OUT
+#   DRY_RUN=1 bash benchmarks/device_suite.sh            # anywhere: print the plan, run nothing
 #
-# Made for the H200 machine (torch 2.11 cu130, triton 3.6, Python 3.12, no network) and sized to
-# finish in about 8 minutes: every step has its own time limit, a failing step does not stop the
-# ones after it, and a short table is printed last. Python packages it lacks (SpikingJelly, for
-# the peer rows) can travel as wheels in .whl/ (see the device tool's README); they are installed
-# into /tmp/site first.
+# Made for the H200 machine (Python 3.12, torch 2.11 cu130, triton 3.6, no network). The
+# prebuilt wheel in .device_wheels/ is installed when it matches the machine's torch, Python and
+# this checkout's csrc/ (benchmarks/device_wheel.py); only without one is the extension built
+# there, and then the later steps get less time. Steps, fastest and most important first, each
+# with its own time limit (they add up to at most 420 s), a failing step not stopping the rest:
+#   setup       install the wheel and the peers' wheels (or build), record the machine
+#   tests_gpu   every backend against the reference on the GPU, the 2^31-element case
+#   kernels     CUDA, Triton, SpikingJelly, the compiled loop, the copy-bandwidth ceiling (T=6,
+#               N=64M, fp32 and bf16, train and inference: four torch.compile compilations)
+#   memory_time Table S2 on CUDA (ResNet-18, T=6, the paper's neuron and the rect one, fp16 AMP)
+#   sanitizers  compute-sanitizer memcheck and racecheck of benchmarks/sanitizer_case.py
+# Results, at most eight files in $OUT: setup.txt, tests_gpu.log, kernels.log, kernels_cuda.json,
+# memory_time.log, memory_time_cuda.json, sanitizers.log, summary.txt.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results/device_$(date +%Y-%m-%d)}"
-mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
+WHEEL_DIR="${WHEEL_DIR:-.device_wheels}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-16}"
-SUMMARY=()
+export PYTHONUNBUFFERED=1
 
-step() {  # step NAME LIMIT_S CMD...: runs CMD with a time limit, output into $OUT/NAME.log
-  local name=$1 limit=$2
+# -- the plan: install a matching wheel, else build (and give the later steps less time)
+WHEEL=$("$PY" benchmarks/device_wheel.py match "$WHEEL_DIR" 2>/tmp/device_wheel_match.txt)
+if [ -n "$WHEEL" ]; then
+  PLAN=install
+  LIMITS=(setup=30 tests_gpu=120 kernels=100 memory_time=100 sanitizers=70)
+else
+  PLAN=build
+  LIMITS=(setup=240 tests_gpu=90 kernels=60 memory_time=30 sanitizers=0)
+fi
+limit() { local kv; for kv in "${LIMITS[@]}"; do [ "${kv%%=*}" = "$1" ] && echo "${kv#*=}"; done; }
+TOTAL=0
+for kv in "${LIMITS[@]}"; do TOTAL=$((TOTAL + ${kv#*=})); done
+
+SETUP_INSTALL=("$PY" benchmarks/device_wheel.py install "$WHEEL")
+SETUP_BUILD=(env SLTT_KERNELS_FORCE_CUDA=1 "$PY" setup.py build_ext --inplace)
+TESTS=(env SLTT_KERNELS_REQUIRE_EXTENSION=1 SLTT_KERNELS_NO_JIT=1 "$PY" -m pytest -q -p no:cacheprovider
+       tests/test_cuda.py tests/test_triton.py tests/test_kernels.py tests/test_ops.py -k "cuda or triton")
+KERNELS=("$PY" benchmarks/kernels.py --device cuda --T 6 --N 64M --dtype fp32 bf16 --repeats 20
+         --out "$OUT" --no-plot --no-csv)
+MEMORY=("$PY" benchmarks/memory_time.py --device cuda --T 6 --iters 10 --warmup 3 --out "$OUT" --no-plot --no-csv)
+SANITIZE=(compute-sanitizer --error-exitcode 1 "$PY" benchmarks/sanitizer_case.py)
+
+echo "plan: $PLAN${WHEEL:+ $WHEEL}"
+[ "$PLAN" = build ] && sed 's/^/  /' /tmp/device_wheel_match.txt
+echo "step limits: ${LIMITS[*]}"
+echo "TOTAL_LIMIT_S=$TOTAL"
+if [ -n "${DRY_RUN:-}" ]; then
+  if [ "$PLAN" = install ]; then echo "setup: ${SETUP_INSTALL[*]}"; else echo "setup: ${SETUP_BUILD[*]}"; fi
+  echo "tests_gpu: ${TESTS[*]}"
+  echo "kernels: ${KERNELS[*]}"
+  echo "memory_time: ${MEMORY[*]}"
+  echo "sanitizers: ${SANITIZE[*]} (memcheck, then racecheck)"
+  exit 0
+fi
+
+mkdir -p "$OUT"
+SUMMARY=()
+step() {  # step NAME LOG CMD...: CMD under the step's limit, output appended to $OUT/LOG
+  local name=$1 log=$2 lim
   shift 2
+  lim=$(limit "$name")
+  if [ "${lim:-0}" -le 0 ]; then
+    SUMMARY+=("$(printf '%-12s skipped (no time left after a build; bring a wheel: benchmarks/build_device_wheel.sh)' "$name")")
+    return 0
+  fi
   local start=$SECONDS
-  echo "== $name (limit ${limit}s)"
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  echo "== $name (limit ${lim}s)"
+  timeout -k 5 "$lim" "$@" >>"$OUT/$log" 2>&1
   local rc=$?
-  tail -n 4 "$OUT/$name.log"
-  SUMMARY+=("$(printf '%-18s rc=%-4s %4ss' "$name" "$rc" "$((SECONDS - start))")")
+  tail -n 3 "$OUT/$log"
+  SUMMARY+=("$(printf '%-12s rc=%-4s %4ss of %ss' "$name" "$rc" "$((SECONDS - start))" "$lim")")
   return $rc
 }
 
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+# the setup step as a script of its own, so that it runs under the same time limit as the others
+if [ "$PLAN" = install ]; then SETUP_CMD=$(printf '%q ' "${SETUP_INSTALL[@]}"); else SETUP_CMD=$(printf '%q ' "${SETUP_BUILD[@]}"); fi
+cat >/tmp/sltt_device_setup.sh <<EOS
+date -u
+echo "plan: $PLAN ${WHEEL:-}"
+cat /tmp/device_wheel_match.txt
+$SETUP_CMD || exit 1
+if ls "$WHEEL_DIR"/peers/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
+    "$WHEEL_DIR"/peers/*.whl && echo "peers installed into /tmp/site: \$(ls "$WHEEL_DIR"/peers | tr '\\n' ' ')"
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
+"$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+"$PY" -c "import triton; print('triton', triton.__version__)"
+"$PY" -c "from importlib.metadata import version; print('spikingjelly', version('spikingjelly'))"
+nvcc --version | tail -1
+"$PY" -c "import sltt_kernels; print(sltt_kernels.available_backends())"
+EOS
+# this checkout's package (with the installed or built _C) first, then the peers
+export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+step setup setup.txt bash /tmp/sltt_device_setup.sh
+step tests_gpu tests_gpu.log "${TESTS[@]}"
+step kernels kernels.log "${KERNELS[@]}"
+step memory_time memory_time.log "${MEMORY[@]}"
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  half=$(( $(limit sanitizers) / 2 ))
+  LIMITS=("${LIMITS[@]/sanitizers=*/sanitizers=$half}")
+  step sanitizers sanitizers.log "${SANITIZE[0]}" --tool memcheck "${SANITIZE[@]:1}"
+  step sanitizers sanitizers.log "${SANITIZE[0]}" --tool racecheck "${SANITIZE[@]:1}"
+else
+  SUMMARY+=("sanitizers   compute-sanitizer not found")
 fi
 
 {
-  date -u
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
-  "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
-  "$PY" -c "import triton; print('triton', triton.__version__)" 2>&1
-  "$PY" -c "import spikingjelly; from importlib.metadata import version; print('spikingjelly', version('spikingjelly'))" 2>&1 | tail -1
-  nvcc --version | tail -1
-} >"$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
-
-# Build in place (editable), so that the tests import the built package from this checkout.
-step build 300 env SLTT_KERNELS_FORCE_CUDA=1 "$PY" -m pip install --no-build-isolation --no-deps -v -e .
-"$PY" -c "import sltt_kernels; print(sltt_kernels.available_backends())" | tee -a "$OUT/env.txt"
-
-# GPU tests: every case parametrised with the cuda (or triton) backend, and tests/test_cuda.py.
-step tests_gpu 240 env SLTT_KERNELS_REQUIRE_EXTENSION=1 "$PY" -m pytest -q -p no:cacheprovider tests/ \
-  -k "cuda or triton" --junitxml="$OUT/tests_gpu.xml"
-
-if command -v compute-sanitizer >/dev/null 2>&1; then
-  step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 "$PY" benchmarks/sanitizer_case.py
-  step racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 1 "$PY" benchmarks/sanitizer_case.py
-else
-  SUMMARY+=("compute-sanitizer  not found")
-fi
-
-step bench_kernels 240 "$PY" benchmarks/kernels.py --device cuda --out "$OUT" --repeats 20 --no-plot
-step bench_memory_time 240 "$PY" benchmarks/memory_time.py --device cuda --out "$OUT" --no-plot
-
-echo
-echo "== kernel benchmark (full table in $OUT/bench_kernels.log, numbers in $OUT/kernels_cuda.json)"
-sed -n '/^ *T  /,$p' "$OUT/bench_kernels.log" | grep -E "^ *T  |^ *-|  (cuda|triton|reference|spikingjelly) " | head -60
-echo
-echo "== memory and time (full table in $OUT/bench_memory_time.log)"
-sed -n '/^## Table S2 layout/,/^$/p' "$OUT/bench_memory_time.log"
-echo
-echo "== steps"
-printf '%s\n' "${SUMMARY[@]}"
-echo "results in $OUT"
+  echo "== kernel benchmark (the whole table in kernels.log, numbers in kernels_cuda.json)"
+  sed -n '/^ *T  /,/^$/p' "$OUT/kernels.log" | head -60
+  echo
+  echo "== memory and time (the whole table in memory_time.log)"
+  sed -n '/^## Table S2 layout/,/^$/p' "$OUT/memory_time.log"
+  echo
+  echo "== steps ($PLAN; limits add up to ${TOTAL}s)"
+  printf '%s\n' "${SUMMARY[@]}"
+} | tee "$OUT/summary.txt"
+echo "results in $OUT: $(ls "$OUT" | tr '\n' ' ')"

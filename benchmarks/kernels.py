@@ -1,17 +1,24 @@
-"""Kernel benchmark: forward, backward and forward+backward time of the fused LIF ops.
+"""Kernel benchmark: the fused LIF ops against what a user would pick instead, in one run.
 
-Every case runs each backend available on the device, the pure-PyTorch reference and, when it is
-installed, SpikingJelly's multi-step LIFNode, in the same process, and prints the speedups.
+Every case runs, in the same process: each backend of ours available on the device, this
+package's pure-PyTorch reference, SpikingJelly's multi-step LIFNode (when installed) and the
+LIF loop written in plain PyTorch and wrapped in torch.compile (benchmarks/plain_lif.py), and
+prints the ratios. Two modes: train (forward + backward, the input requires grad) and infer
+(forward only, under torch.no_grad()).
 
     python benchmarks/kernels.py                      # CPU defaults: T 2 4 6 16, N 64K 1M 8M, fp32
     python benchmarks/kernels.py --device cuda        # GPU defaults: T 4 6 16, N 1M 16M 64M, fp32 bf16
-    python benchmarks/kernels.py --T 6 --N 1M --grad bptt sltt --repeats 10
+    python benchmarks/kernels.py --T 6 --N 1M --repeats 11          # the issue's CPU case
+    python benchmarks/kernels.py --T 6 --N 1M --inference           # forward only
 
 The neuron is the SLTT paper's (soft reset, no input decay, tau 2, rect surrogate of width 1)
-unless --reset/--surrogate say otherwise. Achieved bandwidth counts the bytes the saved-state
-contract implies for the fused kernels: forward reads x and writes spikes and the 1-bit mask,
-backward reads the spike gradient and the mask and writes the input gradient. On a GPU it is
-also given as a fraction of a device-to-device copy measured in the same run.
+unless --reset/--surrogate say otherwise. The backends of a case take turns, one call each per
+repeat (medians over the repeats), so that a drifting load on a shared machine biases no ratio. The compiled loop's first call in each case compiles
+(its time is the compile_s column, not part of the medians). Achieved bandwidth counts the bytes
+the saved-state contract implies for the fused kernels: forward reads x and writes spikes and
+the 1-bit mask, backward reads the spike gradient and the mask and writes the input gradient
+(inference: reads x, writes spikes). On a GPU it is also given as a fraction of a
+device-to-device copy measured in the same run (the ceiling).
 Writes kernels_<device>.json/.csv (and a .png plot) under --out.
 """
 
@@ -20,15 +27,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
+import plain_lif  # noqa: E402
 
 import sltt_kernels  # noqa: E402
-from sltt_kernels._config import make_config  # noqa: E402
 from sltt_kernels.memory import SavedTensorMeter  # noqa: E402
+
+PEERS = ("reference", "spikingjelly", "compiled")  # "compiled": the plain-PyTorch loop under torch.compile
+MODES = ("train", "infer")
 
 
 def neuron_kwargs(args, grad):
@@ -43,15 +54,15 @@ def neuron_kwargs(args, grad):
     )
 
 
-def make_runner(backend, kw):
+def make_runner(backend, kw, mode="train", compile_backend="inductor"):
     """A function x -> spikes for one backend, or None when that backend cannot run here."""
+    param = sltt_kernels.surrogate.resolve(kw["surrogate"]).param
     if backend == "spikingjelly":
-        cfg = make_config(**kw)
-        if kw["grad"] != "bptt":
+        if kw["grad"] != "bptt" and mode == "train":
             return None  # its multi-step LIFNode is BPTT only
         node = C.spikingjelly_lif(
-            tau=cfg.tau, decay_input=cfg.decay_input, v_threshold=cfg.v_threshold, v_reset=cfg.v_reset,
-            surrogate=cfg.surrogate, surrogate_param=cfg.surrogate_param, detach_reset=cfg.detach_reset,
+            tau=kw["tau"], decay_input=kw["decay_input"], v_threshold=kw["v_threshold"], v_reset=kw["v_reset"],
+            surrogate=kw["surrogate"], surrogate_param=param, detach_reset=kw["detach_reset"],
         )
         if node is None:
             return None
@@ -62,6 +73,10 @@ def make_runner(backend, kw):
             return node(x)
 
         return run
+    if backend == "compiled":
+        torch._dynamo.reset()  # a fresh cache per case: no recompile limit, no dynamic-shape graphs
+        loop = plain_lif.compiled_lif_loop(compile_backend, surrogate_param=param, **kw)
+        return lambda x: loop(x)[0]
 
     def run(x):
         return sltt_kernels.lif_multistep(x, backend=backend, **kw)[0]
@@ -69,14 +84,16 @@ def make_runner(backend, kw):
     return run
 
 
-def fused_bytes(T, N, dtype):
+def fused_bytes(T, N, dtype, mode="train"):
+    """Bytes a fused kernel must move: (forward, backward)."""
     e = torch.empty((), dtype=dtype).element_size()
-    fwd = T * N * (2 * e + 1 / 8)
-    bwd = T * N * (2 * e + 1 / 8)
-    return fwd, bwd
+    if mode == "infer":
+        return T * N * 2 * e, 0.0
+    return T * N * (2 * e + 1 / 8), T * N * (2 * e + 1 / 8)
 
 
 def copy_bandwidth(device, nbytes, timer, repeats):
+    """GB/s of a device-to-device copy (bytes read + written): the ceiling of a streaming kernel."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
     times = []
@@ -90,41 +107,109 @@ def copy_bandwidth(device, nbytes, timer, repeats):
     return 2 * nbytes / (C.median(times) * 1e-3) / 1e9
 
 
-def bench_case(runner, x, gout, timer, warmup, repeats):
-    fwd, bwd, tot = [], [], []
+def time_once(runner, x, gout, timer):
+    """One timed call: (fwd, bwd, fwd+bwd) ms; with gout None, forward only under no_grad (bwd None)."""
+    C.sync(x.device)
+    if gout is None:
+        with torch.no_grad():
+            a = timer.mark()
+            s = runner(x)
+            b = timer.mark()
+        C.sync(x.device)
+        f = timer.elapsed_ms(a, b)
+        return f, None, f
+    a = timer.mark()
+    s = runner(x)
+    b = timer.mark()
+    torch.autograd.grad(s, x, gout)
+    c = timer.mark()
+    C.sync(x.device)
+    return timer.elapsed_ms(a, b), timer.elapsed_ms(b, c), timer.elapsed_ms(a, c)
+
+
+def bench_interleaved(runners, x, gout, timer, warmup, repeats, on_fail=None):
+    """Medians {backend: (fwd, bwd, fwd+bwd)} ms. The backends take turns, one call each per
+    repeat, so that a machine whose load drifts (a shared CPU) shifts them all alike and the
+    ratios stay fair."""
+    times = {b: [] for b in runners}
+    live = dict(runners)
     for i in range(warmup + repeats):
-        C.sync(x.device)
-        a = timer.mark()
-        s = runner(x)
-        b = timer.mark()
-        (gx,) = torch.autograd.grad(s, x, gout)
-        c = timer.mark()
-        C.sync(x.device)
-        if i >= warmup:
-            fwd.append(timer.elapsed_ms(a, b))
-            bwd.append(timer.elapsed_ms(b, c))
-            tot.append(timer.elapsed_ms(a, c))
-        del s, gx
-    return C.median(fwd), C.median(bwd), C.median(tot)
+        for b, runner in list(live.items()):
+            try:
+                t = time_once(runner, x, gout, timer)
+            except (RuntimeError, MemoryError) as e:  # e.g. out of memory for the reference at 64M
+                del live[b]
+                times.pop(b)
+                if on_fail:
+                    on_fail(b, e)
+                continue
+            if i >= warmup:
+                times[b].append(t)
+
+    def med(ts, k):
+        return None if ts[0][k] is None else C.median([t[k] for t in ts])
+
+    return {b: (med(ts, 0), med(ts, 1), med(ts, 2)) for b, ts in times.items() if ts}
 
 
-def main(argv=None):
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--T", nargs="+", type=int, help="time steps (CPU: 2 4 6 16; GPU: 4 6 16)")
     p.add_argument("--N", nargs="+", help="neurons per step, e.g. 64K 1M (CPU: 64K 1M 8M; GPU: 1M 16M 64M)")
     p.add_argument("--dtype", nargs="+", choices=list(C.DTYPES), help="CPU: fp32; GPU: fp32 bf16")
     p.add_argument("--grad", nargs="+", default=["bptt"], choices=["bptt", "sltt"])
-    p.add_argument("--backends", nargs="+", help="default: the device's kernels, reference, spikingjelly")
+    p.add_argument("--mode", nargs="+", default=list(MODES), choices=MODES,
+                   help="train: forward+backward; infer: forward only under no_grad (default: both)")
+    p.add_argument("--inference", action="store_true", help="same as --mode infer")
+    p.add_argument("--backends", nargs="+",
+                   help="default: the device's kernels, then the peers " + " ".join(PEERS))
     p.add_argument("--reset", default="soft", choices=["soft", "hard"], help="hard means v_reset=0 with detach_reset")
     p.add_argument("--surrogate", default="rect", choices=["rect", "sigmoid", "atan", "triangle"])
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend of the compiled peer (inductor; 'eager' only traces, for tests)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--tag", default="", help="suffix for the output file names")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
+    if args.inference:
+        args.mode = ["infer"]
+    if args.T and min(args.T) < 1:
+        p.error(f"--T: time steps must be >= 1, got {args.T}")
+    if args.N:
+        try:
+            sizes = [C.parse_size(n) for n in args.N]
+        except ValueError:
+            p.error(f"--N: sizes like 64K, 1M or 300, got {args.N}")
+        if min(sizes) < 1:
+            p.error(f"--N: sizes must be >= 1, got {args.N}")
+    if args.warmup < 0:
+        p.error(f"--warmup must be >= 0, got {args.warmup}")
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a file, not a folder")
+    return args
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:  # main() is also called in-process (tests): leave the thread count as it was
+        torch.set_num_threads(threads)
+
+
+def run(args):
     device = C.pick_device(args.device)
     gpu = device.type == "cuda"
     Ts = args.T or ([4, 6, 16] if gpu else [2, 4, 6, 16])
@@ -135,110 +220,166 @@ def main(argv=None):
         backends = args.backends
     else:
         kernels = [b for b in (["cuda", "triton"] if gpu else ["cpu"]) if avail.get(b, "unknown") is None]
-        backends = kernels + ["reference", "spikingjelly"]
+        backends = kernels + list(PEERS)
     timer = C.Timer(device)
     header = C.machine_info(device)
-    header.update(neuron=neuron_kwargs(args, "bptt"), warmup=args.warmup, repeats=args.repeats, backends=backends)
+    header.update(neuron=neuron_kwargs(args, "bptt"), warmup=args.warmup, repeats=args.repeats, backends=backends,
+                  modes=args.mode, compile_backend=args.compile_backend)
     if gpu:
         header["copy_GBps"] = copy_bandwidth(device, 1 << 30, timer, 5)
     print(f"# sltt_kernels kernel benchmark on {header.get('gpu', header['cpu'])} ({device.type}), "
           f"torch {header['torch']}, triton {header['triton']}, spikingjelly {header['spikingjelly']}, "
           f"{header['threads']} threads")
     print(f"# neuron: {args.reset} reset, rect width 1" if args.surrogate == "rect" else f"# neuron: {args.reset} reset, {args.surrogate}")
+    print(f"# medians of {args.repeats} after {args.warmup} warm-up; compiled = plain-PyTorch LIF loop in "
+          f"torch.compile(backend={args.compile_backend!r})")
     if gpu:
-        print(f"# device-to-device copy: {header['copy_GBps']:.0f} GB/s")
+        print(f"# device-to-device copy: {header['copy_GBps']:.0f} GB/s (the ceiling for the GB/s column)")
     for b, why in avail.items():
         if b in backends and why is not None:
             print(f"# backend {b} skipped: {why}")
 
-    cases = [(T, N, dt, g) for dt in dtypes for g in args.grad for T in Ts for N in Ns]
+    cases = []
+    for dt in dtypes:
+        for mode in args.mode:
+            for g in (args.grad if mode == "train" else ["-"]):
+                cases += [(T, N, dt, mode, g) for T in Ts for N in Ns]
     rows = []
-    for i, (T, N, dt, g) in enumerate(cases, 1):
-        C.progress(i, len(cases), f"T={T} N={C.size_label(N)} {dt} {g}")
+    bar = C.progress_bar(total=len(cases) * len(backends), desc="kernels")
+    for T, N, dt, mode, g in cases:
         dtype = C.DTYPES[dt]
         gen = torch.Generator(device="cpu").manual_seed(0)
-        x = (torch.randn(T, N, generator=gen) * 1.5 + 0.9).to(device=device, dtype=dtype).requires_grad_(True)
-        gout = torch.randn(T, N, generator=gen).to(device=device, dtype=dtype)
-        kw = neuron_kwargs(args, g)
-        case_rows = []
+        x = (torch.randn(T, N, generator=gen) * 1.5 + 0.9).to(device=device, dtype=dtype)
+        gout = torch.randn(T, N, generator=gen).to(device=device, dtype=dtype) if mode == "train" else None
+        if mode == "train":
+            x.requires_grad_(True)
+        kw = neuron_kwargs(args, "bptt" if g == "-" else g)
+        runners, extra = {}, {}
+
+        def failed(b, e):
+            bar.write(f"#   {b} T={T} N={C.size_label(N)} {dt} {mode}: failed ({str(e).splitlines()[0][:120]})")
+            if gpu:
+                torch.cuda.empty_cache()
+
         for b in backends:
-            if b not in ("reference", "spikingjelly") and avail.get(b, "unknown") is not None:
+            bar.set_postfix_str(f"T={T} N={C.size_label(N)} {dt} {mode} {g} {b}")
+            bar.update(1)
+            if b not in PEERS and avail.get(b, "unknown") is not None:
                 continue
-            runner = make_runner(b, kw)
+            runner = make_runner(b, kw, mode, args.compile_backend)
             if runner is None:
                 continue
             try:
-                with SavedTensorMeter() as meter:
-                    runner(x)
-                nbytes = meter.total
-                f, bw, tot = bench_case(runner, x, gout, timer, args.warmup, args.repeats)
-            except (RuntimeError, MemoryError) as e:  # e.g. out of memory for the reference at 64M
-                print(f"#   {b}: failed ({str(e).splitlines()[0][:120]})", file=sys.stderr)
-                if gpu:
-                    torch.cuda.empty_cache()
+                compile_s = None
+                if b == "compiled":  # the first call compiles: timed on its own
+                    t0 = time.perf_counter()
+                    with torch.set_grad_enabled(mode == "train"):
+                        runner(x)
+                    C.sync(device)
+                    compile_s = time.perf_counter() - t0
+                nbytes = 0
+                if mode == "train":
+                    with SavedTensorMeter() as meter:
+                        runner(x)
+                    nbytes = meter.total
+            except (RuntimeError, MemoryError) as e:
+                failed(b, e)
                 continue
-            row = dict(T=T, N=N, N_label=C.size_label(N), dtype=dt, grad=g, backend=b, fwd_ms=f, bwd_ms=bw,
-                       total_ms=tot, saved_MB=nbytes / 2**20)
-            if b not in ("reference", "spikingjelly"):
-                fb, bb = fused_bytes(T, N, dtype)
+            runners[b] = runner
+            extra[b] = dict(saved_MB=nbytes / 2**20 if mode == "train" else None, compile_s=compile_s)
+        bar.set_postfix_str(f"T={T} N={C.size_label(N)} {dt} {mode} {g}: timing {len(runners)} in turn")
+        medians = bench_interleaved(runners, x, gout, timer, args.warmup, args.repeats, failed)
+        case_rows = []
+        for b, (f, bw, tot) in medians.items():
+            row = dict(T=T, N=N, N_label=C.size_label(N), dtype=dt, mode=mode, grad=g, backend=b, fwd_ms=f,
+                       bwd_ms=bw, total_ms=tot, **extra[b])
+            if b not in PEERS:
+                fb, bb = fused_bytes(T, N, dtype, mode)
                 row["GBps"] = (fb + bb) / (tot * 1e-3) / 1e9
                 if gpu:
                     row["copy_fraction"] = row["GBps"] / header["copy_GBps"]
             case_rows.append(row)
-        ref = next((r for r in case_rows if r["backend"] == "reference"), None)
-        sj = next((r for r in case_rows if r["backend"] == "spikingjelly"), None)
-        for r in case_rows:
-            r["speedup_vs_reference"] = ref["total_ms"] / r["total_ms"] if ref else None
-            r["speedup_vs_spikingjelly"] = sj["total_ms"] / r["total_ms"] if sj else None
-            r["saved_vs_spikingjelly"] = (sj["saved_MB"] / r["saved_MB"]) if (sj and r["saved_MB"]) else None
+        del runners
+        add_ratios(case_rows)
         rows += case_rows
         del x, gout
         if gpu:
             torch.cuda.empty_cache()
+    bar.close()
 
-    columns = [("T", "T", None), ("N_label", "N", None), ("dtype", "dtype", None), ("grad", "grad", None),
-               ("backend", "backend", None), ("fwd_ms", "fwd ms", "{:.2f}"), ("bwd_ms", "bwd ms", "{:.2f}"),
-               ("total_ms", "fwd+bwd ms", "{:.2f}"), ("speedup_vs_reference", "x ref", "{:.1f}"),
-               ("speedup_vs_spikingjelly", "x SJ", "{:.2f}"), ("GBps", "GB/s", "{:.0f}")]
+    columns = [("T", "T", None), ("N_label", "N", None), ("dtype", "dtype", None), ("mode", "mode", None),
+               ("grad", "grad", None), ("backend", "backend", None), ("fwd_ms", "fwd ms", "{:.2f}"),
+               ("bwd_ms", "bwd ms", "{:.2f}"), ("total_ms", "time ms", "{:.2f}"),
+               ("speedup_vs_reference", "x ref", "{:.1f}"), ("speedup_vs_spikingjelly", "x SJ", "{:.2f}"),
+               ("speedup_vs_compiled", "x compiled", "{:.2f}"), ("GBps", "GB/s", "{:.0f}")]
     if gpu:
         columns.append(("copy_fraction", "of copy", "{:.0%}"))
-    columns += [("saved_MB", "saved MB", "{:.1f}"), ("saved_vs_spikingjelly", "SJ saved /", "{:.0f}x")]
-    print()
+    columns += [("saved_MB", "saved MB", "{:.1f}"), ("saved_vs_spikingjelly", "SJ saved /", "{:.0f}x"),
+                ("compile_s", "compile s", "{:.1f}")]
+    print("\n# time ms: forward+backward (train) or forward (infer); x PEER: the peer's time / this row's, same run")
     C.print_table(columns, rows)
     stem = f"kernels_{device.type}{('_' + args.tag) if args.tag else ''}"
-    jp, cp = C.write_outputs(args.out, stem, header, rows)
-    print(f"\nwrote {jp} and {cp}")
+    written = C.write_outputs(args.out, stem, header, rows, csv_too=not args.no_csv)
+    print(f"\nwrote {' and '.join(written)}")
     if not args.no_plot:
         plot(rows, os.path.join(args.out, stem + ".png"), header)
     return rows
 
 
+def add_ratios(case_rows):
+    """speedup_vs_PEER = the peer's time / the row's time (train: fwd+bwd; infer: fwd), same case."""
+    for peer in PEERS:
+        p = next((r for r in case_rows if r["backend"] == peer), None)
+        for r in case_rows:
+            r[f"speedup_vs_{peer}"] = p["total_ms"] / r["total_ms"] if p else None
+    sj = next((r for r in case_rows if r["backend"] == "spikingjelly"), None)
+    for r in case_rows:
+        r["saved_vs_spikingjelly"] = (sj["saved_MB"] / r["saved_MB"]) if (sj and sj["saved_MB"] and r["saved_MB"]) else None
+
+
 def plot(rows, path, header):
+    """One panel per (dtype, mode, grad) and T: time against N (lines), or bars when there is one N."""
     plt = C.pyplot()
-    if plt is None:
+    if plt is None or not rows:
         return
-    groups = sorted({(r["dtype"], r["grad"]) for r in rows})
+    groups = sorted({(r["dtype"], r["mode"], r["grad"]) for r in rows})
     Ts = sorted({r["T"] for r in rows})
-    fig, axes = plt.subplots(len(groups), len(Ts), figsize=(3.2 * len(Ts), 2.8 * len(groups)), squeeze=False)
-    for gi, (dt, g) in enumerate(groups):
+    Ns = sorted({r["N"] for r in rows})
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    colors = {b: f"C{i}" for i, b in enumerate(backends)}
+    one_T = len(Ts) == 1  # then the groups side by side
+    shape = (1, len(groups)) if one_T else (len(groups), len(Ts))
+    fig, axes = plt.subplots(*shape, figsize=(max(3.6 * shape[1], 6), 3.2 * shape[0]), squeeze=False)
+    for gi, (dt, mode, g) in enumerate(groups):
         for ti, T in enumerate(Ts):
-            ax = axes[gi][ti]
-            for b in sorted({r["backend"] for r in rows}):
-                pts = sorted((r["N"], r["total_ms"]) for r in rows if r["backend"] == b and r["T"] == T
-                             and r["dtype"] == dt and r["grad"] == g)
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=b)
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_title(f"T={T} {dt} {g}", fontsize=9)
-            ax.set_xlabel("neurons N")
-            if ti == 0:
-                ax.set_ylabel("fwd+bwd ms")
+            ax = axes[0][gi] if one_T else axes[gi][ti]
+            sel = [r for r in rows if r["T"] == T and (r["dtype"], r["mode"], r["grad"]) == (dt, mode, g)]
+            if len(Ns) == 1:
+                bs = [b for b in backends if any(r["backend"] == b for r in sel)]
+                vals = [next(r["total_ms"] for r in sel if r["backend"] == b) for b in bs]
+                ax.bar(range(len(bs)), vals, color=[colors[b] for b in bs])
+                ax.set_xticks(range(len(bs)), bs, rotation=30, ha="right", fontsize=8)
+                for i, v in enumerate(vals):
+                    ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
+                ax.set_ylim(0, max(vals, default=1) * 1.15)
+                ax.set_title(f"T={T} N={C.size_label(Ns[0])} {dt} {mode}{'' if g == '-' else ' ' + g}", fontsize=9)
+            else:
+                for b in backends:
+                    pts = sorted((r["N"], r["total_ms"]) for r in sel if r["backend"] == b)
+                    if pts:
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=b, color=colors[b])
+                ax.set_xscale("log", base=2)
+                ax.set_yscale("log")
+                ax.set_xlabel("neurons N")
+                ax.set_title(f"T={T} {dt} {mode}{'' if g == '-' else ' ' + g}", fontsize=9)
+                if gi == 0 and ti == 0:
+                    ax.legend(fontsize=7)
+            ax.set_ylabel("fwd ms" if mode == "infer" else "fwd+bwd ms", fontsize=8)
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"LIF forward+backward, {header.get('gpu', header['cpu'])}, torch {header['torch']}", fontsize=10)
+    fig.suptitle(f"LIF layer, {header.get('gpu', header['cpu'])}, torch {header['torch']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
     print(f"wrote {path}")
 
 

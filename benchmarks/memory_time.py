@@ -1,6 +1,7 @@
 """The SLTT paper's Table S2 on this machine: training memory and time of BPTT, SLTT and SLTT-K.
 
     python benchmarks/memory_time.py --T 2 4 6          # ResNet-18, CIFAR-10-shaped input
+    python benchmarks/memory_time.py --T 6              # one T: bars per method instead of lines
 
 Each method trains real iterations (forward, backward, SGD step) of the same network:
   bptt      our fused multi-step kernels, BPTT through all T steps (bptt_step)
@@ -9,6 +10,12 @@ Each method trains real iterations (forward, backward, SGD step) of the same net
 and, in the same run, the peers: sj-bptt (SpikingJelly's LIFNode, multi-step, its own fastest
 implementation) and sj-sltt (its SLTTLIFNode, online), when SpikingJelly is installed, and
 ref-bptt / ref-sltt (this package's pure-PyTorch reference neurons).
+
+The neuron is the paper's, as its official code builds it: sltt_kernels.nn.PaperLIFNode()
+(tau 1.1, triangle surrogate, soft reset, no input decay), the peers configured alike; on a GPU
+the default is fp16 autocast (AMP) as in the paper. Each variant in VARIANTS gets its own rows:
+"paper", and "rect", the 1-bit rect-surrogate configuration (PaperLIFNode(surrogate_function=
+Rect())); variants that pack spike inputs join when sltt_kernels.nn.pack_spike_inputs exists.
 
 On a GPU: peak memory (torch.cuda.max_memory_allocated, reset per method: weights, optimizer
 state and activations, as in the paper) and time per iteration (CUDA events, median after
@@ -34,9 +41,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
+import sltt_kernels  # noqa: E402
 from sltt_kernels import models, training  # noqa: E402
 from sltt_kernels.memory import SavedTensorMeter  # noqa: E402
 from sltt_kernels.nn import PaperLIFNode  # noqa: E402
+from sltt_kernels.surrogate import Rect  # noqa: E402
 
 PAPER_V100 = {  # Table S2, ResNet-18 on CIFAR-10, batch 128, one V100
     2: dict(bptt_mem="1.47G", sltt_mem="1.10G", bptt_time="1.81h", sltt_time="1.80h"),
@@ -44,6 +53,7 @@ PAPER_V100 = {  # Table S2, ResNet-18 on CIFAR-10, batch 128, one V100
     6: dict(bptt_mem="3.00G", sltt_mem="1.09G", bptt_time="6.35h", sltt_time="4.58h"),
 }
 ALL_METHODS = ["bptt", "sltt", "sltt-k", "sj-bptt", "sj-sltt", "ref-bptt", "ref-sltt"]
+BACKENDS = ["auto", "cpu", "cuda", "triton", "reference"]
 MODELS = {
     "resnet18": lambda neuron, classes: models.spiking_resnet18(num_classes=classes, neuron=neuron),
     "vgg11": lambda neuron, classes: models.vgg11_bn(num_classes=classes, in_channels=3, neuron=neuron),
@@ -51,20 +61,51 @@ MODELS = {
 }
 
 
-def neuron_factory(method: str, backend: str):
-    """The paper's neuron (soft reset, no input decay, tau 2, rect surrogate) for a method."""
+class Variant:
+    """A configuration with its own rows: the surrogate of the neuron and a change to the model.
+
+    surrogate: "triangle" (the paper's) or "rect" (1 bit per element-step); transform: None or
+    a function model -> model applied after it is built (e.g. packing spike inputs); peers:
+    whether SpikingJelly and the reference run in this variant too.
+    """
+
+    def __init__(self, name, surrogate, transform=None, peers=True, note=""):
+        self.name, self.surrogate, self.transform, self.peers, self.note = name, surrogate, transform, peers, note
+
+    def neuron_kwargs(self):
+        return {} if self.surrogate == "triangle" else dict(surrogate_function=Rect())
+
+
+def variants():
+    """The rows' configurations. New ones go here: a name, a surrogate, an optional model transform."""
+    out = [
+        Variant("paper", "triangle", note="PaperLIFNode(): tau 1.1, triangle, soft reset"),
+        Variant("rect", "rect", note="PaperLIFNode(surrogate_function=Rect()): 1-bit saved state"),
+    ]
+    pack = getattr(sltt_kernels.nn, "pack_spike_inputs", None)
+    if pack is not None:  # written elsewhere; its rows appear once it exists
+        out += [Variant("paper-packed", "triangle", pack, peers=False, note="paper + nn.pack_spike_inputs(model)"),
+                Variant("rect-packed", "rect", pack, peers=False, note="rect + nn.pack_spike_inputs(model)")]
+    return out
+
+
+def neuron_factory(method: str, backend: str, variant: Variant):
+    """The paper's neuron (PaperLIFNode, the variant's surrogate) for a method; the peers alike."""
     kind = method.split("-")[0]
     grad = "bptt" if method.endswith("bptt") else "sltt"
     if kind == "sj":
         from spikingjelly.activation_based import neuron, surrogate
 
+        def sg():
+            return surrogate.PiecewiseQuadratic(alpha=1.0) if variant.surrogate == "triangle" else surrogate.Rect(alpha=1.0)
+
         if grad == "bptt":
-            return lambda: neuron.LIFNode(tau=2.0, decay_input=False, v_reset=None,
-                                          surrogate_function=surrogate.Rect(alpha=1.0), step_mode="m")
-        return lambda: neuron.SLTTLIFNode(tau=2.0, decay_input=False, v_reset=None,
-                                          surrogate_function=surrogate.Rect(alpha=1.0), detach_reset=False)
+            return lambda: neuron.LIFNode(tau=1.1, decay_input=False, v_reset=None, surrogate_function=sg(),
+                                          step_mode="m")
+        return lambda: neuron.SLTTLIFNode(tau=1.1, decay_input=False, v_reset=None, surrogate_function=sg(),
+                                          detach_reset=False)
     be = "reference" if kind == "ref" else backend
-    return lambda: PaperLIFNode(grad_mode=grad, backend=be)
+    return lambda: PaperLIFNode(grad_mode=grad, backend=be, **variant.neuron_kwargs())
 
 
 def available_methods(requested):
@@ -137,9 +178,11 @@ def load_batches(args, device, n):
              torch.randint(0, 10, (args.batch_size,), generator=g).to(device)) for _ in range(n)]
 
 
-def run_method(method, T, args, device, batches, timer):
+def run_method(method, T, args, device, batches, timer, variant, bar=None):
     torch.manual_seed(0)
-    net = MODELS[args.model](neuron_factory(method, args.backend), 10).to(device)
+    net = MODELS[args.model](neuron_factory(method, args.backend, variant), 10).to(device)
+    if variant.transform is not None and not method.startswith(("sj", "ref")):
+        net = variant.transform(net) or net
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     amp = None if args.dtype == "fp32" else C.DTYPES[args.dtype]
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -169,9 +212,10 @@ def run_method(method, T, args, device, batches, timer):
             b = timer.mark()
             if i >= args.warmup:
                 times.append(timer.elapsed_ms(a, b))
-            C.progress_bar(i + 1, args.warmup + args.iters, f"{method} T={T}")
-    row = dict(model=args.model, T=T, method=method, iter_ms=C.median(times), saved_MB=meter.peak / 2**20,
-               rss_MB=rss.peak / 2**20)
+            if bar is not None:
+                bar.update(1)
+    row = dict(model=args.model, variant=variant.name, T=T, method=method, iter_ms=C.median(times),
+               saved_MB=meter.peak / 2**20, rss_MB=rss.peak / 2**20)
     if device.type == "cuda":
         row["peak_MB"] = torch.cuda.max_memory_allocated() / 2**20
     row["epoch_h"] = row["iter_ms"] * 391 / 1000 / 3600
@@ -179,74 +223,126 @@ def run_method(method, T, args, device, batches, timer):
     return row
 
 
-def main(argv=None):
+def parse_args(argv):
+    """The arguments, every one checked before any work: a wrong one is an argparse error naming it."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--T", nargs="+", type=int, default=[2, 4, 6])
+    p.add_argument("--T", nargs="+", type=int, default=[2, 4, 6], help="time steps; one T draws bars, several lines")
     p.add_argument("--model", default="resnet18", choices=list(MODELS))
     p.add_argument("--batch-size", type=int, help="GPU default 128; CPU default 16")
     p.add_argument("--iters", type=int, help="timed iterations (GPU 20, CPU 5)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (GPU 5, CPU 1)")
     p.add_argument("--methods", nargs="+", default=ALL_METHODS, choices=ALL_METHODS)
-    p.add_argument("--K", type=int, default=2, help="steps back-propagated by sltt-k")
-    p.add_argument("--backend", default="auto", help="backend of our neurons (auto, cpu, cuda, triton)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
+    p.add_argument("--variants", nargs="+", help="configurations with their own rows (default: all of "
+                   + ", ".join(v.name for v in variants()) + ")")
+    p.add_argument("--K", type=int, default=2, help="steps back-propagated by sltt-k (1 <= K <= min(T))")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="backend of our neurons")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"],
+                   help="autocast dtype (default: fp16 AMP on a GPU, as in the paper; fp32 on a CPU)")
     p.add_argument("--amp", action="store_true", help="same as --dtype bf16")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice; 1 steadies a "
+                   "CPU shared with other work, where OpenMP threads wait on each other)")
     p.add_argument("--data-dir", help="CIFAR-10 in torchvision's format (default: random data)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--tag", default="")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
+
+    if any(t < 1 for t in args.T):
+        p.error(f"--T: every time step count must be >= 1, got {' '.join(map(str, args.T))}")
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--iters", args.iters, 1),
+                             ("--warmup", args.warmup, 0), ("--threads", args.threads, 1)):
+        if value is not None and value < low:
+            p.error(f"{flag} must be >= {low}, got {value}")
+    if "sltt-k" in args.methods and not 1 <= args.K <= min(args.T):
+        p.error(f"--K must lie in [1, min(T)] = [1, {min(args.T)}] for sltt-k, got {args.K} "
+                "(choose another --K, or leave sltt-k out of --methods)")
+    known = {v.name: v for v in variants()}
+    for name in args.variants or []:
+        if name not in known:
+            p.error(f"--variants: {name!r} is not one of {', '.join(known)}")
+    args.variant_list = [known[n] for n in (args.variants or known)]
     if args.amp:
+        if args.dtype not in (None, "bf16"):
+            p.error(f"--amp means --dtype bf16, but --dtype {args.dtype} was given too")
         args.dtype = "bf16"
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a file, not a folder")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        p.error(f"--out {args.out}: cannot create the folder ({e.strerror})")
+    if not os.access(args.out, os.W_OK):
+        p.error(f"--out {args.out}: the folder is not writable")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is visible to torch")
     device = C.pick_device(args.device)
+    if args.backend != "auto":
+        why = sltt_kernels.available_backends().get(args.backend)
+        if why is not None:
+            p.error(f"--backend {args.backend} is not available here: {why}")
+        if args.backend in ("cpu", "cuda") and args.backend != device.type:
+            p.error(f"--backend {args.backend} runs on {args.backend} tensors, but the device is {device.type}")
+        if args.backend == "triton" and device.type != "cuda":
+            p.error("--backend triton needs --device cuda")
+    if args.dtype == "fp16" and device.type == "cpu":
+        p.error("--dtype fp16: autocast to float16 is for GPUs; use --dtype bf16 or fp32 on a CPU")
+    args.device_obj = device
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:  # main() is also called in-process (tests): leave the thread count as it was
+        torch.set_num_threads(threads)
+
+
+def run(args):
+    device = args.device_obj
     gpu = device.type == "cuda"
     args.batch_size = args.batch_size or (128 if gpu else 16)
     args.iters = args.iters or (20 if gpu else 5)
     args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
-    if any(t < 1 for t in args.T) or not 1 <= args.K <= min(args.T):
-        raise SystemExit(f"--K must lie in [1, min(T)]: T={args.T}, K={args.K}")
+    args.dtype = args.dtype or ("fp16" if gpu else "fp32")
     methods, skipped = available_methods(args.methods)
     timer = C.Timer(device)
     header = C.machine_info(device)
     header.update(model=args.model, batch_size=args.batch_size, iters=args.iters, warmup=args.warmup,
-                  K=args.K, backend=args.backend, dtype=args.dtype, data=args.data_dir or "random CIFAR-10-shaped")
+                  K=args.K, backend=args.backend, dtype=args.dtype, data=args.data_dir or "random CIFAR-10-shaped",
+                  variants={v.name: v.note for v in args.variant_list})
     print(f"# {args.model} on {'CIFAR-10 from ' + args.data_dir if args.data_dir else 'random CIFAR-10-shaped data'}, "
-          f"batch {args.batch_size}, {args.iters} timed iterations after {args.warmup} warm-up, {args.dtype}")
+          f"batch {args.batch_size}, {args.iters} timed iterations after {args.warmup} warm-up, "
+          f"{args.dtype}{' autocast' if args.dtype != 'fp32' else ''}")
     print(f"# {header.get('gpu', header['cpu'])} ({device.type}), torch {header['torch']}, backend {args.backend}, "
           f"spikingjelly {header['spikingjelly']}, {header['threads']} threads")
+    for v in args.variant_list:
+        print(f"# variant {v.name}: {v.note}")
     if not gpu:
-        print("# CPU run: small batch and few iterations so that it ends in about two minutes; memory is the peak "
-              "of bytes saved for backward (and the process's RSS), not GPU memory")
+        print("# CPU run: small batch and few iterations; memory is the peak of bytes saved for backward "
+              "(and the process's RSS), not GPU memory")
     for m, why in skipped.items():
         print(f"# {m} skipped: {why}")
     batches = load_batches(args, device, min(4, args.warmup + args.iters))
+    plan = [(v, T, m) for v in args.variant_list for T in args.T for m in methods
+            if v.peers or not m.startswith(("sj", "ref"))]
     rows = []
-    for T in args.T:
-        for m in methods:
-            rows.append(run_method(m, T, args, device, batches, timer))
-    C.progress_done()
+    bar = C.progress_bar(total=len(plan) * (args.warmup + args.iters), desc="memory_time")
+    for v, T, m in plan:
+        bar.set_postfix_str(f"{v.name} T={T} {m}")
+        rows.append(run_method(m, T, args, device, batches, timer, v, bar))
+    bar.close()
 
     mem_key = "peak_MB" if gpu else "saved_MB"
-    by = {(r["T"], r["method"]): r for r in rows}
-    summary = []
-    for T in args.T:
-        b, s = by.get((T, "bptt")), by.get((T, "sltt"))
-        r = dict(T=T)
-        for m in methods:
-            r[f"{m}_mem"] = by[(T, m)][mem_key]
-            r[f"{m}_ms"] = by[(T, m)]["iter_ms"]
-        if b and s:
-            r["sltt/bptt mem"] = s[mem_key] / b[mem_key]
-            r["sltt/bptt time"] = s["iter_ms"] / b["iter_ms"]
-        if "sj-bptt" in methods and s:
-            r["sltt/sj-bptt time"] = s["iter_ms"] / by[(T, "sj-bptt")]["iter_ms"]
-        if "sltt-k" in methods and b:
-            r["sltt-k/bptt time"] = by[(T, "sltt-k")]["iter_ms"] / b["iter_ms"]
-        summary.append(r)
     unit = "peak GPU memory MB" if gpu else "saved-for-backward MB"
+    summary = table_s2(rows, methods, mem_key, args)
     print(f"\n## Table S2 layout ({unit}; time per iteration ms)")
-    cols = [("T", "T", None)]
+    cols = [("variant", "variant", None), ("T", "T", None)]
     for m in ("bptt", "sltt"):
         if m in methods:
             cols.append((f"{m}_mem", f"{m.upper()} mem", "{:.1f}"))
@@ -257,45 +353,94 @@ def main(argv=None):
              ("sltt/sj-bptt time", "SLTT/SJ-BPTT time", "{:.2f}"), ("sltt-k/bptt time", "SLTT-K/BPTT time", "{:.2f}")]
     C.print_table(cols, summary)
     print("\n## All methods")
-    long_cols = [("T", "T", None), ("method", "method", None), ("iter_ms", "ms/iter", "{:.1f}"),
-                 ("epoch_h", "epoch h (391 it)", "{:.2f}"), ("saved_MB", "saved MB", "{:.1f}"),
-                 ("rss_MB", "peak RSS MB", "{:.0f}")]
+    long_cols = [("variant", "variant", None), ("T", "T", None), ("method", "method", None),
+                 ("iter_ms", "ms/iter", "{:.1f}"), ("epoch_h", "epoch h (391 it)", "{:.2f}"),
+                 ("saved_MB", "saved MB", "{:.1f}"), ("rss_MB", "peak RSS MB", "{:.0f}")]
     if gpu:
-        long_cols.insert(3, ("peak_MB", "peak GPU MB", "{:.0f}"))
+        long_cols.insert(4, ("peak_MB", "peak GPU MB", "{:.0f}"))
     C.print_table(long_cols, rows)
     print("\n## The paper (Table S2, ResNet-18, CIFAR-10, batch 128, V100): " +
           "; ".join(f"T={T}: BPTT {v['bptt_mem']} {v['bptt_time']}, SLTT {v['sltt_mem']} {v['sltt_time']}"
                     for T, v in PAPER_V100.items()))
     stem = f"memory_time_{device.type}{('_' + args.tag) if args.tag else ''}"
-    jp, cp = C.write_outputs(args.out, stem, header, rows)
-    print(f"\nwrote {jp} and {cp}")
+    written = C.write_outputs(args.out, stem, header, rows, csv_too=not args.no_csv)
+    print(f"\nwrote {' and '.join(written)}")
     if not args.no_plot:
-        plot(rows, methods, mem_key, unit, os.path.join(args.out, stem + ".png"), header)
+        plot(rows, mem_key, unit, os.path.join(args.out, stem + ".png"), header)
     return rows
 
 
-def plot(rows, methods, mem_key, unit, path, header):
+def table_s2(rows, methods, mem_key, args):
+    """One row per (variant, T): memory and time of BPTT and SLTT, and the ratios."""
+    by = {(r["variant"], r["T"], r["method"]): r for r in rows}
+    summary = []
+    for v in args.variant_list:
+        for T in args.T:
+            b, s = by.get((v.name, T, "bptt")), by.get((v.name, T, "sltt"))
+            r = dict(variant=v.name, T=T)
+            for m in methods:
+                if (v.name, T, m) in by:
+                    r[f"{m}_mem"] = by[(v.name, T, m)][mem_key]
+                    r[f"{m}_ms"] = by[(v.name, T, m)]["iter_ms"]
+            if b and s:
+                r["sltt/bptt mem"] = s[mem_key] / b[mem_key] if b[mem_key] else None
+                r["sltt/bptt time"] = s["iter_ms"] / b["iter_ms"]
+            sj = by.get((v.name, T, "sj-bptt"))
+            if sj and s:
+                r["sltt/sj-bptt time"] = s["iter_ms"] / sj["iter_ms"]
+            k = by.get((v.name, T, "sltt-k"))
+            if k and b:
+                r["sltt-k/bptt time"] = k["iter_ms"] / b["iter_ms"]
+            summary.append(r)
+    return summary
+
+
+def plot(rows, mem_key, unit, path, header):
+    """Memory and time per method: bars when there is one T, lines against T when several."""
     plt = C.pyplot()
-    if plt is None:
+    if plt is None or not rows:
         return
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for m in methods:
-        pts = sorted((r["T"], r[mem_key], r["iter_ms"]) for r in rows if r["method"] == m)
-        style = "-" if not m.startswith(("sj", "ref")) else "--"
-        a1.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=m)
-        a2.plot([p[0] for p in pts], [p[2] for p in pts], style, marker="o", label=m)
-    a1.set_xlabel("T")
+    Ts = sorted({r["T"] for r in rows})
+    series = list(dict.fromkeys((r["variant"], r["method"]) for r in rows))
+    multi_variant = len({v for v, _ in series}) > 1
+
+    def label(v, m):
+        return f"{m} ({v})" if multi_variant else m
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    if len(Ts) == 1:
+        pick = {(r["variant"], r["method"]): r for r in rows}
+        names = [label(v, m) for v, m in series]
+        colors = [f"C{ALL_METHODS.index(m) % 10}" for _, m in series]
+        for ax, key in ((a1, mem_key), (a2, "iter_ms")):
+            vals = [pick[s][key] for s in series]
+            ax.bar(range(len(series)), vals, color=colors)
+            ax.set_xticks(range(len(series)), names, rotation=45, ha="right", fontsize=8)
+            for i, val in enumerate(vals):
+                ax.annotate(f"{val:.0f}" if val >= 100 else f"{val:.3g}", (i, val), ha="center", va="bottom", fontsize=7)
+        a1.set_title(f"memory at T={Ts[0]}", fontsize=9)
+        a2.set_title(f"time at T={Ts[0]}", fontsize=9)
+    else:
+        for v, m in series:
+            pts = sorted((r["T"], r[mem_key], r["iter_ms"]) for r in rows if (r["variant"], r["method"]) == (v, m))
+            style = ("--" if m.startswith(("sj", "ref")) else "-") if v == series[0][0] else ":"
+            for ax, i in ((a1, 1), (a2, 2)):
+                ax.plot([p[0] for p in pts], [p[i] for p in pts], style, marker="o", label=label(v, m),
+                        color=f"C{ALL_METHODS.index(m) % 10}")
+        for ax in (a1, a2):
+            ax.set_xlabel("T")
+            ax.set_xticks(Ts)
+        a1.legend(fontsize=7)
     a1.set_ylabel(unit)
-    a2.set_xlabel("T")
     a2.set_ylabel("ms per iteration")
-    a1.set_ylim(bottom=0)
-    a2.set_ylim(bottom=0)
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-    a1.legend(fontsize=8)
-    fig.suptitle(f"{rows[0]['model']} training, {header.get('gpu', header['cpu'])}, torch {header['torch']}", fontsize=10)
+    for ax in (a1, a2):
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{rows[0]['model']} training, {header.get('gpu', header['cpu'])}, torch {header['torch']}, "
+                 f"{header['dtype']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
     print(f"wrote {path}")
 
 

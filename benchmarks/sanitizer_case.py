@@ -2,8 +2,10 @@
 
     compute-sanitizer --tool memcheck --error-exitcode 1 python benchmarks/sanitizer_case.py
 
-N is odd with respect to the block and the warp (partial last warp: the ballot path), T > 1.
-Exits non-zero if any result differs from the CPU kernel's.
+Through the public API only: sltt_kernels.lif_multistep and lif_step with backend="cuda",
+forward and backward, against backend="cpu" on the same inputs. N is odd with respect to the
+block and the warp (partial last warp: the ballot path), T > 1. Exits non-zero if any result
+differs from the CPU kernel's.
 """
 
 import itertools
@@ -11,13 +13,24 @@ import sys
 
 import torch
 
-import sltt_kernels  # noqa: F401  (registers the ops)
-from sltt_kernels._config import make_config
+import sltt_kernels
+
+
+def run(fn, x, v0, gs, gv, **kw):
+    x = x.clone().requires_grad_(True)
+    v0 = v0.clone().requires_grad_(kw["grad"] == "bptt")
+    s, v = fn(x, v0, **kw)
+    loss = (s.float() * gs.float()).sum() + ((v * gv).sum() if v.requires_grad else 0)
+    loss.backward()
+    return s.detach(), v.detach(), x.grad
 
 
 def main():
     if not torch.cuda.is_available():
         sys.exit("no CUDA GPU")
+    why = sltt_kernels.available_backends()["cuda"]
+    if why is not None:
+        sys.exit(f"the cuda backend is not available: {why}")
     T, N = 3, 1000 + 37
     gen = torch.Generator().manual_seed(0)
     bad = 0
@@ -28,22 +41,18 @@ def main():
         gs = torch.randn(T, N, generator=gen).to(dtype)
         gv = torch.randn(N, generator=gen).to(sdt)
         for v_reset, detach, sg, grad in itertools.product((None, 0.0), (False, True), ("rect", "sigmoid"), ("bptt", "sltt")):
-            cfg = make_config(v_reset=v_reset, detach_reset=detach, surrogate=sg, grad=grad)
-            save = cfg.save_kind(True)
-            args = cfg.op_args(save)
-            out_c = torch.ops.sltt_kernels.lif_multistep_fwd(x, v0, *args)
-            out_g = torch.ops.sltt_kernels.lif_multistep_fwd(x.cuda(), v0.cuda(), *args)
-            g_c = torch.ops.sltt_kernels.lif_multistep_bwd(gs, gv, out_c[2], *args)
-            g_g = torch.ops.sltt_kernels.lif_multistep_bwd(gs.cuda(), gv.cuda(), out_g[2], *args)
-            st = torch.ops.sltt_kernels.lif_step_fwd(x[0].cuda(), v0.cuda(), *args)
-            torch.ops.sltt_kernels.lif_step_bwd(gs[0].cuda(), gv.cuda(), st[2], *args)
-            torch.cuda.synchronize()
-            if not all(torch.equal(a.cpu(), b) for a, b in zip(out_g, out_c)):
-                print("forward differs:", dtype, cfg)
-                bad += 1
-            if not all(torch.allclose(a.cpu().double(), b.double(), rtol=1e-2, atol=1e-2) for a, b in zip(g_g, g_c)):
-                print("backward differs:", dtype, cfg)
-                bad += 1
+            kw = dict(tau=2.0, v_reset=v_reset, detach_reset=detach, surrogate=sg, grad=grad, decay_input=False)
+            for name, fn, args in (("multistep", sltt_kernels.lif_multistep, (x, v0, gs, gv)),
+                                   ("step", sltt_kernels.lif_step, (x[0], v0, gs[0], gv))):
+                want = run(fn, *args, backend="cpu", **kw)
+                got = run(fn, *(a.cuda() for a in args), backend="cuda", **kw)
+                torch.cuda.synchronize()
+                if not all(torch.equal(g.cpu(), w) for g, w in zip(got[:2], want[:2])):
+                    print(f"{name} forward differs: {dtype} {kw}")
+                    bad += 1
+                if not torch.allclose(got[2].cpu().double(), want[2].double(), rtol=1e-2, atol=1e-2):
+                    print(f"{name} backward differs: {dtype} {kw}")
+                    bad += 1
     print("sanitizer case:", "ok" if not bad else f"{bad} mismatches")
     sys.exit(1 if bad else 0)
 

@@ -1,27 +1,121 @@
-"""Loading the compiled extension sltt_kernels._C, never fatally.
+"""Loading the compiled extension sltt_kernels._C, never fatally; rebuilding it when it does not fit.
 
-The extension is loaded only when it was built against the running torch (recorded in
-_build_info.json at build time): an extension built for another torch would fail on missing
-symbols or, worse, misbehave. Any problem is reported once, as a warning, and the package
-falls back to the other backends.
+The prebuilt extension (setup.py, `pip install .`) is loaded only when it was built against the
+running torch (recorded in _build_info.json at build time): an extension built for another
+torch would fail on missing symbols or, worse, misbehave. This happens after `pip install .`
+into an environment with an older torch, since pip builds in isolation against the newest one.
+
+Then, or when the prebuilt extension is missing or fails to load, the same sources are compiled
+for the running torch on first use (a just-in-time build with torch.utils.cpp_extension.load,
+cached under ~/.cache/sltt_kernels/<torch, Python, sources hash>, said on stderr). The package's
+sources travel with it: csrc/ in a checkout, sltt_kernels/_csrc/ in an installed wheel.
+Only when that is impossible (no C++ compiler, no sources, SLTT_KERNELS_NO_JIT=1) or fails is
+the problem reported once, as a warning, and the package falls back to the other backends.
+
+Switches: SLTT_KERNELS_DISABLE_EXTENSION=1 (no compiled ops at all), SLTT_KERNELS_NO_JIT=1 (no
+just-in-time build), SLTT_KERNELS_JIT=1 (allow a new build inside a running test too, where it
+is off so that a test never starts a long build by accident; a cached one is used there too), SLTT_KERNELS_CACHE=DIR (the cache folder).
+
+setup.py and benchmarks/device_wheel.py load this file on its own (not as part of the package)
+for `source_files`, `sources_hash` and `cuda_build_decision`: keep it free of relative imports,
+and torch imported inside the functions that need it (the wheel check runs without importing it).
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import json
 import os
+import shutil
+import sys
+import time
 import warnings
 
-import torch
-
 BUILD_COMMAND = "pip install --no-build-isolation .  (from a checkout, with torch installed)"
+CUDA_HINT = "needs a CUDA build of torch and nvcc with the CUDA headers"
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
 _state = {"loaded": False, "module": None, "reason": None, "info": None}
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+# ---- the sources and the build decisions, shared with setup.py -------------------------------
+
+def source_dir(package_dir: str = _HERE):
+    """The C++/CUDA sources: sltt_kernels/_csrc in an installed wheel, csrc/ beside the package in
+    a checkout; None when neither is there."""
+    for d in (os.path.join(package_dir, "_csrc"), os.path.join(os.path.dirname(package_dir), "csrc")):
+        if os.path.isfile(os.path.join(d, "ops.cpp")):
+            return d
+    return None
+
+
+def source_files(csrc: str, with_cuda: bool = False) -> list:
+    """The files setup.py compiles, in its order: ops.cpp, cpu/*.cpp, then (CUDA) cuda/*.cu, cuda/*.cpp."""
+    files = [os.path.join(csrc, "ops.cpp")] + sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
+    if with_cuda:
+        files += sorted(glob.glob(os.path.join(csrc, "cuda", "*.cu")) + glob.glob(os.path.join(csrc, "cuda", "*.cpp")))
+    return files
+
+
+def sources_hash(csrc: str) -> str:
+    """sha256 over every source and header under csrc (relative path and content), hex."""
+    h = hashlib.sha256()
+    files = []
+    for pattern in ("*.h", "*.cpp", "*.cu", "*.cuh"):
+        files += glob.glob(os.path.join(csrc, "**", pattern), recursive=True)
+    for path in sorted(files, key=lambda p: os.path.relpath(p, csrc).replace(os.sep, "/")):
+        h.update(os.path.relpath(path, csrc).replace(os.sep, "/").encode() + b"\0")
+        with open(path, "rb") as f:
+            h.update(f.read())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def cuda_build_decision(csrc: str, no_cuda: bool = False):
+    """(with_cuda, why_not): whether the CUDA ops can be built here, and if not the actual reason."""
+    import torch
+    from torch.utils import cpp_extension
+
+    if no_cuda:
+        return False, "SLTT_KERNELS_NO_CUDA is set"
+    if torch.version.cuda is None:
+        return False, f"torch {torch.__version__} is not a CUDA build"
+    home = cpp_extension.CUDA_HOME
+    if home is None:
+        return False, "nvcc was not found (put it on PATH or set CUDA_HOME)"
+    if not os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
+        return False, f"CUDA_HOME={home} has no include/cuda_runtime.h (point CUDA_HOME at the CUDA toolkit)"
+    if not source_files(csrc, True)[len(source_files(csrc)):]:
+        return False, "there are no CUDA sources"
+    return True, None
+
+
+def compile_flags():
+    """(cxx flags, link flags) of setup.py."""
+    cxx = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
+    link = []
+    if sys.platform.startswith("linux"):
+        # at::parallel_for runs on OpenMP in torch's Linux builds; without -fopenmp it is serial.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
+    return cxx, link
+
+
+NVCC_FLAGS = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
 def build_info_path() -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build_info.json")
+    return os.path.join(_HERE, "_build_info.json")
 
 
 def _read_build_info():
@@ -36,8 +130,10 @@ def load(force: bool = False):
     """Loads sltt_kernels._C once; returns the module, or None with `unavailable_reason()` set."""
     if _state["loaded"] and not force:
         return _state["module"]
+    import torch
+
     _state.update(loaded=True, module=None, reason=None, info=None)
-    if os.environ.get("SLTT_KERNELS_DISABLE_EXTENSION", "") not in ("", "0"):
+    if _flag("SLTT_KERNELS_DISABLE_EXTENSION"):
         _state["reason"] = "disabled by SLTT_KERNELS_DISABLE_EXTENSION"
         return None
     try:
@@ -45,29 +141,115 @@ def load(force: bool = False):
     except (OSError, ValueError) as e:
         info = {"error": str(e)}
     if info is None:
-        _state["reason"] = f"the compiled extension is not built (build it with: {BUILD_COMMAND})"
-        return None
-    _state["info"] = info
-    built_for = info.get("torch")
-    if built_for != torch.__version__:
-        _state["reason"] = (
-            f"the compiled extension was built for torch {built_for} but torch {torch.__version__} is running; "
-            f"rebuild it with: {BUILD_COMMAND}"
-        )
+        problem, warn = f"the compiled extension is not built (build it with: {BUILD_COMMAND})", False
+    elif info.get("torch") != torch.__version__:
+        problem, warn = (f"the compiled extension was built for torch {info.get('torch')} but torch "
+                         f"{torch.__version__} is running; rebuild it with: {BUILD_COMMAND}"), True
+    else:
+        try:
+            module = importlib.import_module("sltt_kernels._C")
+        except (ImportError, OSError) as e:
+            problem, warn = f"the compiled extension failed to load ({e}); rebuild it with: {BUILD_COMMAND}", True
+        else:
+            _state.update(module=module, info=info)
+            return module
+    module, jit_info, jit_problem = _jit_load()
+    if module is not None:
+        _state.update(module=module, info=jit_info)
+        return module
+    _state["info"] = info if info is not None and "error" not in info else None
+    _state["reason"] = problem + (f" ({jit_problem})" if jit_problem else "")
+    if warn or (jit_problem and jit_problem.startswith("the just-in-time build failed")):
         _warn(_state["reason"])
-        return None
-    try:
-        module = importlib.import_module("sltt_kernels._C")
-    except (ImportError, OSError) as e:
-        _state["reason"] = f"the compiled extension failed to load ({e}); rebuild it with: {BUILD_COMMAND}"
-        _warn(_state["reason"])
-        return None
-    _state["module"] = module
-    return module
+    return None
 
 
 def _warn(reason: str) -> None:
     warnings.warn(f"sltt_kernels: {reason}. Falling back to the other backends.", RuntimeWarning, stacklevel=3)
+
+
+def jit_decision():
+    """(csrc folder or None, why not): whether a just-in-time build may run here and now."""
+    if _flag("SLTT_KERNELS_NO_JIT"):
+        return None, "no just-in-time build: SLTT_KERNELS_NO_JIT is set"
+    csrc = source_dir()
+    if csrc is None:
+        return None, "no just-in-time build: the C++ sources are not shipped with this copy"
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        return None, f"no just-in-time build: no C++ compiler ({cxx}) on PATH"
+    from torch.utils import cpp_extension
+
+    if not cpp_extension.is_ninja_available():
+        return None, "no just-in-time build: it needs ninja (pip install ninja)"
+    return csrc, None
+
+
+def cache_root() -> str:
+    base = os.environ.get("SLTT_KERNELS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sltt_kernels")
+    return base
+
+
+def cache_key(csrc: str, with_cuda: bool) -> str:
+    """torch version, Python version, CUDA or not, and the sources' hash: one build each."""
+    import torch
+
+    torch_tag = torch.__version__.replace("+", "_")
+    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    return f"torch{torch_tag}-{py}-{'cuda' if with_cuda else 'cpu'}-{sources_hash(csrc)[:16]}"
+
+
+def _jit_load():
+    """(module, build info, None) after a cached or fresh just-in-time build, else (None, None, why)."""
+    csrc, why = jit_decision()
+    if csrc is None:
+        return None, None, why
+    import torch
+
+    with_cuda, why_not_cuda = cuda_build_decision(csrc, _flag("SLTT_KERNELS_NO_CUDA"))
+    directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
+    info_path = os.path.join(directory, "_build_info.json")
+    if not os.path.exists(info_path) and os.environ.get("PYTEST_CURRENT_TEST") and not _flag("SLTT_KERNELS_JIT"):
+        # a build already in the cache is used anywhere; a new one is never started inside a
+        # running test (one that reloads the extension, say), only at the start of a session
+        # (conftest importing the package) as at any first use
+        return None, None, "no just-in-time build inside a test unless SLTT_KERNELS_JIT=1"
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if not os.path.exists(info_path):
+            start = time.time()
+            print(f"sltt_kernels: compiling the {'CPU and CUDA' if with_cuda else 'CPU'} kernels for torch "
+                  f"{torch.__version__} (once, about a minute{' or more for CUDA' if with_cuda else ''}; "
+                  f"cached in {directory}) ...", file=sys.stderr, flush=True)
+        else:
+            start = None
+        from torch.utils import cpp_extension
+
+        cxx, link = compile_flags()
+        defines = ["-DSLTT_WITH_CUDA=1"] if with_cuda else []
+        path = cpp_extension.load(
+            name="_C", sources=source_files(csrc, with_cuda), build_directory=directory,
+            extra_cflags=cxx + defines, extra_cuda_cflags=NVCC_FLAGS + defines if with_cuda else None,
+            extra_ldflags=link, extra_include_paths=[csrc], with_cuda=with_cuda,
+            is_python_module=False, verbose=False)
+        spec = importlib.util.spec_from_file_location(
+            "sltt_kernels._C", path, loader=importlib.machinery.ExtensionFileLoader("sltt_kernels._C", path))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["sltt_kernels._C"] = module
+        info = dict(torch=torch.__version__, cuda=torch.version.cuda, with_cuda=with_cuda,
+                    why_not_cuda=why_not_cuda, cuda_arch_list=os.environ.get("TORCH_CUDA_ARCH_LIST"),
+                    python=f"{sys.version_info[0]}.{sys.version_info[1]}", sources_sha256=sources_hash(csrc),
+                    jit=True, path=path)
+        if start is not None:
+            with open(info_path, "w") as f:
+                json.dump(info, f, indent=1)
+            print(f"sltt_kernels: compiled in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+        return module, info, None
+    except Exception as e:  # a compiler error, a read-only cache, ...: report, never fail the import
+        first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
+        return None, None, f"the just-in-time build failed in {directory}: {first}"
 
 
 def available() -> bool:
@@ -81,6 +263,19 @@ def has_cuda_ops() -> bool:
 def unavailable_reason():
     load()
     return _state["reason"]
+
+
+def cuda_unavailable_reason():
+    """None when the CUDA ops are loaded, else the actual reason (recorded at build time)."""
+    if load() is None:
+        return _state["reason"]
+    info = _state["info"] or {}
+    if info.get("with_cuda"):
+        return None
+    why = info.get("why_not_cuda")
+    if why:
+        return f"the compiled extension was built without the CUDA ops: {why}"
+    return f"the compiled extension was built without the CUDA ops ({CUDA_HINT})"
 
 
 def build_info():

@@ -1,9 +1,10 @@
-"""The benchmark scripts run end to end (tiny sizes): the README's main command must work."""
+"""The benchmark scripts run end to end (tiny sizes), and their arguments are checked up front."""
 
 import os
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
@@ -22,7 +23,7 @@ def test_memory_time_runs_and_sltt_memory_is_flat(tmp_path, capsys):
     memory_time = _import("memory_time")
     rows = memory_time.main(["--T", "1", "2", "3", "--batch-size", "2", "--iters", "1", "--warmup", "0",
                              "--methods", "bptt", "sltt", "sltt-k", "--K", "1", "--device", "cpu",
-                             "--out", str(tmp_path), "--no-plot"])
+                             "--variants", "rect", "--threads", "1", "--out", str(tmp_path), "--no-plot"])
     out = capsys.readouterr().out
     assert "Table S2 layout" in out and "SLTT/BPTT mem" in out
     saved = {(r["T"], r["method"]): r["saved_MB"] for r in rows}
@@ -31,9 +32,122 @@ def test_memory_time_runs_and_sltt_memory_is_flat(tmp_path, capsys):
     assert (tmp_path / "memory_time_cpu.json").exists() and (tmp_path / "memory_time_cpu.csv").exists()
 
 
-def test_kernels_benchmark_runs(tmp_path, capsys):
+def test_memory_time_variants_are_the_paper_neuron_and_rect():
+    memory_time = _import("memory_time")
+    by_name = {v.name: v for v in memory_time.variants()}
+    assert {"paper", "rect"} <= set(by_name)
+    paper = memory_time.neuron_factory("sltt", "reference", by_name["paper"])()
+    rect = memory_time.neuron_factory("bptt", "reference", by_name["rect"])()
+    assert (paper.tau, paper.v_reset, paper.decay_input) == (1.1, None, False)
+    assert type(paper.surrogate_function).__name__ == "Triangle"
+    assert type(rect.surrogate_function).__name__ == "Rect" and rect.tau == 1.1
+
+
+def test_memory_time_one_T_plots_bars(tmp_path):
+    pytest.importorskip("matplotlib")
+    memory_time = _import("memory_time")
+    memory_time.main(["--T", "2", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--methods", "sltt",
+                      "--variants", "rect", "--threads", "1", "--device", "cpu", "--out", str(tmp_path)])
+    assert (tmp_path / "memory_time_cpu.png").stat().st_size > 0
+
+
+BAD_ARGS = [
+    (["--T", "0"], "--T"),
+    (["--T", "-1"], "--T"),
+    (["--T", "2", "0"], "--T"),
+    (["--iters", "0"], "--iters"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--warmup", "-1"], "--warmup"),
+    (["--backend", "bogus"], "--backend"),
+    (["--T", "2", "--K", "3"], "--K"),
+    (["--variants", "nope"], "--variants"),
+    (["--threads", "0"], "--threads"),
+]
+
+
+@pytest.mark.parametrize("argv,flag", BAD_ARGS, ids=[" ".join(a) for a, _ in BAD_ARGS])
+def test_memory_time_rejects_bad_arguments_before_any_work(argv, flag, monkeypatch, capsys, tmp_path):
+    memory_time = _import("memory_time")
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(memory_time, "load_batches", no_work)
+    monkeypatch.setattr(memory_time, "run_method", no_work)
+    with pytest.raises(SystemExit) as e:
+        memory_time.main(argv + ["--device", "cpu", "--out", str(tmp_path), "--no-plot"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err.split("error:", 1)[1], err
+
+
+def test_memory_time_out_naming_a_file_is_an_error_up_front(tmp_path, monkeypatch, capsys):
+    memory_time = _import("memory_time")
+    monkeypatch.setattr(memory_time, "load_batches", lambda *a, **k: pytest.fail("work started"))
+    target = tmp_path / "a_file"
+    target.write_text("")
+    with pytest.raises(SystemExit):
+        memory_time.main(["--device", "cpu", "--out", str(target)])
+    assert "--out" in capsys.readouterr().err
+
+
+def test_memory_time_one_T_with_sltt_only_ignores_K(tmp_path):
+    memory_time = _import("memory_time")
+    rows = memory_time.main(["--T", "1", "--methods", "sltt", "--batch-size", "1", "--iters", "1", "--warmup", "0",
+                             "--variants", "rect", "--threads", "1", "--device", "cpu", "--out", str(tmp_path),
+                             "--no-plot"])
+    assert [r["method"] for r in rows] == ["sltt"]
+
+
+def test_memory_time_unavailable_backend_is_an_error_up_front(tmp_path, monkeypatch, capsys):
+    memory_time = _import("memory_time")
+    monkeypatch.setattr(memory_time, "load_batches", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit):
+        memory_time.main(["--device", "cpu", "--backend", "cuda", "--out", str(tmp_path)])
+    assert "--backend" in capsys.readouterr().err
+
+
+def test_kernels_benchmark_runs_with_the_compiled_peer_in_both_modes(tmp_path, capsys):
     kernels = _import("kernels")
+    # backend 'eager': Dynamo traces the plain loop (the custom Function included) without
+    # generating code, so that the test stays fast; the benchmark itself uses inductor.
     rows = kernels.main(["--device", "cpu", "--T", "2", "--N", "4K", "--repeats", "1", "--warmup", "0",
-                         "--backends", "reference", "--out", str(tmp_path), "--no-plot"])
-    assert rows and rows[0]["backend"] == "reference"
-    assert "fwd+bwd ms" in capsys.readouterr().out
+                         "--backends", "reference", "compiled", "--compile-backend", "eager",
+                         "--out", str(tmp_path), "--no-plot"])
+    got = {(r["mode"], r["backend"]) for r in rows}
+    assert got == {("train", "reference"), ("train", "compiled"), ("infer", "reference"), ("infer", "compiled")}
+    for r in rows:
+        assert r["speedup_vs_compiled"] == pytest.approx(
+            next(c for c in rows if c["mode"] == r["mode"] and c["backend"] == "compiled")["total_ms"] / r["total_ms"])
+    infer = [r for r in rows if r["mode"] == "infer"]
+    assert all(r["bwd_ms"] is None for r in infer)
+    out = capsys.readouterr().out
+    assert "x compiled" in out and "infer" in out
+
+
+def test_kernels_inference_flag_runs_forward_only(tmp_path):
+    kernels = _import("kernels")
+    rows = kernels.main(["--device", "cpu", "--T", "2", "--N", "1K", "--repeats", "1", "--warmup", "0",
+                         "--backends", "reference", "--inference", "--out", str(tmp_path), "--no-plot"])
+    assert [r["mode"] for r in rows] == ["infer"]
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+@pytest.mark.parametrize("grad", ["bptt", "sltt"])
+@pytest.mark.parametrize("surrogate", ["rect", "triangle", "sigmoid"])
+def test_plain_lif_loop_matches_the_reference(reset, grad, surrogate):
+    plain_lif = _import("plain_lif")
+    import sltt_kernels
+
+    kw = dict(tau=2.0, v_threshold=1.0, v_reset=None if reset == "soft" else 0.0, decay_input=False,
+              detach_reset=reset == "hard", surrogate=surrogate, grad=grad)
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(5, 300, generator=gen, dtype=torch.float64) * 1.5 + 0.9).requires_grad_(True)
+    g = torch.randn(5, 300, generator=gen, dtype=torch.float64)
+    param = sltt_kernels.surrogate.resolve(surrogate).param
+    s1, v1 = plain_lif.make_lif_loop(surrogate_param=param, **kw)(x)
+    s2, v2 = sltt_kernels.reference.lif_multistep(x, **kw)
+    assert torch.equal(s1, s2) and torch.allclose(v1, v2)
+    (g1,) = torch.autograd.grad(s1, x, g)
+    (g2,) = torch.autograd.grad(s2, x, g)
+    assert torch.allclose(g1, g2)

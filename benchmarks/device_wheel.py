@@ -1,0 +1,129 @@
+"""Does a prebuilt sltt_kernels wheel fit this machine, and installing it into the checkout.
+
+    python benchmarks/device_wheel.py match DIR      # prints the matching wheel, or why none (exit 1)
+    python benchmarks/device_wheel.py install WHEEL  # puts its _C*.so and _build_info.json into sltt_kernels/
+
+A wheel fits when its tag names this Python (cp312) and the _build_info.json inside it records
+this torch (version string, CUDA included), this Python, the CUDA ops (with --require-cuda) and
+the same sources hash as the checkout's csrc/: a wheel of older sources is not used.
+`install` copies only the compiled files into the checkout, so that the tests and benchmarks run
+this checkout's Python code with the prebuilt kernels (as `setup.py build_ext --inplace` would).
+Imports neither torch nor the package (whose import would look for the extension): it runs in
+well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import sys
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ext():
+    spec = importlib.util.spec_from_file_location("_sltt_ext_for_wheels", os.path.join(ROOT, "sltt_kernels", "_ext.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def wheel_build_info(path: str):
+    with zipfile.ZipFile(path) as z:
+        try:
+            return json.loads(z.read("sltt_kernels/_build_info.json"))
+        except KeyError:
+            return None
+
+
+def why_not(path: str, torch_version: str, python: str, sources: str, require_cuda: bool):
+    """None when the wheel fits, else the first reason it does not."""
+    name = os.path.basename(path)
+    parts = name[:-4].split("-") if name.endswith(".whl") else []
+    if len(parts) < 5 or not parts[0].replace("-", "_") == "sltt_kernels":
+        return f"{name}: not an sltt_kernels wheel"
+    tag = "cp" + python.replace(".", "")
+    if parts[-3] != tag:
+        return f"{name}: built for {parts[-3]}, this is {tag}"
+    info = wheel_build_info(path)
+    if info is None:
+        return f"{name}: no sltt_kernels/_build_info.json inside"
+    if info.get("torch") != torch_version:
+        return f"{name}: built for torch {info.get('torch')}, this is torch {torch_version}"
+    if info.get("python") not in (None, python):
+        return f"{name}: built for Python {info.get('python')}, this is {python}"
+    if require_cuda and not info.get("with_cuda"):
+        return f"{name}: built without the CUDA ops ({info.get('why_not_cuda')})"
+    if info.get("sources_sha256") != sources:
+        return f"{name}: built from other sources than this checkout's csrc/"
+    return None
+
+
+def torch_version() -> str:
+    """torch.__version__ read from torch/version.py, without importing torch (seconds saved)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return "none"
+    scope = {}
+    with open(os.path.join(list(spec.submodule_search_locations)[0], "version.py")) as f:
+        exec(compile(f.read(), "torch/version.py", "exec"), scope)
+    return scope["__version__"]
+
+
+def find_match(directory: str, require_cuda: bool = True):
+    """(wheel path or None, [reasons for the others])."""
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    sources = _ext().sources_hash(os.path.join(ROOT, "csrc"))
+    reasons = []
+    for path in sorted(glob.glob(os.path.join(directory, "sltt_kernels-*.whl"))):
+        why = why_not(path, torch_version(), python, sources, require_cuda)
+        if why is None:
+            return path, reasons
+        reasons.append(why)
+    if not reasons:
+        reasons.append(f"no sltt_kernels wheel in {directory}")
+    return None, reasons
+
+
+def install(path: str, target: str = os.path.join(ROOT, "sltt_kernels")) -> list:
+    """Extracts the compiled files of the wheel into the checkout's sltt_kernels/; returns them."""
+    done = []
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            base = os.path.basename(name)
+            if os.path.dirname(name) == "sltt_kernels" and (base.startswith("_C") and base.endswith(".so")
+                                                            or base == "_build_info.json"):
+                with open(os.path.join(target, base), "wb") as f:
+                    f.write(z.read(name))
+                done.append(os.path.join(target, base))
+    return done
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("match")
+    m.add_argument("directory")
+    m.add_argument("--cpu-ok", action="store_true", help="accept a wheel without the CUDA ops")
+    i = sub.add_parser("install")
+    i.add_argument("wheel")
+    args = p.parse_args(argv)
+    if args.cmd == "match":
+        path, reasons = find_match(args.directory, require_cuda=not args.cpu_ok)
+        for r in reasons:
+            print(f"# not used: {r}", file=sys.stderr)
+        if path is None:
+            return 1
+        print(path)
+        return 0
+    files = install(args.wheel)
+    print("installed " + ", ".join(os.path.relpath(f, ROOT) for f in files))
+    return 0 if any(f.endswith(".so") for f in files) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
