@@ -101,7 +101,8 @@ setup(
     package_dir={"sltt_kernels._csrc": CSRC},
     package_data={
         "sltt_kernels": ["_build_info.json"],
-        "sltt_kernels._csrc": ["*.h", "*.cpp", "cpu/*.h", "cpu/*.cpp", "cuda/*.h", "cuda/*.cpp", "cuda/*.cu"],
+        "sltt_kernels._csrc": ["*.h", "*.cpp", "neurons/*.h", "cpu/*.h", "cpu/*.cpp", "cuda/*.h", "cuda/*.cpp",
+                               "cuda/*.cu"],
     },
     ext_modules=[ext],
     cmdclass={"build_ext": _build_ext_class(with_cuda, meta)},

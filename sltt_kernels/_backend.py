@@ -32,10 +32,8 @@ def check_backend_name(backend) -> str:
 def available_backends() -> dict:
     """{backend: None if usable, else the reason it is not}."""
     ext_reason = _ext.unavailable_reason()
-    cuda_reason = ext_reason
-    if cuda_reason is None and not _ext.has_cuda_ops():
-        cuda_reason = "the compiled extension was built without the CUDA ops (needs a CUDA build of torch and nvcc)"
-    elif cuda_reason is None and not torch.cuda.is_available():
+    cuda_reason = _ext.cuda_unavailable_reason()  # the reason recorded when the extension was built
+    if cuda_reason is None and not torch.cuda.is_available():
         cuda_reason = "the CUDA ops are built, but torch sees no CUDA GPU"
     return {"reference": None, "cpu": ext_reason, "cuda": cuda_reason, "triton": _triton_reason()}
 

@@ -43,6 +43,7 @@ def test_import_without_extension_falls_back_to_reference():
 def test_mismatched_torch_version_warns_once_and_falls_back(monkeypatch):
     real = _ext._read_build_info
     monkeypatch.setattr(_ext, "_read_build_info", lambda: dict(real(), torch="1.0.0+other"))
+    monkeypatch.setenv("SLTT_KERNELS_NO_JIT", "1")  # the fallback itself, not the just-in-time rebuild
     try:
         with pytest.warns(RuntimeWarning, match="built for torch 1.0.0"):
             assert _ext.load(force=True) is None
@@ -52,6 +53,7 @@ def test_mismatched_torch_version_warns_once_and_falls_back(monkeypatch):
             assert _ext.load() is None
     finally:
         monkeypatch.setattr(_ext, "_read_build_info", real)
+        monkeypatch.delenv("SLTT_KERNELS_NO_JIT")
         assert _ext.load(force=True) is not None
 
 
@@ -63,6 +65,8 @@ def test_unloadable_library_is_reported_not_fatal(monkeypatch):
         raise ImportError("undefined symbol: _ZN3c10fake")
 
     monkeypatch.setattr(importlib, "import_module", broken)
+    monkeypatch.setenv("SLTT_KERNELS_NO_JIT", "1")  # the report itself, not the just-in-time rebuild
+    monkeypatch.setattr(_ext, "_read_build_info", lambda: {"torch": torch.__version__, "with_cuda": False})
     try:
         with pytest.warns(RuntimeWarning, match="undefined symbol"):
             assert _ext.load(force=True) is None
