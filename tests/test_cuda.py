@@ -7,7 +7,7 @@ import torch
 import sltt_kernels
 from sltt_kernels import reference
 
-from helpers import ALL_CONFIG_IDS, ALL_CONFIGS, HAVE_EXT, config_of, make_v0, make_x, safe_neurons, unpack_bits
+from helpers import ALL_CONFIG_IDS, ALL_CONFIGS, HAVE_EXT, backend_op, config_of, make_v0, make_x, safe_neurons, unpack_bits
 
 HAVE_CUDA_OPS = torch.cuda.is_available() and sltt_kernels.available_backends()["cuda"] is None
 pytestmark = pytest.mark.skipif(
@@ -66,17 +66,21 @@ def test_current_stream_and_device_guard():
     not torch.cuda.is_available() or torch.cuda.mem_get_info()[0] < 24 * 2**30,
     reason="needs a GPU with 24 GiB free",
 )
-def test_more_than_2_pow_31_elements_bf16():
-    """T * N above 2^31: 64-bit index arithmetic. Checks the neurons at both ends and the mask."""
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_more_than_2_pow_31_elements_bf16(backend):
+    """T * N above 2^31: 64-bit index arithmetic, in the CUDA and the Triton kernels. Checks the
+    neurons at both ends and the mask."""
+    if sltt_kernels.available_backends()[backend] is not None:
+        pytest.skip(f"backend {backend!r}: {sltt_kernels.available_backends()[backend]}")
     T, N = 3, (1 << 31) // 3 + 4097  # T*N > 2^31, N odd with respect to 32
     assert T * N > 2**31
     kw = dict(tau=2.0, v_reset=None, decay_input=False, surrogate="rect", grad="bptt")
     cfg = config_of(kw)
     g = torch.Generator(device="cuda").manual_seed(0)
     x = (torch.randn(T, N, device="cuda", generator=g) * 1.5 + 0.9).to(torch.bfloat16)
-    spikes, v_last, saved = torch.ops.sltt_kernels.lif_multistep_fwd(x, None, None, *cfg.args("sg"))
+    spikes, v_last, saved = backend_op(backend, "lif_multistep_fwd")(x, None, None, *cfg.args("sg"))
     gs = torch.ones(T, N, device="cuda", dtype=torch.bfloat16)
-    gx, _, _ = torch.ops.sltt_kernels.lif_multistep_bwd(gs, None, saved, None, *cfg.args("sg"))
+    gx, _, _ = backend_op(backend, "lif_multistep_bwd")(gs, None, saved, None, *cfg.args("sg"))
     c0 = ((N - 4096) // 32) * 32  # the tail starts on a mask-word boundary
     for cols in (slice(0, 4096), slice(c0, N)):
         xs = x[:, cols].double().cpu()
