@@ -10,47 +10,43 @@ namespace sltt {
 template <Neuron NM>
 struct NeuronModel;
 
-// Resets shared by the models that reset at the step that fires (LIF, IF).
-template <Reset R, typename S>
-LIF_HD S reset_now(const LIFParams<S>& p, S h, bool spike) {
-  if (R == Reset::Soft) return spike ? h - p.theta : h;
-  return spike ? p.v_r : h;  // a select: exact, and v_r even for an infinite h
-}
-
-// dv[t]/dh[t] through such a reset.
-template <Reset R, bool Detach, typename S>
-LIF_HD S reset_now_dv_dh(const LIFParams<S>& p, S h, bool spike, S sg) {
-  if (R == Reset::Soft) {
-    if (Detach) return S(1);
-    return lif_fma(-p.theta, sg, S(1));
-  }
-  const S keep = spike ? S(0) : S(1);
-  if (Detach) return keep;
-  return lif_fma(-(h - p.v_r), sg, keep);
-}
-
-template <>
-struct NeuronModel<Neuron::LIF> {
-  // h = v_r + lam (v - v_r) + c x, as fma(lam, v - v_r, fma(c, x, v_r)): one fixed order that
-  // every backend uses, so h, the spikes and the masks agree bit for bit.
-  template <Reset R, typename S>
-  static LIF_HD S charge(const LIFParams<S>& p, S v, S x) {
-    return lif_fma(p.lam, v - p.v_r, lif_fma(p.c, x, p.v_r));
-  }
+// What the models that reset at the step that fires (LIF, IF) share: fire on h >= theta, reset
+// now, and the derivative through that reset. They differ in the charge and its derivatives.
+struct ResetNowModel {
   template <typename S>
   static LIF_HD bool fire(const LIFParams<S>& p, S h) { return h >= p.theta; }
   // the same decision from d = h - theta (h >= theta exactly when h - theta >= 0)
   template <typename S>
   static LIF_HD bool fire_d(S d) { return d >= S(0); }
   template <Reset R, typename S>
-  static LIF_HD S reset(const LIFParams<S>& p, S h, bool spike) { return reset_now<R>(p, h, spike); }
+  static LIF_HD S reset(const LIFParams<S>& p, S h, bool spike) {
+    if (R == Reset::Soft) return spike ? h - p.theta : h;
+    return spike ? p.v_r : h;  // a select: exact, and v_r even for an infinite h
+  }
+  // dv[t]/dh[t] through the reset.
   template <Reset R, bool Detach, typename S>
   static LIF_HD S dv_dh(const LIFParams<S>& p, S h, bool spike, S sg) {
-    return reset_now_dv_dh<R, Detach>(p, h, spike, sg);
+    if (R == Reset::Soft) {
+      if (Detach) return S(1);
+      return lif_fma(-p.theta, sg, S(1));
+    }
+    const S keep = spike ? S(0) : S(1);
+    if (Detach) return keep;
+    return lif_fma(-(h - p.v_r), sg, keep);
   }
   // The flag a charge reads from the previous state (none here).
   template <typename S>
   static LIF_HD bool reset_flag(const LIFParams<S>&, S) { return false; }
+};
+
+template <>
+struct NeuronModel<Neuron::LIF> : ResetNowModel {
+  // h = v_r + lam (v - v_r) + c x, as fma(lam, v - v_r, fma(c, x, v_r)): one fixed order that
+  // every backend uses, so h, the spikes and the masks agree bit for bit.
+  template <Reset R, typename S>
+  static LIF_HD S charge(const LIFParams<S>& p, S v, S x) {
+    return lif_fma(p.lam, v - p.v_r, lif_fma(p.c, x, p.v_r));
+  }
   // dh[t]/dv[t-1].
   template <Reset R, typename S>
   static LIF_HD S dcharge_dv(const LIFParams<S>& p, bool) { return p.lam; }

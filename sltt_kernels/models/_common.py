@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import nn as snn
 from ..nn import PaperLIFNode, ScaledWSConv2d, set_step_mode
+from ..nn.layers import Scale  # noqa: F401  (a layer, so it lives in nn; the models use it from here)
 
 NeuronFactory = Callable[[], nn.Module]
 
@@ -29,23 +30,6 @@ def neuron_or_default(neuron: Optional[NeuronFactory]) -> NeuronFactory:
     return default_neuron if neuron is None else neuron
 
 
-class Scale(nn.Module):
-    """Multiplies by a constant (no parameter): x * scale, any shape, either step mode.
-
-    Example:
-        >>> Scale(2.74)(torch.ones(2, 3)).max().item()
-        2.74
-    """
-
-    def __init__(self, scale: float):
-        super().__init__()
-        self.scale = float(scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
-
-    def extra_repr(self) -> str:
-        return f"scale={self.scale}"
 
 
 class PaperWSConv2d(ScaledWSConv2d):

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-__all__ = ["FoldTime", "StepBatchNorm2d", "ScaledWSConv2d", "TimeDropout"]
+__all__ = ["FoldTime", "StepBatchNorm2d", "ScaledWSConv2d", "TimeDropout", "Scale"]
 
 
 class FoldTime(nn.Module):
@@ -122,3 +122,22 @@ class TimeDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, step_mode={self.step_mode!r}"
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant (no parameter): x * scale, any shape, either step mode.
+
+    Example:
+        >>> Scale(2.74)(torch.ones(2, 3)).max().item()
+        2.74
+    """
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"

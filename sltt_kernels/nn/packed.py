@@ -35,7 +35,7 @@ from torch import nn
 
 from .. import _registration
 from .._backend import select_backend
-from .layers import FoldTime, TimeDropout
+from .layers import FoldTime, Scale, TimeDropout
 from .neurons import BaseNode
 
 __all__ = [
@@ -469,7 +469,6 @@ def _spike_source_kind(m: nn.Module) -> Optional[str]:
 
 def _preserves(m: nn.Module) -> bool:
     """Modules whose output is two-valued when their input is (up to the scale)."""
-    from ..models._common import Scale
 
     keep = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, TimeDropout,
             nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
