@@ -51,7 +51,6 @@ def _extension():
             "sltt_kernels._C",
             sources + cuda_sources,
             include_dirs=[os.path.join(ROOT, CSRC)],
-            define_macros=[("SLTT_WITH_CUDA", "1")],
             extra_compile_args={"cxx": cxx, "nvcc": list(ext.NVCC_FLAGS)},
             extra_link_args=link,
         ), True, meta

@@ -227,10 +227,9 @@ def _jit_load():
         from torch.utils import cpp_extension
 
         cxx, link = compile_flags()
-        defines = ["-DSLTT_WITH_CUDA=1"] if with_cuda else []
         path = cpp_extension.load(
             name="_C", sources=source_files(csrc, with_cuda), build_directory=directory,
-            extra_cflags=cxx + defines, extra_cuda_cflags=NVCC_FLAGS + defines if with_cuda else None,
+            extra_cflags=cxx, extra_cuda_cflags=NVCC_FLAGS if with_cuda else None,
             extra_ldflags=link, extra_include_paths=[csrc], with_cuda=with_cuda,
             is_python_module=False, verbose=False)
         spec = importlib.util.spec_from_file_location(

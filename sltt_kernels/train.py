@@ -323,121 +323,151 @@ def _load_pretrained(net, path, device):
         raise CheckpointError(f"--pretrained {path} does not fit --model: {e}") from e
 
 
+def _device(args) -> torch.device:
+    if args.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(args.device)
+
+
+def _setup(args, device):
+    """The model, optimizer, schedule, loss scaler and loss of a run (fresh or resumed)."""
+    info = DATASETS[args.dataset]
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    net = build_model(args, info, device)
+    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
+    amp_dtype = torch.float16 if args.amp_dtype == "fp16" else torch.bfloat16
+    # fp16 needs loss scaling (the official amp.GradScaler); bf16 has float32's range
+    scaler = torch.amp.GradScaler(device.type) if (amp and amp_dtype == torch.float16) else None
+    return net, opt, sched, scaler, (amp_dtype if amp else None), make_loss(args.loss_lambda, args.mse_target)
+
+
+def _restore(args, device, ck, used, notes, net, opt, sched, scaler):
+    """Loads a checkpoint into the run (or pretrained weights); returns (start epoch, history)."""
+    if ck is None:
+        if args.pretrained:
+            try:
+                _load_pretrained(net, args.pretrained, device)
+            except CheckpointError as e:
+                raise SystemExit(f"sltt-train: {e}")
+            print(f"model weights from {args.pretrained}")
+        return 0, []
+    try:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise SystemExit(f"sltt-train: {used} does not fit this model/optimizer: {e}")
+    start_epoch, history = ck["epoch"], list(ck["history"])
+    if sched.T_max != args.epochs:  # --epochs changed: the schedule for the new length
+        sched.T_max = args.epochs
+        for group in opt.param_groups:
+            group["lr"] = _cosine_lr(group["initial_lr"], start_epoch, args.epochs)
+        sched._last_lr = [g["lr"] for g in opt.param_groups]
+    if scaler is not None and ck.get("scaler"):
+        scaler.load_state_dict(ck["scaler"])
+    torch.set_rng_state(ck["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in ck:
+        torch.cuda.set_rng_state(ck["cuda_rng"], device)
+    print(f"resumed from {used} after epoch {start_epoch}")
+    for n in notes:
+        print(f"sltt-train: {n}")
+    return start_epoch, history
+
+
+def train_one_epoch(net, opt, train_ds, args, device, epoch, step_rng, autocast_dtype, scaler, loss_fn):
+    """One epoch of the chosen method; returns (mean loss, train top-1 accuracy)."""
+    info = DATASETS[args.dataset]
+    step_rng.seed(args.seed * 1000 + epoch)  # SLTT-K's draws, reproducible per epoch
+    loss_sum = correct = seen = 0
+    loader = _loader(train_ds, args, True, epoch)
+    for i, (x, y) in enumerate(loader):
+        x, y = x.to(device), torch.as_tensor(y).to(device)
+        if info.sequence:
+            x = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
+        kw = dict(sequence=info.sequence, autocast_dtype=autocast_dtype, scaler=scaler, loss_fn=loss_fn)
+        if args.method == "bptt":
+            res = bptt_step(net, opt, x, y, args.T, **kw)
+        else:
+            res = sltt_step(net, opt, x, y, args.T, K=args.K if args.method == "sltt-k" else None,
+                            generator=step_rng, **kw)
+        loss_sum += res.loss * len(y)
+        correct += topk_correct(res.output, y, 1)
+        seen += len(y)
+        _progress(i + 1, len(loader), f"epoch {epoch + 1}/{args.epochs}", not args.no_progress)
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def _checkpoint(args, device, net, opt, sched, scaler, epoch, history, path):
+    saved_args = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
+    ck = dict(model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+              torch_rng=torch.get_rng_state(), epoch=epoch, history=history, args=saved_args)
+    if scaler is not None:
+        ck["scaler"] = scaler.state_dict()
+    if device.type == "cuda":
+        ck["cuda_rng"] = torch.cuda.get_rng_state(device)
+    _save_checkpoint(ck, path)
+
+
+def _write_summary(args, device, history, wall_s):
+    summary = dict(dataset=args.dataset, model=args.model, method=args.method, recipe=args.recipe, T=args.T,
+                   K=args.K if args.method == "sltt-k" else None, epochs_done=len(history), epochs=args.epochs,
+                   final_test_acc=history[-1]["test_acc"] if history else None,
+                   final_test_top5=history[-1]["test_top5"] if history else None,
+                   best_test_acc=max((h["test_acc"] for h in history), default=None),
+                   wall_s=wall_s, device=device.type, torch=torch.__version__, history=history)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"summary: {os.path.join(args.out, 'summary.json')}  final test accuracy "
+          f"{100 * (summary['final_test_acc'] or 0):.2f}%")
+    return summary
+
+
 def main(argv=None):
     args = parse_args(argv)
-    device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = _device(args)
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
-    ck, notes = None, []
+    ck, used, notes = None, None, []
     if args.resume:
         try:
             ck, used = _load_resume_checkpoint(ckpt_path, device)
             notes = reconcile_resume(args, ck["args"])
         except (CheckpointError, ValueError) as e:
             raise SystemExit(f"sltt-train: {e}")
-    amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
-    amp_dtype = torch.float16 if args.amp_dtype == "fp16" else torch.bfloat16
-    info = DATASETS[args.dataset]
     try:
         train_ds = load_dataset(args.dataset, args.data_dir, train=True, T=args.T, image_size=args.image_size)
         test_ds = load_dataset(args.dataset, args.data_dir, train=False, T=args.T, image_size=args.image_size)
     except DataError as e:
         raise SystemExit(f"sltt-train: {e}")
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    net = build_model(args, info, device)
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    # fp16 needs loss scaling (the official amp.GradScaler); bf16 has float32's range
-    scaler = torch.amp.GradScaler(device.type) if (amp and amp_dtype == torch.float16) else None
-    loss_fn = make_loss(args.loss_lambda, args.mse_target)
-    start_epoch, history = 0, []
-    if ck is not None:
-        try:
-            net.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise SystemExit(f"sltt-train: {used} does not fit this model/optimizer: {e}")
-        start_epoch, history = ck["epoch"], list(ck["history"])
-        if sched.T_max != args.epochs:  # --epochs changed: the schedule for the new length
-            sched.T_max = args.epochs
-            for group in opt.param_groups:
-                group["lr"] = _cosine_lr(group["initial_lr"], start_epoch, args.epochs)
-            sched._last_lr = [g["lr"] for g in opt.param_groups]
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        torch.set_rng_state(ck["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in ck:
-            torch.cuda.set_rng_state(ck["cuda_rng"], device)
-        print(f"resumed from {used} after epoch {start_epoch}")
-        for n in notes:
-            print(f"sltt-train: {n}")
-    elif args.pretrained:
-        try:
-            _load_pretrained(net, args.pretrained, device)
-        except CheckpointError as e:
-            raise SystemExit(f"sltt-train: {e}")
-        print(f"model weights from {args.pretrained}")
+    net, opt, sched, scaler, autocast_dtype, loss_fn = _setup(args, device)
+    start_epoch, history = _restore(args, device, ck, used, notes, net, opt, sched, scaler)
     print(f"sltt-train: {args.method}{f' K={args.K}' if args.method == 'sltt-k' else ''} T={args.T} "
           f"{args.model} on {args.dataset} ({len(train_ds)} train / {len(test_ds)} test), recipe {args.recipe}, "
           f"{args.epochs} epochs, lr {args.lr} batch {args.batch_size} wd {args.weight_decay}, tau {args.tau} "
           f"{args.surrogate}, dropout {args.dropout}, loss lambda {args.loss_lambda} ({args.mse_target}), "
-          f"{device.type}{f' {args.amp_dtype} autocast' if amp else ''}")
+          f"{device.type}{f' {args.amp_dtype} autocast' if autocast_dtype is not None else ''}")
     step_rng = random.Random()
     t_start = time.time()
     end = args.epochs if args.stop_after is None else min(args.epochs, start_epoch + args.stop_after)
     for epoch in range(start_epoch, end):
-        step_rng.seed(args.seed * 1000 + epoch)  # SLTT-K's draws, reproducible per epoch
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.time()
-        loss_sum = correct = seen = 0
-        loader = _loader(train_ds, args, True, epoch)
-        for i, (x, y) in enumerate(loader):
-            x, y = x.to(device), torch.as_tensor(y).to(device)
-            if info.sequence:
-                x = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
-            kw = dict(sequence=info.sequence, autocast_dtype=amp_dtype if amp else None, scaler=scaler,
-                      loss_fn=loss_fn)
-            if args.method == "bptt":
-                res = bptt_step(net, opt, x, y, args.T, **kw)
-            else:
-                res = sltt_step(net, opt, x, y, args.T, K=args.K if args.method == "sltt-k" else None,
-                                generator=step_rng, **kw)
-            loss_sum += res.loss * len(y)
-            correct += topk_correct(res.output, y, 1)
-            seen += len(y)
-            _progress(i + 1, len(loader), f"epoch {epoch + 1}/{args.epochs}", not args.no_progress)
+        loss, train_acc = train_one_epoch(net, opt, train_ds, args, device, epoch, step_rng, autocast_dtype, scaler,
+                                          loss_fn)
         sched.step()
         test_acc, test_top5 = evaluate(net, test_ds, args, device)
-        rec = dict(epoch=epoch + 1, loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
-                   test_acc=test_acc, test_top5=test_top5, epoch_s=time.time() - t0,
-                   peak_memory_MB=_peak_memory_mb(device), lr=opt.param_groups[0]["lr"])
+        rec = dict(epoch=epoch + 1, loss=loss, train_acc=train_acc, test_acc=test_acc, test_top5=test_top5,
+                   epoch_s=time.time() - t0, peak_memory_MB=_peak_memory_mb(device), lr=opt.param_groups[0]["lr"])
         history.append(rec)
         print(f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train {100 * rec['train_acc']:.2f}%  "
               f"test {100 * rec['test_acc']:.2f}% (top-5 {100 * test_top5:.2f}%)  {rec['epoch_s']:.1f}s  "
               f"peak {rec['peak_memory_MB']:.0f} MB", flush=True)
-        saved_args = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
-        ck_out = dict(model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                      torch_rng=torch.get_rng_state(), epoch=epoch + 1, history=history, args=saved_args)
-        if scaler is not None:
-            ck_out["scaler"] = scaler.state_dict()
-        if device.type == "cuda":
-            ck_out["cuda_rng"] = torch.cuda.get_rng_state(device)
-        _save_checkpoint(ck_out, ckpt_path)
-    summary = dict(dataset=args.dataset, model=args.model, method=args.method, recipe=args.recipe, T=args.T,
-                   K=args.K if args.method == "sltt-k" else None, epochs_done=len(history), epochs=args.epochs,
-                   final_test_acc=history[-1]["test_acc"] if history else None,
-                   final_test_top5=history[-1]["test_top5"] if history else None,
-                   best_test_acc=max((h["test_acc"] for h in history), default=None),
-                   wall_s=time.time() - t_start, device=device.type, torch=torch.__version__, history=history)
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print(f"summary: {os.path.join(args.out, 'summary.json')}  final test accuracy "
-          f"{100 * (summary['final_test_acc'] or 0):.2f}%")
-    return summary
+        _checkpoint(args, device, net, opt, sched, scaler, epoch + 1, history, ckpt_path)
+    return _write_summary(args, device, history, time.time() - t_start)
 
 
 if __name__ == "__main__":

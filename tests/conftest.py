@@ -19,8 +19,3 @@ def cpu_isa(request):
         pytest.skip(str(e))
     yield request.param
     torch.ops.sltt_kernels._cpu_isa("auto" if before == "auto" else before)
-
-
-@pytest.fixture
-def no_backend_env(monkeypatch):
-    monkeypatch.delenv("SLTT_KERNELS_BACKEND", raising=False)
