@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the CPU ops with AddressSanitizer (in a scratch copy, so the normal build is untouched)
-# and runs the raw-op and kernel tests against it. Run it before each release:
+# and runs the raw-op, family and kernel tests against it. .ci/run runs it after the suite; by hand:
 #
 #   bash scripts/asan_raw_ops.sh            # about two minutes on 2 cores
 #
