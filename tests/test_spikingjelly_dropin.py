@@ -69,9 +69,29 @@ def test_v_seq_holds_every_step(step_mode):
         n(x)
         torch.testing.assert_close(n.v_seq, torch.stack(vs))
     else:
-        for t in range(4):
+        for t in range(4):  # single-step: v_seq accumulates every step since reset() (SpikingJelly 2.0)
             n(x[t])
-            torch.testing.assert_close(n.v_seq, vs[t].unsqueeze(0))
+            torch.testing.assert_close(n.v_seq, torch.stack(vs[:t + 1]))
+    n.reset()
+    assert n.v_seq is None
+
+
+@pytest.mark.parametrize("cls", [LIFNode, SLTTLIFNode, OTTTLIFNode])
+def test_single_step_v_seq_grows_restarts_and_detaches(cls):
+    n = cls(store_v_seq=True)
+    w = torch.ones(3, requires_grad=True)
+    for t in range(3):
+        n(torch.rand(2, 3) * w)
+        assert n.v_seq.shape == (t + 1, 2, 3)
+    torch.testing.assert_close(n.v_seq[-1], n.v)
+    assert n.v_seq.requires_grad == (n.grad_mode == "bptt")  # SLTT keeps no graph through v
+    n.detach()  # truncated BPTT: the recorded steps leave the graph too
+    assert not n.v_seq.requires_grad and n.v_seq.shape[0] == 3
+    n.v = 0.0
+    if isinstance(n, OTTTLIFNode):
+        n.trace = None
+    n(torch.rand(5, 3))  # another batch size: a new sequence, not a failed cat
+    assert n.v_seq.shape == (1, 5, 3)
     n.reset()
     assert n.v_seq is None
 
@@ -271,3 +291,4 @@ def test_spikingjelly_backend_names_are_accepted(name):
     assert n(torch.ones(2)).shape == (2,)
     with pytest.raises(ValueError, match="backend"):
         LIFNode(backend="numpy")
+

@@ -200,8 +200,19 @@ class BaseNode(MemoryModule):
         spike, self.v = run_neuron(self._config_now(), x, self._state_for(x.shape, x), multistep=False,
                                    backend=self.backend, k=self._k())
         if self.store_v_seq:
-            self.v_seq = self.v.unsqueeze(0)
+            self._append_v_seq(self.v)
         return spike
+
+    def _append_v_seq(self, v: torch.Tensor) -> None:
+        # single-step: v_seq grows by one step per call until reset() (SpikingJelly 2.0's rule);
+        # a new shape, device or dtype starts a new sequence
+        step = v.unsqueeze(0)
+        seq = self.v_seq
+        if (not isinstance(seq, torch.Tensor) or seq.shape[1:] != step.shape[1:] or seq.device != step.device
+                or seq.dtype != step.dtype):
+            self.v_seq = step.clone()
+        else:
+            self.v_seq = torch.cat((seq, step))
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         if x_seq.dim() < 2:
