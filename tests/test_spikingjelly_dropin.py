@@ -292,3 +292,35 @@ def test_spikingjelly_backend_names_are_accepted(name):
     with pytest.raises(ValueError, match="backend"):
         LIFNode(backend="numpy")
 
+
+# 8. replace_neurons inside SpikingJelly's OTTTSequential ----------------------------------------------
+
+
+def test_replaced_ottt_lif_in_ottt_sequential_runs_on_the_spike_only():
+    _sj()
+    from spikingjelly.activation_based.layer.online_learning import OTTTSequential
+    from spikingjelly.activation_based.neuron.online_learning import OTTTLIFNode as SJOTTT
+
+    torch.manual_seed(3)
+    ours_net = OTTTSequential(nn.Linear(4, 3), SJOTTT(), SJOTTT(v_threshold=0.5))
+    ref = OTTTSequential(nn.Linear(4, 3), SJOTTT(), SJOTTT(v_threshold=0.5))
+    ref.load_state_dict(ours_net.state_dict())
+    replace_neurons(ours_net)  # the container itself is the model: changed in place
+    assert isinstance(ours_net, OTTTSequential) and isinstance(ours_net[2], OTTTLIFNode)
+    for x in torch.rand(3, 2, 4) * 3:
+        got, want = ours_net(x), ref(x)
+        assert isinstance(got, list) and len(got) == 2  # [spike, trace] of the last neuron
+        torch.testing.assert_close(got[0], want[0])
+        torch.testing.assert_close(got[1], want[1])
+        got[0].sum().backward()
+        want[0].sum().backward()
+    torch.testing.assert_close(ours_net[0].weight.grad, ref[0].weight.grad)
+    import copy
+    import pickle
+    assert type(copy.deepcopy(ours_net)) is type(ours_net)
+    assert type(pickle.loads(pickle.dumps(ours_net))) is type(ours_net)
+    import subprocess
+    import sys
+    code = ("import pickle, sys; net = pickle.loads(sys.stdin.buffer.read()); "
+            "assert type(net).__mro__[1].__name__ == 'OTTTSequential', type(net).__mro__")
+    subprocess.run([sys.executable, "-c", code], input=pickle.dumps(ours_net), check=True, timeout=120)

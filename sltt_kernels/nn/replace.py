@@ -168,6 +168,70 @@ def _candidate(m: nn.Module) -> Optional[Callable]:
     return None
 
 
+_OTTT_SEQUENTIAL_FOR_OURS = {}  # SpikingJelly's OTTTSequential class -> its subclass that knows our OTTTLIFNode
+
+
+def _ottt_sequential_for_ours(sj_cls: type) -> type:
+    """A subclass of SpikingJelly's OTTTSequential whose forward also treats our OTTTLIFNode as an
+    OTTT neuron. SpikingJelly's forward tests `isinstance(module, its OTTTLIFNode)` to call the
+    neuron on the spike alone; ours is not its subclass, so without this a replaced OTTTLIFNode
+    would be run on the trace too. Every other step is SpikingJelly's own."""
+    if sj_cls in _OTTT_SEQUENTIAL_FOR_OURS:
+        return _OTTT_SEQUENTIAL_FOR_OURS[sj_cls]
+    import importlib
+
+    sj_layer = importlib.import_module(sj_cls.__module__)
+    sj_ottt = importlib.import_module("spikingjelly.activation_based.neuron.online_learning").OTTTLIFNode
+
+    def on_both(module, pair):
+        helper = getattr(sj_layer, "_apply_to_spike_and_trace", None)
+        return helper(module, pair) if helper is not None else sj_layer.SpikeTraceOp(module)(pair)
+
+    def with_trace(module, pair):
+        helper = getattr(sj_layer, "_grad_with_trace", None)
+        return helper(module, pair) if helper is not None else sj_layer.GradwithTrace(module)(pair)
+
+    def forward(self, input):
+        for module in self:
+            if isinstance(input, list):
+                if isinstance(module, (OTTTLIFNode, sj_ottt)):
+                    input = module(input[0])
+                elif next(module.parameters(), None) is None:
+                    input = on_both(module, input)
+                else:
+                    input = with_trace(module, input)
+                continue
+            input = module(input)
+        return input
+
+    cls = type(sj_cls.__name__, (sj_cls,), {"forward": forward, "__module__": __name__,
+                                              "__qualname__": "_OTTTSequentialForOurs"})
+    _OTTT_SEQUENTIAL_FOR_OURS[sj_cls] = cls
+    globals()["_OTTTSequentialForOurs"] = cls  # pickle finds the class under its qualname
+    return cls
+
+
+def __getattr__(name: str):
+    # unpickling in a fresh process: the class is made on first use (PEP 562)
+    if name == "_OTTTSequentialForOurs":
+        import importlib
+
+        sj_layer = importlib.import_module("spikingjelly.activation_based.layer.online_learning")
+        return _ottt_sequential_for_ours(sj_layer.OTTTSequential)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _adapt_ottt_sequentials(model: nn.Module) -> None:
+    """SpikingJelly's OTTTSequential containers that now hold our OTTTLIFNode take the subclass
+    above (in place, by __class__; still instances of OTTTSequential)."""
+    for m in model.modules():
+        cls = type(m)
+        if not ((cls.__module__ or "").startswith("spikingjelly") and cls.__name__ == "OTTTSequential"):
+            continue
+        if any(isinstance(c, OTTTLIFNode) for c in m.children()):
+            m.__class__ = _ottt_sequential_for_ours(cls)
+
+
 def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = False) -> ReplaceReport:
     """Replaces, in place, the neurons of `model` with fused ones of the same dynamics.
 
@@ -178,7 +242,9 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
     one new module; state held mid-sequence and `store_v_seq` carry over. Anything else that
     looks like a neuron is left in place and listed, with the reason, in the report. Raises
     ValueError if the model has none of these neurons. SpikingJelly's reset_net cache for
-    `model` is invalidated (it would otherwise keep resetting the old neurons).
+    `model` is invalidated (it would otherwise keep resetting the old neurons). A SpikingJelly
+    OTTTSequential that now holds our OTTTLIFNode becomes a subclass of itself that runs ours
+    on the spike alone, as it runs its own (its check is isinstance of its OTTTLIFNode).
 
     Example:
         >>> report = replace_neurons(model)
@@ -223,6 +289,7 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
         report.replaced.append((path, type(m).__name__, new))
         if note:
             report.notes[path] = note
+    _adapt_ottt_sequentials(model)
     _invalidate_spikingjelly_reset_cache(model)
     if verbose:
         print(report)
