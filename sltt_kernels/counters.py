@@ -32,6 +32,10 @@ all-0/1. The backward ops count 2x the forward's FLOPs (a pointwise op's usual r
 estimate, not SpikingJelly's count, which depends on its surrogate's autograd graph). MACs and
 SynOps are 0 (no matmul or convolution inside a neuron), as SpikingJelly counts its neurons.
 
+A counter's `ignore_modules` that names SpikingJelly's LIFNode / IFNode / ParametricLIFNode /
+SLTTLIFNode / OTTTLIFNode / BaseNode also ignores ours of the same name (ours are not its
+subclasses), so a model after replace_neurons counts as it did before.
+
 Example:
     >>> import sltt_kernels.counters  # registers the formulas (sltt_kernels imports it)
     >>> from spikingjelly.activation_based import op_counter
@@ -180,6 +184,7 @@ def install_spikingjelly_rules() -> List[str]:
         from spikingjelly.activation_based import op_counter as sj_op_counter
     except Exception:  # a broken or partial SpikingJelly install must not break this package
         return []
+    _install_ignore_twins()
     covered = []
     for kind in _SJ_RULES:
         cls = getattr(sj_op_counter, kind, None)
@@ -204,6 +209,54 @@ def _with_our_rules(init, kind: str):
     __init__.__doc__ = init.__doc__
     __init__._sltt_kernels_rules = True
     return __init__
+
+
+# SpikingJelly neuron classes whose instances replace_neurons swaps for ours, by class name
+_OUR_TWIN_NAMES = ("BaseNode", "LIFNode", "IFNode", "ParametricLIFNode", "SLTTLIFNode", "OTTTLIFNode")
+
+
+def _our_twins(ignored) -> tuple:
+    """Our classes that stand for the SpikingJelly neuron classes in `ignored` (an ignore_modules
+    list): a model after replace_neurons is counted as the model was, so ignoring SpikingJelly's
+    LIFNode also ignores the LIFNode (and its SLTT/OTTT subclasses) that replaced it."""
+    from .nn import neurons as ours
+
+    twins = []
+    for cls in ignored:
+        if not isinstance(cls, type) or not (cls.__module__ or "").startswith("spikingjelly"):
+            continue
+        if cls.__name__ in _OUR_TWIN_NAMES:
+            twins.append(getattr(ours, cls.__name__))
+    return tuple(twins)
+
+
+def _install_ignore_twins() -> None:
+    """SpikingJelly's counter modes skip ops inside modules of a counter's `ignore_modules` types
+    (`_CounterMode._should_skip`, an isinstance test). Ours are not its subclasses, so this adds
+    our twins (above) to that test. A no-op where that method is not there."""
+    try:
+        import importlib
+
+        sj_base = importlib.import_module("spikingjelly.activation_based.op_counter.base")
+    except Exception:
+        return
+    mode = getattr(sj_base, "_CounterMode", None)
+    should_skip = getattr(mode, "_should_skip", None)
+    if should_skip is None or getattr(should_skip, "_sltt_kernels_twins", False):
+        return
+
+    def _should_skip(self, counter, func, active_modules=None):
+        twins = _our_twins(getattr(counter, "ignore_modules", ()))
+        if twins:
+            active = self.module_tracker.active_modules if active_modules is None else active_modules
+            if any(isinstance(m, twins) for m in active):
+                return True
+        return should_skip(self, counter, func, active_modules)
+
+    _should_skip.__wrapped__ = should_skip
+    _should_skip.__doc__ = should_skip.__doc__
+    _should_skip._sltt_kernels_twins = True
+    mode._should_skip = _should_skip
 
 
 _register_torch_formulas()

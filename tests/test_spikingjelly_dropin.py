@@ -279,6 +279,30 @@ def test_spikingjelly_counters_see_the_neuron_module():
     assert custom.get_counts()["Sequential.1"][torch.ops.sltt_kernels.lif_multistep_fwd.default] == 7
 
 
+def test_spikingjelly_ignore_modules_covers_the_neurons_that_replaced_its_own():
+    sj = _sj()
+    from spikingjelly.activation_based import op_counter
+
+    def run(ignore):
+        net = nn.Sequential(nn.Linear(4, 5), sj.neuron.LIFNode(step_mode="m"), nn.Linear(5, 2),
+                            sj.neuron.IFNode(step_mode="m"))
+        replace_neurons(net)
+        assert isinstance(net[1], LIFNode) and isinstance(net[3], IFNode)
+        counter = op_counter.FlopCounter()
+        counter.ignore_modules = ignore
+        with op_counter.DispatchCounterMode([counter]):
+            net(torch.rand(3, 2, 4))
+        return {scope for scope, ops in counter.get_counts().items() if ops}
+
+    seen = run([])
+    assert any(scope.endswith(".1") for scope in seen) and any(scope.endswith(".3") for scope in seen)
+    seen = run([sj.neuron.LIFNode])  # ignores the LIF that replaced it, not the IF
+    assert not any(scope.endswith(".1") for scope in seen) and any(scope.endswith(".3") for scope in seen)
+    seen = run([sj.neuron.BaseNode])
+    assert not any(scope.endswith((".1", ".3")) for scope in seen)
+    assert any(scope.endswith(".0") for scope in seen)
+
+
 # 7. SpikingJelly's backend names --------------------------------------------------------------------
 
 
