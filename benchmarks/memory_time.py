@@ -82,11 +82,16 @@ def variants():
         Variant("paper", "triangle", note="PaperLIFNode(): tau 1.1, triangle, soft reset"),
         Variant("rect", "rect", note="PaperLIFNode(surrogate_function=Rect()): 1-bit saved state"),
     ]
-    pack = getattr(sltt_kernels.nn, "pack_spike_inputs", None)
-    if pack is not None:  # written elsewhere; its rows appear once it exists
-        out += [Variant("paper-packed", "triangle", pack, peers=False, note="paper + nn.pack_spike_inputs(model)"),
-                Variant("rect-packed", "rect", pack, peers=False, note="rect + nn.pack_spike_inputs(model)")]
+    if hasattr(sltt_kernels.nn, "pack_spike_inputs"):
+        out += [Variant("paper-packed", "triangle", _packed, peers=False, note="paper + nn.pack_spike_inputs(model)"),
+                Variant("rect-packed", "rect", _packed, peers=False, note="rect + nn.pack_spike_inputs(model)")]
     return out
+
+
+def _packed(net):
+    """The model with 1-bit spike inputs (pack_spike_inputs converts in place and returns a report)."""
+    sltt_kernels.nn.pack_spike_inputs(net)
+    return net
 
 
 def neuron_factory(method: str, backend: str, variant: Variant):
@@ -182,7 +187,7 @@ def run_method(method, T, args, device, batches, timer, variant, bar=None):
     torch.manual_seed(0)
     net = MODELS[args.model](neuron_factory(method, args.backend, variant), 10).to(device)
     if variant.transform is not None and not method.startswith(("sj", "ref")):
-        net = variant.transform(net) or net
+        net = variant.transform(net)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     amp = None if args.dtype == "fp32" else C.DTYPES[args.dtype]
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None

@@ -6,6 +6,8 @@ import sys
 import pytest
 import torch
 
+import sltt_kernels
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
 pytestmark = pytest.mark.skipif(not os.path.isdir(BENCH), reason="benchmarks/ not present (tests run outside a checkout)")
@@ -41,6 +43,10 @@ def test_memory_time_variants_are_the_paper_neuron_and_rect():
     assert (paper.tau, paper.v_reset, paper.decay_input) == (1.1, None, False)
     assert type(paper.surrogate_function).__name__ == "Triangle"
     assert type(rect.surrogate_function).__name__ == "Rect" and rect.tau == 1.1
+    # the packed variants hand back the model itself, converted in place
+    net = torch.nn.Sequential(sltt_kernels.nn.PaperLIFNode(), torch.nn.Linear(4, 3))
+    assert by_name["rect-packed"].transform(net) is net
+    assert type(net[1]).__name__ == "PackedLinear"
 
 
 def test_memory_time_one_T_plots_bars(tmp_path):
