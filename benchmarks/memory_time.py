@@ -426,11 +426,14 @@ def plot(rows, mem_key, unit, path, header):
         a1.set_title(f"memory at T={Ts[0]}", fontsize=9)
         a2.set_title(f"time at T={Ts[0]}", fontsize=9)
     else:
+        # colour: the method; line and marker: the variant (so four variants stay apart)
+        variant_order = list(dict.fromkeys(v for v, _ in series))
+        styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
         for v, m in series:
             pts = sorted((r["T"], r[mem_key], r["iter_ms"]) for r in rows if (r["variant"], r["method"]) == (v, m))
-            style = ("--" if m.startswith(("sj", "ref")) else "-") if v == series[0][0] else ":"
+            style, marker = styles[variant_order.index(v) % len(styles)]
             for ax, i in ((a1, 1), (a2, 2)):
-                ax.plot([p[0] for p in pts], [p[i] for p in pts], style, marker="o", label=label(v, m),
+                ax.plot([p[0] for p in pts], [p[i] for p in pts], style, marker=marker, label=label(v, m),
                         color=f"C{ALL_METHODS.index(m) % 10}")
         for ax in (a1, a2):
             ax.set_xlabel("T")
