@@ -30,6 +30,18 @@ def size_label(n: int) -> str:
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 
 
+def run_with_threads(run, args):
+    """run(args) with torch's thread count set to args.threads (when given), restored after:
+    the scripts' main() is also called in-process (tests)."""
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -298,14 +298,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        return run(args)
-    finally:  # main() is also called in-process (tests): leave the thread count as it was
-        torch.set_num_threads(threads)
+    return C.run_with_threads(run, parse_args(argv))
 
 
 def run(args):

@@ -13,23 +13,11 @@ grad="sltt" detaches v[t-1] before each charge (no gradient along time).
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 
-
-def _surrogate(kind: str, param: float, d: torch.Tensor) -> torch.Tensor:
-    if kind == "rect":  # height 1/width inside |d| < width/2
-        return (d.abs() < param / 2).to(d.dtype) / param
-    if kind == "triangle":
-        return (param - param * param * d.abs()).clamp(min=0)
-    if kind == "sigmoid":
-        sig = torch.sigmoid(param * d)
-        return param * sig * (1 - sig)
-    if kind == "atan":
-        return param / 2 / (1 + (math.pi / 2 * param * d) ** 2)
-    raise ValueError(f"unknown surrogate {kind!r}")
+from sltt_kernels.surrogate import surrogate_grad  # the same formulas, plain PyTorch
 
 
 def _spike_function(kind: str, param: float):
@@ -44,7 +32,7 @@ def _spike_function(kind: str, param: float):
         @staticmethod
         def backward(ctx, grad_s):
             (d,) = ctx.saved_tensors
-            return grad_s * _surrogate(kind, param, d)
+            return grad_s * surrogate_grad(d, kind, param)
 
     return Spike
 
