@@ -201,4 +201,6 @@ def _plif_k(w, x) -> torch.Tensor:
         raise TypeError(f"w must be a torch.Tensor (1/tau = sigmoid(w)), got {type(w).__name__}")
     if w.numel() != 1 or not w.is_floating_point():
         raise ValueError(f"w must be one floating-point number, got shape {tuple(w.shape)} {w.dtype}")
+    if isinstance(x, torch.Tensor):
+        _config.check_device(w, "w", x)  # named as the caller passed it (the ops see k = sigmoid(w))
     return torch.sigmoid(w)

@@ -191,3 +191,17 @@ def test_spikingjelly_backend_names_are_accepted(recwarn):
     assert n.backend == "auto"
     s, _ = sltt_kernels.lif_multistep(make_x((2, 3)), backend="torch")
     assert s.shape == (2, 3)
+
+
+def test_new_models_name_their_own_arguments():
+    x = make_x((3, 4))
+    with pytest.raises(TypeError, match="w must be a torch.Tensor"):
+        sltt_kernels.plif_multistep(x, w=0.5)
+    with pytest.raises(ValueError, match="w is on meta"):
+        sltt_kernels.plif_multistep(x, w=torch.zeros((), device="meta"))
+    with pytest.raises(ValueError, match="beta must be <= 1.0"):
+        sltt_kernels.leaky_multistep(x, beta=1.5)
+    with pytest.raises(ValueError, match="reset_mechanism"):
+        sltt_kernels.leaky_multistep(x, beta=0.5, reset_mechanism="half")
+    with pytest.raises(ValueError, match="init_tau"):
+        sltt_kernels.nn.ParametricLIFNode(init_tau=1.0)
