@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../spike_pack.h"
+#include "../spike_pack_options.h"
 #include "lif_cpu_kernels.h"  // cpu_has_avx2_fma, LIF_CPU_X86
 
 namespace sltt {
@@ -75,23 +76,13 @@ void unpack_blocks(const int32_t* bits, U s, int64_t n, U* out, int64_t b0, int6
   unpack_blocks_generic<U>(bits, s, n, out, b0, b1);
 }
 
-// The kernels see only bit patterns: an unsigned integer of the element's size.
-template <typename X>
-using pattern_t = std::conditional_t<sizeof(X) == 2, uint16_t, std::conditional_t<sizeof(X) == 4, uint32_t, uint64_t>>;
-
-void check_floating(const at::Tensor& t, const char* op, const char* name) {
-  const auto st = t.scalar_type();
-  TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16, "sltt_kernels.",
-                   op, ": ", name, " must be float16, bfloat16, float32 or float64, got ", st);
-}
-
 void check_cpu(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), "sltt_kernels.", op, ": ", name, " must be a CPU tensor, got ", t.device());
 }
 
 std::tuple<at::Tensor, at::Tensor> spike_pack_cpu(const at::Tensor& x_in) {
   check_cpu(x_in, "spike_pack", "x");
-  check_floating(x_in, "spike_pack", "x");
+  check_pack_floating(x_in, "spike_pack", "x");
   const at::Tensor x = x_in.contiguous();  // packs in row-major order, whatever x's strides
   const int64_t n = x.numel();
   at::Tensor bits = at::empty({pack::pack_words(n)}, x.options().dtype(at::kInt));
@@ -117,19 +108,7 @@ std::tuple<at::Tensor, at::Tensor> spike_pack_cpu(const at::Tensor& x_in) {
 at::Tensor spike_unpack_cpu(const at::Tensor& bits_in, const at::Tensor& scale, at::IntArrayRef shape) {
   check_cpu(bits_in, "spike_unpack", "bits");
   check_cpu(scale, "spike_unpack", "scale");
-  TORCH_CHECK_TYPE(bits_in.scalar_type() == at::kInt, "sltt_kernels.spike_unpack: bits must be int32, got ",
-                   bits_in.scalar_type());
-  check_floating(scale, "spike_unpack", "scale");
-  TORCH_CHECK_VALUE(scale.dim() == 0, "sltt_kernels.spike_unpack: scale must be a 0-dim tensor, got shape ",
-                    scale.sizes());
-  int64_t n = 1;
-  for (const int64_t d : shape) {
-    TORCH_CHECK_VALUE(d >= 0, "sltt_kernels.spike_unpack: shape must not be negative, got ", shape);
-    n *= d;
-  }
-  TORCH_CHECK_VALUE(bits_in.dim() == 1 && bits_in.size(0) == pack::pack_words(n),
-                    "sltt_kernels.spike_unpack: bits must have shape [", pack::pack_words(n), "] (ceil(",
-                    n, " / 32) words) for shape ", shape, ", got ", bits_in.sizes());
+  const int64_t n = check_unpack_args(bits_in, scale, shape);
   const at::Tensor bits = bits_in.contiguous();
   at::Tensor out = at::empty(shape, scale.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scale.scalar_type(), "spike_unpack_cpu", [&] {

@@ -11,16 +11,13 @@
 #include <limits>
 #include <type_traits>
 
+#include "../spike_pack_options.h"
 #include "spike_pack_cuda.h"
 
 namespace sltt {
 namespace cuda {
 
 namespace {
-
-// The kernels see only bit patterns: an unsigned integer of the element's size.
-template <typename X>
-using pattern_t = std::conditional_t<sizeof(X) == 2, uint16_t, std::conditional_t<sizeof(X) == 4, uint32_t, uint64_t>>;
 
 template <typename U, typename X>
 U pattern_of(X v) {
@@ -30,19 +27,13 @@ U pattern_of(X v) {
   return u;
 }
 
-void check_floating(const at::Tensor& t, const char* op, const char* name) {
-  const auto st = t.scalar_type();
-  TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16, "sltt_kernels.",
-                   op, ": ", name, " must be float16, bfloat16, float32 or float64, got ", st);
-}
-
 void check_cuda(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK_VALUE(t.is_cuda(), "sltt_kernels.", op, ": ", name, " must be a CUDA tensor, got ", t.device());
 }
 
 std::tuple<at::Tensor, at::Tensor> spike_pack_cuda_op(const at::Tensor& x_in) {
   check_cuda(x_in, "spike_pack", "x");
-  check_floating(x_in, "spike_pack", "x");
+  check_pack_floating(x_in, "spike_pack", "x");
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const int64_t n = x.numel();
@@ -67,19 +58,7 @@ at::Tensor spike_unpack_cuda_op(const at::Tensor& bits_in, const at::Tensor& sca
   check_cuda(scale, "spike_unpack", "scale");
   TORCH_CHECK_VALUE(scale.device() == bits_in.device(), "sltt_kernels.spike_unpack: bits and scale must be on one "
                     "device, got ", bits_in.device(), " and ", scale.device());
-  TORCH_CHECK_TYPE(bits_in.scalar_type() == at::kInt, "sltt_kernels.spike_unpack: bits must be int32, got ",
-                   bits_in.scalar_type());
-  check_floating(scale, "spike_unpack", "scale");
-  TORCH_CHECK_VALUE(scale.dim() == 0, "sltt_kernels.spike_unpack: scale must be a 0-dim tensor, got shape ",
-                    scale.sizes());
-  int64_t n = 1;
-  for (const int64_t d : shape) {
-    TORCH_CHECK_VALUE(d >= 0, "sltt_kernels.spike_unpack: shape must not be negative, got ", shape);
-    n *= d;
-  }
-  TORCH_CHECK_VALUE(bits_in.dim() == 1 && bits_in.size(0) == (n + 31) / 32,
-                    "sltt_kernels.spike_unpack: bits must have shape [", (n + 31) / 32, "] (ceil(", n,
-                    " / 32) words) for shape ", shape, ", got ", bits_in.sizes());
+  const int64_t n = check_unpack_args(bits_in, scale, shape);
   const c10::cuda::CUDAGuard guard(bits_in.device());
   const at::Tensor bits = bits_in.contiguous();
   at::Tensor out = at::empty(shape, scale.options());
