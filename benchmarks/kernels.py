@@ -13,12 +13,14 @@ prints the ratios. Two modes: train (forward + backward, the input requires grad
 
 The neuron is the SLTT paper's (soft reset, no input decay, tau 2, rect surrogate of width 1)
 unless --reset/--surrogate say otherwise. The backends of a case take turns, one call each per
-repeat (medians over the repeats), so that a drifting load on a shared machine biases no ratio. The compiled loop's first call in each case compiles
-(its time is the compile_s column, not part of the medians). Achieved bandwidth counts the bytes
-the saved-state contract implies for the fused kernels: forward reads x and writes spikes and
-the 1-bit mask, backward reads the spike gradient and the mask and writes the input gradient
-(inference: reads x, writes spikes). On a GPU it is also given as a fraction of a
-device-to-device copy measured in the same run (the ceiling).
+repeat, in an order that rotates from repeat to repeat (medians over the repeats), so that
+neither a drifting load on a shared machine nor the cache state a previous call leaves biases a
+ratio. The compiled loop's first call in each case compiles (its time is the compile_s column,
+not part of the medians). Achieved bandwidth counts the bytes the saved-state contract implies
+for the fused kernels: forward reads x and writes spikes and the 1-bit mask, backward reads the
+spike gradient and the mask and writes the input gradient (inference: reads x, writes spikes).
+It is also given as a fraction of a copy measured in the same run (the ceiling of a streaming
+kernel: device-to-device on a GPU, memory-to-memory on a CPU).
 Writes kernels_<device>.json/.csv (and a .png plot) under --out.
 """
 
@@ -130,11 +132,16 @@ def time_once(runner, x, gout, timer):
 def bench_interleaved(runners, x, gout, timer, warmup, repeats, on_fail=None):
     """Medians {backend: (fwd, bwd, fwd+bwd)} ms. The backends take turns, one call each per
     repeat, so that a machine whose load drifts (a shared CPU) shifts them all alike and the
-    ratios stay fair."""
+    ratios stay fair. The order rotates from one repeat to the next: a call that runs right
+    after a peer which allocated and wrote much memory finds colder caches (measured on CPU: up
+    to 20% slower), and a fixed order would charge that to the same backend every time."""
     times = {b: [] for b in runners}
     live = dict(runners)
     for i in range(warmup + repeats):
-        for b, runner in list(live.items()):
+        order = list(live)
+        order = order[i % len(order):] + order[:i % len(order)] if order else order
+        for b in order:
+            runner = live[b]
             try:
                 t = time_once(runner, x, gout, timer)
             except (RuntimeError, MemoryError) as e:  # e.g. out of memory for the reference at 64M
@@ -218,16 +225,16 @@ def run(args):
     header = C.machine_info(device)
     header.update(neuron=neuron_kwargs(args, "bptt"), warmup=args.warmup, repeats=args.repeats, backends=backends,
                   modes=args.mode, compile_backend=args.compile_backend)
-    if gpu:
-        header["copy_GBps"] = copy_bandwidth(device, 1 << 30, timer, 5)
+    # the ceiling of a streaming kernel: 1 GiB on a GPU; on a CPU 256 MiB, well past its caches
+    header["copy_GBps"] = copy_bandwidth(device, 1 << 30 if gpu else 1 << 28, timer, 5)
     print(f"# sltt_kernels kernel benchmark on {header.get('gpu', header['cpu'])} ({device.type}), "
           f"torch {header['torch']}, triton {header['triton']}, spikingjelly {header['spikingjelly']}, "
           f"{header['threads']} threads")
     print(f"# neuron: {args.reset} reset, rect width 1" if args.surrogate == "rect" else f"# neuron: {args.reset} reset, {args.surrogate}")
     print(f"# medians of {args.repeats} after {args.warmup} warm-up; compiled = plain-PyTorch LIF loop in "
           f"torch.compile(backend={args.compile_backend!r})")
-    if gpu:
-        print(f"# device-to-device copy: {header['copy_GBps']:.0f} GB/s (the ceiling for the GB/s column)")
+    print(f"# {'device-to-device' if gpu else 'memory-to-memory'} copy: {header['copy_GBps']:.0f} GB/s "
+          "(the ceiling for the GB/s column)")
     for b, why in avail.items():
         if b in backends and why is not None:
             print(f"# backend {b} skipped: {why}")
@@ -289,8 +296,7 @@ def run(args):
             if b not in PEERS:
                 fb, bb = fused_bytes(T, N, dtype, mode)
                 row["GBps"] = (fb + bb) / (tot * 1e-3) / 1e9
-                if gpu:
-                    row["copy_fraction"] = row["GBps"] / header["copy_GBps"]
+                row["copy_fraction"] = row["GBps"] / header["copy_GBps"]
             case_rows.append(row)
         del runners
         add_ratios(case_rows)
@@ -304,9 +310,8 @@ def run(args):
                ("grad", "grad", None), ("backend", "backend", None), ("fwd_ms", "fwd ms", "{:.2f}"),
                ("bwd_ms", "bwd ms", "{:.2f}"), ("total_ms", "time ms", "{:.2f}"),
                ("speedup_vs_reference", "x ref", "{:.1f}"), ("speedup_vs_spikingjelly", "x SJ", "{:.2f}"),
-               ("speedup_vs_compiled", "x compiled", "{:.2f}"), ("GBps", "GB/s", "{:.0f}")]
-    if gpu:
-        columns.append(("copy_fraction", "of copy", "{:.0%}"))
+               ("speedup_vs_compiled", "x compiled", "{:.2f}"), ("GBps", "GB/s", "{:.0f}"),
+               ("copy_fraction", "of copy", "{:.0%}")]
     columns += [("saved_MB", "saved MB", "{:.1f}"), ("saved_vs_spikingjelly", "SJ saved /", "{:.0f}x"),
                 ("compile_s", "compile s", "{:.1f}")]
     print("\n# time ms: forward+backward (train) or forward (infer); x PEER: the peer's time / this row's, same run")

@@ -138,6 +138,56 @@ def test_kernels_inference_flag_runs_forward_only(tmp_path):
     assert [r["mode"] for r in rows] == ["infer"]
 
 
+def test_packed_time_runs_both_copies_in_turns_and_reports_the_ratios(tmp_path, capsys):
+    packed_time = _import("packed_time")
+    rows = packed_time.main(["--T", "2", "--batch-size", "1", "--iters", "2", "--warmup", "0", "--methods", "sltt",
+                             "--variants", "rect", "--device", "cpu", "--threads", "1", "--out", str(tmp_path)])
+    (row,) = rows
+    assert row["time_ratio"] == pytest.approx(row["packed_ms"] / row["plain_ms"])
+    assert row["packed_saved_MB"] < 0.6 * row["plain_saved_MB"]  # the spike inputs kept as 1 bit
+    assert "time packed/plain" in capsys.readouterr().out
+    assert (tmp_path / "packed_time_cpu.json").exists() and (tmp_path / "packed_time_cpu.csv").exists()
+
+
+@pytest.mark.parametrize("argv", [["--T", "0"], ["--iters", "0"], ["--methods", "sltt-k", "--T", "2", "--K", "3"],
+                                  ["--variants", "rect-packed"]])
+def test_packed_time_rejects_bad_arguments(argv, capsys):
+    packed_time = _import("packed_time")
+    with pytest.raises(SystemExit):
+        packed_time.parse_args(argv)
+    assert "error" in capsys.readouterr().err
+
+
+def test_kernels_turns_rotate_so_no_backend_always_follows_the_same_peer():
+    kernels = _import("kernels")
+    calls = []
+
+    def runner(name):
+        def run(x):
+            calls.append(name)
+            return x
+        return run
+
+    names = ["a", "b", "c"]
+    medians = kernels.bench_interleaved({n: runner(n) for n in names}, torch.ones(2, 3), None,
+                                        kernels.C.Timer(torch.device("cpu")), warmup=0, repeats=6)
+    assert set(medians) == set(names) and len(calls) == 18
+    turns = [calls[i:i + 3] for i in range(0, 18, 3)]
+    assert sorted(map(tuple, turns[:3])) == sorted(map(tuple, [names[i:] + names[:i] for i in range(3)]))
+    for n in names:  # each backend took every position of a turn, twice
+        assert sorted(t.index(n) for t in turns) == [0, 0, 1, 1, 2, 2]
+
+
+def test_kernels_rows_give_the_fraction_of_the_copy_ceiling_on_cpu(tmp_path):
+    kernels = _import("kernels")
+    rows = kernels.main(["--device", "cpu", "--T", "2", "--N", "4K", "--repeats", "1", "--warmup", "0",
+                         "--mode", "infer", "--out", str(tmp_path), "--no-plot", "--no-csv"]
+                        + ["--backends", "cpu" if sltt_kernels.available_backends()["cpu"] is None else "reference"])
+    for r in rows:
+        if r["backend"] == "cpu":
+            assert r["copy_fraction"] > 0 and r["GBps"] > 0
+
+
 @pytest.mark.parametrize("reset", ["soft", "hard"])
 @pytest.mark.parametrize("grad", ["bptt", "sltt"])
 @pytest.mark.parametrize("surrogate", ["rect", "triangle", "sigmoid"])
