@@ -13,9 +13,9 @@ prints the ratios. Two modes: train (forward + backward, the input requires grad
 
 The neuron is the SLTT paper's (soft reset, no input decay, tau 2, rect surrogate of width 1)
 unless --reset/--surrogate say otherwise. The backends of a case take turns, one call each per
-repeat, in an order that rotates from repeat to repeat (medians over the repeats), so that
-neither a drifting load on a shared machine nor the cache state a previous call leaves biases a
-ratio. The compiled loop's first call in each case compiles (its time is the compile_s column,
+repeat, in orders where each follows every other equally often (medians over the repeats), so
+that neither a drifting load on a shared machine nor the cache state a previous call leaves
+biases a ratio. The compiled loop's first call in each case compiles (its time is the compile_s column,
 not part of the medians). Achieved bandwidth counts the bytes the saved-state contract implies
 for the fused kernels: forward reads x and writes spikes and the 1-bit mask, backward reads the
 spike gradient and the mask and writes the input gradient (inference: reads x, writes spikes).
@@ -129,18 +129,36 @@ def time_once(runner, x, gout, timer):
     return timer.elapsed_ms(a, b), timer.elapsed_ms(b, c), timer.elapsed_ms(a, c)
 
 
+def balanced_orders(n):
+    """Orders of n backends in which each one follows every other equally often (a Williams
+    design: n orders for even n, 2n for odd n)."""
+    first, low, high = [0], 1, n - 1
+    while len(first) < n:
+        if len(first) % 2:
+            first.append(low)
+            low += 1
+        else:
+            first.append(high)
+            high -= 1
+    orders = [[(b + r) % n for b in first] for r in range(n)]
+    return orders + ([o[::-1] for o in orders] if n % 2 else [])
+
+
 def bench_interleaved(runners, x, gout, timer, warmup, repeats, on_fail=None):
     """Medians {backend: (fwd, bwd, fwd+bwd)} ms. The backends take turns, one call each per
     repeat, so that a machine whose load drifts (a shared CPU) shifts them all alike and the
-    ratios stay fair. The order rotates from one repeat to the next: a call that runs right
-    after a peer which allocated and wrote much memory finds colder caches (measured on CPU: up
-    to 20% slower), and a fixed order would charge that to the same backend every time."""
+    ratios stay fair. The order changes from one repeat to the next so that each backend follows
+    every other equally often: a call that runs right after a peer which allocated and wrote
+    much memory finds colder caches (measured on CPU: up to 20% slower), and a fixed order, or
+    one that only rotates, would charge that to the same backend every time."""
     times = {b: [] for b in runners}
     live = dict(runners)
+    names = list(runners)
+    orders = balanced_orders(len(names)) if names else [[]]
     for i in range(warmup + repeats):
-        order = list(live)
-        order = order[i % len(order):] + order[:i % len(order)] if order else order
-        for b in order:
+        for b in [names[j] for j in orders[i % len(orders)]]:
+            if b not in live:
+                continue
             runner = live[b]
             try:
                 t = time_once(runner, x, gout, timer)
