@@ -228,6 +228,20 @@ def run_method(method, T, args, device, batches, timer, variant, bar=None):
     return row
 
 
+def check_training_args(p, args) -> None:
+    """The checks of the training benchmarks' shared arguments (this script's and packed_time.py's):
+    --T, the counts, --K for sltt-k. A wrong one is an argparse error naming it."""
+    if any(t < 1 for t in args.T):
+        p.error(f"--T: every time step count must be >= 1, got {' '.join(map(str, args.T))}")
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--iters", args.iters, 1),
+                             ("--warmup", args.warmup, 0), ("--threads", args.threads, 1)):
+        if value is not None and value < low:
+            p.error(f"{flag} must be >= {low}, got {value}")
+    if "sltt-k" in args.methods and not 1 <= args.K <= min(args.T):
+        p.error(f"--K must lie in [1, min(T)] = [1, {min(args.T)}] for sltt-k, got {args.K} "
+                "(choose another --K, or leave sltt-k out of --methods)")
+
+
 def parse_args(argv):
     """The arguments, every one checked before any work: a wrong one is an argparse error naming it."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,16 +267,7 @@ def parse_args(argv):
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
-
-    if any(t < 1 for t in args.T):
-        p.error(f"--T: every time step count must be >= 1, got {' '.join(map(str, args.T))}")
-    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--iters", args.iters, 1),
-                             ("--warmup", args.warmup, 0), ("--threads", args.threads, 1)):
-        if value is not None and value < low:
-            p.error(f"{flag} must be >= {low}, got {value}")
-    if "sltt-k" in args.methods and not 1 <= args.K <= min(args.T):
-        p.error(f"--K must lie in [1, min(T)] = [1, {min(args.T)}] for sltt-k, got {args.K} "
-                "(choose another --K, or leave sltt-k out of --methods)")
+    check_training_args(p, args)
     known = {v.name: v for v in variants()}
     for name in args.variants or []:
         if name not in known:

@@ -50,14 +50,7 @@ def parse_args(argv):
     p.add_argument("--tag", default="", help="suffix for the output file names")
     p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
-    if min(args.T) < 1:
-        p.error(f"--T: every time step count must be >= 1, got {' '.join(map(str, args.T))}")
-    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--iters", args.iters, 1),
-                             ("--warmup", args.warmup, 0), ("--threads", args.threads, 1)):
-        if value is not None and value < low:
-            p.error(f"{flag} must be >= {low}, got {value}")
-    if "sltt-k" in args.methods and not 1 <= args.K <= min(args.T):
-        p.error(f"--K must lie in [1, min(T)] = [1, {min(args.T)}] for sltt-k, got {args.K}")
+    MT.check_training_args(p, args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         p.error(f"--out {args.out} is a file, not a folder")
     if args.device == "cuda" and not torch.cuda.is_available():
