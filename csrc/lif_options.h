@@ -11,6 +11,7 @@
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
 
+#include <cmath>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -109,6 +110,37 @@ inline const char* save_name(Save s) {
   return "?";
 }
 
+// A finite number in [low, high] (an exclusive low when low_inclusive is false).
+inline void check_number(const char* name, double v, double low = -INFINITY, bool low_inclusive = true,
+                         double high = INFINITY) {
+  TORCH_CHECK_VALUE(std::isfinite(v), "sltt_kernels: ", name, " must be finite, got ", v);
+  TORCH_CHECK_VALUE(low_inclusive ? v >= low : v > low, "sltt_kernels: ", name, " must be ",
+                    low_inclusive ? ">= " : "> ", low, ", got ", v);
+  TORCH_CHECK_VALUE(v <= high, "sltt_kernels: ", name, " must be <= ", high, ", got ", v);
+}
+
+// The value rules of the neuron arguments. sltt_kernels/_config.py (check_args) owns them and
+// checks every Python-side call; the native ops repeat the ones a kernel relies on, with the
+// same wording, because a raw call (from C++, or under inference_mode, where no Python wrapper
+// runs) must not run a configuration the reference does not define: an IF neuron with
+// input_gain 0.5 charged without it and scaled its gradient by it. A test draws random arguments
+// and checks that the two accept the same ones (tests/test_raw_ops.py).
+inline void check_values(const LIFOptions& o) {
+  check_number("decay", o.lam, 0.0, true, 1.0);
+  check_number("input_gain", o.c, 0.0, false);
+  check_number("v_threshold", o.theta);
+  check_number("v_reset", o.v_r);
+  check_number("surrogate_alpha", o.alpha, 0.0, false);
+  TORCH_CHECK_VALUE(o.neuron == Neuron::Leaky || o.reset != Reset::None,
+                    "sltt_kernels: reset must be one of 'soft', 'hard' for this neuron, got 'none'");
+  TORCH_CHECK_VALUE(o.neuron != Neuron::IF || (o.lam == 1.0 && o.c == 1.0),
+                    "sltt_kernels: neuron='if' has no leak: decay and input_gain must be 1.0, got ", o.lam, ", ", o.c);
+  TORCH_CHECK_VALUE(o.neuron != Neuron::Leaky || (o.c == 1.0 && o.detach_reset),
+                    "sltt_kernels: neuron='leaky' needs input_gain=1.0 and detach_reset=True (its reset is detached)");
+  TORCH_CHECK_VALUE(o.reset == Reset::Hard || o.v_r == 0.0, "sltt_kernels: v_reset must be 0.0 unless reset='hard', got ",
+                    o.v_r);
+}
+
 inline LIFOptions parse_options(c10::string_view neuron, double decay, double input_gain, bool decay_input,
                                 double v_threshold, c10::string_view reset, double v_reset, bool detach_reset,
                                 c10::string_view surrogate, double surrogate_alpha, c10::string_view save,
@@ -126,6 +158,7 @@ inline LIFOptions parse_options(c10::string_view neuron, double decay, double in
   o.alpha = surrogate_alpha;
   o.save = parse_save(save);
   o.grad = parse_grad(grad);
+  check_values(o);
   return o;
 }
 
@@ -162,9 +195,12 @@ inline void check_state(const at::Tensor& v, const char* name, const at::Tensor&
   TORCH_CHECK_VALUE(v.sizes() == shape, "sltt_kernels: ", name, " must have shape ", shape, ", got ", v.sizes());
 }
 
-// A learnable k = 1/tau: one element in the state dtype, on the input's device.
-inline at::Tensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like) {
+// A learnable k = 1/tau: one element in the state dtype, on the input's device, for the LIF
+// model only (an IF neuron has no time constant; the leaky one's decay is beta).
+inline at::Tensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like, const LIFOptions& o) {
   if (!k.has_value() || !k->defined()) return at::Tensor();
+  TORCH_CHECK_VALUE(o.neuron == Neuron::LIF, "sltt_kernels: k (a learnable time constant) is not supported by neuron='",
+                    o.neuron == Neuron::IF ? "if" : "leaky", "'");
   check_device(*k, "k", like, "the input");
   TORCH_CHECK_TYPE(k->scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: k must be ",
                    state_dtype(like.scalar_type()), ", got ", k->scalar_type());
@@ -238,7 +274,7 @@ inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Te
     check_state(*v0, "v0", f.x, state_shape);
     f.v0 = v0->contiguous();
   }
-  f.k = checked_k(k, f.x);
+  f.k = checked_k(k, f.x, o);
   f.spikes = at::empty(f.x.sizes(), f.x.options());
   f.v_last = at::empty(state_shape, f.x.options().dtype(sdt));
   f.saved = at::empty(saved_shape(o.save, f.T, f.N), f.x.options().dtype(saved_dtype(o.save, f.x.scalar_type())));
@@ -288,7 +324,7 @@ inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::T
   const auto sdt = state_dtype(b.grad_spikes.scalar_type());
   check_saved(saved, o, b.grad_spikes, b.T, b.N);
   b.saved = saved;
-  b.k = checked_k(k, b.grad_spikes);
+  b.k = checked_k(k, b.grad_spikes, o);
   if (gv_last.has_value() && gv_last->defined()) {
     // checked in both modes: a wrong tensor is a mistake even where SLTT does not read it
     check_state(*gv_last, "grad_v_last", b.grad_spikes, state_shape);

@@ -3,11 +3,11 @@ what the reference returns. Parametrised over the native (cpu) and Triton ops.""
 
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from sltt_kernels import reference
-from sltt_kernels._config import NeuronArgs, NeuronConfig
+from sltt_kernels._config import NeuronArgs, NeuronConfig, check_args
 
 from helpers import DEVICE_OF, KERNEL_BACKENDS, backend_op, make_v0, make_x
 
@@ -102,6 +102,27 @@ def test_unknown_names_and_configurations_without_a_kernel(backend):
         fwd(x, None, torch.zeros(2, device=dev), *LIF._replace(save="h_v0"))
 
 
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("neuron", ["if", "leaky"])
+def test_a_learnable_k_is_refused_for_models_without_a_time_constant(backend, neuron):
+    """k is 1/tau of the LIF model. The native ops used to accept it for the leaky model and
+    decay by 1 - k where the reference decays by beta (found by the property test below)."""
+    ops, dev = _ops(backend), DEVICE_OF[backend]
+    args = NeuronArgs(neuron, 1.0 if neuron == "if" else 0.5, 1.0, False, 1.0, "soft", 0.0, neuron == "leaky",
+                      "rect", 1.0, "none", "bptt")
+    x = make_x((3, 5), torch.float64, dev)
+    k = torch.tensor(0.4, dtype=torch.float64, device=dev)
+    ops["lif_multistep_fwd"](x, None, None, *args)  # accepted without k
+    with pytest.raises(ValueError, match=f"k .*not supported by neuron='{neuron}'"):
+        ops["lif_multistep_fwd"](x, None, k, *args)
+    with pytest.raises(ValueError, match=f"k .*not supported by neuron='{neuron}'"):
+        ops["lif_step_fwd"](x[0], torch.zeros_like(x[0]), k, *args)
+    saving = args._replace(save="h")
+    _, _, saved = ops["lif_multistep_fwd"](x, None, None, *saving)
+    with pytest.raises(ValueError, match=f"k .*not supported by neuron='{neuron}'"):
+        ops["lif_multistep_bwd"](torch.ones_like(x), None, saved, k, *saving)
+
+
 def _reference_fwd(x, v0, k, args: NeuronArgs, multistep: bool):
     """What the forward op must return, from the reference, for any arguments it accepts."""
     cfg = NeuronConfig(*args[:-2], args.grad)
@@ -191,3 +212,106 @@ def test_random_raw_forward_calls_error_or_equal_the_reference(backend, case):
 @pytest.mark.parametrize("backend", [p for p in KERNEL_BACKENDS if p.id == "triton"])
 def test_random_raw_triton_calls_error_or_equal_the_reference(backend, case):
     _property(backend, case)
+
+
+def _backward_property(backend, case, with_grad_v):
+    """A backward call on what an accepted float64 forward saved: it errors clearly, or its
+    gradients are those of autograd through the reference (grad_k too, for a learnable k)."""
+    args, multistep, T, n, dtype, v_kind, k_kind, seed = case
+    assume(dtype == torch.float64 and v_kind in ("none", "ok") and k_kind in ("none", "ok"))
+    dev = DEVICE_OF[backend]
+    shape = (T, n) if multistep else (n,)
+    state_shape = shape[1:] if multistep else shape
+    x = make_x(shape, torch.float64, dev, seed=seed)
+    v = _tensor_for(v_kind, state_shape, torch.float64, dev, seed + 1)
+    if not multistep and v is None:
+        v = torch.zeros(state_shape, dtype=torch.float64, device=dev)
+    k = torch.tensor(0.4, dtype=torch.float64, device=dev) if k_kind == "ok" else None
+    fwd = backend_op(backend, "lif_multistep_fwd" if multistep else "lif_step_fwd")
+    bwd = backend_op(backend, "lif_multistep_bwd" if multistep else "lif_step_bwd")
+    try:
+        _, _, saved = fwd(x, v, k, *args)
+    except CLEAR:
+        assume(False)
+    grad_s = make_x(shape, torch.float64, dev, seed=seed + 2)
+    grad_v = make_v0(state_shape, torch.float64, dev, seed=seed + 3) if with_grad_v else None
+    try:
+        grad_x, grad_v0, grad_k = bwd(grad_s, grad_v, saved, k, *args)
+    except CLEAR as e:
+        assert str(e), "an error must say what is wrong"
+        event(f"backward rejected: {type(e).__name__}")
+        return
+    event(f"backward accepted: save={args.save}")
+    cfg = NeuronConfig(*args[:-2], args.grad)
+    xr = x.cpu().requires_grad_(True)
+    vr = None if v is None else v.cpu().requires_grad_(True)
+    kr = None if k is None else k.cpu().requires_grad_(True)
+    s, v_new = reference.run(cfg, xr, vr, kr, multistep)
+    loss = (s * grad_s.cpu()).sum()
+    if grad_v is not None and args.grad == "bptt":
+        loss = loss + (v_new * grad_v.cpu()).sum()
+    inputs = [t for t in (xr, vr, kr) if t is not None]
+    grads = dict(zip(("x", "v", "k")[:0] or [n for n, t in (("x", xr), ("v", vr), ("k", kr)) if t is not None],
+                     torch.autograd.grad(loss, inputs, allow_unused=True)))
+    close = dict(rtol=1e-10, atol=1e-10, equal_nan=True)
+    want_x = grads["x"] if grads["x"] is not None else torch.zeros_like(xr)
+    torch.testing.assert_close(grad_x.cpu(), want_x, **close)
+    if vr is not None:
+        want_v = grads["v"] if grads["v"] is not None else torch.zeros_like(vr)
+        torch.testing.assert_close(grad_v0.cpu(), want_v, **close)
+    if kr is not None and args.save == "h_v0":
+        want_k = grads["k"] if grads["k"] is not None else torch.zeros_like(kr)
+        torch.testing.assert_close(grad_k.cpu().reshape(()), want_k.reshape(()), **close)
+
+
+@st.composite
+def _valid_calls(draw):
+    """Raw calls whose model arguments are valid (the save kind and k may still be refused)."""
+    neuron = draw(st.sampled_from(["lif", "if", "leaky"]))
+    reset = draw(st.sampled_from(["soft", "hard", "none"] if neuron == "leaky" else ["soft", "hard"]))
+    decay = 1.0 if neuron == "if" else draw(st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+    gain = 1.0 if neuron != "lif" else draw(st.sampled_from([0.5, 1.0]))
+    args = NeuronArgs(neuron, decay, gain, draw(st.booleans()), draw(_NUMBERS), reset,
+                      draw(st.sampled_from([0.0, -0.3])) if reset == "hard" else 0.0,
+                      True if neuron == "leaky" else draw(st.booleans()),
+                      draw(st.sampled_from(["rect", "triangle", "sigmoid", "atan"])), draw(st.sampled_from([1.0, 0.5, 4.0])),
+                      draw(st.sampled_from(["sg", "sg_spike", "sg_reset", "h", "h_v0"])),
+                      draw(st.sampled_from(["bptt", "sltt"])))
+    return (args, draw(st.booleans()), draw(st.integers(1, 4)), draw(st.integers(0, 40)), torch.float64,
+            draw(st.sampled_from(["none", "ok"])), draw(st.sampled_from(["none", "ok"])), draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_valid_calls(), st.booleans())
+@pytest.mark.parametrize("backend", [p for p in KERNEL_BACKENDS if p.id == "cpu"])
+def test_random_raw_backward_calls_error_or_equal_the_reference_gradients(backend, case, with_grad_v):
+    _backward_property(backend, case, with_grad_v)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_raw_calls())
+@pytest.mark.parametrize("backend", [p for p in KERNEL_BACKENDS if p.id == "cpu"])
+def test_the_native_ops_accept_the_arguments_the_validator_accepts(backend, case):
+    """sltt_kernels/_config.py owns the argument rules; the native ops repeat them (csrc/
+    lif_options.h). On valid tensors, each accepts exactly the arguments the other accepts.
+    save='none' here: which save kinds a configuration may use is the validator's policy (the
+    native ops run every kind they have a kernel for, consistently), the rest is shared."""
+    args, multistep, T, n, _, _, k_kind, seed = case
+    args = args._replace(save="none")
+    dev = DEVICE_OF[backend]
+    x = make_x((T, n) if multistep else (n,), torch.float64, dev, seed=seed)
+    v = None if multistep else torch.zeros(n, dtype=torch.float64, device=dev)
+    k = torch.tensor(0.4, dtype=torch.float64, device=dev) if k_kind == "ok" else None
+    try:
+        check_args(args, has_k=k is not None)
+        python_ok = True
+    except (TypeError, ValueError):
+        python_ok = False
+    try:
+        backend_op(backend, "lif_multistep_fwd" if multistep else "lif_step_fwd")(x, v, k, *args)
+        native_ok = True
+    except (TypeError, ValueError) as e:
+        assert str(e)
+        native_ok = False
+    event(f"accepted: {python_ok}")
+    assert native_ok == python_ok, f"check_args {'accepts' if python_ok else 'refuses'} {args} (k: {k is not None})"
