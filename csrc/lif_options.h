@@ -97,6 +97,15 @@ inline Grad parse_grad(c10::string_view s) {
 }
 #undef SLTT_PARSE_CASE
 
+inline const char* neuron_name(Neuron n) {
+  switch (n) {
+    case Neuron::LIF: return "lif";
+    case Neuron::IF: return "if";
+    case Neuron::Leaky: return "leaky";
+  }
+  return "?";
+}
+
 inline const char* save_name(Save s) {
   switch (s) {
     case Save::None: return "none";
@@ -200,7 +209,7 @@ inline void check_state(const at::Tensor& v, const char* name, const at::Tensor&
 inline at::Tensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like, const LIFOptions& o) {
   if (!k.has_value() || !k->defined()) return at::Tensor();
   TORCH_CHECK_VALUE(o.neuron == Neuron::LIF, "sltt_kernels: k (a learnable time constant) is not supported by neuron='",
-                    o.neuron == Neuron::IF ? "if" : "leaky", "'");
+                    neuron_name(o.neuron), "'");
   check_device(*k, "k", like, "the input");
   TORCH_CHECK_TYPE(k->scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: k must be ",
                    state_dtype(like.scalar_type()), ", got ", k->scalar_type());

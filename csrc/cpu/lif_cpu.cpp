@@ -14,26 +14,20 @@ namespace sltt {
 
 // Save::H16 on the CPU: c10's conversions round to nearest even; a nonzero d that would round
 // to zero is kept as the smallest subnormal of its sign, so the spike decision stays exact.
-template <>
-struct Store16<at::Half> {
+template <typename H>
+struct C10Store16 {
   static constexpr bool kIs16 = true;
-  static at::Half from(float d) {
-    const at::Half q(d);
-    if (float(q) == 0.0f && d != 0.0f) return at::Half(d > 0.0f ? 0x0001 : 0x8001, at::Half::from_bits());
+  static H from(float d) {
+    const H q(d);
+    if (float(q) == 0.0f && d != 0.0f) return H(d > 0.0f ? 0x0001 : 0x8001, H::from_bits());
     return q;
   }
-  static float to(at::Half q) { return float(q); }
+  static float to(H q) { return float(q); }
 };
 template <>
-struct Store16<at::BFloat16> {
-  static constexpr bool kIs16 = true;
-  static at::BFloat16 from(float d) {
-    const at::BFloat16 q(d);
-    if (float(q) == 0.0f && d != 0.0f) return at::BFloat16(d > 0.0f ? 0x0001 : 0x8001, at::BFloat16::from_bits());
-    return q;
-  }
-  static float to(at::BFloat16 q) { return float(q); }
-};
+struct Store16<at::Half> : C10Store16<at::Half> {};
+template <>
+struct Store16<at::BFloat16> : C10Store16<at::BFloat16> {};
 
 namespace cpu {
 

@@ -58,7 +58,7 @@ template <typename P>
 LIF_HD void prefetch_next_block(const P* row, int64_t n0, int64_t N, bool for_write) {
 #if defined(__GNUC__) || defined(__clang__)
   if (n0 + 2 * kBlock > N) return;
-  constexpr int64_t kLine = 64 / sizeof(P) > 0 ? 64 / sizeof(P) : 1;
+  constexpr int64_t kLine = 64 / sizeof(P);  // elements per 64-byte cache line
   const P* next = row + kBlock;
   for (int64_t j = 0; j < kBlock; j += kLine) {
     if (for_write)
