@@ -15,8 +15,8 @@ The neuron is the SLTT paper's (soft reset, no input decay, tau 2, rect surrogat
 unless --reset/--surrogate say otherwise. The backends of a case take turns, one call each per
 repeat, in orders where each follows every other equally often (medians over the repeats), so
 that neither a drifting load on a shared machine nor the cache state a previous call leaves
-biases a ratio. The compiled loop's first call in each case compiles (its time is the compile_s column,
-not part of the medians). Achieved bandwidth counts the bytes the saved-state contract implies
+biases a ratio. The compiled loop's first call in each case compiles (its time is the
+compile_s column, not part of the medians). Achieved bandwidth counts the bytes the saved-state contract implies
 for the fused kernels: forward reads x and writes spikes and the 1-bit mask, backward reads the
 spike gradient and the mask and writes the input gradient (inference: reads x, writes spikes).
 It is also given as a fraction of a copy measured in the same run (the ceiling of a streaming

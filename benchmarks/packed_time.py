@@ -62,12 +62,13 @@ def main(argv=None):
     return C.run_with_threads(run, parse_args(argv))
 
 
-def _trainer(model, method, T, K, variant, packed, device):
-    """(step(x, y), the network) for one copy; both copies start from the same weights."""
+def _trainer(model, method, T, K, variant, device):
+    """(step(x, y), the network) for one copy; both copies start from the same weights. The
+    variant's transform (pack_spike_inputs for the "-packed" ones) converts the network."""
     torch.manual_seed(0)
     net = MT.MODELS[model](MT.neuron_factory(method, "auto", variant), 10).to(device)
-    if packed:
-        MT._packed(net)
+    if variant.transform is not None:
+        net = variant.transform(net)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     rng = random.Random(0)
 
@@ -97,10 +98,9 @@ def run(args):
     bar = C.progress_bar(total=len(plan) * (args.warmup + args.iters + 1) * 2, desc="packed_time")
     rows = []
     for name, T, method in plan:
-        variant = known[name]
         bar.set_postfix_str(f"{name} T={T} {method}")
-        copies = {kind: _trainer(args.model, method, T, args.K, variant, kind == "packed", device)
-                  for kind in ("plain", "packed")}
+        copies = {"plain": _trainer(args.model, method, T, args.K, known[name], device),
+                  "packed": _trainer(args.model, method, T, args.K, known[name + "-packed"], device)}
         times = {kind: [] for kind in copies}
         saved = {}
         for kind, (step, net) in copies.items():  # one iteration each under the meter
