@@ -88,6 +88,10 @@ LIF_HD float lif_fma(float a, float b, float c) { return fmaf(a, b, c); }
 LIF_HD double lif_fma(double a, double b, double c) { return fma(a, b, c); }
 LIF_HD float lif_exp(float a) { return expf(a); }
 LIF_HD double lif_exp(double a) { return exp(a); }
+// c ? a : b as a function: the models' forward math also runs on the CPU's vector of lanes
+// (csrc/cpu/lif_cpu_lanes.h), whose mask cannot drive ?:, so that type overloads this.
+template <typename S>
+LIF_HD S lif_select(bool c, S a, S b) { return c ? a : b; }
 // max as a select (fmax may be a library call on the CPU); NaN in a gives b.
 template <typename S>
 LIF_HD S lif_max(S a, S b) { return a > b ? a : b; }

@@ -52,6 +52,11 @@ def test_kernel_headers_compile_without_torch(tmp_path):
         '#include "lif_math.h"\n#include "lif_dispatch.h"\n#include "cpu/lif_cpu_kernels.h"\n'
         "template void sltt::cpu::lif_fwd_blocks<float, float, sltt::Neuron::LIF, sltt::Reset::Soft, sltt::Save::Sg>("
         "const sltt::FwdArgs<float, float>&, int64_t, int64_t, bool);\n"
+        # the inference forward runs the models on the vector lanes of cpu/lif_cpu_lanes.h
+        "template void sltt::cpu::lif_fwd_blocks<float, float, sltt::Neuron::Leaky, sltt::Reset::Hard, "
+        "sltt::Save::None>(const sltt::FwdArgs<float, float>&, int64_t, int64_t, bool);\n"
+        "template void sltt::cpu::lif_fwd_blocks<double, double, sltt::Neuron::LIF, sltt::Reset::Soft, "
+        "sltt::Save::None>(const sltt::FwdArgs<double, double>&, int64_t, int64_t, bool);\n"
         "template void sltt::cpu::lif_bwd_blocks<double, double, sltt::Neuron::Leaky, sltt::Reset::Hard, true, "
         "sltt::Surrogate::ATan, sltt::Save::HV0, sltt::Grad::BPTT>(const sltt::BwdArgs<double, double>&, int64_t, "
         "int64_t, bool);\n"

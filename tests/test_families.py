@@ -125,6 +125,43 @@ def test_family_noncontiguous_empty_and_step_loop(backend, fam):
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
 
 
+# The CPU forward without saved state (inference) runs chunks of a cache line of neurons with the
+# state in registers, the forward that saves runs blocks with the state in an array; both must
+# give the same bits, and the reference's spikes, for every model, reset, dtype and size (whole
+# chunks, a tail, fewer neurons than a chunk, T = 1, a strided input).
+INFER_CASES = [
+    ("lif", sltt_kernels.lif_multistep, reference.lif_multistep, kw) for kw in (
+        dict(tau=2.0, v_reset=None, decay_input=False, surrogate="rect"),
+        dict(tau=3.0, v_reset=-0.3, decay_input=True, surrogate="sigmoid"),
+    )
+] + [
+    (fam, fn, ref, kw) for fam, (fn, ref, kws) in FAMILIES.items() for kw in kws
+    if kw["grad"] == "bptt" and kw["surrogate"] in ("rect", "sigmoid") and kw.get("detach_reset") is not True
+]
+INFER_SHAPES = [(1, 1), (1, 16), (3, 15), (4, 17), (2, 3, 37), (6, 1031), (5, 64)]
+
+
+@pytest.mark.parametrize("shape", INFER_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("fam, fn, ref, kw", INFER_CASES,
+                         ids=[f"{c[0]}-" + "-".join(f"{k}={v}" for k, v in c[3].items()) for c in INFER_CASES])
+def test_cpu_inference_forward_equals_the_saving_forward(cpu_isa, fam, fn, ref, kw, dtype, shape):
+    sdt = torch.float64 if dtype == torch.float64 else torch.float32
+    extra = {"w": torch.tensor(0.3, dtype=sdt)} if fam == "plif" else {}
+    x = make_x(shape, torch.float64, seed=sum(shape)).to(dtype)
+    x_strided = make_x(shape[:1] + shape[1:][::-1], torch.float64, seed=7).to(dtype).transpose(1, -1)
+    for v0 in (None, make_v0(shape[1:], sdt)):
+        for xi in (x, x_strided):
+            with torch.no_grad():
+                s_inf, v_inf = fn(xi, v0, **kw, **extra, backend="cpu")
+            s_sav, v_sav = fn(xi.clone().requires_grad_(True), v0, **kw, **extra, backend="cpu")
+            assert torch.equal(s_inf, s_sav.detach()) and torch.equal(v_inf, v_sav.detach()), (v0 is None, xi.stride())
+            if dtype == torch.float64:
+                rs, rv = ref(xi, v0, **kw, **extra)
+                assert torch.equal(s_inf, rs)
+                torch.testing.assert_close(v_inf, rv, rtol=1e-12, atol=1e-12)
+
+
 OPCHECK_ARGS = {
     "if": _config.if_config(v_threshold=1.0, v_reset=None, detach_reset=False, surrogate="rect", grad="bptt"),
     "leaky": _config.leaky_config(beta=0.9, threshold=1.0, reset_mechanism="zero", surrogate="rect", grad="bptt"),

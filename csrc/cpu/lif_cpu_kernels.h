@@ -9,10 +9,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../lif_args.h"
 #include "../lif_math.h"
 #include "../neurons/neurons.h"
+#include "lif_cpu_lanes.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define LIF_CPU_X86 1
@@ -71,6 +73,43 @@ LIF_HD void prefetch_next_block(const P* row, int64_t n0, int64_t N, bool for_wr
 #endif
 }
 
+#if LIF_CPU_LANES
+// The forward without saved state (inference) when x is in the state dtype: chunks of one cache
+// line of neurons take all T steps with the state in registers, reading and writing T rows of one
+// line each, a pattern the hardware prefetchers follow. A block's L1 array (below) costs a load
+// and a store of the state per element-step: measured (T = 6, N = 1M, fp32, 2-core Xeon, data in
+// cache) 1.23-1.25 ms against 1.03 ms this way. Returns the neurons done (whole chunks from n0);
+// the block path takes the rest.
+template <typename S, Neuron NM, Reset R>
+LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const LIFParams<S>& p, int64_t n0, int64_t len) {
+  using M = NeuronModel<NM>;
+  using L = Lanes<S>;
+  const LIFParams<L> pl = lanes_params(p);
+  const L one(S(1));
+  const L zero(S(0));
+  // locals, so that the stores need not be assumed to change them
+  const S* __restrict x = a.x;
+  const S* __restrict v0 = a.v0;
+  S* __restrict spikes = a.spikes;
+  S* __restrict v_last = a.v_last;
+  const int64_t N = a.N;
+  const int64_t T = a.T;
+  const int64_t whole = len / L::kWidth * L::kWidth;
+  for (int64_t i = 0; i < whole; i += L::kWidth) {
+    const int64_t n = n0 + i;
+    L v = v0 ? L::load(v0 + n) : pl.v_r;
+    for (int64_t t = 0; t < T; ++t) {
+      const L h = M::template charge<R>(pl, v, L::load(x + t * N + n));
+      const auto spike = M::fire(pl, h);
+      lif_select(spike, one, zero).store(spikes + t * N + n);
+      v = M::template reset<R>(pl, h, spike);
+    }
+    v.store(v_last + n);
+  }
+  return whole;
+}
+#endif
+
 // One block of neurons [n0, n0 + len) through all T steps. The parameters are copied to
 // locals and the pointers marked __restrict: without that the compiler must assume the
 // outputs alias the parameters and reloads them every element, and does not vectorise.
@@ -82,6 +121,14 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
   const LIFParams<S> p = with_k(a.p, a.k);
+#if LIF_CPU_LANES
+  if constexpr (SV == Save::None && std::is_same<X, S>::value) {
+    const int64_t done = lif_fwd_lanes<S, NM, R>(a, p, n0, len);
+    n0 += done;
+    len -= done;
+    if (len == 0) return;
+  }
+#endif
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t W = lif_mask_words(N);

@@ -13,21 +13,22 @@ namespace sltt {
 
 template <>
 struct NeuronModel<Neuron::Leaky> {
+  // charge, fire, reset and reset_flag also run on the CPU's lanes (see ResetNowModel, lif.h)
   template <typename S>
-  static LIF_HD bool reset_flag(const LIFParams<S>& p, S v) { return v > p.theta; }
+  static LIF_HD auto reset_flag(const LIFParams<S>& p, S v) { return v > p.theta; }
   template <Reset R, typename S>
   static LIF_HD S charge(const LIFParams<S>& p, S v, S x) {
-    const bool r = reset_flag(p, v);
-    if (R == Reset::Soft) return lif_fma(p.lam, v, x) - (r ? p.theta : S(0));
-    if (R == Reset::Hard) return lif_fma(p.lam, r ? S(0) : v, x);
+    const auto r = reset_flag(p, v);
+    if (R == Reset::Soft) return lif_fma(p.lam, v, x) - lif_select(r, p.theta, S(0));
+    if (R == Reset::Hard) return lif_fma(p.lam, lif_select(r, S(0), v), x);
     return lif_fma(p.lam, v, x);
   }
   template <typename S>
-  static LIF_HD bool fire(const LIFParams<S>& p, S h) { return h > p.theta; }
+  static LIF_HD auto fire(const LIFParams<S>& p, S h) { return h > p.theta; }
   template <typename S>
   static LIF_HD bool fire_d(S d) { return d > S(0); }
-  template <Reset R, typename S>
-  static LIF_HD S reset(const LIFParams<S>&, S h, bool) { return h; }  // applied at the next charge
+  template <Reset R, typename S, typename B>
+  static LIF_HD S reset(const LIFParams<S>&, S h, B) { return h; }  // applied at the next charge
   template <Reset R, bool Detach, typename S>
   static LIF_HD S dv_dh(const LIFParams<S>&, S, bool, S) { return S(1); }
   // The reset flag is detached (as snnTorch's), so only the zero reset gates the gradient.

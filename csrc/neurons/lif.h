@@ -12,16 +12,19 @@ struct NeuronModel;
 
 // What the models that reset at the step that fires (LIF, IF) share: fire on h >= theta, reset
 // now, and the derivative through that reset. They differ in the charge and its derivatives.
+// The forward's functions (charge, fire, reset) also take the CPU's vector of lanes as S
+// (csrc/cpu/lif_cpu_lanes.h): fire then returns a lane mask rather than a bool, and the
+// selections are lif_select calls, which that type overloads.
 struct ResetNowModel {
   template <typename S>
-  static LIF_HD bool fire(const LIFParams<S>& p, S h) { return h >= p.theta; }
+  static LIF_HD auto fire(const LIFParams<S>& p, S h) { return h >= p.theta; }
   // the same decision from d = h - theta (h >= theta exactly when h - theta >= 0)
   template <typename S>
   static LIF_HD bool fire_d(S d) { return d >= S(0); }
-  template <Reset R, typename S>
-  static LIF_HD S reset(const LIFParams<S>& p, S h, bool spike) {
-    if (R == Reset::Soft) return spike ? h - p.theta : h;
-    return spike ? p.v_r : h;  // a select: exact, and v_r even for an infinite h
+  template <Reset R, typename S, typename B>
+  static LIF_HD S reset(const LIFParams<S>& p, S h, B spike) {
+    if (R == Reset::Soft) return lif_select(spike, h - p.theta, h);
+    return lif_select(spike, p.v_r, h);  // a select: exact, and v_r even for an infinite h
   }
   // dv[t]/dh[t] through the reset.
   template <Reset R, bool Detach, typename S>

@@ -1,0 +1,131 @@
+// A vector of lanes of the state type S, one 64-byte cache line wide (16 floats, 8 doubles),
+// on which the models' forward math (charge, fire, reset; csrc/neurons/) runs unchanged: the
+// CPU forward without saved state (inference) keeps a chunk's state in registers through all T
+// steps, as a compiler's fused loop would, instead of the L1 array of a block (docs/design.md,
+// section 5). GCC's vector extensions only, no intrinsics: the line is held as two 32-byte
+// halves (two independent chains; one AVX2 register each), each operator is one vector
+// instruction per half on the target the caller is compiled for, and lif_fma stays a fused
+// multiply-add per lane, so the results are the scalar path's bit for bit. No torch header.
+#pragma once
+
+#include <cstring>
+
+#include "../lif_math.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define LIF_CPU_LANES 1
+#else
+#define LIF_CPU_LANES 0  // the scalar blocks serve every configuration
+#endif
+
+#if LIF_CPU_LANES
+// 32-byte vectors passed between inlined functions: GCC notes that their ABI differs without
+// AVX, which concerns calls across object files only; every function here is inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace sltt {
+namespace cpu {
+
+// The overloads below would otherwise hide the scalar ones from the kernels in this namespace.
+using ::sltt::lif_fma;
+using ::sltt::lif_select;
+
+// The 32-byte vector of each state type (GCC drops vector_size on a type that depends on a
+// template parameter, so one specialisation per type). 32 bytes rather than 64: on an AVX2
+// target GCC keeps a 64-byte vector's fused multiply-add lane by lane (measured 8x slower).
+template <typename S>
+struct HalfLine;
+template <>
+struct HalfLine<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct HalfLine<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+
+template <typename S>
+struct Lanes {
+  typedef typename HalfLine<S>::type Vec;
+  static constexpr int64_t kHalf = 32 / sizeof(S);
+  static constexpr int64_t kWidth = 2 * kHalf;
+  Vec lo, hi;
+
+  Lanes() = default;
+  LIF_HD Lanes(S s) : lo(Vec{} + s), hi(Vec{} + s) {}  // a broadcast: the models' S(0), the parameters
+  LIF_HD Lanes(Vec l, Vec h) : lo(l), hi(h) {}
+  static LIF_HD Lanes load(const S* p) {
+    Lanes r;
+    std::memcpy(&r.lo, p, sizeof(Vec));
+    std::memcpy(&r.hi, p + kHalf, sizeof(Vec));
+    return r;
+  }
+  LIF_HD void store(S* p) const {
+    std::memcpy(p, &lo, sizeof(Vec));
+    std::memcpy(p + kHalf, &hi, sizeof(Vec));
+  }
+};
+
+// The result of comparing lanes: all bits set where true (integer vectors of S's width).
+template <typename S>
+struct LaneMask {
+  typedef decltype(typename Lanes<S>::Vec{} < typename Lanes<S>::Vec{}) Vec;
+  Vec lo, hi;
+};
+
+template <typename S>
+LIF_HD Lanes<S> operator+(Lanes<S> a, Lanes<S> b) { return {a.lo + b.lo, a.hi + b.hi}; }
+template <typename S>
+LIF_HD Lanes<S> operator-(Lanes<S> a, Lanes<S> b) { return {a.lo - b.lo, a.hi - b.hi}; }
+template <typename S>
+LIF_HD Lanes<S> operator*(Lanes<S> a, Lanes<S> b) { return {a.lo * b.lo, a.hi * b.hi}; }
+template <typename S>
+LIF_HD Lanes<S> operator-(Lanes<S> a) { return {-a.lo, -a.hi}; }
+template <typename S>
+LIF_HD LaneMask<S> operator>=(Lanes<S> a, Lanes<S> b) { return {a.lo >= b.lo, a.hi >= b.hi}; }
+template <typename S>
+LIF_HD LaneMask<S> operator>(Lanes<S> a, Lanes<S> b) { return {a.lo > b.lo, a.hi > b.hi}; }
+template <typename S>
+LIF_HD LaneMask<S> operator<(Lanes<S> a, Lanes<S> b) { return {a.lo < b.lo, a.hi < b.hi}; }
+
+// Found by argument-dependent lookup from the models' templates (namespace sltt).
+template <typename S>
+LIF_HD Lanes<S> lif_select(LaneMask<S> c, Lanes<S> a, Lanes<S> b) {
+  return {c.lo ? a.lo : b.lo, c.hi ? a.hi : b.hi};
+}
+
+// Lane by lane through the scalar lif_fma, which GCC turns into one vector FMA per half on an
+// FMA target (and keeps exact, a library call per lane, on the generic one).
+template <typename V>
+LIF_HD V lif_fma_half(V a, V b, V c) {
+  V r;
+  for (int64_t l = 0; l < int64_t(sizeof(V) / sizeof(a[0])); ++l) r[l] = ::sltt::lif_fma(a[l], b[l], c[l]);
+  return r;
+}
+template <typename S>
+LIF_HD Lanes<S> lif_fma(Lanes<S> a, Lanes<S> b, Lanes<S> c) {
+  return {lif_fma_half(a.lo, b.lo, c.lo), lif_fma_half(a.hi, b.hi, c.hi)};
+}
+
+// The parameters broadcast to lanes (the flag stays a flag).
+template <typename S>
+LIF_HD LIFParams<Lanes<S>> lanes_params(const LIFParams<S>& p) {
+  LIFParams<Lanes<S>> q;
+  q.lam = p.lam;
+  q.c = p.c;
+  q.theta = p.theta;
+  q.v_r = p.v_r;
+  q.alpha = p.alpha;
+  q.alpha2 = p.alpha2;
+  q.half_width = p.half_width;
+  q.inv_width = p.inv_width;
+  q.c_is_k = p.c_is_k;
+  return q;
+}
+
+}  // namespace cpu
+}  // namespace sltt
+
+#pragma GCC diagnostic pop
+#endif  // LIF_CPU_LANES
