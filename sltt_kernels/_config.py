@@ -138,7 +138,9 @@ def number(name: str, value, *, low=None, low_inclusive=True, high=None, high_in
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt, torch.SymFloat)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
+    # + 0.0 turns -0.0 into 0.0: the two are one setting, and the configuration cache (keyed on
+    # values, where -0.0 == 0.0) must not hand one call's zero sign to another
+    value = float(value) + 0.0
     # a comparison rather than math.isfinite: under torch.compile(dynamic=True) the value may be
     # symbolic, and a comparison becomes a guard where math.isfinite cannot be traced
     if not abs(value) < math.inf:

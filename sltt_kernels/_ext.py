@@ -101,6 +101,10 @@ def cuda_build_decision(csrc: str, no_cuda: bool = False):
 def compile_flags():
     """(cxx flags, link flags) of setup.py."""
     cxx = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
+    if not sys.platform.startswith("win"):
+        # GCC notes that passing 32-byte vectors (csrc/cpu/lif_cpu_lanes.h) changed ABI in GCC 4.6;
+        # that concerns calls between object files, and those functions are all inlined.
+        cxx.append("-Wno-psabi")
     link = []
     if sys.platform.startswith("linux"):
         # at::parallel_for runs on OpenMP in torch's Linux builds; without -fopenmp it is serial.

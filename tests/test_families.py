@@ -126,19 +126,30 @@ def test_family_noncontiguous_empty_and_step_loop(backend, fam):
 
 
 # The CPU forward without saved state (inference) runs chunks of a cache line of neurons with the
-# state in registers, the forward that saves runs blocks with the state in an array; both must
-# give the same bits, and the reference's spikes, for every model, reset, dtype and size (whole
-# chunks, a tail, fewer neurons than a chunk, T = 1, a strided input).
+# state in registers (the AVX2 copy), the forward that saves runs blocks with the state in an
+# array; both must give the same bits, and the reference's values, for every model, reset, dtype
+# and size (whole chunks, a tail, fewer neurons than a chunk, T = 1, a strided input), with
+# non-finite inputs. Parameters of -0.0 are 0.0 to the validator; the raw ops below take them.
 INFER_CASES = [
     ("lif", sltt_kernels.lif_multistep, reference.lif_multistep, kw) for kw in (
         dict(tau=2.0, v_reset=None, decay_input=False, surrogate="rect"),
         dict(tau=3.0, v_reset=-0.3, decay_input=True, surrogate="sigmoid"),
+        dict(tau=2.0, v_reset=-0.0, decay_input=False, surrogate="rect"),
     )
+] + [
+    ("if", sltt_kernels.if_multistep, reference.if_multistep, dict(v_reset=-0.0, surrogate="rect")),
+    ("leaky", sltt_kernels.leaky_multistep, reference.leaky_multistep,
+     dict(beta=-0.0, threshold=1.0, reset_mechanism="none", surrogate="rect")),
 ] + [
     (fam, fn, ref, kw) for fam, (fn, ref, kws) in FAMILIES.items() for kw in kws
     if kw["grad"] == "bptt" and kw["surrogate"] in ("rect", "sigmoid") and kw.get("detach_reset") is not True
 ]
 INFER_SHAPES = [(1, 1), (1, 16), (3, 15), (4, 17), (2, 3, 37), (6, 1031), (5, 64)]
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The tensor's bit patterns: torch.equal calls -0.0 and 0.0 equal and NaN unequal to itself."""
+    return t.contiguous().view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
 
 
 @pytest.mark.parametrize("shape", INFER_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -149,17 +160,43 @@ def test_cpu_inference_forward_equals_the_saving_forward(cpu_isa, fam, fn, ref, 
     sdt = torch.float64 if dtype == torch.float64 else torch.float32
     extra = {"w": torch.tensor(0.3, dtype=sdt)} if fam == "plif" else {}
     x = make_x(shape, torch.float64, seed=sum(shape)).to(dtype)
+    if x.numel() > 40:  # one NaN and one infinity (the NaN never fires; the state becomes NaN)
+        x.view(-1)[17] = float("nan")
+        x.view(-1)[-3] = float("-inf")
     x_strided = make_x(shape[:1] + shape[1:][::-1], torch.float64, seed=7).to(dtype).transpose(1, -1)
     for v0 in (None, make_v0(shape[1:], sdt)):
         for xi in (x, x_strided):
             with torch.no_grad():
                 s_inf, v_inf = fn(xi, v0, **kw, **extra, backend="cpu")
             s_sav, v_sav = fn(xi.clone().requires_grad_(True), v0, **kw, **extra, backend="cpu")
-            assert torch.equal(s_inf, s_sav.detach()) and torch.equal(v_inf, v_sav.detach()), (v0 is None, xi.stride())
+            assert torch.equal(_bits(s_inf), _bits(s_sav.detach())), (v0 is None, xi.stride())
+            assert torch.equal(_bits(v_inf), _bits(v_sav.detach())), (v0 is None, xi.stride())
             if dtype == torch.float64:
                 rs, rv = ref(xi, v0, **kw, **extra)
                 assert torch.equal(s_inf, rs)
-                torch.testing.assert_close(v_inf, rv, rtol=1e-12, atol=1e-12)
+                torch.testing.assert_close(v_inf, rv, rtol=1e-12, atol=1e-12, equal_nan=True)
+                zeros = rv == 0
+                assert torch.equal(torch.signbit(v_inf[zeros]), torch.signbit(rv[zeros]))
+
+
+@pytest.mark.parametrize("n", [16, 17, 1031])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("cfg", [
+    _config.lif_config(tau=2.0, v_threshold=1.0, v_reset=0.0, decay_input=False, detach_reset=False,
+                       surrogate="rect", grad="bptt"),
+    _config.if_config(v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate="rect", grad="bptt"),
+], ids=["lif-hard", "if-hard"])
+def test_raw_inference_keeps_a_negative_zero_reset(cpu_isa, cfg, dtype, n):
+    """A raw op may pass v_reset = -0.0 (the validator makes it 0.0): the inference forward keeps
+    its sign in the state, as the forward that saves does."""
+    x = make_x((3, n), torch.float64, seed=n).to(dtype)
+    x[-1, ::2] = 50.0  # half the neurons fire at the last step: their v_last is v_reset itself
+    args = cfg.args("none")._replace(v_reset=-0.0)
+    fwd = backend_op("cpu", "lif_multistep_fwd")
+    _, v_none, _ = fwd(x, None, None, *args)
+    _, v_saved, _ = fwd(x, None, None, *args._replace(save="h"))
+    assert torch.equal(_bits(v_none), _bits(v_saved))
+    assert torch.signbit(v_none[::2]).all() and not v_none[::2].any()  # -0.0, sign kept
 
 
 OPCHECK_ARGS = {

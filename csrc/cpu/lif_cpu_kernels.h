@@ -113,7 +113,8 @@ LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const LIFParams<S>& p, int6
 // One block of neurons [n0, n0 + len) through all T steps. The parameters are copied to
 // locals and the pointers marked __restrict: without that the compiler must assume the
 // outputs alias the parameters and reloads them every element, and does not vectorise.
-template <typename X, typename S, Neuron NM, Reset R, Save SV>
+// InRegisters: the AVX2 copy's inference forward starts with lif_fwd_lanes (above).
+template <typename X, typename S, Neuron NM, Reset R, Save SV, bool InRegisters = false>
 LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   using M = NeuronModel<NM>;
   constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
@@ -122,7 +123,7 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
   const LIFParams<S> p = with_k(a.p, a.k);
 #if LIF_CPU_LANES
-  if constexpr (SV == Save::None && std::is_same<X, S>::value) {
+  if constexpr (InRegisters && SV == Save::None && std::is_same<X, S>::value) {
     const int64_t done = lif_fwd_lanes<S, NM, R>(a, p, n0, len);
     n0 += done;
     len -= done;
@@ -257,7 +258,7 @@ void lif_bwd_blocks_generic(const BwdArgs<X, S>& a, int64_t b0, int64_t b1) {
 template <typename X, typename S, Neuron NM, Reset R, Save SV>
 __attribute__((target("avx2,fma"))) void lif_fwd_blocks_avx2(const FwdArgs<X, S>& a, int64_t b0, int64_t b1) {
   for (int64_t b = b0; b < b1; ++b)
-    lif_fwd_block<X, S, NM, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+    lif_fwd_block<X, S, NM, R, SV, true>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
 }
 
 template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>

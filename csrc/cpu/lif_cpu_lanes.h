@@ -4,8 +4,12 @@
 // steps, as a compiler's fused loop would, instead of the L1 array of a block (docs/design.md,
 // section 5). GCC's vector extensions only, no intrinsics: the line is held as two 32-byte
 // halves (two independent chains; one AVX2 register each), each operator is one vector
-// instruction per half on the target the caller is compiled for, and lif_fma stays a fused
-// multiply-add per lane, so the results are the scalar path's bit for bit. No torch header.
+// instruction per half on the AVX2 target (the only copy that uses it: on plain SSE2, GCC does
+// the 32-byte comparisons lane by lane), and lif_fma stays a fused multiply-add per lane, so the
+// results are the scalar path's (NaN payloads aside: which operand's payload an add of two NaNs
+// keeps depends on the compiler's operand order). The build passes -Wno-psabi
+// (sltt_kernels/_ext.py): GCC notes that 32-byte vector arguments changed ABI, which matters for
+// calls between object files only, and every function here is inlined. No torch header.
 #pragma once
 
 #include <cstring>
@@ -19,11 +23,6 @@
 #endif
 
 #if LIF_CPU_LANES
-// 32-byte vectors passed between inlined functions: GCC notes that their ABI differs without
-// AVX, which concerns calls across object files only; every function here is inlined.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 namespace sltt {
 namespace cpu {
 
@@ -53,7 +52,9 @@ struct Lanes {
   Vec lo, hi;
 
   Lanes() = default;
-  LIF_HD Lanes(S s) : lo(Vec{} + s), hi(Vec{} + s) {}  // a broadcast: the models' S(0), the parameters
+  // A broadcast (the models' S(0), the parameters): s - (+0) is s for every s, -0 and NaN
+  // included, where +0 + s would turn -0 into +0.
+  LIF_HD Lanes(S s) : lo(s - Vec{}), hi(s - Vec{}) {}
   LIF_HD Lanes(Vec l, Vec h) : lo(l), hi(h) {}
   static LIF_HD Lanes load(const S* p) {
     Lanes r;
@@ -127,5 +128,4 @@ LIF_HD LIFParams<Lanes<S>> lanes_params(const LIFParams<S>& p) {
 }  // namespace cpu
 }  // namespace sltt
 
-#pragma GCC diagnostic pop
 #endif  // LIF_CPU_LANES
