@@ -56,9 +56,10 @@ struct LIFParams {
 };
 
 // The parameters in the state type, rounded once from their double values, so that every
-// backend uses the same constants.
-template <typename S>
-LIF_HD LIFParams<S> cast_params(const LIFParams<double>& d) {
+// backend uses the same constants. Also broadcasts state-type parameters to the CPU's lanes
+// (S = Lanes<float>, csrc/cpu/lif_cpu_lanes.h), whose constructor from a scalar broadcasts.
+template <typename S, typename D>
+LIF_HD LIFParams<S> cast_params(const LIFParams<D>& d) {
   LIFParams<S> p;
   p.lam = S(d.lam);
   p.c = S(d.c);

@@ -157,7 +157,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("fam, fn, ref, kw", INFER_CASES,
                          ids=[f"{c[0]}-" + "-".join(f"{k}={v}" for k, v in c[3].items()) for c in INFER_CASES])
 def test_cpu_inference_forward_equals_the_saving_forward(cpu_isa, fam, fn, ref, kw, dtype, shape):
-    sdt = torch.float64 if dtype == torch.float64 else torch.float32
+    sdt = _config.state_dtype(dtype)
     extra = {"w": torch.tensor(0.3, dtype=sdt)} if fam == "plif" else {}
     x = make_x(shape, torch.float64, seed=sum(shape)).to(dtype)
     if x.numel() > 40:  # one NaN and one infinity (the NaN never fires; the state becomes NaN)

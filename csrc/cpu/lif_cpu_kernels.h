@@ -84,7 +84,7 @@ template <typename S, Neuron NM, Reset R>
 LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const LIFParams<S>& p, int64_t n0, int64_t len) {
   using M = NeuronModel<NM>;
   using L = Lanes<S>;
-  const LIFParams<L> pl = lanes_params(p);
+  const LIFParams<L> pl = cast_params<L>(p);
   const L one(S(1));
   const L zero(S(0));
   // locals, so that the stores need not be assumed to change them

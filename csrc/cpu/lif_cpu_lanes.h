@@ -75,20 +75,15 @@ struct LaneMask {
   Vec lo, hi;
 };
 
+// The operations the models' charge, fire and reset use (a new model's forward may need more).
 template <typename S>
 LIF_HD Lanes<S> operator+(Lanes<S> a, Lanes<S> b) { return {a.lo + b.lo, a.hi + b.hi}; }
 template <typename S>
 LIF_HD Lanes<S> operator-(Lanes<S> a, Lanes<S> b) { return {a.lo - b.lo, a.hi - b.hi}; }
 template <typename S>
-LIF_HD Lanes<S> operator*(Lanes<S> a, Lanes<S> b) { return {a.lo * b.lo, a.hi * b.hi}; }
-template <typename S>
-LIF_HD Lanes<S> operator-(Lanes<S> a) { return {-a.lo, -a.hi}; }
-template <typename S>
 LIF_HD LaneMask<S> operator>=(Lanes<S> a, Lanes<S> b) { return {a.lo >= b.lo, a.hi >= b.hi}; }
 template <typename S>
 LIF_HD LaneMask<S> operator>(Lanes<S> a, Lanes<S> b) { return {a.lo > b.lo, a.hi > b.hi}; }
-template <typename S>
-LIF_HD LaneMask<S> operator<(Lanes<S> a, Lanes<S> b) { return {a.lo < b.lo, a.hi < b.hi}; }
 
 // Found by argument-dependent lookup from the models' templates (namespace sltt).
 template <typename S>
@@ -96,8 +91,8 @@ LIF_HD Lanes<S> lif_select(LaneMask<S> c, Lanes<S> a, Lanes<S> b) {
   return {c.lo ? a.lo : b.lo, c.hi ? a.hi : b.hi};
 }
 
-// Lane by lane through the scalar lif_fma, which GCC turns into one vector FMA per half on an
-// FMA target (and keeps exact, a library call per lane, on the generic one).
+// Lane by lane through the scalar lif_fma, which GCC turns into one vector FMA per half on the
+// AVX2+FMA target the lanes run on.
 template <typename V>
 LIF_HD V lif_fma_half(V a, V b, V c) {
   V r;
@@ -107,22 +102,6 @@ LIF_HD V lif_fma_half(V a, V b, V c) {
 template <typename S>
 LIF_HD Lanes<S> lif_fma(Lanes<S> a, Lanes<S> b, Lanes<S> c) {
   return {lif_fma_half(a.lo, b.lo, c.lo), lif_fma_half(a.hi, b.hi, c.hi)};
-}
-
-// The parameters broadcast to lanes (the flag stays a flag).
-template <typename S>
-LIF_HD LIFParams<Lanes<S>> lanes_params(const LIFParams<S>& p) {
-  LIFParams<Lanes<S>> q;
-  q.lam = p.lam;
-  q.c = p.c;
-  q.theta = p.theta;
-  q.v_r = p.v_r;
-  q.alpha = p.alpha;
-  q.alpha2 = p.alpha2;
-  q.half_width = p.half_width;
-  q.inv_width = p.inv_width;
-  q.c_is_k = p.c_is_k;
-  return q;
 }
 
 }  // namespace cpu
