@@ -2,6 +2,7 @@
 no warnings) for the architectures we support, and the installed extension was built with them."""
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -39,6 +40,41 @@ def test_cuda_kernels_compile_alone_without_warnings(arch, tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "warning" not in (out.stderr + out.stdout).lower(), out.stderr
+
+
+def _longest_load_run(ptx: str, kernel: str) -> int:
+    """The most global loads in a row (no global store between them) in the PTX of `kernel`."""
+    entry = re.search(r"\.entry (\S*" + re.escape(kernel) + r"\S*)\(", ptx)
+    assert entry is not None, f"{kernel} not in the PTX"
+    body = ptx[entry.end():ptx.index("\n}\n", entry.end())]
+    best = run = 0
+    for line in body.splitlines():
+        if "ld.global" in line:
+            run += 1
+            best = max(best, run)
+        elif "st.global" in line:
+            run = 0
+    return best
+
+
+@needs_nvcc
+@needs_sources
+def test_cuda_kernels_issue_the_loads_of_several_steps_together(tmp_path):
+    """The memory-level parallelism the GPU kernels rely on (docs/design.md, section 5): the
+    forward loads x for 4 steps, the backward grad_spikes and the mask word for 4 steps, before
+    any store. With one step's load between each store, as before, the runs are 4 long at most
+    (the entry's loads of k, v0 and the first x)."""
+    src = os.path.join(CSRC, "cuda", "lif_cuda_kernels.cu")
+    ptx_path = tmp_path / "k.ptx"
+    out = subprocess.run([NVCC, "-std=c++17", "-O3", "-ptx", src, "-o", str(ptx_path), "-arch=compute_90"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    ptx = ptx_path.read_text()
+    # float32, LIF, soft reset, rect mask (Save::Sg); the backward BPTT
+    fwd = "lif_fwd_kernelIffLNS_6NeuronE0ELNS_5ResetE0ELNS_4SaveE1EEE"
+    bwd = "lif_bwd_kernelIffLNS_6NeuronE0ELNS_5ResetE0ELb0ELNS_9SurrogateE0ELNS_4SaveE1ELNS_4GradE0EEE"
+    assert _longest_load_run(ptx, fwd) >= 6  # k, v0, then x of 4 steps
+    assert _longest_load_run(ptx, bwd) >= 8  # grad_spikes and the mask word of 4 steps
 
 
 @needs_sources

@@ -2,8 +2,9 @@
 //
 // One thread per neuron loops over T with its state (v, or the temporal gradient gv) in
 // registers; consecutive threads take consecutive neurons, so every load and store of a step
-// is coalesced along the neuron axis. The rect mask is written with a warp ballot: one int32
-// word per warp per step, bit j = lane j, the layout of the CPU kernels (docs/design.md, section 3).
+// is coalesced along the neuron axis, and the loads of kBatch steps are issued together. The
+// rect mask is written with a warp ballot: one int32 word per warp per step, bit j = lane j,
+// the layout of the CPU kernels (docs/design.md, section 3).
 // Index arithmetic is 64-bit: T * N may exceed 2^31.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -42,6 +43,10 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;  // a multiple of 32: warps never straddle two blocks
+// Steps whose loads a thread issues together before their math. The stores of a step may alias
+// the next step's inputs as far as the compiler knows, so without batching each step waits for its
+// own load: one 4-byte load in flight per thread, too few to cover the memory's latency.
+constexpr int kBatch = 4;
 
 __device__ __forceinline__ float to_state(float x) { return x; }
 __device__ __forceinline__ double to_state(double x) { return x; }
@@ -87,34 +92,51 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
   S v = p.v_r;
   if (live && a.v0) v = a.v0[n];
   if (SV == Save::HV0 && live) a.h[n] = v;
-  X x_next = live ? a.x[n] : X{};
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t i = t * N + n;
-    const X x_now = x_next;
-    if (live && t + 1 < T) x_next = a.x[i + N];  // issue the next load before this step's math
-    S h = S(0);
-    bool spike = false;
-    bool reset_flag = false;
-    if (live) {
-      reset_flag = M::reset_flag(p, v);
-      h = M::template charge<R>(p, v, to_state(x_now));
-      spike = M::fire(p, h);
-      a.spikes[i] = Store<X>::from(spike ? S(1) : S(0));
-      if (kH) a.h[i + kRow0 * N] = h;
-      if constexpr (kD16) a.d16[i] = Store16<X>::from(float(h - p.theta));
-      v = M::template reset<R>(p, h, spike);
-    }
-    if (kMask) {
-      const unsigned sg_bits = __ballot_sync(0xffffffffu, live && lif_rect_window(p, h));
-      if (writes_word) a.mask[t * W + word] = int32_t(sg_bits);
-    }
-    if (kTwoPlanes) {
-      const unsigned bits = __ballot_sync(0xffffffffu, SV == Save::SgSpike ? spike : reset_flag);
-      if (writes_word) a.mask[(T + t) * W + word] = int32_t(bits);
+  for (int64_t t0 = 0; t0 < T; t0 += kBatch) {
+    X xb[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) xb[j] = live && t0 + j < T ? a.x[(t0 + j) * N + n] : X{};
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int64_t t = t0 + j;
+      if (t >= T) break;  // the same for every lane, so the ballots below stay convergent
+      const int64_t i = t * N + n;
+      S h = S(0);
+      bool spike = false;
+      bool reset_flag = false;
+      if (live) {
+        reset_flag = M::reset_flag(p, v);
+        h = M::template charge<R>(p, v, to_state(xb[j]));
+        spike = M::fire(p, h);
+        a.spikes[i] = Store<X>::from(spike ? S(1) : S(0));
+        if (kH) a.h[i + kRow0 * N] = h;
+        if constexpr (kD16) a.d16[i] = Store16<X>::from(float(h - p.theta));
+        v = M::template reset<R>(p, h, spike);
+      }
+      if (kMask) {
+        const unsigned sg_bits = __ballot_sync(0xffffffffu, live && lif_rect_window(p, h));
+        if (writes_word) a.mask[t * W + word] = int32_t(sg_bits);
+      }
+      if (kTwoPlanes) {
+        const unsigned bits = __ballot_sync(0xffffffffu, SV == Save::SgSpike ? spike : reset_flag);
+        if (writes_word) a.mask[(T + t) * W + word] = int32_t(bits);
+      }
     }
   }
   if (live) a.v_last[n] = v;
 }
+
+// What one step of the backward reads, loaded for kBatch steps before their math; the fields a
+// configuration does not read are never set and cost nothing.
+template <typename X, typename S>
+struct BwdLoads {
+  X g;              // grad_spikes[t]
+  S h;              // Save::H, HV0: h[t]
+  S before;         // Save::HV0: the row before h[t]
+  X d16;            // Save::H16: h[t] - theta in 16 bits
+  uint32_t plane0;  // the masks: this warp's word of row t (sg != 0)
+  uint32_t plane1;  // and of the second plane (spike or reset flag)
+};
 
 template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
 __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a) {
@@ -135,45 +157,62 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
   S gv = S(0);
   S gk = S(0);
   if (G == Grad::BPTT && a.grad_v_last) gv = a.grad_v_last[n];
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t i = t * N + n;
-    S h = S(0);
-    S sg;
-    bool spike = false;
-    bool reset_flag = false;
-    if (kH) {
-      h = a.h[i + kRow0 * N];
-      sg = lif_surrogate<SG>(p, h);
-      spike = M::fire(p, h);
-    } else if constexpr (kD16) {
-      // the decisions from d itself, whose sign the 16-bit store keeps exactly
-      const S d = S(Store16<X>::to(a.d16[i]));
-      h = d + p.theta;
-      sg = lif_surrogate_d<SG>(p, d);
-      spike = M::fire_d(d);
-    } else {
-      // every lane of a warp reads the same word: one broadcast transaction
-      sg = ((uint32_t(a.mask[t * W + word]) >> bit) & 1u) ? p.inv_width : S(0);
-      if (kTwoPlanes) {
-        const bool plane1 = (uint32_t(a.mask[(T + t) * W + word]) >> bit) & 1u;
-        if (SV == Save::SgSpike) spike = plane1;
-        if (SV == Save::SgReset) reset_flag = plane1;
+  for (int64_t t0 = T - 1; t0 >= 0; t0 -= kBatch) {
+    BwdLoads<X, S> in[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int64_t t = t0 - j;
+      if (t < 0) break;
+      const int64_t i = t * N + n;
+      in[j].g = a.grad_spikes[i];
+      if (kH) in[j].h = a.h[i + kRow0 * N];
+      if (SV == Save::HV0) in[j].before = a.h[i];  // h[t-1], or at t = 0 the state v[-1] itself
+      if constexpr (kD16) in[j].d16 = a.d16[i];
+      if (!kH && !kD16) {
+        in[j].plane0 = uint32_t(a.mask[t * W + word]);  // one word for the whole warp: a broadcast
+        if (kTwoPlanes) in[j].plane1 = uint32_t(a.mask[(T + t) * W + word]);
       }
     }
-    S v_prev = S(0);
-    if (SV == Save::HV0) {
-      // the row before h[t] holds h[t-1] (or, at t = 0, the state v[-1] itself)
-      const S before = a.h[i];
-      v_prev = t == 0 ? before : M::template reset<R>(p, before, M::fire(p, before));
-      reset_flag = M::reset_flag(p, v_prev);
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int64_t t = t0 - j;
+      if (t < 0) break;
+      S h = S(0);
+      S sg;
+      bool spike = false;
+      bool reset_flag = false;
+      if (kH) {
+        h = in[j].h;
+        sg = lif_surrogate<SG>(p, h);
+        spike = M::fire(p, h);
+      } else if constexpr (kD16) {
+        // the decisions from d itself, whose sign the 16-bit store keeps exactly
+        const S d = S(Store16<X>::to(in[j].d16));
+        h = d + p.theta;
+        sg = lif_surrogate_d<SG>(p, d);
+        spike = M::fire_d(d);
+      } else {
+        sg = ((in[j].plane0 >> bit) & 1u) ? p.inv_width : S(0);
+        if (kTwoPlanes) {
+          const bool plane1 = (in[j].plane1 >> bit) & 1u;
+          if (SV == Save::SgSpike) spike = plane1;
+          if (SV == Save::SgReset) reset_flag = plane1;
+        }
+      }
+      S v_prev = S(0);
+      if (SV == Save::HV0) {
+        const S before = in[j].before;
+        v_prev = t == 0 ? before : M::template reset<R>(p, before, M::fire(p, before));
+        reset_flag = M::reset_flag(p, v_prev);
+      }
+      S gh = to_state(in[j].g) * sg;
+      if (G == Grad::BPTT) {
+        gh = lif_fma(gv, M::template dv_dh<R, Detach>(p, h, spike, sg), gh);
+        gv = M::template dcharge_dv<R>(p, reset_flag) * gh;
+      }
+      if (SV == Save::HV0 && learn_k) gk = lif_fma(gh, M::dcharge_dk(p, v_prev, h), gk);
+      a.grad_x[t * N + n] = Store<X>::from(p.c * gh);
     }
-    S gh = to_state(a.grad_spikes[i]) * sg;
-    if (G == Grad::BPTT) {
-      gh = lif_fma(gv, M::template dv_dh<R, Detach>(p, h, spike, sg), gh);
-      gv = M::template dcharge_dv<R>(p, reset_flag) * gh;
-    }
-    if (SV == Save::HV0 && learn_k) gk = lif_fma(gh, M::dcharge_dk(p, v_prev, h), gk);
-    a.grad_x[i] = Store<X>::from(p.c * gh);
   }
   if (G == Grad::BPTT && a.grad_v0) a.grad_v0[n] = gv;
   if (learn_k) a.grad_k[n] = gk;
