@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -14,10 +15,12 @@ import torch
 
 
 def parse_size(text: str) -> int:
-    """'64K' -> 65536, '1M' -> 1048576, '300' -> 300."""
-    text = text.strip().upper()
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-    return int(float(text[:-1] if mult > 1 else text) * mult)
+    """'64K' -> 65536, '1M' -> 1048576, '300' -> 300: a whole number, optionally K, M or G
+    (binary). Anything else ('1.5M', 'inf', '-1K') raises ValueError."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)\s*", str(text).upper())
+    if m is None:
+        raise ValueError(f"not a size like 64K, 1M or 300: {text!r}")
+    return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2)]
 
 
 def size_label(n: int) -> str:
@@ -40,6 +43,28 @@ def run_with_threads(run, args):
         return run(args)
     finally:
         torch.set_num_threads(threads)
+
+
+def check_output_args(p, args) -> None:
+    """--out and --tag, checked before any work (argparse errors naming them): --out is a folder
+    or can be made one, and is writable; --tag is a plain suffix for a file name."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]*", args.tag) or args.tag in (".", ".."):
+        p.error(f"--tag {args.tag!r}: use letters, digits, '_', '-' or '.' (it becomes part of a file name)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a file, not a folder")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        p.error(f"--out {args.out}: cannot create the folder ({e.strerror})")
+    if not os.access(args.out, os.W_OK):
+        p.error(f"--out {args.out}: the folder is not writable")
+
+
+def check_unique(p, flag: str, values) -> None:
+    """An argparse error when a list flag repeats a value (it would run, and print, twice)."""
+    seen = [v for i, v in enumerate(values or []) if v in (values or [])[:i]]
+    if seen:
+        p.error(f"{flag}: each value once, but {', '.join(map(str, dict.fromkeys(seen)))} repeated")
 
 
 def pick_device(name: str) -> torch.device:
@@ -118,6 +143,14 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
+def have_spikingjelly() -> bool:
+    try:
+        import spikingjelly.activation_based.neuron  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
 def spikingjelly_lif(**kw):
     """A multi-step SpikingJelly LIFNode with the given dynamics, or None when not installed.
 
@@ -126,8 +159,9 @@ def spikingjelly_lif(**kw):
         from spikingjelly.activation_based import neuron, surrogate
     except Exception:
         return None
+    # PiecewiseQuadratic(alpha) is max(0, alpha - alpha^2 |x|): our triangle with the same alpha
     kinds = {"rect": lambda p: surrogate.Rect(alpha=1.0 / p), "sigmoid": lambda p: surrogate.Sigmoid(alpha=p),
-             "atan": lambda p: surrogate.ATan(alpha=p)}
+             "atan": lambda p: surrogate.ATan(alpha=p), "triangle": lambda p: surrogate.PiecewiseQuadratic(alpha=p)}
     if kw["surrogate"] not in kinds:
         return None
     return neuron.LIFNode(
@@ -161,28 +195,33 @@ def write_outputs(out_dir: str, stem: str, header: dict, rows: list, csv_too: bo
     csv_path = os.path.join(out_dir, stem + ".csv")
     with open(json_path, "w") as f:
         json.dump({"machine": header, "rows": rows}, f, indent=1)
-    if not csv_too:
+    if not csv_too or not rows:
         return (json_path,)
-    if rows:
-        keys = list(rows[0].keys())
-        for r in rows[1:]:
-            keys += [k for k in r if k not in keys]
-        with open(csv_path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+    keys = list(rows[0].keys())
+    for r in rows[1:]:
+        keys += [k for k in r if k not in keys]
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
     return json_path, csv_path
 
 
 class _PlainBar:
-    """What the scripts use of tqdm, for when tqdm is not installed: one line per step."""
+    """What the scripts use of tqdm, as plain lines: for output to a file or a pipe (where tqdm's
+    in-place redraws pile up on one line), or when tqdm is not installed. One line each time the
+    stage (the postfix) changes, and one at the end, with the elapsed time."""
 
     def __init__(self, total, desc):
         self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
+        self._printed, self._start = None, time.perf_counter()
 
     def update(self, k=1):
         self.n += k
-        print(f"[{self.n}/{self.total}] {self.desc} {self.postfix}", file=sys.stderr, flush=True)
+        if self.postfix != self._printed or self.n >= self.total:
+            self._printed = self.postfix
+            print(f"[{self.n}/{self.total} {time.perf_counter() - self._start:.0f}s] {self.desc} {self.postfix}",
+                  file=sys.stderr, flush=True)
 
     def set_postfix_str(self, text):
         self.postfix = text
@@ -195,10 +234,13 @@ class _PlainBar:
 
 
 def progress_bar(total: int, desc: str):
-    """A tqdm progress bar on stderr (or plain lines without tqdm): update(), set_postfix_str(), write(), close()."""
+    """A tqdm progress bar on stderr when it is a terminal, else (a file, a pipe, or no tqdm)
+    plain lines: update(), set_postfix_str(), write(), close()."""
     try:
         from tqdm import tqdm
     except ImportError:
+        return _PlainBar(total, desc)
+    if not sys.stderr.isatty():
         return _PlainBar(total, desc)
     return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=True)
 

@@ -15,12 +15,15 @@ The neuron is the SLTT paper's (soft reset, no input decay, tau 2, rect surrogat
 unless --reset/--surrogate say otherwise. The backends of a case take turns, one call each per
 repeat, in orders where each follows every other equally often (medians over the repeats), so
 that neither a drifting load on a shared machine nor the cache state a previous call leaves
-biases a ratio. The compiled loop's first call in each case compiles (its time is the
-compile_s column, not part of the medians). Achieved bandwidth counts the bytes the saved-state contract implies
-for the fused kernels: forward reads x and writes spikes and the 1-bit mask, backward reads the
-spike gradient and the mask and writes the input gradient (inference: reads x, writes spikes).
-It is also given as a fraction of a copy measured in the same run (the ceiling of a streaming
-kernel: device-to-device on a GPU, memory-to-memory on a CPU).
+biases a ratio. The compiled loop's first call in each case (a forward and, in train mode, a
+backward) compiles: its time is the compile_s column, not part of the medians. Achieved
+bandwidth counts the bytes the fused kernels must move: forward reads x, writes the spikes and
+what it saves for the backward (the bytes measured, e.g. the 1-bit mask of the rect
+surrogate), backward reads the spike gradient and the saved state and writes the input
+gradient (inference: reads x, writes spikes). It is also given as a fraction of the bandwidth
+of a copy of x (the ceiling of a streaming kernel on data of that size, device-to-device on a
+GPU, memory-to-memory on a CPU: in cache for small cases, as the kernels' data is), timed as
+one more member of the case's turns; the header also gives a 1 GiB (GPU) or 256 MiB (CPU) copy.
 Writes kernels_<device>.json/.csv (and a .png plot) under --out.
 """
 
@@ -40,6 +43,7 @@ import plain_lif  # noqa: E402
 import sltt_kernels  # noqa: E402
 from sltt_kernels.memory import SavedTensorMeter  # noqa: E402
 
+OURS = ("cpu", "cuda", "triton")  # our fused kernels; the rest are peers
 PEERS = ("reference", "spikingjelly", "compiled")  # "compiled": the plain-PyTorch loop under torch.compile
 MODES = ("train", "infer")
 
@@ -86,17 +90,29 @@ def make_runner(backend, kw, mode="train", compile_backend="inductor"):
     return run
 
 
-def fused_bytes(T, N, dtype, mode="train"):
-    """Bytes a fused kernel must move: (forward, backward)."""
+def spikingjelly_missing(args):
+    """Which cases of this run SpikingJelly has no row for, and why (None if it runs in all)."""
+    if C.spikingjelly_lif(**dict(neuron_kwargs(args, "bptt"), surrogate_param=1.0)) is None:
+        return "in every case: not installed" if not C.have_spikingjelly() else \
+            f"in every case: no equivalent of the {args.surrogate} surrogate"
+    if "sltt" in args.grad and "train" in args.mode:
+        return "for grad sltt in train mode: its multi-step LIFNode trains by BPTT only"
+    return None
+
+
+def fused_bytes(T, N, dtype, mode="train", saved_bytes=None):
+    """Bytes a fused kernel must move: (forward, backward). saved_bytes: what the forward saves
+    for the backward (written, then read); default the rect surrogate's 1 bit per element-step."""
     e = torch.empty((), dtype=dtype).element_size()
     if mode == "infer":
         return T * N * 2 * e, 0.0
-    return T * N * (2 * e + 1 / 8), T * N * (2 * e + 1 / 8)
+    saved = T * N / 8 if saved_bytes is None else saved_bytes
+    return T * N * 2 * e + saved, T * N * 2 * e + saved
 
 
 def copy_bandwidth(device, nbytes, timer, repeats):
-    """GB/s of a device-to-device copy (bytes read + written): the ceiling of a streaming kernel."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    """GB/s of a device-to-device copy of nbytes (bytes read + written): the ceiling of a streaming kernel."""
+    src = torch.empty(max(nbytes // 4, 1), dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
     times = []
     for i in range(repeats + 1):
@@ -105,8 +121,9 @@ def copy_bandwidth(device, nbytes, timer, repeats):
         b = timer.mark()
         if i:
             times.append(timer.elapsed_ms(a, b))
+    moved = 2 * src.numel() * src.element_size()
     del src, dst
-    return 2 * nbytes / (C.median(times) * 1e-3) / 1e9
+    return moved / (C.median(times) * 1e-3) / 1e9
 
 
 def time_once(runner, x, gout, timer):
@@ -144,7 +161,10 @@ def balanced_orders(n):
     return orders + ([o[::-1] for o in orders] if n % 2 else [])
 
 
-def bench_interleaved(runners, x, gout, timer, warmup, repeats, on_fail=None):
+COPY = "copy of x"  # the ceiling, a member of the turns: bench_interleaved times it forward only
+
+
+def bench_interleaved(runners, x, gout, timer, warmup, repeats, on_fail=None, on_turn=None):
     """Medians {backend: (fwd, bwd, fwd+bwd)} ms. The backends take turns, one call each per
     repeat, so that a machine whose load drifts (a shared CPU) shifts them all alike and the
     ratios stay fair. The order changes from one repeat to the next so that each backend follows
@@ -161,7 +181,7 @@ def bench_interleaved(runners, x, gout, timer, warmup, repeats, on_fail=None):
                 continue
             runner = live[b]
             try:
-                t = time_once(runner, x, gout, timer)
+                t = time_once(runner, x, None if b == COPY else gout, timer)
             except (RuntimeError, MemoryError) as e:  # e.g. out of memory for the reference at 64M
                 del live[b]
                 times.pop(b)
@@ -170,6 +190,8 @@ def bench_interleaved(runners, x, gout, timer, warmup, repeats, on_fail=None):
                 continue
             if i >= warmup:
                 times[b].append(t)
+        if on_turn:
+            on_turn()
 
     def med(ts, k):
         return None if ts[0][k] is None else C.median([t[k] for t in ts])
@@ -184,11 +206,11 @@ def parse_args(argv):
     p.add_argument("--N", nargs="+", help="neurons per step, e.g. 64K 1M (CPU: 64K 1M 8M; GPU: 1M 16M 64M)")
     p.add_argument("--dtype", nargs="+", choices=list(C.DTYPES), help="CPU: fp32; GPU: fp32 bf16")
     p.add_argument("--grad", nargs="+", default=["bptt"], choices=["bptt", "sltt"])
-    p.add_argument("--mode", nargs="+", default=list(MODES), choices=MODES,
+    p.add_argument("--mode", nargs="+", choices=MODES,
                    help="train: forward+backward; infer: forward only under no_grad (default: both)")
     p.add_argument("--inference", action="store_true", help="same as --mode infer")
-    p.add_argument("--backends", nargs="+",
-                   help="default: the device's kernels, then the peers " + " ".join(PEERS))
+    p.add_argument("--backends", nargs="+", choices=OURS + PEERS, metavar="BACKEND",
+                   help=f"of {', '.join(OURS + PEERS)}; default: the device's kernels, then the peers")
     p.add_argument("--reset", default="soft", choices=["soft", "hard"], help="hard means v_reset=0 with detach_reset")
     p.add_argument("--surrogate", default="rect", choices=["rect", "sigmoid", "atan", "triangle"])
     p.add_argument("--warmup", type=int, default=2)
@@ -202,24 +224,37 @@ def parse_args(argv):
     p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
     if args.inference:
+        if args.mode not in (None, ["infer"]):
+            p.error(f"--inference means --mode infer, but --mode {' '.join(args.mode)} was given too")
         args.mode = ["infer"]
+    args.mode = args.mode or list(MODES)
+    for flag, values in (("--T", args.T), ("--N", args.N), ("--dtype", args.dtype), ("--grad", args.grad),
+                         ("--mode", args.mode), ("--backends", args.backends)):
+        C.check_unique(p, flag, values)
     if args.T and min(args.T) < 1:
         p.error(f"--T: time steps must be >= 1, got {args.T}")
     if args.N:
         try:
             sizes = [C.parse_size(n) for n in args.N]
         except ValueError:
-            p.error(f"--N: sizes like 64K, 1M or 300, got {args.N}")
+            p.error(f"--N: whole numbers like 64K, 1M or 300, got {' '.join(args.N)}")
         if min(sizes) < 1:
-            p.error(f"--N: sizes must be >= 1, got {args.N}")
+            p.error(f"--N: sizes must be >= 1, got {' '.join(args.N)}")
+        C.check_unique(p, "--N", sizes)
     if args.warmup < 0:
         p.error(f"--warmup must be >= 0, got {args.warmup}")
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"--out {args.out} is a file, not a folder")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is visible to torch")
+    if "compiled" in (args.backends or PEERS):
+        known = set(torch._dynamo.list_backends(exclude_tags=())) | {"eager", "inductor"}
+        if args.compile_backend not in known:
+            p.error(f"--compile-backend {args.compile_backend!r}: not a torch.compile backend here "
+                    f"(known: {', '.join(sorted(known))})")
+    C.check_output_args(p, args)
     return args
 
 
@@ -239,6 +274,12 @@ def run(args):
     else:
         kernels = [b for b in (["cuda", "triton"] if gpu else ["cpu"]) if avail.get(b, "unknown") is None]
         backends = kernels + list(PEERS)
+    unusable = {b: avail[b] for b in backends if b in OURS and avail[b] is not None}
+    unusable.update({b: f"x is on {device.type}" for b in backends if b in ("cpu", "cuda") and b != device.type
+                     and b not in unusable})
+    if unusable and len(unusable) == len(backends):
+        raise SystemExit("error: none of --backends can run here: "
+                         + "; ".join(f"{b}: {why}" for b, why in unusable.items()))
     timer = C.Timer(device)
     header = C.machine_info(device)
     header.update(neuron=neuron_kwargs(args, "bptt"), warmup=args.warmup, repeats=args.repeats, backends=backends,
@@ -249,13 +290,16 @@ def run(args):
           f"torch {header['torch']}, triton {header['triton']}, spikingjelly {header['spikingjelly']}, "
           f"{header['threads']} threads")
     print(f"# neuron: {args.reset} reset, rect width 1" if args.surrogate == "rect" else f"# neuron: {args.reset} reset, {args.surrogate}")
-    print(f"# medians of {args.repeats} after {args.warmup} warm-up; compiled = plain-PyTorch LIF loop in "
-          f"torch.compile(backend={args.compile_backend!r})")
-    print(f"# {'device-to-device' if gpu else 'memory-to-memory'} copy: {header['copy_GBps']:.0f} GB/s "
-          "(the ceiling for the GB/s column)")
-    for b, why in avail.items():
-        if b in backends and why is not None:
-            print(f"# backend {b} skipped: {why}")
+    print(f"# medians of {args.repeats} after {args.warmup} warm-up"
+          + (f"; compiled = plain-PyTorch LIF loop in torch.compile(backend={args.compile_backend!r})"
+             if "compiled" in backends else ""))
+    print(f"# {'device-to-device' if gpu else 'memory-to-memory'} copy of {'1 GiB' if gpu else '256 MiB'}: "
+          f"{header['copy_GBps']:.0f} GB/s; 'of copy' compares with a copy of each case's x, timed in its turns")
+    for b, why in unusable.items():
+        print(f"# backend {b} skipped: {why}")
+    sj_missing = spikingjelly_missing(args) if "spikingjelly" in backends else None
+    if sj_missing:
+        print(f"# spikingjelly skipped {sj_missing}")
 
     cases = []
     for dt in dtypes:
@@ -263,7 +307,8 @@ def run(args):
             for g in (args.grad if mode == "train" else ["-"]):
                 cases += [(T, N, dt, mode, g) for T in Ts for N in Ns]
     rows = []
-    bar = C.progress_bar(total=len(cases) * len(backends), desc="kernels")
+    # per case: one step per backend set up, one per turn of the timing
+    bar = C.progress_bar(total=len(cases) * (len(backends) + args.warmup + args.repeats), desc="kernels")
     for T, N, dt, mode, g in cases:
         dtype = C.DTYPES[dt]
         gen = torch.Generator(device="cpu").manual_seed(0)
@@ -272,7 +317,7 @@ def run(args):
         if mode == "train":
             x.requires_grad_(True)
         kw = neuron_kwargs(args, "bptt" if g == "-" else g)
-        runners, extra = {}, {}
+        runners, extra, saved_bytes = {}, {}, {}
 
         def failed(b, e):
             bar.write(f"#   {b} T={T} N={C.size_label(N)} {dt} {mode}: failed ({str(e).splitlines()[0][:120]})")
@@ -282,17 +327,20 @@ def run(args):
         for b in backends:
             bar.set_postfix_str(f"T={T} N={C.size_label(N)} {dt} {mode} {g} {b}")
             bar.update(1)
-            if b not in PEERS and avail.get(b, "unknown") is not None:
+            if b in unusable:
                 continue
             runner = make_runner(b, kw, mode, args.compile_backend)
             if runner is None:
                 continue
             try:
                 compile_s = None
-                if b == "compiled":  # the first call compiles: timed on its own
+                if b == "compiled":  # the first call compiles (forward, and backward in train): timed on its own
                     t0 = time.perf_counter()
                     with torch.set_grad_enabled(mode == "train"):
-                        runner(x)
+                        s = runner(x)
+                        if mode == "train":
+                            torch.autograd.grad(s, x, gout)
+                    del s
                     C.sync(device)
                     compile_s = time.perf_counter() - t0
                 nbytes = 0
@@ -305,16 +353,24 @@ def run(args):
                 continue
             runners[b] = runner
             extra[b] = dict(saved_MB=nbytes / 2**20 if mode == "train" else None, compile_s=compile_s)
+            saved_bytes[b] = nbytes
         bar.set_postfix_str(f"T={T} N={C.size_label(N)} {dt} {mode} {g}: timing {len(runners)} in turn")
-        medians = bench_interleaved(runners, x, gout, timer, args.warmup, args.repeats, failed)
+        copy_dst = torch.empty_like(x, requires_grad=False)
+        runners[COPY] = copy_dst.copy_
+        medians = bench_interleaved(runners, x, gout, timer, args.warmup, args.repeats, failed,
+                                    on_turn=lambda: bar.update(1))
+        copy_ms = medians.pop(COPY, (None,))[0]
+        copy_GBps = 2 * x.numel() * x.element_size() / (copy_ms * 1e-3) / 1e9 if copy_ms else float("nan")
+        del copy_dst
         case_rows = []
         for b, (f, bw, tot) in medians.items():
             row = dict(T=T, N=N, N_label=C.size_label(N), dtype=dt, mode=mode, grad=g, backend=b, fwd_ms=f,
                        bwd_ms=bw, total_ms=tot, **extra[b])
             if b not in PEERS:
-                fb, bb = fused_bytes(T, N, dtype, mode)
+                fb, bb = fused_bytes(T, N, dtype, mode, saved_bytes[b] if mode == "train" else None)
                 row["GBps"] = (fb + bb) / (tot * 1e-3) / 1e9
-                row["copy_fraction"] = row["GBps"] / header["copy_GBps"]
+                row["copy_GBps"] = copy_GBps
+                row["copy_fraction"] = row["GBps"] / copy_GBps
             case_rows.append(row)
         del runners
         add_ratios(case_rows)
@@ -325,15 +381,16 @@ def run(args):
     bar.close()
 
     columns = [("T", "T", None), ("N_label", "N", None), ("dtype", "dtype", None), ("mode", "mode", None),
-               ("grad", "grad", None), ("backend", "backend", None), ("fwd_ms", "fwd ms", "{:.2f}"),
+               ("grad", "grad", None), ("who", "backend", None), ("fwd_ms", "fwd ms", "{:.2f}"),
                ("bwd_ms", "bwd ms", "{:.2f}"), ("total_ms", "time ms", "{:.2f}"),
                ("speedup_vs_reference", "x ref", "{:.1f}"), ("speedup_vs_spikingjelly", "x SJ", "{:.2f}"),
                ("speedup_vs_compiled", "x compiled", "{:.2f}"), ("GBps", "GB/s", "{:.0f}"),
                ("copy_fraction", "of copy", "{:.0%}")]
-    columns += [("saved_MB", "saved MB", "{:.1f}"), ("saved_vs_spikingjelly", "SJ saved /", "{:.0f}x"),
+    columns += [("saved_MB", "saved MB", "{:.3g}"), ("saved_vs_spikingjelly", "SJ saved /", "{:.0f}x"),
                 ("compile_s", "compile s", "{:.1f}")]
     print("\n# time ms: forward+backward (train) or forward (infer); x PEER: the peer's time / this row's, same run")
-    C.print_table(columns, rows)
+    C.print_table(columns, [dict(r, who=f"{r['backend']} (ours)" if r["backend"] in OURS else r["backend"])
+                            for r in rows])
     stem = f"kernels_{device.type}{('_' + args.tag) if args.tag else ''}"
     written = C.write_outputs(args.out, stem, header, rows, csv_too=not args.no_csv)
     print(f"\nwrote {' and '.join(written)}")
@@ -374,16 +431,20 @@ def plot(rows, path, header):
                 bs = [b for b in backends if any(r["backend"] == b for r in sel)]
                 vals = [next(r["total_ms"] for r in sel if r["backend"] == b) for b in bs]
                 ax.bar(range(len(bs)), vals, color=[colors[b] for b in bs])
-                ax.set_xticks(range(len(bs)), bs, rotation=30, ha="right", fontsize=8)
+                ax.set_xticks(range(len(bs)), [f"{b} (ours)" if b in OURS else b for b in bs], rotation=30,
+                              ha="right", fontsize=8)
                 for i, v in enumerate(vals):
                     ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
-                ax.set_ylim(0, max(vals, default=1) * 1.15)
+                # log: the peers can be 10-30x slower, and ours against the compiled loop must stay visible
+                ax.set_yscale("log")
+                ax.set_ylim(min(vals, default=1) / 2, max(vals, default=1) * 2.5)
                 ax.set_title(f"T={T} N={C.size_label(Ns[0])} {dt} {mode}{'' if g == '-' else ' ' + g}", fontsize=9)
             else:
                 for b in backends:
                     pts = sorted((r["N"], r["total_ms"]) for r in sel if r["backend"] == b)
                     if pts:
-                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=b, color=colors[b])
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colors[b],
+                                label=f"{b} (ours)" if b in OURS else b)
                 ax.set_xscale("log", base=2)
                 ax.set_yscale("log")
                 ax.set_xlabel("neurons N")
@@ -392,7 +453,8 @@ def plot(rows, path, header):
                     ax.legend(fontsize=7)
             ax.set_ylabel("fwd ms" if mode == "infer" else "fwd+bwd ms", fontsize=8)
             ax.grid(alpha=0.3)
-    fig.suptitle(f"LIF layer, {header.get('gpu', header['cpu'])}, torch {header['torch']}", fontsize=10)
+    fig.suptitle(f"LIF layer, {header.get('gpu', header['cpu'])}, {header['threads']} CPU threads, "
+                 f"torch {header['torch']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -20,8 +20,10 @@ Rect())); variants that pack spike inputs join when sltt_kernels.nn.pack_spike_i
 On a GPU: peak memory (torch.cuda.max_memory_allocated, reset per method: weights, optimizer
 state and activations, as in the paper) and time per iteration (CUDA events, median after
 warm-up), with the epoch time for 391 iterations (CIFAR-10 at batch 128). On a CPU: the peak
-bytes saved for backward (saved_tensors_hooks), the process's peak RSS during the method, and
-wall time per iteration, with defaults small enough for about two minutes on 2 cores.
+bytes saved for backward (saved_tensors_hooks, on one untimed iteration), the process's peak RSS
+during the method (after freed heap memory went back to the system, so an earlier method's
+leftovers count as little as they can), and wall time per iteration, with defaults small enough
+for about two minutes on 2 cores.
 Input is random CIFAR-10-shaped data (3x32x32, 10 classes) unless --data-dir holds CIFAR-10 in
 torchvision's format: time and memory do not depend on the pixel values.
 Writes memory_time_<device>.json/.csv/.png under --out.
@@ -30,6 +32,8 @@ Writes memory_time_<device>.json/.csv/.png under --out.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import os
 import random
 import sys
@@ -128,6 +132,17 @@ def available_methods(requested):
     return out, why
 
 
+def release_free_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the system (glibc's malloc_trim),
+    so that the next method's peak RSS starts from what is still alive, not from what an earlier
+    method left in the allocator. A no-op where there is no glibc."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class RssSampler:
     """Peak resident set size of this process while running (sampled every few ms)."""
 
@@ -205,18 +220,19 @@ def run_method(method, T, args, device, batches, timer, variant, bar=None):
         torch.cuda.reset_peak_memory_stats()
     times = []
     meter = SavedTensorMeter(net)
+    release_free_memory()
     with RssSampler() as rss:
-        for i in range(args.warmup + args.iters):
+        for i in range(args.warmup + 1 + args.iters):
             x, y = batches[i % len(batches)]
-            a = timer.mark()
-            if i == args.warmup:  # measure saved bytes on one timed iteration
+            if i == args.warmup:  # the saved bytes, on one iteration of its own: the hooks cost time
                 with meter:
                     step(x, y)
             else:
+                a = timer.mark()
                 step(x, y)
-            b = timer.mark()
-            if i >= args.warmup:
-                times.append(timer.elapsed_ms(a, b))
+                b = timer.mark()
+                if i > args.warmup:
+                    times.append(timer.elapsed_ms(a, b))
             if bar is not None:
                 bar.update(1)
     row = dict(model=args.model, variant=variant.name, T=T, method=method, iter_ms=C.median(times),
@@ -237,6 +253,8 @@ def check_training_args(p, args) -> None:
                              ("--warmup", args.warmup, 0), ("--threads", args.threads, 1)):
         if value is not None and value < low:
             p.error(f"{flag} must be >= {low}, got {value}")
+    C.check_unique(p, "--T", args.T)
+    C.check_unique(p, "--methods", args.methods)
     if "sltt-k" in args.methods and not 1 <= args.K <= min(args.T):
         p.error(f"--K must lie in [1, min(T)] = [1, {min(args.T)}] for sltt-k, got {args.K} "
                 "(choose another --K, or leave sltt-k out of --methods)")
@@ -272,19 +290,21 @@ def parse_args(argv):
     for name in args.variants or []:
         if name not in known:
             p.error(f"--variants: {name!r} is not one of {', '.join(known)}")
+    C.check_unique(p, "--variants", args.variants)
     args.variant_list = [known[n] for n in (args.variants or known)]
+    if not any(v.peers or not m.startswith(("sj", "ref")) for v in args.variant_list for m in args.methods):
+        p.error(f"--methods {' '.join(args.methods)} with --variants {' '.join(v.name for v in args.variant_list)}: "
+                "nothing to run (the packed variants run our methods only: bptt, sltt, sltt-k)")
     if args.amp:
         if args.dtype not in (None, "bf16"):
             p.error(f"--amp means --dtype bf16, but --dtype {args.dtype} was given too")
         args.dtype = "bf16"
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"--out {args.out} is a file, not a folder")
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        p.error(f"--out {args.out}: cannot create the folder ({e.strerror})")
-    if not os.access(args.out, os.W_OK):
-        p.error(f"--out {args.out}: the folder is not writable")
+    C.check_output_args(p, args)
+    if args.data_dir:
+        try:
+            import torchvision  # noqa: F401
+        except ImportError:
+            p.error("--data-dir needs torchvision (pip install torchvision)")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA GPU is visible to torch")
     device = C.pick_device(args.device)
@@ -334,8 +354,12 @@ def run(args):
     batches = load_batches(args, device, min(4, args.warmup + args.iters))
     plan = [(v, T, m) for v in args.variant_list for T in args.T for m in methods
             if v.peers or not m.startswith(("sj", "ref"))]
+    if not plan:
+        raise SystemExit("error: nothing to run: " + "; ".join(f"{m}: {why}" for m, why in skipped.items()))
+    if args.batch_size != 128:
+        print(f"# 391 it h: 391 iterations at batch {args.batch_size} (one CIFAR-10 epoch only at batch 128)")
     rows = []
-    bar = C.progress_bar(total=len(plan) * (args.warmup + args.iters), desc="memory_time")
+    bar = C.progress_bar(total=len(plan) * (args.warmup + 1 + args.iters), desc="memory_time")
     for v, T, m in plan:
         bar.set_postfix_str(f"{v.name} T={T} {m}")
         rows.append(run_method(m, T, args, device, batches, timer, v, bar))
@@ -357,7 +381,8 @@ def run(args):
     C.print_table(cols, summary)
     print("\n## All methods")
     long_cols = [("variant", "variant", None), ("T", "T", None), ("method", "method", None),
-                 ("iter_ms", "ms/iter", "{:.1f}"), ("epoch_h", "epoch h (391 it)", "{:.2f}"),
+                 ("iter_ms", "ms/iter", "{:.1f}"),
+                 ("epoch_h", "epoch h" if args.batch_size == 128 else "391 it h", "{:.2f}"),
                  ("saved_MB", "saved MB", "{:.1f}"), ("rss_MB", "peak RSS MB", "{:.0f}")]
     if gpu:
         long_cols.insert(4, ("peak_MB", "peak GPU MB", "{:.0f}"))
@@ -419,24 +444,30 @@ def plot(rows, mem_key, unit, path, header):
             vals = [pick[s][key] for s in series]
             ax.bar(range(len(series)), vals, color=colors)
             ax.set_xticks(range(len(series)), names, rotation=45, ha="right", fontsize=8)
-            for i, val in enumerate(vals):
-                ax.annotate(f"{val:.0f}" if val >= 100 else f"{val:.3g}", (i, val), ha="center", va="bottom", fontsize=7)
+            for i, val in enumerate(vals):  # upright: side by side, equal labels ran into each other
+                ax.annotate(f"{val:.0f}" if val >= 100 else f"{val:.3g}", (i, val), ha="center", va="bottom",
+                            fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
+            ax.set_ylim(0, max(vals, default=1) * 1.2)
         a1.set_title(f"memory at T={Ts[0]}", fontsize=9)
         a2.set_title(f"time at T={Ts[0]}", fontsize=9)
     else:
-        # colour: the method; line and marker: the variant (so four variants stay apart)
+        # colour: the method; line and marker: the variant (so four variants stay apart). Each series
+        # is shifted a little along T: methods with equal values (SLTT and SLTT-K save the same)
+        # would otherwise lie exactly on top of each other.
         variant_order = list(dict.fromkeys(v for v, _ in series))
         styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
-        for v, m in series:
+        step = min((b - a for a, b in zip(Ts, Ts[1:])), default=1)
+        for si, (v, m) in enumerate(series):
             pts = sorted((r["T"], r[mem_key], r["iter_ms"]) for r in rows if (r["variant"], r["method"]) == (v, m))
             style, marker = styles[variant_order.index(v) % len(styles)]
+            dodge = (si - (len(series) - 1) / 2) * 0.25 * step / max(len(series), 1)
             for ax, i in ((a1, 1), (a2, 2)):
-                ax.plot([p[0] for p in pts], [p[i] for p in pts], style, marker=marker, label=label(v, m),
-                        color=f"C{ALL_METHODS.index(m) % 10}")
+                ax.plot([p[0] + dodge for p in pts], [p[i] for p in pts], style, marker=marker, label=label(v, m),
+                        color=f"C{ALL_METHODS.index(m) % 10}", markersize=4)
         for ax in (a1, a2):
-            ax.set_xlabel("T")
+            ax.set_xlabel("T (series shifted slightly apart)")
             ax.set_xticks(Ts)
-        a1.legend(fontsize=7)
+        a2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     a1.set_ylabel(unit)
     a2.set_ylabel("ms per iteration")
     for ax in (a1, a2):
@@ -445,7 +476,7 @@ def plot(rows, mem_key, unit, path, header):
     fig.suptitle(f"{rows[0]['model']} training, {header.get('gpu', header['cpu'])}, torch {header['torch']}, "
                  f"{header['dtype']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legend sits right of the axes
     plt.close(fig)
     print(f"wrote {path}")
 

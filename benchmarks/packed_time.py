@@ -51,8 +51,8 @@ def parse_args(argv):
     p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
     MT.check_training_args(p, args)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"--out {args.out} is a file, not a folder")
+    C.check_unique(p, "--variants", args.variants)
+    C.check_output_args(p, args)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA GPU is visible to torch")
     return args

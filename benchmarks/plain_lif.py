@@ -2,7 +2,7 @@
 
 This is what someone who does not install sltt_kernels would run instead: a Python loop over
 time steps, the spike a Heaviside step whose backward is the surrogate (a small autograd
-Function), wrapped in torch.compile. Same dynamics as sltt_kernels (DESIGN.md section 2):
+Function), wrapped in torch.compile. Same dynamics as sltt_kernels (docs/design.md, section 2):
 
     h[t] = v_r + (1 - 1/tau) (v[t-1] - v_r) + c x[t]        c = 1/tau with input decay, else 1
     s[t] = [h[t] >= theta]                                   backward: sg(h[t] - theta)

@@ -21,6 +21,16 @@ def _import(name):
         sys.path.remove(BENCH)
 
 
+class _Common:
+    """benchmarks/_common.py, imported on first use (the module skips without benchmarks/)."""
+
+    def __getattr__(self, name):
+        return getattr(_import("_common"), name)
+
+
+C = _Common()
+
+
 def test_memory_time_runs_and_sltt_memory_is_flat(tmp_path, capsys):
     memory_time = _import("memory_time")
     rows = memory_time.main(["--T", "1", "2", "3", "--batch-size", "2", "--iters", "1", "--warmup", "0",
@@ -68,6 +78,10 @@ BAD_ARGS = [
     (["--T", "2", "--K", "3"], "--K"),
     (["--variants", "nope"], "--variants"),
     (["--threads", "0"], "--threads"),
+    (["--T", "2", "2"], "--T"),
+    (["--methods", "bptt", "bptt"], "--methods"),
+    (["--tag", "a/b"], "--tag"),
+    (["--methods", "sj-bptt", "--variants", "rect-packed"], "nothing to run"),
 ]
 
 
@@ -220,3 +234,89 @@ def test_plain_lif_loop_matches_the_reference(reset, grad, surrogate):
     (g1,) = torch.autograd.grad(s1, x, g)
     (g2,) = torch.autograd.grad(s2, x, g)
     assert torch.allclose(g1, g2)
+
+
+KERNELS_BAD_ARGS = [
+    (["--backends", "bogus"], "--backends"),
+    (["--N", "1.5M"], "--N"),
+    (["--N", "inf"], "--N"),
+    (["--N=-1K"], "--N"),
+    (["--N", "1K", "1024"], "--N"),
+    (["--T", "2", "2"], "--T"),
+    (["--tag", "a/b"], "--tag"),
+    (["--compile-backend", "bogus"], "--compile-backend"),
+    (["--inference", "--mode", "train"], "--inference"),
+]
+
+
+@pytest.mark.parametrize("argv,flag", KERNELS_BAD_ARGS, ids=[" ".join(a) for a, _ in KERNELS_BAD_ARGS])
+def test_kernels_rejects_bad_arguments_before_any_work(argv, flag, capsys, tmp_path):
+    kernels = _import("kernels")
+    with pytest.raises(SystemExit) as e:
+        kernels.parse_args(["--device", "cpu", "--out", str(tmp_path)] + argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err.split("error:", 1)[1], err
+
+
+def test_kernels_out_inside_a_file_is_an_error_up_front(tmp_path, capsys):
+    kernels = _import("kernels")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(SystemExit):
+        kernels.parse_args(["--device", "cpu", "--out", str(tmp_path / "f" / "sub")])
+    assert "--out" in capsys.readouterr().err
+
+
+def test_kernels_with_no_runnable_backend_is_an_error_not_an_empty_table(tmp_path):
+    kernels = _import("kernels")
+    with pytest.raises(SystemExit) as e:
+        kernels.main(["--device", "cpu", "--T", "2", "--N", "1K", "--repeats", "1", "--backends", "cuda",
+                      "--out", str(tmp_path), "--no-plot"])
+    assert "none of --backends can run here" in str(e.value)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text,n", [("300", 300), ("64K", 65536), ("1m", 1 << 20), (" 2G ", 2 << 30)])
+def test_sizes_are_whole_numbers_with_binary_suffixes(text, n):
+    assert C.parse_size(text) == n
+
+
+@pytest.mark.parametrize("text", ["1.5M", "inf", "nan", "-1K", "1e6", "K", "", "1KB"])
+def test_other_sizes_are_refused(text):
+    with pytest.raises(ValueError):
+        C.parse_size(text)
+
+
+def test_outputs_without_rows_name_only_the_file_written(tmp_path):
+    written = C.write_outputs(str(tmp_path), "empty", {"machine": "x"}, [])
+    assert written == (str(tmp_path / "empty.json"),)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.json"]
+
+
+def test_progress_to_a_file_is_one_line_per_stage(capsys):
+    # stderr under capsys is not a terminal: plain lines, not tqdm's in-place redraws
+    bar = C.progress_bar(total=6, desc="bench")
+    for stage in ("a", "a", "b", "b", "b", "b"):
+        bar.set_postfix_str(stage)
+        bar.update(1)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3, lines  # stage a, stage b, and the end
+    assert lines[0].startswith("[1/6") and lines[-1].startswith("[6/6") and "\r" not in "".join(lines)
+
+
+def test_kernels_of_copy_is_measured_on_the_case_in_its_turns(tmp_path):
+    kernels = _import("kernels")
+    rows = kernels.main(["--device", "cpu", "--T", "2", "--N", "4K", "--repeats", "3", "--warmup", "0",
+                         "--backends", "cpu", "reference", "--mode", "infer", "--out", str(tmp_path), "--no-plot"])
+    ours = next(r for r in rows if r["backend"] == "cpu")
+    assert ours["copy_fraction"] == pytest.approx(ours["GBps"] / ours["copy_GBps"])
+    assert {r["backend"] for r in rows} == {"cpu", "reference"}  # the copy is no row of its own
+
+
+def test_kernels_bytes_count_what_the_forward_saved():
+    kernels = _import("kernels")
+    one_bit = kernels.fused_bytes(6, 1000, torch.float32, "train")
+    assert one_bit == (6 * 1000 * 8 + 750, 6 * 1000 * 8 + 750)
+    four_bytes = kernels.fused_bytes(6, 1000, torch.float32, "train", saved_bytes=24000)
+    assert four_bytes == (6 * 1000 * 8 + 24000, 6 * 1000 * 8 + 24000)
