@@ -8,9 +8,12 @@
 # Made for the H200 machine (Python 3.12, torch 2.11 cu130, triton 3.6, no network). The
 # prebuilt wheel in .device_wheels/ is installed when it matches the machine's torch, Python and
 # this checkout's csrc/ (benchmarks/device_wheel.py); only without one is the extension built
-# there, and then the later steps get less time. Steps, fastest and most important first, each
-# with its own time limit (they add up to at most 420 s), a failing step not stopping the rest:
-#   setup       install the wheel and the peers' wheels (or build), record the machine
+# there, and then the later steps get less time; if the wheel's library does not load there, the
+# suite builds after all, in the time the plan leaves. Steps, fastest and most important first,
+# each with its own time limit (they add up to at most 420 s), a failing step not stopping the
+# rest (the suite's exit status says whether any failed):
+#   setup       install the wheel and the peers' wheels (or build), record the machine, check
+#               that the compiled CPU and CUDA ops load (no just-in-time build there, ever)
 #   tests_gpu   every backend against the reference on the GPU, the 2^31-element case
 #   kernels     CUDA, Triton, SpikingJelly, the compiled loop, the copy-bandwidth ceiling (T=6,
 #               N=64M, fp32 and bf16, train and inference: four torch.compile compilations)
@@ -32,13 +35,17 @@ WHEEL=$("$PY" benchmarks/device_wheel.py match "$WHEEL_DIR" 2>/tmp/device_wheel_
 if [ -n "$WHEEL" ]; then
   PLAN=install
   LIMITS=(setup=30 tests_gpu=120 kernels=100 memory_time=100 sanitizers=70)
+  # when the installed library does not load: a build (setup's 30 s spent), then less of the rest
+  FALLBACK=(setup=30 build=210 tests_gpu=90 kernels=60 memory_time=30 sanitizers=0)
 else
   PLAN=build
   LIMITS=(setup=240 tests_gpu=90 kernels=60 memory_time=30 sanitizers=0)
 fi
 limit() { local kv; for kv in "${LIMITS[@]}"; do [ "${kv%%=*}" = "$1" ] && echo "${kv#*=}"; done; }
-TOTAL=0
-for kv in "${LIMITS[@]}"; do TOTAL=$((TOTAL + ${kv#*=})); done
+total() { local kv t=0; for kv in "$@"; do t=$((t + ${kv#*=})); done; echo $t; }
+TOTAL=$(total "${LIMITS[@]}")
+# the steps after setup never start a just-in-time build (the setup step checked the library)
+export SLTT_KERNELS_NO_JIT=1
 
 SETUP_INSTALL=("$PY" benchmarks/device_wheel.py install "$WHEEL")
 SETUP_BUILD=(env SLTT_KERNELS_FORCE_CUDA=1 "$PY" setup.py build_ext --inplace)
@@ -53,6 +60,10 @@ echo "plan: $PLAN${WHEEL:+ $WHEEL}"
 [ "$PLAN" = build ] && sed 's/^/  /' /tmp/device_wheel_match.txt
 echo "step limits: ${LIMITS[*]}"
 echo "TOTAL_LIMIT_S=$TOTAL"
+if [ "$PLAN" = install ]; then
+  echo "fallback limits: ${FALLBACK[*]}"
+  echo "FALLBACK_TOTAL_LIMIT_S=$(total "${FALLBACK[@]}")"
+fi
 if [ -n "${DRY_RUN:-}" ]; then
   if [ "$PLAN" = install ]; then echo "setup: ${SETUP_INSTALL[*]}"; else echo "setup: ${SETUP_BUILD[*]}"; fi
   echo "tests_gpu: ${TESTS[*]}"
@@ -63,6 +74,8 @@ if [ -n "${DRY_RUN:-}" ]; then
 fi
 
 mkdir -p "$OUT"
+# the peers' wheels go into a folder of this run's own: nothing left from an earlier one is imported
+SITE=$(mktemp -d /tmp/sltt_site.XXXXXX)
 SUMMARY=()
 step() {  # step NAME LOG CMD...: CMD under the step's limit, output appended to $OUT/LOG
   local name=$1 log=$2 lim
@@ -78,30 +91,50 @@ step() {  # step NAME LOG CMD...: CMD under the step's limit, output appended to
   local rc=$?
   tail -n 3 "$OUT/$log"
   SUMMARY+=("$(printf '%-12s rc=%-4s %4ss of %ss' "$name" "$rc" "$((SECONDS - start))" "$lim")")
+  [ "$rc" -eq 0 ] || FAILED=1
   return $rc
 }
 
-# the setup step as a script of its own, so that it runs under the same time limit as the others
-if [ "$PLAN" = install ]; then SETUP_CMD=$(printf '%q ' "${SETUP_INSTALL[@]}"); else SETUP_CMD=$(printf '%q ' "${SETUP_BUILD[@]}"); fi
-cat >/tmp/sltt_device_setup.sh <<EOS
+# the setup step as a script of its own, so that it runs under the same time limit as the others:
+# the machine and the peers first, then the install (or build), then the check that the compiled
+# CPU and CUDA ops load; a failed check is the step's exit status
+CHECK=("$PY" -c "import sltt_kernels; b = sltt_kernels.available_backends(); print(b); \
+assert b['cpu'] is None and b['cuda'] is None, 'the compiled ops do not load'")
+setup_script() {  # setup_script COMMAND...: the setup step's script, running COMMAND to install or build
+  cat <<EOS
 date -u
 echo "plan: $PLAN ${WHEEL:-}"
 cat /tmp/device_wheel_match.txt
-$SETUP_CMD || exit 1
 if ls "$WHEEL_DIR"/peers/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
-    "$WHEEL_DIR"/peers/*.whl && echo "peers installed into /tmp/site: \$(ls "$WHEEL_DIR"/peers | tr '\\n' ' ')"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \\
+    "$WHEEL_DIR"/peers/*.whl && echo "peers installed into $SITE: \$(ls "$WHEEL_DIR"/peers | tr '\\n' ' ')"
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
 "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
 "$PY" -c "import triton; print('triton', triton.__version__)"
 "$PY" -c "from importlib.metadata import version; print('spikingjelly', version('spikingjelly'))"
 nvcc --version | tail -1
-"$PY" -c "import sltt_kernels; print(sltt_kernels.available_backends())"
+$(printf '%q ' "$@") || exit 1
+$(printf '%q ' "${CHECK[@]}")
 EOS
+}
 # this checkout's package (with the installed or built _C) first, then the peers
-export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-step setup setup.txt bash /tmp/sltt_device_setup.sh
+export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+FAILED=0
+if [ "$PLAN" = install ]; then
+  setup_script "${SETUP_INSTALL[@]}" >/tmp/sltt_device_setup.sh
+  if ! step setup setup.txt bash /tmp/sltt_device_setup.sh; then
+    # the wheel's library does not load here: build after all, in the fallback's limits
+    PLAN=install-failed-build
+    LIMITS=("${FALLBACK[@]}")
+    TOTAL=$(total "${LIMITS[@]}")
+    setup_script "${SETUP_BUILD[@]}" >/tmp/sltt_device_setup.sh
+    step build setup.txt bash /tmp/sltt_device_setup.sh || FAILED=1
+  fi
+else
+  setup_script "${SETUP_BUILD[@]}" >/tmp/sltt_device_setup.sh
+  step setup setup.txt bash /tmp/sltt_device_setup.sh || FAILED=1
+fi
 step tests_gpu tests_gpu.log "${TESTS[@]}"
 step kernels kernels.log "${KERNELS[@]}"
 step memory_time memory_time.log "${MEMORY[@]}"
@@ -125,3 +158,5 @@ fi
   printf '%s\n' "${SUMMARY[@]}"
 } | tee "$OUT/summary.txt"
 echo "results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
+rm -rf "$SITE"
+exit $FAILED

@@ -3,9 +3,10 @@
     python benchmarks/device_wheel.py match DIR      # prints the matching wheel, or why none (exit 1)
     python benchmarks/device_wheel.py install WHEEL  # puts its _C*.so and _build_info.json into sltt_kernels/
 
-A wheel fits when its tag names this Python (cp312) and the _build_info.json inside it records
-this torch (version string, CUDA included), this Python, the CUDA ops (with --require-cuda) and
-the same sources hash as the checkout's csrc/: a wheel of older sources is not used.
+A wheel fits when its tags name this Python (cp312) and this machine's processor (x86_64), and
+the _build_info.json inside it records this torch (version string, CUDA included), this Python,
+the CUDA ops built for every architecture in TORCH_CUDA_ARCH_LIST (unless --cpu-ok) and the same
+sources hash as the checkout's csrc/: a wheel of older sources is not used.
 `install` copies only the compiled files into the checkout, so that the tests and benchmarks run
 this checkout's Python code with the prebuilt kernels (as `setup.py build_ext --inplace` would).
 Imports neither torch nor the package (whose import would look for the extension): it runs in
@@ -19,6 +20,7 @@ import glob
 import importlib.util
 import json
 import os
+import platform
 import sys
 import zipfile
 
@@ -40,8 +42,15 @@ def wheel_build_info(path: str):
             return None
 
 
-def why_not(path: str, torch_version: str, python: str, sources: str, require_cuda: bool):
-    """None when the wheel fits, else the first reason it does not."""
+def _archs(text) -> set:
+    """'8.0;9.0+PTX' or '8.0 9.0' -> {'8.0', '9.0'}."""
+    return {a.replace("+PTX", "").strip() for a in str(text or "").replace(";", " ").split() if a.strip()}
+
+
+def why_not(path: str, torch_version: str, python: str, sources: str, require_cuda: bool,
+            machine: str = platform.machine(), archs: str = None):
+    """None when the wheel fits, else the first reason it does not. archs: the CUDA architectures
+    the machine needs (default: TORCH_CUDA_ARCH_LIST, which the device suite sets)."""
     name = os.path.basename(path)
     parts = name[:-4].split("-") if name.endswith(".whl") else []
     if len(parts) < 5 or not parts[0].replace("-", "_") == "sltt_kernels":
@@ -49,6 +58,8 @@ def why_not(path: str, torch_version: str, python: str, sources: str, require_cu
     tag = "cp" + python.replace(".", "")
     if parts[-3] != tag:
         return f"{name}: built for {parts[-3]}, this is {tag}"
+    if parts[-1] != "any" and not parts[-1].endswith(machine):
+        return f"{name}: built for the platform {parts[-1]}, this machine is {machine}"
     info = wheel_build_info(path)
     if info is None:
         return f"{name}: no sltt_kernels/_build_info.json inside"
@@ -58,6 +69,10 @@ def why_not(path: str, torch_version: str, python: str, sources: str, require_cu
         return f"{name}: built for Python {info.get('python')}, this is {python}"
     if require_cuda and not info.get("with_cuda"):
         return f"{name}: built without the CUDA ops ({info.get('why_not_cuda')})"
+    needed = _archs(os.environ.get("TORCH_CUDA_ARCH_LIST") if archs is None else archs)
+    if require_cuda and not needed <= _archs(info.get("cuda_arch_list")):
+        return (f"{name}: built for CUDA architectures {info.get('cuda_arch_list')!r}, this machine needs "
+                f"{' '.join(sorted(needed))}")
     if info.get("sources_sha256") != sources:
         return f"{name}: built from other sources than this checkout's csrc/"
     return None

@@ -7,14 +7,23 @@ into an environment with an older torch, since pip builds in isolation against t
 
 Then, or when the prebuilt extension is missing or fails to load, the same sources are compiled
 for the running torch on first use (a just-in-time build with torch.utils.cpp_extension.load,
-cached under ~/.cache/sltt_kernels/<torch, Python, sources hash>, said on stderr). The package's
-sources travel with it: csrc/ in a checkout, sltt_kernels/_csrc/ in an installed wheel.
-Only when that is impossible (no C++ compiler, no sources, SLTT_KERNELS_NO_JIT=1) or fails is
-the problem reported once, as a warning, and the package falls back to the other backends.
+cached under ~/.cache/sltt_kernels/<torch, Python, CUDA architectures, sources hash>, said on
+stderr). The package's sources travel with it: csrc/ in a checkout, sltt_kernels/_csrc/ in an
+installed wheel. Only when that is impossible (no C++ compiler, no sources, SLTT_KERNELS_NO_JIT=1)
+or fails is the problem reported once, as a warning, and the package falls back to the other
+backends. A CUDA build that fails is retried for the CPU alone.
+
+The cache survives interrupted and concurrent builds: a build holds an operating-system lock on
+its folder (released by the kernel however the process ends), so a second process waits for it
+and then uses its result, and a lock file left by a killed build is never waited on. A build is
+complete only once its record (_build_info.json, written last and atomically) names the size and
+sha256 of its library; a library that does not match (cut short, damaged) is never loaded, and
+the folder is built again. A complete build is loaded without a compiler.
 
 Switches: SLTT_KERNELS_DISABLE_EXTENSION=1 (no compiled ops at all), SLTT_KERNELS_NO_JIT=1 (no
-just-in-time build), SLTT_KERNELS_JIT=1 (allow a new build inside a running test too, where it
-is off so that a test never starts a long build by accident; a cached one is used there too), SLTT_KERNELS_CACHE=DIR (the cache folder).
+new just-in-time build; a complete one in the cache is still used), SLTT_KERNELS_JIT=1 (allow a
+new build inside a running test too, where it is off so that a test never starts a long build by
+accident), SLTT_KERNELS_CACHE=DIR (the cache folder).
 
 setup.py and benchmarks/device_wheel.py load this file on its own (not as part of the package)
 for `source_files`, `sources_hash` and `cuda_build_decision`: keep it free of relative imports,
@@ -32,8 +41,14 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import warnings
+
+try:
+    import fcntl
+except ImportError:  # Windows: builds are not locked against each other
+    fcntl = None
 
 BUILD_COMMAND = "pip install --no-build-isolation .  (from a checkout, with torch installed)"
 CUDA_HINT = "needs a CUDA build of torch and nvcc with the CUDA headers"
@@ -93,6 +108,9 @@ def cuda_build_decision(csrc: str, no_cuda: bool = False):
         return False, "nvcc was not found (put it on PATH or set CUDA_HOME)"
     if not os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
         return False, f"CUDA_HOME={home} has no include/cuda_runtime.h (point CUDA_HOME at the CUDA toolkit)"
+    if not any(os.path.isfile(os.path.join(home, "bin", n)) for n in ("nvcc", "nvcc.exe")):
+        return False, (f"CUDA_HOME={home} has no bin/nvcc (a CUDA runtime without the compiler? point CUDA_HOME "
+                       "at the CUDA toolkit)")
     if not source_files(csrc, True)[len(source_files(csrc)):]:
         return False, "there are no CUDA sources"
     return True, None
@@ -196,60 +214,187 @@ def cache_root() -> str:
 
 
 def cache_key(csrc: str, with_cuda: bool) -> str:
-    """torch version, Python version, CUDA or not, and the sources' hash: one build each."""
+    """torch version, Python version, CPU or the CUDA architectures, and the sources' hash: one build each."""
     import torch
 
     torch_tag = torch.__version__.replace("+", "_")
     py = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    return f"torch{torch_tag}-{py}-{'cuda' if with_cuda else 'cpu'}-{sources_hash(csrc)[:16]}"
+    if with_cuda:
+        arch = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+        kind = "cuda-" + ("".join(c if c.isalnum() else "_" for c in arch) if arch else "auto")
+    else:
+        kind = "cpu"
+    return f"torch{torch_tag}-{py}-{kind}-{sources_hash(csrc)[:16]}"
+
+
+INFO_NAME = "_build_info.json"
+LOCK_NAME = ".sltt_build.lock"
+LOCK_WAIT_S = 1800.0  # a CUDA build takes minutes; a holder this slow is stuck
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cached_build(directory: str):
+    """(library path, build info) of a complete, intact build in directory; else (None, why not)
+    with why None when nothing was built there yet."""
+    info_path = os.path.join(directory, INFO_NAME)
+    if not os.path.exists(info_path):
+        return None, None
+    try:
+        with open(info_path) as f:
+            info = json.load(f)
+        library = os.path.join(directory, os.path.basename(info["path"]))
+        intact = os.path.getsize(library) == info["so_size"] and _file_sha256(library) == info["so_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, f"an incomplete build ({type(e).__name__}: {e})"
+    if not intact:
+        return None, "a library that does not match its record (a build cut short, or a damaged file)"
+    return library, dict(info, path=library)
+
+
+def _load_library(path: str):
+    spec = importlib.util.spec_from_file_location(
+        "sltt_kernels._C", path, loader=importlib.machinery.ExtensionFileLoader("sltt_kernels._C", path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["sltt_kernels._C"] = module
+    return module
+
+
+class _BuildLock:
+    """An exclusive flock on directory/.sltt_build.lock while a build runs. The kernel drops it
+    when its holder exits, however it exits, so a killed build never blocks the next one."""
+
+    def __init__(self, directory: str):
+        self.path = os.path.join(directory, LOCK_NAME)
+        self.file = None
+
+    def __enter__(self):
+        self.file = open(self.path, "a+")
+        if fcntl is None:
+            return self
+        deadline, said = time.time() + LOCK_WAIT_S, False
+        while True:
+            try:
+                fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError:
+                if time.time() > deadline:
+                    self.file.close()
+                    raise TimeoutError(f"another process has held {self.path} for {LOCK_WAIT_S:.0f} s")
+                if not said:
+                    print(f"sltt_kernels: another process is compiling the kernels in {os.path.dirname(self.path)}; "
+                          "waiting for it ...", file=sys.stderr, flush=True)
+                    said = True
+                time.sleep(0.5)
+
+    def __exit__(self, *exc):
+        self.file.close()  # closing drops the flock
+
+
+def _clear(directory: str) -> None:
+    """Everything of an earlier, unfinished or damaged build, but our lock: torch's own lock file
+    (left by a build that was killed; torch <= 2.13 would wait on it forever), the record, the
+    library and the object files (one cut short may look newer than its source to ninja)."""
+    for name in os.listdir(directory):
+        if name == LOCK_NAME:
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 def _jit_load():
     """(module, build info, None) after a cached or fresh just-in-time build, else (None, None, why)."""
-    csrc, why = jit_decision()
+    csrc = source_dir()
     if csrc is None:
-        return None, None, why
-    import torch
-
+        return None, None, "no just-in-time build: the C++ sources are not shipped with this copy"
     with_cuda, why_not_cuda = cuda_build_decision(csrc, _flag("SLTT_KERNELS_NO_CUDA"))
-    directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
-    info_path = os.path.join(directory, "_build_info.json")
-    if not os.path.exists(info_path) and os.environ.get("PYTEST_CURRENT_TEST") and not _flag("SLTT_KERNELS_JIT"):
+    module, info, why = _load_cached(csrc, with_cuda)
+    if module is None and with_cuda:  # a CPU-only build made after a failed CUDA one
+        cpu_module, cpu_info, _ = _load_cached(csrc, False)
+        if cpu_module is not None and cpu_info.get("why_not_cuda", "").startswith("the CUDA build failed"):
+            return cpu_module, cpu_info, None
+    if module is not None:
+        return module, info, None
+    damaged = why
+    ok, why = jit_decision()
+    if ok is None:
+        return None, None, why + (f"; the cache holds {damaged}" if damaged else "")
+    if os.environ.get("PYTEST_CURRENT_TEST") and not _flag("SLTT_KERNELS_JIT"):
         # a build already in the cache is used anywhere; a new one is never started inside a
         # running test (one that reloads the extension, say), only at the start of a session
         # (conftest importing the package) as at any first use
         return None, None, "no just-in-time build inside a test unless SLTT_KERNELS_JIT=1"
+    module, info, why = _build(csrc, with_cuda, why_not_cuda)
+    if module is None and with_cuda:
+        print(f"sltt_kernels: {why}; compiling the CPU kernels alone", file=sys.stderr, flush=True)
+        module, info, cpu_why = _build(csrc, False, f"the CUDA build failed ({why})")
+        why = cpu_why if module is None else None
+    return module, info, why
+
+
+def _load_cached(csrc: str, with_cuda: bool):
+    """(module, info, None) from a complete build in the cache; else (None, None, what is wrong
+    with the one there, or None when there is none)."""
+    directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
+    library, found = _cached_build(directory)
+    if library is None:
+        return None, None, found
+    try:
+        return _load_library(library), found, None
+    except (ImportError, OSError) as e:
+        return None, None, f"a library that does not load ({e})"
+
+
+def _build(csrc: str, with_cuda: bool, why_not_cuda):
+    """(module, info, None) after building into the cache (or finding there what another process
+    built meanwhile), else (None, None, why)."""
+    import torch
+
+    directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
     try:
         os.makedirs(directory, exist_ok=True)
-        if not os.path.exists(info_path):
+        with _BuildLock(directory):
+            library, found = _cached_build(directory)  # built by the process we waited for?
+            if library is not None:
+                return _load_library(library), found, None
+            _clear(directory)
             start = time.time()
             print(f"sltt_kernels: compiling the {'CPU and CUDA' if with_cuda else 'CPU'} kernels for torch "
                   f"{torch.__version__} (once, about a minute{' or more for CUDA' if with_cuda else ''}; "
                   f"cached in {directory}) ...", file=sys.stderr, flush=True)
-        else:
-            start = None
-        from torch.utils import cpp_extension
+            from torch.utils import cpp_extension
 
-        cxx, link = compile_flags()
-        path = cpp_extension.load(
-            name="_C", sources=source_files(csrc, with_cuda), build_directory=directory,
-            extra_cflags=cxx, extra_cuda_cflags=NVCC_FLAGS if with_cuda else None,
-            extra_ldflags=link, extra_include_paths=[csrc], with_cuda=with_cuda,
-            is_python_module=False, verbose=False)
-        spec = importlib.util.spec_from_file_location(
-            "sltt_kernels._C", path, loader=importlib.machinery.ExtensionFileLoader("sltt_kernels._C", path))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["sltt_kernels._C"] = module
-        info = dict(torch=torch.__version__, cuda=torch.version.cuda, with_cuda=with_cuda,
-                    why_not_cuda=why_not_cuda, cuda_arch_list=os.environ.get("TORCH_CUDA_ARCH_LIST"),
-                    python=f"{sys.version_info[0]}.{sys.version_info[1]}", sources_sha256=sources_hash(csrc),
-                    jit=True, path=path)
-        if start is not None:
-            with open(info_path, "w") as f:
+            cxx, link = compile_flags()
+            path = cpp_extension.load(
+                name="_C", sources=source_files(csrc, with_cuda), build_directory=directory,
+                extra_cflags=cxx, extra_cuda_cflags=NVCC_FLAGS if with_cuda else None,
+                extra_ldflags=link, extra_include_paths=[csrc], with_cuda=with_cuda,
+                is_python_module=False, verbose=False)
+            module = _load_library(path)
+            info = dict(torch=torch.__version__, cuda=torch.version.cuda, with_cuda=with_cuda,
+                        why_not_cuda=why_not_cuda, cuda_arch_list=os.environ.get("TORCH_CUDA_ARCH_LIST"),
+                        python=f"{sys.version_info[0]}.{sys.version_info[1]}", sources_sha256=sources_hash(csrc),
+                        jit=True, path=path, so_size=os.path.getsize(path), so_sha256=_file_sha256(path))
+            # the record last, whole or not at all: its presence marks the build complete
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".info-", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
                 json.dump(info, f, indent=1)
+            os.replace(tmp, os.path.join(directory, INFO_NAME))
             print(f"sltt_kernels: compiled in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
-        return module, info, None
+            return module, info, None
     except Exception as e:  # a compiler error, a read-only cache, ...: report, never fail the import
         first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
         return None, None, f"the just-in-time build failed in {directory}: {first}"

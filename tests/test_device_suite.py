@@ -42,7 +42,8 @@ def make_wheel(directory, **info):
                 sources_sha256=dw._ext().sources_hash(os.path.join(ROOT, "csrc")))
     full.update(info)
     tag = full.pop("tag", TAG)
-    path = os.path.join(directory, f"sltt_kernels-0.1.0-{tag}-{tag}-linux_x86_64.whl")
+    plat = full.pop("platform", "linux_x86_64")
+    path = os.path.join(directory, f"sltt_kernels-0.1.0-{tag}-{tag}-{plat}.whl")
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("sltt_kernels/_build_info.json", json.dumps(full))
         z.writestr(f"sltt_kernels/_C.{tag}-x86_64-linux-gnu.so", b"not really a library")
@@ -51,7 +52,8 @@ def make_wheel(directory, **info):
 
 
 def dry_run(wheel_dir):
-    env = dict(os.environ, DRY_RUN="1", WHEEL_DIR=str(wheel_dir), PYTHON=sys.executable, OUT="/nonexistent/out")
+    env = dict(os.environ, DRY_RUN="1", WHEEL_DIR=str(wheel_dir), PYTHON=sys.executable, OUT="/nonexistent/out",
+               TORCH_CUDA_ARCH_LIST="9.0")
     out = subprocess.run(["bash", SUITE], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     limits = dict(kv.split("=") for kv in re.search(r"^step limits: (.*)$", out.stdout, re.M).group(1).split())
@@ -67,6 +69,11 @@ def test_with_a_matching_wheel_it_installs_and_never_builds(tmp_path):
     assert list(limits) == ORDER  # fastest and most important first
     assert sum(limits.values()) == total <= 420
     assert all(v > 0 for v in limits.values())
+    # if the wheel's library does not load there: a build after the setup step, still in 420 s
+    fallback = dict(kv.split("=") for kv in re.search(r"^fallback limits: (.*)$", out, re.M).group(1).split())
+    fallback_total = int(re.search(r"^FALLBACK_TOTAL_LIMIT_S=(\d+)$", out, re.M).group(1))
+    assert sum(map(int, fallback.values())) == fallback_total <= 420
+    assert fallback["setup"] == str(limits["setup"]) and list(fallback)[:2] == ["setup", "build"]
 
 
 def test_without_a_wheel_it_builds_and_still_fits(tmp_path):
@@ -81,8 +88,12 @@ def test_without_a_wheel_it_builds_and_still_fits(tmp_path):
     (dict(tag="cp39"), "built for cp39"),
     (dict(sources_sha256="0" * 64), "other sources"),
     (dict(with_cuda=False, why_not_cuda="SLTT_KERNELS_NO_CUDA is set"), "without the CUDA ops"),
+    (dict(cuda_arch_list="8.0"), "CUDA architectures"),
+    (dict(cuda_arch_list=None), "CUDA architectures"),
+    (dict(platform="linux_aarch64"), "platform linux_aarch64"),
 ])
-def test_a_wheel_that_does_not_fit_is_not_installed(tmp_path, change, reason):
+def test_a_wheel_that_does_not_fit_is_not_installed(tmp_path, change, reason, monkeypatch):
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")  # what the suite sets on the H200
     make_wheel(str(tmp_path), **change)
     dw = _device_wheel()
     path, reasons = dw.find_match(str(tmp_path))

@@ -161,3 +161,141 @@ def test_real_jit_build_of_a_mismatched_install(tmp_path):
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                            cwd=str(tmp_path))
     assert again.returncode == 0 and "compiling" not in again.stderr, again.stderr
+
+
+# ---- the cache under interrupted, damaged and concurrent builds (no compiler run: the build is faked) ----
+
+def _fake_build(monkeypatch, calls, payload=b"\x7fELF a library", fail_cuda=False):
+    """cpp_extension.load replaced: records what the folder held when the build started, writes a
+    library; _load_library replaced: returns the path it was given, instead of loading it."""
+    from torch.utils import cpp_extension
+
+    def load(name, sources, build_directory, with_cuda=False, **kw):
+        calls.append(dict(held=sorted(os.listdir(build_directory)), with_cuda=with_cuda))
+        if with_cuda and fail_cuda:
+            raise RuntimeError("nvcc fatal: a CUDA compile error")
+        path = os.path.join(build_directory, "_C.so")
+        with open(path, "wb") as f:
+            f.write(payload)
+        return path
+
+    monkeypatch.setattr(cpp_extension, "load", load)
+    monkeypatch.setattr(_ext, "_load_library", lambda path: ("loaded", path))
+    monkeypatch.setattr(_ext, "jit_decision", lambda: (_ext.source_dir(), None))
+    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (False, "test: CPU only"))
+    monkeypatch.setenv("SLTT_KERNELS_JIT", "1")
+
+
+@needs_checkout
+def test_a_killed_build_leaves_nothing_that_blocks_or_is_loaded(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    directory = tmp_path / _ext.cache_key(_ext.source_dir(), False)
+    directory.mkdir()
+    # what a build killed by SIGTERM leaves: torch <= 2.13's lock file (it would wait on it
+    # forever), a half-written object file and a library, but no record
+    (directory / "lock").write_text("")
+    (directory / "lif_cpu.o").write_bytes(b"\x7fELF cut")
+    (directory / "_C.so").write_bytes(b"\x7fELF cut")
+    module, info, why = _ext._jit_load()
+    assert why is None and module == ("loaded", str(directory / "_C.so"))
+    assert calls == [dict(held=[_ext.LOCK_NAME], with_cuda=False)]  # all of it cleared before the build
+    assert info["so_size"] == len(b"\x7fELF a library") and info["jit"]
+    # the record says the build is complete: the next start loads it and builds nothing
+    module, info2, why = _ext._jit_load()
+    assert module == ("loaded", str(directory / "_C.so")) and len(calls) == 1
+
+
+@needs_checkout
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "record"])
+def test_a_damaged_library_is_never_loaded_and_is_rebuilt(monkeypatch, tmp_path, damage):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    _, info, _ = _ext._jit_load()
+    library = info["path"]
+    if damage == "truncate":  # loading this one raised SIGBUS
+        with open(library, "r+b") as f:
+            f.truncate(3)
+    elif damage == "garbage":
+        with open(library, "wb") as f:
+            f.write(b"garbage of the same length!")
+    else:
+        with open(os.path.join(os.path.dirname(library), _ext.INFO_NAME), "w") as f:
+            f.write('{"path": ')
+    found, why = _ext._cached_build(os.path.dirname(library))
+    assert found is None and ("does not match" in why or "incomplete" in why)
+    module, _, why = _ext._jit_load()
+    assert why is None and len(calls) == 2  # built again
+
+
+@needs_checkout
+def test_a_complete_build_loads_without_a_compiler(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    _ext._jit_load()
+    monkeypatch.setattr(_ext, "jit_decision", lambda: (None, "no just-in-time build: no C++ compiler (c++) on PATH"))
+    module, info, why = _ext._jit_load()
+    assert why is None and module[0] == "loaded" and len(calls) == 1
+
+
+@needs_checkout
+def test_a_second_process_waits_for_the_build_and_uses_it(monkeypatch, tmp_path):
+    if _ext.fcntl is None:
+        pytest.skip("no fcntl: builds are not locked on this platform")
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    directory = tmp_path / _ext.cache_key(_ext.source_dir(), False)
+    directory.mkdir()
+    payload = b"\x7fELF built by the other process"
+    record = dict(path=str(directory / "_C.so"), so_size=len(payload),
+                  so_sha256=__import__("hashlib").sha256(payload).hexdigest(), torch=torch.__version__, jit=True)
+    # the other process: holds the lock for a while, writes a complete build, exits
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, json, sys, time\n"
+        f"f = open({str(directory / _ext.LOCK_NAME)!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True); time.sleep(1.5)\n"
+        f"open({str(directory / '_C.so')!r}, 'wb').write({payload!r})\n"
+        f"json.dump({record!r}, open({str(directory / _ext.INFO_NAME)!r}, 'w'))\n")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    module, info, why = _ext._build(_ext.source_dir(), False, "test")
+    holder.wait(timeout=30)
+    assert why is None and module == ("loaded", str(directory / "_C.so")) and calls == []  # no second build
+
+
+@needs_checkout
+def test_a_failed_cuda_build_is_retried_for_the_cpu_and_remembered(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls, fail_cuda=True)
+    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+    module, info, why = _ext._jit_load()
+    assert why is None and [c["with_cuda"] for c in calls] == [True, False]
+    assert not info["with_cuda"] and info["why_not_cuda"].startswith("the CUDA build failed")
+    assert "nvcc fatal" in info["why_not_cuda"] and "compiling the CPU kernels alone" in capsys.readouterr().err
+    module, info, why = _ext._jit_load()  # the next start: the CPU build, no new attempt
+    assert why is None and len(calls) == 2
+
+
+def test_cuda_build_decision_needs_nvcc_beside_the_headers(monkeypatch, tmp_path):
+    from torch.utils import cpp_extension
+
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "cuda_runtime.h").write_text("")  # pip's CUDA runtime wheel: headers, no nvcc
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
+    with_cuda, why = _ext.cuda_build_decision(CSRC)
+    assert not with_cuda and "bin/nvcc" in why and str(tmp_path) in why
+
+
+@needs_checkout
+def test_cuda_cache_key_follows_the_architectures(monkeypatch):
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    sm90 = _ext.cache_key(CSRC, True)
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    assert _ext.cache_key(CSRC, True) != sm90
+    assert _ext.cache_key(CSRC, False) == _ext.cache_key(CSRC, False)
