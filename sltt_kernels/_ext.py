@@ -324,7 +324,7 @@ def _jit_load():
     module, info, why = _load_cached(csrc, with_cuda)
     if module is None and with_cuda:  # a CPU-only build made after a failed CUDA one
         cpu_module, cpu_info, _ = _load_cached(csrc, False)
-        if cpu_module is not None and cpu_info.get("why_not_cuda", "").startswith("the CUDA build failed"):
+        if cpu_module is not None and (cpu_info.get("why_not_cuda") or "").startswith("the CUDA build failed"):
             return cpu_module, cpu_info, None
     if module is not None:
         return module, info, None
