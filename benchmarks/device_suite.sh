@@ -29,6 +29,12 @@ WHEEL_DIR="${WHEEL_DIR:-.device_wheels}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-16}"
 export PYTHONUNBUFFERED=1
+# a build there needs the toolkit's folder; nvcc on PATH may be a wrapper script outside it
+if [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null 2>&1; then
+  for d in /usr/local/cuda "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"; do
+    if [ -f "$d/include/cuda_runtime.h" ] && [ -x "$d/bin/nvcc" ]; then export CUDA_HOME="$d"; break; fi
+  done
+fi
 
 # -- the plan: install a matching wheel, else build (and give the later steps less time)
 WHEEL=$("$PY" benchmarks/device_wheel.py match "$WHEEL_DIR" 2>/tmp/device_wheel_match.txt)
