@@ -31,7 +31,8 @@ export MAX_JOBS="${MAX_JOBS:-16}"
 export PYTHONUNBUFFERED=1
 # a build there needs the toolkit's folder; nvcc on PATH may be a wrapper script outside it
 if [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null 2>&1; then
-  for d in /usr/local/cuda "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"; do
+  # the nvcc on PATH first, as torch looks for it, then the usual place
+  for d in "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")" /usr/local/cuda; do
     if [ -f "$d/include/cuda_runtime.h" ] && [ -x "$d/bin/nvcc" ]; then export CUDA_HOME="$d"; break; fi
   done
 fi
@@ -86,6 +87,7 @@ SUMMARY=()
 step() {  # step NAME LOG CMD...: CMD under the step's limit, output appended to $OUT/LOG
   local name=$1 log=$2 lim
   shift 2
+  STEP_RC=0
   lim=$(limit "$name")
   if [ "${lim:-0}" -le 0 ]; then
     SUMMARY+=("$(printf '%-12s skipped (no time left after a build; bring a wheel: benchmarks/build_device_wheel.sh)' "$name")")
@@ -98,48 +100,49 @@ step() {  # step NAME LOG CMD...: CMD under the step's limit, output appended to
   tail -n 3 "$OUT/$log"
   SUMMARY+=("$(printf '%-12s rc=%-4s %4ss of %ss' "$name" "$rc" "$((SECONDS - start))" "$lim")")
   [ "$rc" -eq 0 ] || FAILED=1
+  STEP_RC=$rc
   return $rc
 }
 
-# the setup step as a script of its own, so that it runs under the same time limit as the others:
-# the machine and the peers first, then the install (or build), then the check that the compiled
-# CPU and CUDA ops load; a failed check is the step's exit status
-CHECK=("$PY" -c "import sltt_kernels; b = sltt_kernels.available_backends(); print(b); \
-assert b['cpu'] is None and b['cuda'] is None, 'the compiled ops do not load'")
-setup_script() {  # setup_script COMMAND...: the setup step's script, running COMMAND to install or build
-  cat <<EOS
+# The setup step, a script of its own so that it runs under the same time limit as the others.
+# It takes the install (or build) command as its arguments and everything else from the
+# environment (no value is pasted into its text): the command, then the check that the compiled
+# CPU and CUDA ops load, both failing with exit status 3 (only that status switches to a build);
+# then the peers and the machine's description, which may run out of time without harm.
+cat >/tmp/sltt_device_setup.sh <<'EOS'
 date -u
-echo "plan: $PLAN ${WHEEL:-}"
+echo "plan: $PLAN $WHEEL"
 cat /tmp/device_wheel_match.txt
+"$@" || exit 3
+"$PY" -c "import sltt_kernels; b = sltt_kernels.available_backends(); print(b)
+assert b['cpu'] is None and b['cuda'] is None, 'the compiled ops do not load'" || exit 3
 if ls "$WHEEL_DIR"/peers/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \\
-    "$WHEEL_DIR"/peers/*.whl && echo "peers installed into $SITE: \$(ls "$WHEEL_DIR"/peers | tr '\\n' ' ')"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+    "$WHEEL_DIR"/peers/*.whl && echo "peers installed into $SITE: $(ls "$WHEEL_DIR"/peers | tr '\n' ' ')"
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
 "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
 "$PY" -c "import triton; print('triton', triton.__version__)"
 "$PY" -c "from importlib.metadata import version; print('spikingjelly', version('spikingjelly'))"
 nvcc --version | tail -1
-$(printf '%q ' "$@") || exit 1
-$(printf '%q ' "${CHECK[@]}")
 EOS
-}
+export PLAN WHEEL="${WHEEL:-}" WHEEL_DIR SITE PY
 # this checkout's package (with the installed or built _C) first, then the peers
 export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 FAILED=0
 if [ "$PLAN" = install ]; then
-  setup_script "${SETUP_INSTALL[@]}" >/tmp/sltt_device_setup.sh
-  if ! step setup setup.txt bash /tmp/sltt_device_setup.sh; then
+  step setup setup.txt bash /tmp/sltt_device_setup.sh "${SETUP_INSTALL[@]}"
+  if [ "$STEP_RC" -eq 3 ]; then
     # the wheel's library does not load here: build after all, in the fallback's limits
     PLAN=install-failed-build
     LIMITS=("${FALLBACK[@]}")
     TOTAL=$(total "${LIMITS[@]}")
-    setup_script "${SETUP_BUILD[@]}" >/tmp/sltt_device_setup.sh
-    step build setup.txt bash /tmp/sltt_device_setup.sh || FAILED=1
+    if step build setup.txt bash /tmp/sltt_device_setup.sh "${SETUP_BUILD[@]}"; then
+      FAILED=0  # recovered; the summary still shows the setup step's rc=3
+    fi
   fi
 else
-  setup_script "${SETUP_BUILD[@]}" >/tmp/sltt_device_setup.sh
-  step setup setup.txt bash /tmp/sltt_device_setup.sh || FAILED=1
+  step setup setup.txt bash /tmp/sltt_device_setup.sh "${SETUP_BUILD[@]}"
 fi
 step tests_gpu tests_gpu.log "${TESTS[@]}"
 step kernels kernels.log "${KERNELS[@]}"

@@ -139,7 +139,7 @@ def release_free_memory() -> None:
     gc.collect()
     try:
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
+    except Exception:  # no glibc (musl, macOS), or no CDLL(None) at all (Windows)
         pass
 
 

@@ -11,14 +11,19 @@ cached under ~/.cache/sltt_kernels/<torch, Python, CUDA architectures, sources h
 stderr). The package's sources travel with it: csrc/ in a checkout, sltt_kernels/_csrc/ in an
 installed wheel. Only when that is impossible (no C++ compiler, no sources, SLTT_KERNELS_NO_JIT=1)
 or fails is the problem reported once, as a warning, and the package falls back to the other
-backends. A CUDA build that fails is retried for the CPU alone.
+backends. A CUDA build that fails is recorded in its folder (with the CUDA_HOME it used) and the
+CPU build stands in; the next start does not spend minutes on it again unless CUDA_HOME changed
+or SLTT_KERNELS_RETRY_CUDA=1 asks for another try.
 
 The cache survives interrupted and concurrent builds: a build holds an operating-system lock on
 its folder (released by the kernel however the process ends), so a second process waits for it
-and then uses its result, and a lock file left by a killed build is never waited on. A build is
-complete only once its record (_build_info.json, written last and atomically) names the size and
-sha256 of its library; a library that does not match (cut short, damaged) is never loaded, and
-the folder is built again. A complete build is loaded without a compiler.
+and then uses its result, and a lock file left by a killed build is never waited on (where the
+file system cannot lock, the build runs unlocked). A build is complete only once its record
+(_build_info.json, written last and atomically) names the size and sha256 of its library; a
+library that does not match (cut short, damaged), or does not load, is built again. A complete
+build is loaded without a compiler. Only a real folder of this user's is ever cleared (not a
+symbolic link, not another user's). Once a library is loaded into the process (its ops
+registered), no other is loaded beside it, whatever fails afterwards.
 
 Switches: SLTT_KERNELS_DISABLE_EXTENSION=1 (no compiled ops at all), SLTT_KERNELS_NO_JIT=1 (no
 new just-in-time build; a complete one in the cache is still used), SLTT_KERNELS_JIT=1 (allow a
@@ -40,15 +45,19 @@ import importlib.util
 import json
 import os
 import shutil
+import errno
 import sys
-import tempfile
 import time
 import warnings
 
 try:
     import fcntl
-except ImportError:  # Windows: builds are not locked against each other
+except ImportError:  # Windows
     fcntl = None
+try:
+    import msvcrt
+except ImportError:
+    msvcrt = None
 
 BUILD_COMMAND = "pip install --no-build-isolation .  (from a checkout, with torch installed)"
 CUDA_HINT = "needs a CUDA build of torch and nvcc with the CUDA headers"
@@ -175,13 +184,16 @@ def load(force: bool = False):
         else:
             _state.update(module=module, info=info)
             return module
-    module, jit_info, jit_problem = _jit_load()
+    try:
+        module, jit_info, jit_problem = _jit_load()
+    except Exception as e:  # whatever goes wrong there, the import goes on
+        module, jit_info, jit_problem = None, None, f"the just-in-time build failed: {type(e).__name__}: {e}"
     if module is not None:
         _state.update(module=module, info=jit_info)
         return module
     _state["info"] = info if info is not None and "error" not in info else None
     _state["reason"] = problem + (f" ({jit_problem})" if jit_problem else "")
-    if warn or (jit_problem and jit_problem.startswith("the just-in-time build failed")):
+    if warn or (jit_problem and jit_problem.startswith("the just-in-time build")):
         _warn(_state["reason"])
     return None
 
@@ -210,7 +222,7 @@ def jit_decision():
 def cache_root() -> str:
     base = os.environ.get("SLTT_KERNELS_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sltt_kernels")
-    return base
+    return os.path.expanduser(base)
 
 
 def cache_key(csrc: str, with_cuda: bool) -> str:
@@ -229,7 +241,9 @@ def cache_key(csrc: str, with_cuda: bool) -> str:
 
 INFO_NAME = "_build_info.json"
 LOCK_NAME = ".sltt_build.lock"
+CUDA_FAILED_NAME = "cuda_build_failed.json"  # in a CUDA folder: its build failed, the CPU build stands in
 LOCK_WAIT_S = 1800.0  # a CUDA build takes minutes; a holder this slow is stuck
+RETRY_CUDA_FLAG = "SLTT_KERNELS_RETRY_CUDA"
 
 
 def _file_sha256(path: str) -> str:
@@ -267,35 +281,68 @@ def _load_library(path: str):
     return module
 
 
+class _LockTimeout(Exception):
+    pass
+
+
 class _BuildLock:
-    """An exclusive flock on directory/.sltt_build.lock while a build runs. The kernel drops it
-    when its holder exits, however it exits, so a killed build never blocks the next one."""
+    """An exclusive lock on directory/.sltt_build.lock while a build runs (flock, or msvcrt's on
+    Windows): the operating system drops it when its holder exits, however it exits, so a killed
+    build never blocks the next one. Where the file system cannot lock (NFS without lockd, some
+    FUSE mounts) the build runs unlocked rather than waiting for nothing."""
 
     def __init__(self, directory: str):
         self.path = os.path.join(directory, LOCK_NAME)
         self.file = None
+        self.held = False
+
+    def _try(self) -> bool:
+        """True when taken, False when another process holds it; raises OSError when locking fails."""
+        fd = self.file.fileno()
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                self.file.seek(0)
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK):
+                return False
+            raise
 
     def __enter__(self):
         self.file = open(self.path, "a+")
-        if fcntl is None:
+        if fcntl is None and msvcrt is None:
             return self
         deadline, said = time.time() + LOCK_WAIT_S, False
         while True:
             try:
-                fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
+                if self._try():
+                    self.held = True
+                    return self
             except OSError:
-                if time.time() > deadline:
-                    self.file.close()
-                    raise TimeoutError(f"another process has held {self.path} for {LOCK_WAIT_S:.0f} s")
-                if not said:
-                    print(f"sltt_kernels: another process is compiling the kernels in {os.path.dirname(self.path)}; "
-                          "waiting for it ...", file=sys.stderr, flush=True)
-                    said = True
-                time.sleep(0.5)
+                return self  # this file system cannot lock: build unlocked
+            if time.time() > deadline:
+                self.file.close()
+                raise _LockTimeout(f"another process has held {self.path} for {LOCK_WAIT_S:.0f} s")
+            if not said:
+                print(f"sltt_kernels: another process is compiling the kernels in {os.path.dirname(self.path)}; "
+                      "waiting for it ...", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(0.5)
 
     def __exit__(self, *exc):
-        self.file.close()  # closing drops the flock
+        self.file.close()  # closing drops the lock
+
+
+def _own_folder(directory: str):
+    """None when directory is a real folder of this user's (safe to clear), else why not."""
+    if os.path.islink(directory):
+        return f"{directory} is a symbolic link; the cache clears only folders of its own"
+    if hasattr(os, "getuid") and os.stat(directory).st_uid != os.getuid():
+        return f"{directory} belongs to another user"
+    return None
 
 
 def _clear(directory: str) -> None:
@@ -315,20 +362,57 @@ def _clear(directory: str) -> None:
                 pass
 
 
+def _write_json(path: str, data: dict) -> None:
+    """data into path, whole or not at all (a temporary file, then a rename); the file's mode
+    follows the umask, as any file the user writes (others sharing the cache can read it)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _build_error(e: Exception) -> str:
+    """The lines of a build error that say what went wrong: the compiler's 'error' lines, not
+    ninja's closing 'build stopped' (torch puts the compiler's output into the exception)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower() and not ln.startswith("ninja: build stopped")]
+    picked = errors[:2] or lines[-1:] or [type(e).__name__]
+    return " | ".join(ln[:240] for ln in picked)
+
+
+def _cuda_failure(csrc: str):
+    """The recorded failure of the CUDA build for this key and this toolkit, or None (also when
+    SLTT_KERNELS_RETRY_CUDA=1 asks for another try)."""
+    if _flag(RETRY_CUDA_FLAG):
+        return None
+    from torch.utils import cpp_extension
+
+    path = os.path.join(cache_root(), cache_key(csrc, True), CUDA_FAILED_NAME)
+    try:
+        with open(path) as f:
+            failed = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if failed.get("cuda_home") != cpp_extension.CUDA_HOME:
+        return None  # another toolkit: worth another try
+    return failed.get("why")
+
+
 def _jit_load():
     """(module, build info, None) after a cached or fresh just-in-time build, else (None, None, why)."""
     csrc = source_dir()
     if csrc is None:
         return None, None, "no just-in-time build: the C++ sources are not shipped with this copy"
     with_cuda, why_not_cuda = cuda_build_decision(csrc, _flag("SLTT_KERNELS_NO_CUDA"))
-    module, info, why = _load_cached(csrc, with_cuda)
-    if module is None and with_cuda:  # a CPU-only build made after a failed CUDA one
-        cpu_module, cpu_info, _ = _load_cached(csrc, False)
-        if cpu_module is not None and (cpu_info.get("why_not_cuda") or "").startswith("the CUDA build failed"):
-            return cpu_module, cpu_info, None
+    if with_cuda:
+        failed = _cuda_failure(csrc)
+        if failed is not None:  # the CUDA build failed before with this toolkit: the CPU build stands in
+            with_cuda = False
+            why_not_cuda = (f"the CUDA build failed: {failed} (set {RETRY_CUDA_FLAG}=1 to try again, "
+                            "or change CUDA_HOME)")
+    module, info, damaged = _load_cached(csrc, with_cuda)
     if module is not None:
-        return module, info, None
-    damaged = why
+        return module, dict(info, why_not_cuda=why_not_cuda) if not with_cuda else info, None
     ok, why = jit_decision()
     if ok is None:
         return None, None, why + (f"; the cache holds {damaged}" if damaged else "")
@@ -337,11 +421,16 @@ def _jit_load():
         # running test (one that reloads the extension, say), only at the start of a session
         # (conftest importing the package) as at any first use
         return None, None, "no just-in-time build inside a test unless SLTT_KERNELS_JIT=1"
-    module, info, why = _build(csrc, with_cuda, why_not_cuda)
-    if module is None and with_cuda:
-        print(f"sltt_kernels: {why}; compiling the CPU kernels alone", file=sys.stderr, flush=True)
-        module, info, cpu_why = _build(csrc, False, f"the CUDA build failed ({why})")
-        why = cpu_why if module is None else None
+    module, info, why, compile_failed = _build(csrc, with_cuda, why_not_cuda,
+                                               reuse=damaged is None or "does not load" not in damaged)
+    if module is None and with_cuda and compile_failed:
+        why = _cuda_failure(csrc) or why
+        why_not_cuda = f"the CUDA build failed: {why} (set {RETRY_CUDA_FLAG}=1 to try again, or change CUDA_HOME)"
+        print(f"sltt_kernels: {why}; using the CPU kernels alone", file=sys.stderr, flush=True)
+        module, info, damaged = _load_cached(csrc, False)
+        if module is not None:
+            return module, dict(info, why_not_cuda=why_not_cuda), None
+        module, info, why, _ = _build(csrc, False, why_not_cuda, reuse=damaged is None or "does not load" not in damaged)
     return module, info, why
 
 
@@ -358,18 +447,24 @@ def _load_cached(csrc: str, with_cuda: bool):
         return None, None, f"a library that does not load ({e})"
 
 
-def _build(csrc: str, with_cuda: bool, why_not_cuda):
-    """(module, info, None) after building into the cache (or finding there what another process
-    built meanwhile), else (None, None, why)."""
+def _build(csrc: str, with_cuda: bool, why_not_cuda, reuse: bool = True):
+    """Builds into the cache, or takes what another process built there meanwhile (reuse).
+    (module, info, None, False) on success, else (None, None, why, whether the compiler failed)."""
     import torch
 
     directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
     try:
         os.makedirs(directory, exist_ok=True)
+        unsafe = _own_folder(directory)
+        if unsafe:
+            return None, None, f"the just-in-time build did not run: {unsafe}", False
         with _BuildLock(directory):
-            library, found = _cached_build(directory)  # built by the process we waited for?
-            if library is not None:
-                return _load_library(library), found, None
+            if reuse:
+                library, found = _cached_build(directory)  # built by the process we waited for?
+                if library is not None:
+                    return _load_library(library), found, None, False
+            if with_cuda and _cuda_failure(csrc) is not None:  # it failed for the process we waited for
+                return None, None, _cuda_failure(csrc), True
             _clear(directory)
             start = time.time()
             print(f"sltt_kernels: compiling the {'CPU and CUDA' if with_cuda else 'CPU'} kernels for torch "
@@ -378,26 +473,40 @@ def _build(csrc: str, with_cuda: bool, why_not_cuda):
             from torch.utils import cpp_extension
 
             cxx, link = compile_flags()
-            path = cpp_extension.load(
-                name="_C", sources=source_files(csrc, with_cuda), build_directory=directory,
-                extra_cflags=cxx, extra_cuda_cflags=NVCC_FLAGS if with_cuda else None,
-                extra_ldflags=link, extra_include_paths=[csrc], with_cuda=with_cuda,
-                is_python_module=False, verbose=False)
-            module = _load_library(path)
-            info = dict(torch=torch.__version__, cuda=torch.version.cuda, with_cuda=with_cuda,
-                        why_not_cuda=why_not_cuda, cuda_arch_list=os.environ.get("TORCH_CUDA_ARCH_LIST"),
-                        python=f"{sys.version_info[0]}.{sys.version_info[1]}", sources_sha256=sources_hash(csrc),
-                        jit=True, path=path, so_size=os.path.getsize(path), so_sha256=_file_sha256(path))
-            # the record last, whole or not at all: its presence marks the build complete
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".info-", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(info, f, indent=1)
-            os.replace(tmp, os.path.join(directory, INFO_NAME))
-            print(f"sltt_kernels: compiled in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
-            return module, info, None
-    except Exception as e:  # a compiler error, a read-only cache, ...: report, never fail the import
-        first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
-        return None, None, f"the just-in-time build failed in {directory}: {first}"
+            try:
+                path = cpp_extension.load(
+                    name="_C", sources=source_files(csrc, with_cuda), build_directory=directory,
+                    extra_cflags=cxx, extra_cuda_cflags=NVCC_FLAGS if with_cuda else None,
+                    extra_ldflags=link, extra_include_paths=[csrc], with_cuda=with_cuda,
+                    is_python_module=False, verbose=False)
+            except Exception as e:
+                why = _build_error(e)
+                if with_cuda:  # remembered, so that the next start does not spend minutes on it again
+                    _write_json(os.path.join(directory, CUDA_FAILED_NAME),
+                                dict(why=why, cuda_home=cpp_extension.CUDA_HOME, torch=torch.__version__))
+                return None, None, f"the just-in-time build failed in {directory}: {why}", True
+    except _LockTimeout as e:
+        return None, None, f"the just-in-time build did not run: {e}", False
+    except Exception as e:  # a read-only cache, a library that does not load, ...: never fail the import
+        return None, None, f"the just-in-time build failed in {directory}: {_build_error(e)}", False
+    # From here on the library is loaded into this process (cpp_extension.load registers its ops):
+    # whatever fails now, no other build may be loaded beside it.
+    try:
+        module = _load_library(path)
+    except Exception as e:
+        return None, None, f"the just-in-time build in {directory} does not load: {_build_error(e)}", False
+    info = dict(torch=torch.__version__, cuda=torch.version.cuda, with_cuda=with_cuda,
+                why_not_cuda=why_not_cuda, cuda_arch_list=os.environ.get("TORCH_CUDA_ARCH_LIST"),
+                python=f"{sys.version_info[0]}.{sys.version_info[1]}", sources_sha256=sources_hash(csrc),
+                jit=True, path=path)
+    try:
+        info.update(so_size=os.path.getsize(path), so_sha256=_file_sha256(path))
+        _write_json(os.path.join(directory, INFO_NAME), info)  # last: its presence marks the build complete
+    except OSError as e:
+        print(f"sltt_kernels: compiled, but could not record the build ({e}); the next start builds again",
+              file=sys.stderr, flush=True)
+    print(f"sltt_kernels: compiled in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+    return module, info, None, False
 
 
 def available() -> bool:

@@ -262,7 +262,7 @@ def test_a_second_process_waits_for_the_build_and_uses_it(monkeypatch, tmp_path)
         f"json.dump({record!r}, open({str(directory / _ext.INFO_NAME)!r}, 'w'))\n")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
-    module, info, why = _ext._build(_ext.source_dir(), False, "test")
+    module, info, why, _ = _ext._build(_ext.source_dir(), False, "test")
     holder.wait(timeout=30)
     assert why is None and module == ("loaded", str(directory / "_C.so")) and calls == []  # no second build
 
@@ -276,9 +276,159 @@ def test_a_failed_cuda_build_is_retried_for_the_cpu_and_remembered(monkeypatch, 
     module, info, why = _ext._jit_load()
     assert why is None and [c["with_cuda"] for c in calls] == [True, False]
     assert not info["with_cuda"] and info["why_not_cuda"].startswith("the CUDA build failed")
-    assert "nvcc fatal" in info["why_not_cuda"] and "compiling the CPU kernels alone" in capsys.readouterr().err
+    assert "nvcc fatal" in info["why_not_cuda"] and "using the CPU kernels alone" in capsys.readouterr().err
     module, info, why = _ext._jit_load()  # the next start: the CPU build, no new attempt
-    assert why is None and len(calls) == 2
+    assert why is None and len(calls) == 2 and "nvcc fatal" in info["why_not_cuda"]
+    assert _ext.RETRY_CUDA_FLAG in info["why_not_cuda"]  # and how to try again
+    monkeypatch.setenv(_ext.RETRY_CUDA_FLAG, "1")
+    _ext._jit_load()
+    assert [c["with_cuda"] for c in calls] == [True, False, True]  # tried again; the CPU build stands in
+
+
+@needs_checkout
+def test_another_toolkit_gets_another_cuda_try(monkeypatch, tmp_path):
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls, fail_cuda=True)
+    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", "/opt/cuda-old")
+    _ext._jit_load()
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", "/opt/cuda-new")
+    _ext._jit_load()
+    assert [c["with_cuda"] for c in calls] == [True, False, True]
+
+
+@needs_checkout
+def test_a_cached_cpu_build_does_not_hide_a_cuda_failure(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls, fail_cuda=True)
+    _ext._jit_load()  # a CPU build, made while CUDA was off
+    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+    for _ in range(3):
+        module, info, why = _ext._jit_load()
+        assert why is None and "nvcc fatal" in info["why_not_cuda"]
+    assert [c["with_cuda"] for c in calls] == [False, True]  # one CUDA attempt, then remembered
+
+
+@needs_checkout
+def test_a_lock_held_too_long_is_not_remembered_as_a_failed_build(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+
+    def held(self):
+        raise _ext._LockTimeout("another process has held it for 1800 s")
+
+    monkeypatch.setattr(_ext._BuildLock, "__enter__", held)
+    module, info, why = _ext._jit_load()
+    assert module is None and "held" in why and calls == []
+    assert _ext._cuda_failure(_ext.source_dir()) is None  # nothing recorded: the next start tries CUDA
+
+
+@needs_checkout
+def test_a_file_system_that_cannot_lock_builds_unlocked(monkeypatch, tmp_path):
+    if _ext.fcntl is None:
+        pytest.skip("no fcntl")
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+
+    def no_locks(fd, op):
+        raise OSError(__import__("errno").ENOLCK, "No locks available")
+
+    monkeypatch.setattr(_ext.fcntl, "flock", no_locks)
+    start = __import__("time").time()
+    module, info, why = _ext._jit_load()
+    assert why is None and len(calls) == 1 and __import__("time").time() - start < 10
+
+
+@needs_checkout
+def test_a_symlinked_cache_folder_is_never_cleared(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path / "cache"))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    (tmp_path / "cache").mkdir()
+    os.symlink(home, tmp_path / "cache" / _ext.cache_key(_ext.source_dir(), False))
+    module, info, why = _ext._jit_load()
+    assert module is None and "symbolic link" in why and calls == []
+    assert (home / "thesis.tex").read_text() == "years of work"
+
+
+@needs_checkout
+def test_the_record_is_readable_by_others_as_the_umask_says(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    old = os.umask(0o022)
+    try:
+        _, info, _ = _ext._jit_load()
+    finally:
+        os.umask(old)
+    record = os.path.join(os.path.dirname(info["path"]), _ext.INFO_NAME)
+    assert os.stat(record).st_mode & 0o777 == 0o644
+
+
+@needs_checkout
+def test_an_intact_library_that_does_not_load_is_rebuilt_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    _ext._jit_load()
+    loads = []
+
+    def load_once_broken(path):
+        loads.append(path)
+        if len(loads) == 1:
+            raise ImportError("undefined symbol: _ZN3c10 (another torch build of the same version)")
+        return ("loaded", path)
+
+    monkeypatch.setattr(_ext, "_load_library", load_once_broken)
+    module, info, why = _ext._jit_load()
+    assert why is None and module[0] == "loaded" and len(calls) == 2
+
+
+@needs_checkout
+def test_nothing_else_is_loaded_once_a_build_is_loaded(monkeypatch, tmp_path):
+    """cpp_extension.load registers the library's ops: a second library beside it would abort the
+    process (an operator registered twice), so a later error keeps the loaded one."""
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
+    calls = []
+    _fake_build(monkeypatch, calls)
+    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+
+    def no_space(path, data):
+        raise OSError(__import__("errno").ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_ext, "_write_json", no_space)
+    module, info, why = _ext._jit_load()
+    assert why is None and module[0] == "loaded" and info["with_cuda"]
+    assert [c["with_cuda"] for c in calls] == [True]  # no CPU build after it
+
+
+def test_the_build_error_keeps_the_compilers_lines():
+    e = RuntimeError("Error building extension '_C': [1/2] c++ -c ops.cpp\nFAILED: ops.o\n"
+                     "ops.cpp:3:1: error: 'foo' was not declared in this scope\n"
+                     "ninja: build stopped: subcommand failed.")
+    why = _ext._build_error(e)
+    assert "'foo' was not declared" in why and "build stopped" not in why
+
+
+def test_the_import_survives_anything_the_jit_raises(restore_load, monkeypatch):
+    def broken():
+        raise FileNotFoundError("csrc/cpu/stale.h")  # e.g. a dangling symlink among the sources
+
+    monkeypatch.setattr(_ext, "_read_build_info", lambda: {"torch": "1.0.0+other"})
+    monkeypatch.setattr(_ext, "_jit_load", broken)
+    with pytest.warns(RuntimeWarning, match="stale.h"):
+        assert _ext.load(force=True) is None
+    assert "stale.h" in _ext.unavailable_reason()
 
 
 def test_cuda_build_decision_needs_nvcc_beside_the_headers(monkeypatch, tmp_path):
