@@ -42,10 +42,10 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import errno
 import json
 import os
 import shutil
-import errno
 import sys
 import time
 import warnings
@@ -59,6 +59,7 @@ try:
 except ImportError:
     msvcrt = None
 
+NO_SOURCES = "no just-in-time build: the C++ sources are not shipped with this copy"
 BUILD_COMMAND = "pip install --no-build-isolation .  (from a checkout, with torch installed)"
 CUDA_HINT = "needs a CUDA build of torch and nvcc with the CUDA headers"
 
@@ -208,7 +209,7 @@ def jit_decision():
         return None, "no just-in-time build: SLTT_KERNELS_NO_JIT is set"
     csrc = source_dir()
     if csrc is None:
-        return None, "no just-in-time build: the C++ sources are not shipped with this copy"
+        return None, NO_SOURCES
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         return None, f"no just-in-time build: no C++ compiler ({cxx}) on PATH"
@@ -227,6 +228,11 @@ def cache_root() -> str:
 
 def cache_key(csrc: str, with_cuda: bool) -> str:
     """torch version, Python version, CPU or the CUDA architectures, and the sources' hash: one build each."""
+    return _key(sources_hash(csrc), with_cuda)
+
+
+def _key(digest: str, with_cuda: bool) -> str:
+    """cache_key for sources whose sha256 is digest."""
     import torch
 
     torch_tag = torch.__version__.replace("+", "_")
@@ -236,7 +242,7 @@ def cache_key(csrc: str, with_cuda: bool) -> str:
         kind = "cuda-" + ("".join(c if c.isalnum() else "_" for c in arch) if arch else "auto")
     else:
         kind = "cpu"
-    return f"torch{torch_tag}-{py}-{kind}-{sources_hash(csrc)[:16]}"
+    return f"torch{torch_tag}-{py}-{kind}-{digest[:16]}"
 
 
 INFO_NAME = "_build_info.json"
@@ -294,7 +300,6 @@ class _BuildLock:
     def __init__(self, directory: str):
         self.path = os.path.join(directory, LOCK_NAME)
         self.file = None
-        self.held = False
 
     def _try(self) -> bool:
         """True when taken, False when another process holds it; raises OSError when locking fails."""
@@ -319,7 +324,6 @@ class _BuildLock:
         while True:
             try:
                 if self._try():
-                    self.held = True
                     return self
             except OSError:
                 return self  # this file system cannot lock: build unlocked
@@ -380,14 +384,14 @@ def _build_error(e: Exception) -> str:
     return " | ".join(ln[:240] for ln in picked)
 
 
-def _cuda_failure(csrc: str):
-    """The recorded failure of the CUDA build for this key and this toolkit, or None (also when
-    SLTT_KERNELS_RETRY_CUDA=1 asks for another try)."""
+def _cuda_failure(cuda_folder: str):
+    """The failure recorded in a CUDA build's folder, if it was with this toolkit; else None (also
+    when SLTT_KERNELS_RETRY_CUDA=1 asks for another try)."""
     if _flag(RETRY_CUDA_FLAG):
         return None
     from torch.utils import cpp_extension
 
-    path = os.path.join(cache_root(), cache_key(csrc, True), CUDA_FAILED_NAME)
+    path = os.path.join(cuda_folder, CUDA_FAILED_NAME)
     try:
         with open(path) as f:
             failed = json.load(f)
@@ -402,15 +406,18 @@ def _jit_load():
     """(module, build info, None) after a cached or fresh just-in-time build, else (None, None, why)."""
     csrc = source_dir()
     if csrc is None:
-        return None, None, "no just-in-time build: the C++ sources are not shipped with this copy"
+        return None, None, NO_SOURCES
+    digest = sources_hash(csrc)  # once: every folder below is keyed on it
+
+    def folder(cuda: bool) -> str:
+        return os.path.join(cache_root(), _key(digest, cuda))
+
     with_cuda, why_not_cuda = cuda_build_decision(csrc, _flag("SLTT_KERNELS_NO_CUDA"))
     if with_cuda:
-        failed = _cuda_failure(csrc)
+        failed = _cuda_failure(folder(True))
         if failed is not None:  # the CUDA build failed before with this toolkit: the CPU build stands in
-            with_cuda = False
-            why_not_cuda = (f"the CUDA build failed: {failed} (set {RETRY_CUDA_FLAG}=1 to try again, "
-                            "or change CUDA_HOME)")
-    module, info, damaged = _load_cached(csrc, with_cuda)
+            with_cuda, why_not_cuda = False, _cuda_failed_reason(failed)
+    module, info, damaged = _load_cached(folder(with_cuda))
     if module is not None:
         return module, dict(info, why_not_cuda=why_not_cuda) if not with_cuda else info, None
     ok, why = jit_decision()
@@ -421,38 +428,49 @@ def _jit_load():
         # running test (one that reloads the extension, say), only at the start of a session
         # (conftest importing the package) as at any first use
         return None, None, "no just-in-time build inside a test unless SLTT_KERNELS_JIT=1"
-    module, info, why, compile_failed = _build(csrc, with_cuda, why_not_cuda,
-                                               reuse=damaged is None or "does not load" not in damaged)
+    module, info, why, compile_failed = _build(csrc, digest, folder(with_cuda), with_cuda, why_not_cuda,
+                                               reuse=_reusable(damaged))
     if module is None and with_cuda and compile_failed:
-        why = _cuda_failure(csrc) or why
-        why_not_cuda = f"the CUDA build failed: {why} (set {RETRY_CUDA_FLAG}=1 to try again, or change CUDA_HOME)"
+        why = _cuda_failure(folder(True)) or why
+        why_not_cuda = _cuda_failed_reason(why)
         print(f"sltt_kernels: {why}; using the CPU kernels alone", file=sys.stderr, flush=True)
-        module, info, damaged = _load_cached(csrc, False)
+        module, info, damaged = _load_cached(folder(False))
         if module is not None:
             return module, dict(info, why_not_cuda=why_not_cuda), None
-        module, info, why, _ = _build(csrc, False, why_not_cuda, reuse=damaged is None or "does not load" not in damaged)
+        module, info, why, _ = _build(csrc, digest, folder(False), False, why_not_cuda, reuse=_reusable(damaged))
     return module, info, why
 
 
-def _load_cached(csrc: str, with_cuda: bool):
-    """(module, info, None) from a complete build in the cache; else (None, None, what is wrong
+def _cuda_failed_reason(why: str) -> str:
+    return f"the CUDA build failed: {why} (set {RETRY_CUDA_FLAG}=1 to try again, or change CUDA_HOME)"
+
+
+UNLOADABLE = "a library that does not load"
+
+
+def _reusable(damaged) -> bool:
+    """Whether a build found in the folder may be taken (not one that failed to load here)."""
+    return not (damaged or "").startswith(UNLOADABLE)
+
+
+def _load_cached(directory: str):
+    """(module, info, None) from a complete build in directory; else (None, None, what is wrong
     with the one there, or None when there is none)."""
-    directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
     library, found = _cached_build(directory)
     if library is None:
         return None, None, found
     try:
         return _load_library(library), found, None
     except (ImportError, OSError) as e:
-        return None, None, f"a library that does not load ({e})"
+        return None, None, f"{UNLOADABLE} ({e})"
 
 
-def _build(csrc: str, with_cuda: bool, why_not_cuda, reuse: bool = True):
-    """Builds into the cache, or takes what another process built there meanwhile (reuse).
-    (module, info, None, False) on success, else (None, None, why, whether the compiler failed)."""
+def _build(csrc: str, digest: str, directory: str, with_cuda: bool, why_not_cuda, reuse: bool = True):
+    """Builds the sources of csrc (sha256 digest) into directory, or takes what another process
+    built there meanwhile (reuse). (module, info, None, False) on success, else (None, None, why,
+    whether the compiler failed)."""
     import torch
 
-    directory = os.path.join(cache_root(), cache_key(csrc, with_cuda))
     try:
         os.makedirs(directory, exist_ok=True)
         unsafe = _own_folder(directory)
@@ -463,8 +481,9 @@ def _build(csrc: str, with_cuda: bool, why_not_cuda, reuse: bool = True):
                 library, found = _cached_build(directory)  # built by the process we waited for?
                 if library is not None:
                     return _load_library(library), found, None, False
-            if with_cuda and _cuda_failure(csrc) is not None:  # it failed for the process we waited for
-                return None, None, _cuda_failure(csrc), True
+            failed = _cuda_failure(directory) if with_cuda else None
+            if failed is not None:  # it failed for the process we waited for
+                return None, None, failed, True
             _clear(directory)
             start = time.time()
             print(f"sltt_kernels: compiling the {'CPU and CUDA' if with_cuda else 'CPU'} kernels for torch "
@@ -497,7 +516,7 @@ def _build(csrc: str, with_cuda: bool, why_not_cuda, reuse: bool = True):
         return None, None, f"the just-in-time build in {directory} does not load: {_build_error(e)}", False
     info = dict(torch=torch.__version__, cuda=torch.version.cuda, with_cuda=with_cuda,
                 why_not_cuda=why_not_cuda, cuda_arch_list=os.environ.get("TORCH_CUDA_ARCH_LIST"),
-                python=f"{sys.version_info[0]}.{sys.version_info[1]}", sources_sha256=sources_hash(csrc),
+                python=f"{sys.version_info[0]}.{sys.version_info[1]}", sources_sha256=digest,
                 jit=True, path=path)
     try:
         info.update(so_size=os.path.getsize(path), so_sha256=_file_sha256(path))

@@ -165,10 +165,14 @@ def test_real_jit_build_of_a_mismatched_install(tmp_path):
 
 # ---- the cache under interrupted, damaged and concurrent builds (no compiler run: the build is faked) ----
 
-def _fake_build(monkeypatch, calls, payload=b"\x7fELF a library", fail_cuda=False):
-    """cpp_extension.load replaced: records what the folder held when the build started, writes a
-    library; _load_library replaced: returns the path it was given, instead of loading it."""
+def _fake_build(monkeypatch, cache, payload=b"\x7fELF a library", fail_cuda=False):
+    """The cache in folder `cache`; cpp_extension.load replaced: records what the build folder held
+    when the build started (in the list returned), writes a library; _load_library replaced:
+    returns the path it was given, instead of loading it."""
     from torch.utils import cpp_extension
+
+    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(cache))
+    calls = []
 
     def load(name, sources, build_directory, with_cuda=False, **kw):
         calls.append(dict(held=sorted(os.listdir(build_directory)), with_cuda=with_cuda))
@@ -184,13 +188,12 @@ def _fake_build(monkeypatch, calls, payload=b"\x7fELF a library", fail_cuda=Fals
     monkeypatch.setattr(_ext, "jit_decision", lambda: (_ext.source_dir(), None))
     monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (False, "test: CPU only"))
     monkeypatch.setenv("SLTT_KERNELS_JIT", "1")
+    return calls
 
 
 @needs_checkout
 def test_a_killed_build_leaves_nothing_that_blocks_or_is_loaded(monkeypatch, tmp_path):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
     directory = tmp_path / _ext.cache_key(_ext.source_dir(), False)
     directory.mkdir()
     # what a build killed by SIGTERM leaves: torch <= 2.13's lock file (it would wait on it
@@ -210,9 +213,7 @@ def test_a_killed_build_leaves_nothing_that_blocks_or_is_loaded(monkeypatch, tmp
 @needs_checkout
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "record"])
 def test_a_damaged_library_is_never_loaded_and_is_rebuilt(monkeypatch, tmp_path, damage):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
     _, info, _ = _ext._jit_load()
     library = info["path"]
     if damage == "truncate":  # loading this one raised SIGBUS
@@ -232,9 +233,7 @@ def test_a_damaged_library_is_never_loaded_and_is_rebuilt(monkeypatch, tmp_path,
 
 @needs_checkout
 def test_a_complete_build_loads_without_a_compiler(monkeypatch, tmp_path):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
     _ext._jit_load()
     monkeypatch.setattr(_ext, "jit_decision", lambda: (None, "no just-in-time build: no C++ compiler (c++) on PATH"))
     module, info, why = _ext._jit_load()
@@ -245,9 +244,7 @@ def test_a_complete_build_loads_without_a_compiler(monkeypatch, tmp_path):
 def test_a_second_process_waits_for_the_build_and_uses_it(monkeypatch, tmp_path):
     if _ext.fcntl is None:
         pytest.skip("no fcntl: builds are not locked on this platform")
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
     directory = tmp_path / _ext.cache_key(_ext.source_dir(), False)
     directory.mkdir()
     payload = b"\x7fELF built by the other process"
@@ -262,16 +259,16 @@ def test_a_second_process_waits_for_the_build_and_uses_it(monkeypatch, tmp_path)
         f"json.dump({record!r}, open({str(directory / _ext.INFO_NAME)!r}, 'w'))\n")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
-    module, info, why, _ = _ext._build(_ext.source_dir(), False, "test")
+    csrc = _ext.source_dir()
+    digest = _ext.sources_hash(csrc)
+    module, info, why, _ = _ext._build(csrc, digest, str(directory), False, "test")
     holder.wait(timeout=30)
     assert why is None and module == ("loaded", str(directory / "_C.so")) and calls == []  # no second build
 
 
 @needs_checkout
 def test_a_failed_cuda_build_is_retried_for_the_cpu_and_remembered(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls, fail_cuda=True)
+    calls = _fake_build(monkeypatch, tmp_path, fail_cuda=True)
     monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
     module, info, why = _ext._jit_load()
     assert why is None and [c["with_cuda"] for c in calls] == [True, False]
@@ -289,9 +286,7 @@ def test_a_failed_cuda_build_is_retried_for_the_cpu_and_remembered(monkeypatch, 
 def test_another_toolkit_gets_another_cuda_try(monkeypatch, tmp_path):
     from torch.utils import cpp_extension
 
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls, fail_cuda=True)
+    calls = _fake_build(monkeypatch, tmp_path, fail_cuda=True)
     monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", "/opt/cuda-old")
     _ext._jit_load()
@@ -302,9 +297,7 @@ def test_another_toolkit_gets_another_cuda_try(monkeypatch, tmp_path):
 
 @needs_checkout
 def test_a_cached_cpu_build_does_not_hide_a_cuda_failure(monkeypatch, tmp_path):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls, fail_cuda=True)
+    calls = _fake_build(monkeypatch, tmp_path, fail_cuda=True)
     _ext._jit_load()  # a CPU build, made while CUDA was off
     monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
     for _ in range(3):
@@ -315,9 +308,7 @@ def test_a_cached_cpu_build_does_not_hide_a_cuda_failure(monkeypatch, tmp_path):
 
 @needs_checkout
 def test_a_lock_held_too_long_is_not_remembered_as_a_failed_build(monkeypatch, tmp_path):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
     monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
 
     def held(self):
@@ -326,16 +317,15 @@ def test_a_lock_held_too_long_is_not_remembered_as_a_failed_build(monkeypatch, t
     monkeypatch.setattr(_ext._BuildLock, "__enter__", held)
     module, info, why = _ext._jit_load()
     assert module is None and "held" in why and calls == []
-    assert _ext._cuda_failure(_ext.source_dir()) is None  # nothing recorded: the next start tries CUDA
+    cuda_folder = os.path.join(_ext.cache_root(), _ext.cache_key(_ext.source_dir(), True))
+    assert _ext._cuda_failure(cuda_folder) is None  # nothing recorded: the next start tries CUDA
 
 
 @needs_checkout
 def test_a_file_system_that_cannot_lock_builds_unlocked(monkeypatch, tmp_path):
     if _ext.fcntl is None:
         pytest.skip("no fcntl")
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
 
     def no_locks(fd, op):
         raise OSError(__import__("errno").ENOLCK, "No locks available")
@@ -348,9 +338,7 @@ def test_a_file_system_that_cannot_lock_builds_unlocked(monkeypatch, tmp_path):
 
 @needs_checkout
 def test_a_symlinked_cache_folder_is_never_cleared(monkeypatch, tmp_path):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path / "cache"))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path / "cache")
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("years of work")
@@ -363,9 +351,7 @@ def test_a_symlinked_cache_folder_is_never_cleared(monkeypatch, tmp_path):
 
 @needs_checkout
 def test_the_record_is_readable_by_others_as_the_umask_says(monkeypatch, tmp_path):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
     old = os.umask(0o022)
     try:
         _, info, _ = _ext._jit_load()
@@ -377,9 +363,7 @@ def test_the_record_is_readable_by_others_as_the_umask_says(monkeypatch, tmp_pat
 
 @needs_checkout
 def test_an_intact_library_that_does_not_load_is_rebuilt_once(monkeypatch, tmp_path):
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
     _ext._jit_load()
     loads = []
 
@@ -398,9 +382,7 @@ def test_an_intact_library_that_does_not_load_is_rebuilt_once(monkeypatch, tmp_p
 def test_nothing_else_is_loaded_once_a_build_is_loaded(monkeypatch, tmp_path):
     """cpp_extension.load registers the library's ops: a second library beside it would abort the
     process (an operator registered twice), so a later error keeps the loaded one."""
-    monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))
-    calls = []
-    _fake_build(monkeypatch, calls)
+    calls = _fake_build(monkeypatch, tmp_path)
     monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
 
     def no_space(path, data):
