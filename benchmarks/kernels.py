@@ -48,6 +48,15 @@ PEERS = ("reference", "spikingjelly", "compiled")  # "compiled": the plain-PyTor
 MODES = ("train", "infer")
 
 
+def label(backend: str) -> str:
+    """A backend's name in tables and plots, ours marked."""
+    return f"{backend} (ours)" if backend in OURS else backend
+
+
+def gbps(nbytes, ms) -> float:
+    return nbytes / (ms * 1e-3) / 1e9
+
+
 def neuron_kwargs(args, grad):
     return dict(
         tau=2.0,
@@ -123,7 +132,7 @@ def copy_bandwidth(device, nbytes, timer, repeats):
             times.append(timer.elapsed_ms(a, b))
     moved = 2 * src.numel() * src.element_size()
     del src, dst
-    return moved / (C.median(times) * 1e-3) / 1e9
+    return gbps(moved, C.median(times))
 
 
 def time_once(runner, x, gout, timer):
@@ -228,8 +237,8 @@ def parse_args(argv):
             p.error(f"--inference means --mode infer, but --mode {' '.join(args.mode)} was given too")
         args.mode = ["infer"]
     args.mode = args.mode or list(MODES)
-    for flag, values in (("--T", args.T), ("--N", args.N), ("--dtype", args.dtype), ("--grad", args.grad),
-                         ("--mode", args.mode), ("--backends", args.backends)):
+    for flag, values in (("--T", args.T), ("--dtype", args.dtype), ("--grad", args.grad),
+                         ("--mode", args.mode), ("--backends", args.backends)):  # --N: on its sizes, below
         C.check_unique(p, flag, values)
     if args.T and min(args.T) < 1:
         p.error(f"--T: time steps must be >= 1, got {args.T}")
@@ -317,7 +326,7 @@ def run(args):
         if mode == "train":
             x.requires_grad_(True)
         kw = neuron_kwargs(args, "bptt" if g == "-" else g)
-        runners, extra, saved_bytes = {}, {}, {}
+        runners, extra = {}, {}
 
         def failed(b, e):
             bar.write(f"#   {b} T={T} N={C.size_label(N)} {dt} {mode}: failed ({str(e).splitlines()[0][:120]})")
@@ -353,22 +362,22 @@ def run(args):
                 continue
             runners[b] = runner
             extra[b] = dict(saved_MB=nbytes / 2**20 if mode == "train" else None, compile_s=compile_s)
-            saved_bytes[b] = nbytes
         bar.set_postfix_str(f"T={T} N={C.size_label(N)} {dt} {mode} {g}: timing {len(runners)} in turn")
         copy_dst = torch.empty_like(x, requires_grad=False)
         runners[COPY] = copy_dst.copy_
         medians = bench_interleaved(runners, x, gout, timer, args.warmup, args.repeats, failed,
                                     on_turn=lambda: bar.update(1))
         copy_ms = medians.pop(COPY, (None,))[0]
-        copy_GBps = 2 * x.numel() * x.element_size() / (copy_ms * 1e-3) / 1e9 if copy_ms else float("nan")
+        copy_GBps = gbps(2 * x.numel() * x.element_size(), copy_ms) if copy_ms else float("nan")
         del copy_dst
         case_rows = []
         for b, (f, bw, tot) in medians.items():
             row = dict(T=T, N=N, N_label=C.size_label(N), dtype=dt, mode=mode, grad=g, backend=b, fwd_ms=f,
                        bwd_ms=bw, total_ms=tot, **extra[b])
             if b not in PEERS:
-                fb, bb = fused_bytes(T, N, dtype, mode, saved_bytes[b] if mode == "train" else None)
-                row["GBps"] = (fb + bb) / (tot * 1e-3) / 1e9
+                saved = row["saved_MB"] * 2**20 if mode == "train" else None
+                fb, bb = fused_bytes(T, N, dtype, mode, saved)
+                row["GBps"] = gbps(fb + bb, tot)
                 row["copy_GBps"] = copy_GBps
                 row["copy_fraction"] = row["GBps"] / copy_GBps
             case_rows.append(row)
@@ -389,8 +398,7 @@ def run(args):
     columns += [("saved_MB", "saved MB", "{:.3g}"), ("saved_vs_spikingjelly", "SJ saved /", "{:.0f}x"),
                 ("compile_s", "compile s", "{:.1f}")]
     print("\n# time ms: forward+backward (train) or forward (infer); x PEER: the peer's time / this row's, same run")
-    C.print_table(columns, [dict(r, who=f"{r['backend']} (ours)" if r["backend"] in OURS else r["backend"])
-                            for r in rows])
+    C.print_table(columns, [dict(r, who=label(r["backend"])) for r in rows])
     stem = f"kernels_{device.type}{('_' + args.tag) if args.tag else ''}"
     written = C.write_outputs(args.out, stem, header, rows, csv_too=not args.no_csv)
     print(f"\nwrote {' and '.join(written)}")
@@ -431,8 +439,7 @@ def plot(rows, path, header):
                 bs = [b for b in backends if any(r["backend"] == b for r in sel)]
                 vals = [next(r["total_ms"] for r in sel if r["backend"] == b) for b in bs]
                 ax.bar(range(len(bs)), vals, color=[colors[b] for b in bs])
-                ax.set_xticks(range(len(bs)), [f"{b} (ours)" if b in OURS else b for b in bs], rotation=30,
-                              ha="right", fontsize=8)
+                ax.set_xticks(range(len(bs)), [label(b) for b in bs], rotation=30, ha="right", fontsize=8)
                 for i, v in enumerate(vals):
                     ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
                 # log: the peers can be 10-30x slower, and ours against the compiled loop must stay visible
@@ -444,7 +451,7 @@ def plot(rows, path, header):
                     pts = sorted((r["N"], r["total_ms"]) for r in sel if r["backend"] == b)
                     if pts:
                         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colors[b],
-                                label=f"{b} (ours)" if b in OURS else b)
+                                label=label(b))
                 ax.set_xscale("log", base=2)
                 ax.set_yscale("log")
                 ax.set_xlabel("neurons N")

@@ -76,6 +76,10 @@ class Variant:
     def __init__(self, name, surrogate, transform=None, peers=True, note=""):
         self.name, self.surrogate, self.transform, self.peers, self.note = name, surrogate, transform, peers, note
 
+    def runs(self, method: str) -> bool:
+        """Whether this variant has a row for method (the peers' only where peers is set)."""
+        return self.peers or not method.startswith(("sj", "ref"))
+
     def neuron_kwargs(self):
         return {} if self.surrogate == "triangle" else dict(surrogate_function=Rect())
 
@@ -119,11 +123,7 @@ def neuron_factory(method: str, backend: str, variant: Variant):
 
 def available_methods(requested):
     out, why = [], {}
-    try:
-        import spikingjelly.activation_based.neuron  # noqa: F401
-        have_sj = True
-    except Exception:
-        have_sj = False
+    have_sj = C.have_spikingjelly()
     for m in requested:
         if m.startswith("sj-") and not have_sj:
             why[m] = "SpikingJelly not installed"
@@ -292,7 +292,7 @@ def parse_args(argv):
             p.error(f"--variants: {name!r} is not one of {', '.join(known)}")
     C.check_unique(p, "--variants", args.variants)
     args.variant_list = [known[n] for n in (args.variants or known)]
-    if not any(v.peers or not m.startswith(("sj", "ref")) for v in args.variant_list for m in args.methods):
+    if not any(v.runs(m) for v in args.variant_list for m in args.methods):
         p.error(f"--methods {' '.join(args.methods)} with --variants {' '.join(v.name for v in args.variant_list)}: "
                 "nothing to run (the packed variants run our methods only: bptt, sltt, sltt-k)")
     if args.amp:
@@ -352,8 +352,7 @@ def run(args):
     for m, why in skipped.items():
         print(f"# {m} skipped: {why}")
     batches = load_batches(args, device, min(4, args.warmup + args.iters))
-    plan = [(v, T, m) for v in args.variant_list for T in args.T for m in methods
-            if v.peers or not m.startswith(("sj", "ref"))]
+    plan = [(v, T, m) for v in args.variant_list for T in args.T for m in methods if v.runs(m)]
     if not plan:
         raise SystemExit("error: nothing to run: " + "; ".join(f"{m}: {why}" for m, why in skipped.items()))
     if args.batch_size != 128:
