@@ -437,24 +437,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::
   ::sltt::parse_options(neuron, decay, input_gain, decay_input, v_threshold, reset, v_reset, detach_reset, \
                         surrogate, surrogate_alpha, save, grad)
 
-// Defines the four op functions lif_multistep_fwd_PREFIX, ... for a backend whose multi-step
+// Defines the four op functions neuron_multistep_fwd_PREFIX, ... for a backend whose multi-step
 // kernels are the functors FWD and BWD, so the bindings only write the launches.
 #define SLTT_DEFINE_OPS(PREFIX, FWD, BWD)                                                                     \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_multistep_fwd_##PREFIX(                                  \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_fwd_##PREFIX(                                  \
       const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& k,           \
       SLTT_NEURON_PARAMS) {                                                                                   \
     return ::sltt::multistep_fwd_op(FWD, x, v0, k, SLTT_PARSE_NEURON_PARAMS);                                 \
   }                                                                                                           \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_multistep_bwd_##PREFIX(                                  \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_bwd_##PREFIX(                                  \
       const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,   \
       const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {                                               \
     return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved, k, SLTT_PARSE_NEURON_PARAMS);       \
   }                                                                                                           \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_step_fwd_##PREFIX(                                       \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_fwd_##PREFIX(                                       \
       const at::Tensor& x, const at::Tensor& v, const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {     \
     return ::sltt::step_fwd_op(FWD, x, v, k, SLTT_PARSE_NEURON_PARAMS);                                       \
   }                                                                                                           \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_step_bwd_##PREFIX(                                       \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_bwd_##PREFIX(                                       \
       const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,     \
       const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {                                               \
     return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved, k, SLTT_PARSE_NEURON_PARAMS);              \

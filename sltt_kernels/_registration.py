@@ -1,9 +1,9 @@
 """The torch ops of every backend: schemas, fake kernels and autograd, registered once.
 
 Schemas are generated from `NeuronArgs` (the op arguments' one definition, _config.py) for the
-native ops `torch.ops.sltt_kernels.lif_{multistep,step}_{fwd,bwd}` (CPU and CUDA kernels,
+native ops `torch.ops.sltt_kernels.neuron_{multistep,step}_{fwd,bwd}` (CPU and CUDA kernels,
 registered by the compiled extension, which is loaded after the schemas exist) and their Triton
-twins `triton_lif_*` (implemented in triton/ops.py). Both sides share the fake kernels and the
+twins `triton_neuron_*` (implemented in triton/ops.py). Both sides share the fake kernels and the
 autograd glue here, so they pass torch.library.opcheck and work under
 torch.compile(fullgraph=True). docs/design.md, section 4.
 """
@@ -32,11 +32,11 @@ NEURON_SCHEMA = ", ".join(f"{_SCHEMA_TYPE[t]} {name}" for name, t in typing.get_
 
 # name -> (leading tensor arguments, returns)
 OPS = {
-    "lif_multistep_fwd": ("Tensor x, Tensor? v0, Tensor? k", "(Tensor spikes, Tensor v_last, Tensor saved)"),
-    "lif_multistep_bwd": ("Tensor grad_spikes, Tensor? grad_v_last, Tensor saved, Tensor? k",
+    "neuron_multistep_fwd": ("Tensor x, Tensor? v0, Tensor? k", "(Tensor spikes, Tensor v_last, Tensor saved)"),
+    "neuron_multistep_bwd": ("Tensor grad_spikes, Tensor? grad_v_last, Tensor saved, Tensor? k",
                           "(Tensor grad_x, Tensor grad_v0, Tensor grad_k)"),
-    "lif_step_fwd": ("Tensor x, Tensor v, Tensor? k", "(Tensor spike, Tensor v_new, Tensor saved)"),
-    "lif_step_bwd": ("Tensor grad_spike, Tensor? grad_v_new, Tensor saved, Tensor? k",
+    "neuron_step_fwd": ("Tensor x, Tensor v, Tensor? k", "(Tensor spike, Tensor v_new, Tensor saved)"),
+    "neuron_step_bwd": ("Tensor grad_spike, Tensor? grad_v_new, Tensor saved, Tensor? k",
                      "(Tensor grad_x, Tensor grad_v, Tensor grad_k)"),
 }
 TRITON_PREFIX = "triton_"
@@ -118,19 +118,19 @@ def _fake_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool):
 def _register_fakes(triton: bool):
     prefix = TRITON_PREFIX if triton else ""
 
-    @torch.library.register_fake(f"sltt_kernels::{prefix}lif_multistep_fwd", lib=_LIB)
+    @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_multistep_fwd", lib=_LIB)
     def _(x, v0, k, *args):
         return _fake_fwd(x, v0, k, args, True)
 
-    @torch.library.register_fake(f"sltt_kernels::{prefix}lif_multistep_bwd", lib=_LIB)
+    @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_multistep_bwd", lib=_LIB)
     def _(grad_spikes, grad_v_last, saved, k, *args):
         return _fake_bwd(grad_spikes, grad_v_last, saved, k, args, True)
 
-    @torch.library.register_fake(f"sltt_kernels::{prefix}lif_step_fwd", lib=_LIB)
+    @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_step_fwd", lib=_LIB)
     def _(x, v, k, *args):
         return _fake_fwd(x, v, k, args, False)
 
-    @torch.library.register_fake(f"sltt_kernels::{prefix}lif_step_bwd", lib=_LIB)
+    @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_step_bwd", lib=_LIB)
     def _(grad_spike, grad_v_new, saved, k, *args):
         return _fake_bwd(grad_spike, grad_v_new, saved, k, args, False)
 
@@ -175,14 +175,14 @@ def _make_backward(bwd_op):
 def _register_autograd(triton: bool):
     for kind in ("multistep", "step"):
         torch.library.register_autograd(
-            f"sltt_kernels::{TRITON_PREFIX if triton else ''}lif_{kind}_fwd",
-            _make_backward(op(f"lif_{kind}_bwd", triton)),
+            f"sltt_kernels::{TRITON_PREFIX if triton else ''}neuron_{kind}_fwd",
+            _make_backward(op(f"neuron_{kind}_bwd", triton)),
             setup_context=_setup_context,
             lib=_LIB,
         )
     for kind in ("multistep", "step"):  # the backward ops have no derivative: say so, never a silent zero
         torch.library.register_autograd(
-            f"sltt_kernels::{TRITON_PREFIX if triton else ''}lif_{kind}_bwd",
+            f"sltt_kernels::{TRITON_PREFIX if triton else ''}neuron_{kind}_bwd",
             _no_double_backward,
             setup_context=lambda ctx, inputs, output: None,
             lib=_LIB,
@@ -197,6 +197,26 @@ def _no_double_backward(ctx, *grads):
 for _triton in (False, True):
     _register_fakes(_triton)
     _register_autograd(_triton)
+
+
+def _legacy_alias(new_name: str):
+    target = getattr(torch.ops.sltt_kernels, new_name)
+
+    def call(*args):
+        return target(*args)
+
+    return call
+
+
+# The names these ops had before they served every neuron model (lif_multistep_fwd, ...): aliases
+# that decompose into the ops above, so raw calls written against the old names keep working
+# (autograd, fake kernels and torch.compile come from the ops they call).
+LEGACY_NAMES = {f"{prefix}lif_{name[len('neuron_'):]}": f"{prefix}{name}"
+                for name in OPS for prefix in ("", TRITON_PREFIX)}
+for _old, _new in LEGACY_NAMES.items():
+    _tensors, _returns = OPS[_new[len(TRITON_PREFIX):] if _new.startswith(TRITON_PREFIX) else _new]
+    _LIB.define(f"{_old}({_tensors}, {NEURON_SCHEMA}) -> {_returns}")
+    _LIB.impl(_old, _legacy_alias(_new), "CompositeImplicitAutograd")
 
 # The compiled CPU/CUDA implementations register themselves against the schemas above.
 _ext.load()

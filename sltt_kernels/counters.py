@@ -1,7 +1,7 @@
 """Op-counter formulas for the fused neuron ops, so FLOP / energy counters count them.
 
 Two kinds of counter see a model's torch ops one by one, and both need a formula for ours
-(`torch.ops.sltt_kernels.lif_{multistep,step}_{fwd,bwd}` and their `triton_` twins):
+(`torch.ops.sltt_kernels.neuron_{multistep,step}_{fwd,bwd}` and their `triton_` twins):
 
 * torch.utils.flop_counter.FlopCounterMode. It counts matmul-class ops only: pointwise ops
   (SpikingJelly's neurons are pointwise aten ops) count zero. Ours are registered with formulas
@@ -71,7 +71,7 @@ _PER_ELEMENT_STEP = {
 }
 _BACKWARD_FACTOR = 2
 
-# the op overloads (what a TorchDispatchMode sees: torch.ops.sltt_kernels.lif_step_fwd.default, ...)
+# the op overloads (what a TorchDispatchMode sees: torch.ops.sltt_kernels.neuron_step_fwd.default, ...)
 FORWARD_OPS = tuple(op(name, triton).default for name in OPS if name.endswith("_fwd") for triton in (False, True))
 BACKWARD_OPS = tuple(op(name, triton).default for name in OPS if name.endswith("_bwd") for triton in (False, True))
 

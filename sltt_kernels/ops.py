@@ -59,7 +59,7 @@ def run_neuron(cfg: NeuronConfig, x: torch.Tensor, v: Optional[torch.Tensor], *,
     save = cfg.save_kind(needs_grad, learn_k, half=x.dtype in _config.HALF_DTYPES)
     if which == "triton":
         from .triton import ops as _triton_ops  # noqa: F401  (registers the Triton kernels on first use)
-    fwd = _registration.op("lif_multistep_fwd" if multistep else "lif_step_fwd", triton=which == "triton")
+    fwd = _registration.op("neuron_multistep_fwd" if multistep else "neuron_step_fwd", triton=which == "triton")
     spikes, v_new, _ = fwd(x, v, k, *cfg.args(save))
     return spikes, v_new
 

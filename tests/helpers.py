@@ -52,7 +52,7 @@ KERNEL_BACKENDS = [
 
 
 def backend_op(backend: str, name: str):
-    """The torch op `name` (e.g. 'lif_multistep_fwd') as the backend registers it."""
+    """The torch op `name` (e.g. 'neuron_multistep_fwd') as the backend registers it."""
     if backend == "triton":
         import sltt_kernels.triton.ops  # noqa: F401  (registers the Triton kernels)
     return _registration.op(name, triton=backend == "triton")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 def _fwd(kw, x, v0, save=None):
     cfg = config_of(kw)
     save = save or cfg.save_kind(True)
-    return torch.ops.sltt_kernels.lif_multistep_fwd(x, v0, None, *cfg.args(save)), save
+    return torch.ops.sltt_kernels.neuron_multistep_fwd(x, v0, None, *cfg.args(save)), save
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64], ids=str)
@@ -38,8 +38,8 @@ def test_cuda_equals_cpu_kernel_bit_for_bit(dtype, kw):
     cfg = config_of(kw)
     gs = torch.randn(5, 3, 331, generator=torch.Generator().manual_seed(3)).to(dtype)
     gv = torch.randn(3, 331, generator=torch.Generator().manual_seed(4), dtype=sdt)
-    gx_c, gv0_c, _ = torch.ops.sltt_kernels.lif_multistep_bwd(gs, gv, saved_c, None, *cfg.args(save))
-    gx_g, gv0_g, _ = torch.ops.sltt_kernels.lif_multistep_bwd(gs.cuda(), gv.cuda(), saved_g, None, *cfg.args(save))
+    gx_c, gv0_c, _ = torch.ops.sltt_kernels.neuron_multistep_bwd(gs, gv, saved_c, None, *cfg.args(save))
+    gx_g, gv0_g, _ = torch.ops.sltt_kernels.neuron_multistep_bwd(gs.cuda(), gv.cuda(), saved_g, None, *cfg.args(save))
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     if dtype in (torch.float16, torch.bfloat16):
         tol = dict(rtol=1e-2, atol=1e-2)
@@ -78,9 +78,9 @@ def test_more_than_2_pow_31_elements_bf16(backend):
     cfg = config_of(kw)
     g = torch.Generator(device="cuda").manual_seed(0)
     x = (torch.randn(T, N, device="cuda", generator=g) * 1.5 + 0.9).to(torch.bfloat16)
-    spikes, v_last, saved = backend_op(backend, "lif_multistep_fwd")(x, None, None, *cfg.args("sg"))
+    spikes, v_last, saved = backend_op(backend, "neuron_multistep_fwd")(x, None, None, *cfg.args("sg"))
     gs = torch.ones(T, N, device="cuda", dtype=torch.bfloat16)
-    gx, _, _ = backend_op(backend, "lif_multistep_bwd")(gs, None, saved, None, *cfg.args("sg"))
+    gx, _, _ = backend_op(backend, "neuron_multistep_bwd")(gs, None, saved, None, *cfg.args("sg"))
     c0 = ((N - 4096) // 32) * 32  # the tail starts on a mask-word boundary
     for cols in (slice(0, 4096), slice(c0, N)):
         xs = x[:, cols].double().cpu()

@@ -122,4 +122,4 @@ def test_installed_extension_has_the_cuda_ops():
             num = arch.strip().split("+")[0].replace(".", "")
             assert f"sm_{num}".encode() in data, f"no sm_{num} code in {lib}"
     # the CUDA implementations are registered for the ops
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("sltt_kernels::lif_multistep_fwd", "CUDA")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("sltt_kernels::neuron_multistep_fwd", "CUDA")

@@ -192,7 +192,7 @@ def test_raw_inference_keeps_a_negative_zero_reset(cpu_isa, cfg, dtype, n):
     x = make_x((3, n), torch.float64, seed=n).to(dtype)
     x[-1, ::2] = 50.0  # half the neurons fire at the last step: their v_last is v_reset itself
     args = cfg.args("none")._replace(v_reset=-0.0)
-    fwd = backend_op("cpu", "lif_multistep_fwd")
+    fwd = backend_op("cpu", "neuron_multistep_fwd")
     _, v_none, _ = fwd(x, None, None, *args)
     _, v_saved, _ = fwd(x, None, None, *args._replace(save="h"))
     assert torch.equal(_bits(v_none), _bits(v_saved))
@@ -218,12 +218,12 @@ def test_family_opcheck(backend, name):
     save = cfg.save_kind(True, learn_k=k is not None)
     x = make_x((4, 3, 37), torch.float32, dev, requires_grad=True)
     v0 = make_v0((3, 37), torch.float32, dev, requires_grad=True)
-    fwd, bwd = backend_op(backend, "lif_multistep_fwd"), backend_op(backend, "lif_multistep_bwd")
+    fwd, bwd = backend_op(backend, "neuron_multistep_fwd"), backend_op(backend, "neuron_multistep_bwd")
     torch.library.opcheck(fwd.default, (x, v0, k, *cfg.args(save)))
     _, _, saved = fwd(x.detach(), v0.detach(), None if k is None else k.detach(), *cfg.args(save))
     gs, gv = torch.randn(4, 3, 37, device=dev), torch.randn(3, 37, device=dev)
     torch.library.opcheck(bwd.default, (gs, gv, saved, None if k is None else k.detach(), *cfg.args(save)))
-    step_fwd = backend_op(backend, "lif_step_fwd")
+    step_fwd = backend_op(backend, "neuron_step_fwd")
     torch.library.opcheck(step_fwd.default, (x[0].detach().requires_grad_(True), v0, k, *cfg.args(save)))
 
 

@@ -42,7 +42,7 @@ def test_h16_matches_the_reference_within_the_bound(backend, dtype, kw):
     x = make_x((6, 3, 77), torch.float64, dev, seed=2).to(dtype)
     cfg = config_of(kw)
     # the saved tensor is the reference's, bit for bit
-    _, _, saved = backend_op(backend, "lif_multistep_fwd")(x, None, None, *cfg.args("h16"))
+    _, _, saved = backend_op(backend, "neuron_multistep_fwd")(x, None, None, *cfg.args("h16"))
     assert saved.dtype == dtype and saved.shape == (6, 3 * 77)
     expect = reference.saved_state(cfg, x.cpu(), None, "h16")
     if backend != "triton" or dtype == torch.float16:
@@ -77,7 +77,7 @@ def test_h16_keeps_the_sign_of_a_tiny_d(backend, dtype):
     # h = v0 / 2 (no input): d = -2^-26 and +2^-25, both below float16's smallest subnormal (2^-24)
     v0 = torch.tensor([0.5 - 2.0**-25, 0.5 + 2.0**-24, 0.5, 0.125], dtype=torch.float32, device=dev)
     x = torch.zeros(1, 4, dtype=dtype, device=dev)
-    spikes, _, saved = backend_op(backend, "lif_multistep_fwd")(x, v0, None, *cfg.args("h16"))
+    spikes, _, saved = backend_op(backend, "neuron_multistep_fwd")(x, v0, None, *cfg.args("h16"))
     d = saved.float().cpu()[0]
     assert spikes.cpu()[0].tolist() == [0.0, 1.0, 1.0, 0.0]
     assert d[0] < 0 < d[1] and d[2] == 0 and d[3] < 0

@@ -121,7 +121,7 @@ def _op_saved(kw, x, v0, save=None, backend="cpu"):
     cfg = config_of(kw)
     save = save or cfg.save_kind(True)
     v = None if v0 is None else v0.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
-    return backend_op(backend, "lif_multistep_fwd")(x, v, None, *cfg.args(save)), save
+    return backend_op(backend, "neuron_multistep_fwd")(x, v, None, *cfg.args(save)), save
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -250,7 +250,7 @@ def test_no_grad_forward_saves_nothing_and_matches(backend):
     x = make_x((4, 100), torch.float64, dev)
     kw = neuron_kwargs("hard0", True, False, "sigmoid", "bptt")
     cfg = config_of(kw)
-    s0, v0_, saved = backend_op(backend, "lif_multistep_fwd")(x, None, None, *cfg.args("none"))
+    s0, v0_, saved = backend_op(backend, "neuron_multistep_fwd")(x, None, None, *cfg.args("none"))
     assert saved.numel() == 0
     with torch.no_grad():
         s1, v1 = sltt_kernels.lif_multistep(x, backend=backend, **kw)

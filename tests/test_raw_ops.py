@@ -20,7 +20,7 @@ CLEAR = (TypeError, ValueError, RuntimeError)
 
 def _ops(backend):
     return {name: backend_op(backend, name) for name in
-            ("lif_multistep_fwd", "lif_multistep_bwd", "lif_step_fwd", "lif_step_bwd")}
+            ("neuron_multistep_fwd", "neuron_multistep_bwd", "neuron_step_fwd", "neuron_step_bwd")}
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -30,19 +30,19 @@ def test_mixed_devices_are_rejected_not_garbage(backend):
     ops, dev = _ops(backend), DEVICE_OF[backend]
     x = make_x((3, 40), device=dev)
     with pytest.raises(ValueError, match="v0 is on meta"):
-        ops["lif_multistep_fwd"](x, torch.zeros(40, device="meta"), None, *LIF)
+        ops["neuron_multistep_fwd"](x, torch.zeros(40, device="meta"), None, *LIF)
     with pytest.raises(ValueError, match="v is on meta"):
-        ops["lif_step_fwd"](x[0], torch.zeros(40, device="meta"), None, *LIF)
+        ops["neuron_step_fwd"](x[0], torch.zeros(40, device="meta"), None, *LIF)
     with pytest.raises(ValueError, match="k is on meta"):
-        ops["lif_multistep_fwd"](x, None, torch.zeros((), device="meta"), *LIF._replace(save="h_v0"))
-    _, _, saved = ops["lif_multistep_fwd"](x, None, None, *LIF)
+        ops["neuron_multistep_fwd"](x, None, torch.zeros((), device="meta"), *LIF._replace(save="h_v0"))
+    _, _, saved = ops["neuron_multistep_fwd"](x, None, None, *LIF)
     with pytest.raises(ValueError, match="saved is on meta"):
-        ops["lif_multistep_bwd"](torch.ones_like(x), None, saved.to("meta"), None, *LIF)
+        ops["neuron_multistep_bwd"](torch.ones_like(x), None, saved.to("meta"), None, *LIF)
     with pytest.raises(ValueError, match="grad_v_last is on meta"):
-        ops["lif_multistep_bwd"](torch.ones_like(x), torch.zeros(40, device="meta"), saved, None, *LIF)
-    _, _, saved1 = ops["lif_step_fwd"](x[0], torch.zeros(40, device=dev), None, *LIF)
+        ops["neuron_multistep_bwd"](torch.ones_like(x), torch.zeros(40, device="meta"), saved, None, *LIF)
+    _, _, saved1 = ops["neuron_step_fwd"](x[0], torch.zeros(40, device=dev), None, *LIF)
     with pytest.raises(ValueError, match="saved is on meta"):
-        ops["lif_step_bwd"](torch.ones_like(x[0]), None, saved1.to("meta"), None, *LIF)
+        ops["neuron_step_bwd"](torch.ones_like(x[0]), None, saved1.to("meta"), None, *LIF)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -51,8 +51,8 @@ def test_backward_rejects_a_saved_tensor_that_is_not_the_forwards(backend, args)
     ops, dev = _ops(backend), DEVICE_OF[backend]
     x = make_x((4, 64), device=dev)
     gs = torch.ones_like(x)
-    _, _, saved = ops["lif_multistep_fwd"](x, None, None, *args)
-    bwd = ops["lif_multistep_bwd"]
+    _, _, saved = ops["neuron_multistep_fwd"](x, None, None, *args)
+    bwd = ops["neuron_multistep_bwd"]
     with pytest.raises(ValueError, match="contiguous"):
         bwd(gs, None, saved.t().contiguous().t(), None, *args)  # strided
     with pytest.raises(ValueError, match="contiguous"):
@@ -71,20 +71,20 @@ def test_state_gradients_of_the_wrong_shape_are_rejected(backend, grad):
     ops, dev = _ops(backend), DEVICE_OF[backend]
     args = LIF._replace(grad=grad)
     x = make_x((4, 8), device=dev)
-    _, _, saved = ops["lif_step_fwd"](x, torch.zeros(4, 8, device=dev), None, *args)
+    _, _, saved = ops["neuron_step_fwd"](x, torch.zeros(4, 8, device=dev), None, *args)
     with pytest.raises(ValueError, match="grad_v_new must have shape"):
-        ops["lif_step_bwd"](torch.ones(4, 8, device=dev), torch.zeros(8, 4, device=dev), saved, None, *args)
+        ops["neuron_step_bwd"](torch.ones(4, 8, device=dev), torch.zeros(8, 4, device=dev), saved, None, *args)
     xs = make_x((3, 4, 8), device=dev)
-    _, _, saved = ops["lif_multistep_fwd"](xs, None, None, *args)
+    _, _, saved = ops["neuron_multistep_fwd"](xs, None, None, *args)
     with pytest.raises(ValueError, match="grad_v_last must have shape"):  # SLTT too: a wrong tensor is a mistake
-        ops["lif_multistep_bwd"](torch.ones_like(xs), torch.zeros(5, device=dev), saved, None, *args)
+        ops["neuron_multistep_bwd"](torch.ones_like(xs), torch.zeros(5, device=dev), saved, None, *args)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_unknown_names_and_configurations_without_a_kernel(backend):
     ops, dev = _ops(backend), DEVICE_OF[backend]
     x = make_x((3, 40), device=dev)
-    fwd, bwd = ops["lif_multistep_fwd"], ops["lif_multistep_bwd"]
+    fwd, bwd = ops["neuron_multistep_fwd"], ops["neuron_multistep_bwd"]
     for field, bad in [("neuron", "hodgkin"), ("reset", "sideways"), ("surrogate", "gauss"), ("save", "all"),
                        ("grad", "tbptt")]:
         with pytest.raises(ValueError, match=field):
@@ -112,15 +112,15 @@ def test_a_learnable_k_is_refused_for_models_without_a_time_constant(backend, ne
                       "rect", 1.0, "none", "bptt")
     x = make_x((3, 5), torch.float64, dev)
     k = torch.tensor(0.4, dtype=torch.float64, device=dev)
-    ops["lif_multistep_fwd"](x, None, None, *args)  # accepted without k
+    ops["neuron_multistep_fwd"](x, None, None, *args)  # accepted without k
     with pytest.raises(ValueError, match=f"k .*not supported by neuron='{neuron}'"):
-        ops["lif_multistep_fwd"](x, None, k, *args)
+        ops["neuron_multistep_fwd"](x, None, k, *args)
     with pytest.raises(ValueError, match=f"k .*not supported by neuron='{neuron}'"):
-        ops["lif_step_fwd"](x[0], torch.zeros_like(x[0]), k, *args)
+        ops["neuron_step_fwd"](x[0], torch.zeros_like(x[0]), k, *args)
     saving = args._replace(save="h")
-    _, _, saved = ops["lif_multistep_fwd"](x, None, None, *saving)
+    _, _, saved = ops["neuron_multistep_fwd"](x, None, None, *saving)
     with pytest.raises(ValueError, match=f"k .*not supported by neuron='{neuron}'"):
-        ops["lif_multistep_bwd"](torch.ones_like(x), None, saved, k, *saving)
+        ops["neuron_multistep_bwd"](torch.ones_like(x), None, saved, k, *saving)
 
 
 def _reference_fwd(x, v0, k, args: NeuronArgs, multistep: bool):
@@ -179,7 +179,7 @@ def _property(backend, case):
         v = torch.zeros(state_shape, dtype=sdt, device=dev)
     k = {"none": None, "ok": torch.tensor(0.4, dtype=sdt, device=dev), "two": torch.full((2,), 0.4, device=dev),
          "meta": torch.tensor(0.4, device="meta")}[k_kind]
-    op = backend_op(backend, "lif_multistep_fwd" if multistep else "lif_step_fwd")
+    op = backend_op(backend, "neuron_multistep_fwd" if multistep else "neuron_step_fwd")
     try:
         spikes, v_new, saved = op(x, v, k, *args)
     except CLEAR as e:
@@ -227,8 +227,8 @@ def _backward_property(backend, case, with_grad_v):
     if not multistep and v is None:
         v = torch.zeros(state_shape, dtype=torch.float64, device=dev)
     k = torch.tensor(0.4, dtype=torch.float64, device=dev) if k_kind == "ok" else None
-    fwd = backend_op(backend, "lif_multistep_fwd" if multistep else "lif_step_fwd")
-    bwd = backend_op(backend, "lif_multistep_bwd" if multistep else "lif_step_bwd")
+    fwd = backend_op(backend, "neuron_multistep_fwd" if multistep else "neuron_step_fwd")
+    bwd = backend_op(backend, "neuron_multistep_bwd" if multistep else "neuron_step_bwd")
     try:
         _, _, saved = fwd(x, v, k, *args)
     except CLEAR:
@@ -306,7 +306,7 @@ def test_the_native_ops_accept_the_arguments_the_validator_accepts(backend, case
     except (TypeError, ValueError):
         python_ok = False
     try:
-        backend_op(backend, "lif_multistep_fwd" if multistep else "lif_step_fwd")(x, v, k, *args)
+        backend_op(backend, "neuron_multistep_fwd" if multistep else "neuron_step_fwd")(x, v, k, *args)
         native_ok = True
     except (TypeError, ValueError) as e:
         assert str(e)

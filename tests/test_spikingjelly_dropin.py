@@ -223,7 +223,7 @@ def test_torch_flop_counter_knows_our_ops():
     with FlopCounterMode(display=False) as mode:
         net(x).sum().backward()
     ops = {str(op) for op in mode.get_flop_counts()["Global"]}
-    assert {"sltt_kernels.lif_multistep_fwd", "sltt_kernels.lif_multistep_bwd"} <= ops
+    assert {"sltt_kernels.neuron_multistep_fwd", "sltt_kernels.neuron_multistep_bwd"} <= ops
     # the Linear's matmuls only, as with SpikingJelly's neuron (pointwise ops count 0 there)
     assert mode.get_total_flops() == 3 * (2 * 3 * 2 * 4 * 5)
 
@@ -271,12 +271,12 @@ def test_spikingjelly_counters_see_the_neuron_module():
         net(torch.randn(2, 3, 4))
     for kind, counter in zip(kinds, made):
         assert "Sequential.1" in counter.get_counts(), kind  # our op was counted inside the neuron
-    assert made[0].get_counts()["Sequential.1"][torch.ops.sltt_kernels.lif_multistep_fwd.default] == 10 * 24
+    assert made[0].get_counts()["Sequential.1"][torch.ops.sltt_kernels.neuron_multistep_fwd.default] == 10 * 24
     # a rule the caller gives wins over ours
-    custom = op_counter.FlopCounter(extra_rules={torch.ops.sltt_kernels.lif_multistep_fwd.default: lambda *a: 7})
+    custom = op_counter.FlopCounter(extra_rules={torch.ops.sltt_kernels.neuron_multistep_fwd.default: lambda *a: 7})
     with op_counter.DispatchCounterMode([custom]):
         net(torch.randn(2, 3, 4))
-    assert custom.get_counts()["Sequential.1"][torch.ops.sltt_kernels.lif_multistep_fwd.default] == 7
+    assert custom.get_counts()["Sequential.1"][torch.ops.sltt_kernels.neuron_multistep_fwd.default] == 7
 
 
 def test_spikingjelly_ignore_modules_covers_the_neurons_that_replaced_its_own():

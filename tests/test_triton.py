@@ -24,8 +24,8 @@ DEV = DEVICE_OF["triton"]
 def _fwd_bwd(backend, kw, x, v0, gs, gv):
     cfg = config_of(kw)
     save = cfg.save_kind(True)
-    fwd = backend_op(backend, "lif_multistep_fwd")
-    bwd = backend_op(backend, "lif_multistep_bwd")
+    fwd = backend_op(backend, "neuron_multistep_fwd")
+    bwd = backend_op(backend, "neuron_multistep_bwd")
     s, v, saved = fwd(x, v0, None, *cfg.args(save))
     gx, gv0, _ = bwd(gs, gv, saved, None, *cfg.args(save))
     return s, v, saved, gx, gv0

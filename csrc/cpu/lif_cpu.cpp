@@ -76,7 +76,7 @@ struct BwdLauncher {
 struct RunFwd {
   bool operator()(const FwdTensors& t, const LIFOptions& o) const {
     bool ok = false;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "lif_multistep_fwd_cpu", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "neuron_multistep_fwd_cpu", [&] {
       const auto args = fwd_args<scalar_t, state_t<scalar_t>>(t, o);
       FwdLauncher<scalar_t, state_t<scalar_t>> launcher{args};
       ok = dispatch_fwd(launcher, o.neuron, o.reset, o.save);
@@ -88,7 +88,7 @@ struct RunFwd {
 struct RunBwd {
   bool operator()(const BwdTensors& t, const LIFOptions& o) const {
     bool ok = false;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.grad_spikes.scalar_type(), "lif_multistep_bwd_cpu", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.grad_spikes.scalar_type(), "neuron_multistep_bwd_cpu", [&] {
       const auto args = bwd_args<scalar_t, state_t<scalar_t>>(t, o);
       BwdLauncher<scalar_t, state_t<scalar_t>> launcher{args};
       ok = dispatch_bwd(launcher, o.neuron, o.reset, o.detach_reset, o.surrogate, o.save, o.grad);
@@ -120,8 +120,8 @@ std::string select_isa(c10::string_view isa) {
 }  // namespace sltt
 
 TORCH_LIBRARY_IMPL(sltt_kernels, CPU, m) {
-  m.impl("lif_multistep_fwd", &sltt::cpu::lif_multistep_fwd_cpu);
-  m.impl("lif_multistep_bwd", &sltt::cpu::lif_multistep_bwd_cpu);
-  m.impl("lif_step_fwd", &sltt::cpu::lif_step_fwd_cpu);
-  m.impl("lif_step_bwd", &sltt::cpu::lif_step_bwd_cpu);
+  m.impl("neuron_multistep_fwd", &sltt::cpu::neuron_multistep_fwd_cpu);
+  m.impl("neuron_multistep_bwd", &sltt::cpu::neuron_multistep_bwd_cpu);
+  m.impl("neuron_step_fwd", &sltt::cpu::neuron_step_fwd_cpu);
+  m.impl("neuron_step_bwd", &sltt::cpu::neuron_step_bwd_cpu);
 }

@@ -48,7 +48,7 @@ struct RunFwd {
     bool ok = false;
     const c10::cuda::CUDAGuard guard(t.x.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(t.x.device().index()).stream();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "lif_multistep_fwd_cuda", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "neuron_multistep_fwd_cuda", [&] {
       using X = typename kernel_type<scalar_t>::type;
       const auto args = fwd_args<X, state_t<scalar_t>>(t, o);
       ok = launch_checked(lif_fwd_cuda(args, o.neuron, o.reset, o.save, stream));
@@ -64,7 +64,7 @@ struct RunBwd {
     const c10::cuda::CUDAGuard guard(t.grad_spikes.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(t.grad_spikes.device().index()).stream();
     const BwdConfig config{o.neuron, o.reset, o.detach_reset, o.surrogate, o.save, o.grad};
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.grad_spikes.scalar_type(), "lif_multistep_bwd_cuda", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.grad_spikes.scalar_type(), "neuron_multistep_bwd_cuda", [&] {
       using X = typename kernel_type<scalar_t>::type;
       const auto args = bwd_args<X, state_t<scalar_t>>(t, o);
       ok = launch_checked(lif_bwd_cuda(args, config, stream));
@@ -81,8 +81,8 @@ SLTT_DEFINE_OPS(cuda, RunFwd{}, RunBwd{})
 }  // namespace sltt
 
 TORCH_LIBRARY_IMPL(sltt_kernels, CUDA, m) {
-  m.impl("lif_multistep_fwd", &sltt::cuda::lif_multistep_fwd_cuda);
-  m.impl("lif_multistep_bwd", &sltt::cuda::lif_multistep_bwd_cuda);
-  m.impl("lif_step_fwd", &sltt::cuda::lif_step_fwd_cuda);
-  m.impl("lif_step_bwd", &sltt::cuda::lif_step_bwd_cuda);
+  m.impl("neuron_multistep_fwd", &sltt::cuda::neuron_multistep_fwd_cuda);
+  m.impl("neuron_multistep_bwd", &sltt::cuda::neuron_multistep_bwd_cuda);
+  m.impl("neuron_step_fwd", &sltt::cuda::neuron_step_fwd_cuda);
+  m.impl("neuron_step_bwd", &sltt::cuda::neuron_step_bwd_cuda);
 }

@@ -1,4 +1,4 @@
-"""The Triton kernels as the implementations of torch.ops.sltt_kernels.triton_lif_*.
+"""The Triton kernels as the implementations of torch.ops.sltt_kernels.triton_neuron_*.
 
 The schemas, fake kernels and autograd are the native ops' (_registration.py); this module
 only registers the CPU (interpreter) and CUDA implementations, which check their arguments with
@@ -127,23 +127,23 @@ def _bwd(grad_spikes, grad_v_last, saved, k, args: NeuronArgs):
 def _register():
     devices = ("cpu", "cuda")
 
-    @torch.library.register_kernel("sltt_kernels::triton_lif_multistep_fwd", devices, lib=_registration._LIB)
+    @torch.library.register_kernel("sltt_kernels::triton_neuron_multistep_fwd", devices, lib=_registration._LIB)
     def _(x, v0, k, *args):
         return _fwd(x, v0, k, _registration.check_fwd(x, v0, k, args, True))
 
-    @torch.library.register_kernel("sltt_kernels::triton_lif_multistep_bwd", devices, lib=_registration._LIB)
+    @torch.library.register_kernel("sltt_kernels::triton_neuron_multistep_bwd", devices, lib=_registration._LIB)
     def _(grad_spikes, grad_v_last, saved, k, *args):
         return _bwd(grad_spikes, grad_v_last, saved, k, _registration.check_bwd(grad_spikes, grad_v_last, saved, k,
                                                                                  args, True))
 
-    @torch.library.register_kernel("sltt_kernels::triton_lif_step_fwd", devices, lib=_registration._LIB)
+    @torch.library.register_kernel("sltt_kernels::triton_neuron_step_fwd", devices, lib=_registration._LIB)
     def _(x, v, k, *args):
         args = _registration.check_fwd(x, v, k, args, False)
         n = x.numel()
         s, v_new, saved = _fwd(x.reshape(1, n), v.reshape(n), k, args)
         return s.view(x.shape), v_new.view(x.shape), saved
 
-    @torch.library.register_kernel("sltt_kernels::triton_lif_step_bwd", devices, lib=_registration._LIB)
+    @torch.library.register_kernel("sltt_kernels::triton_neuron_step_bwd", devices, lib=_registration._LIB)
     def _(grad_spike, grad_v_new, saved, k, *args):
         args = _registration.check_bwd(grad_spike, grad_v_new, saved, k, args, False)
         n = grad_spike.numel()
