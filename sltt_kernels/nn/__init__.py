@@ -4,12 +4,12 @@
 from . import functional
 from .functional import detach_net, reset_net, set_step_mode
 from .layers import FoldTime, ScaledWSConv2d, StepBatchNorm2d, TimeDropout
+from .leaky import Leaky
+from .memory_module import MemoryModule
 from .neurons import (
     BaseNode,
     IFNode,
-    Leaky,
     LIFNode,
-    MemoryModule,
     OTTTLIFNode,
     PaperLIFNode,
     ParametricLIFNode,

@@ -54,7 +54,7 @@ def reset_net(net: nn.Module) -> None:
 def detach_net(net: nn.Module) -> None:
     """Calls detach() on every stateful module of net (ours and SpikingJelly's): truncated BPTT
     between calls, e.g. `net(x).sum().backward(); detach_net(net)` once per step."""
-    from .neurons import MemoryModule
+    from .memory_module import MemoryModule
 
     for m in net.modules():
         # nn.Module has no detach(); a module with memories and a detach() is a stateful one

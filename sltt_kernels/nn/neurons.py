@@ -1,17 +1,15 @@
-"""Drop-in neuron modules on the fused kernels.
+"""Drop-in neuron modules on the fused kernels, SpikingJelly's family.
 
 `LIFNode`, `IFNode`, `ParametricLIFNode`, `SLTTLIFNode` and `OTTTLIFNode` take SpikingJelly's
-constructor arguments and defaults (plus `grad_mode` and `backend`) and keep its state protocol:
-`v` (a float, v_reset, until the first step; a tensor after), `reset()`, `detach()`,
-`register_memory` / `memories()` / `named_memories()`, `store_v_seq` / `v_seq`, and `step_mode`
-('s': x is one step [B, ...]; 'm': x is [T, B, ...]). `Leaky` is snnTorch's Leaky (its default
-reset_delay=True) with its call convention. `PaperLIFNode` is the SLTT paper's neuron.
+constructor arguments and defaults (plus `grad_mode` and `backend`) and keep its state protocol
+(nn/memory_module.py): `v` (a float, v_reset, until the first step; a tensor after), `reset()`,
+`detach()`, `register_memory` / `memories()` / `named_memories()`, `store_v_seq` / `v_seq`, and
+`step_mode` ('s': x is one step [B, ...]; 'm': x is [T, B, ...]). `PaperLIFNode` is the SLTT
+paper's neuron. snnTorch's `Leaky` is in nn/leaky.py; every neuron derives from `BaseNode`.
 """
 
 from __future__ import annotations
 
-import copy
-import importlib.util
 import math
 from typing import Optional, Tuple
 
@@ -22,135 +20,10 @@ from .. import _config
 from .. import surrogate as _surrogate
 from .._backend import check_backend_name
 from ..ops import run_neuron
+from .memory_module import MemoryModule
 
-__all__ = ["MemoryModule", "BaseNode", "LIFNode", "IFNode", "ParametricLIFNode", "SLTTLIFNode", "PaperLIFNode",
-           "OTTTLIFNode", "Leaky"]
-
-
-def _spikingjelly_memory_module():
-    """SpikingJelly's `base.MemoryModule` when SpikingJelly is installed, else None.
-
-    SpikingJelly's utilities (functional.set_step_mode / reset_net / detach_net, base.named_memories,
-    base.to_functional_forward, its op counters' module filters) decide what is a stateful module
-    with `isinstance(m, base.MemoryModule)` / `isinstance(m, base.StepModule)`: plain classes, not
-    ABCs, so nothing short of subclassing satisfies them. Deriving from it when it is importable
-    keeps SpikingJelly an optional dependency and makes our neurons pass those checks; every
-    method of its protocol is overridden below, so our behaviour is the same with or without it.
-    """
-    if importlib.util.find_spec("spikingjelly") is None:
-        return None
-    try:
-        from spikingjelly.activation_based import base  # only torch and its own small modules
-    except Exception:  # a broken or partial install must not break this package
-        return None
-    return getattr(base, "MemoryModule", None)
-
-
-_SJ_MEMORY_MODULE = _spikingjelly_memory_module()
-_MemoryRoot = _SJ_MEMORY_MODULE if _SJ_MEMORY_MODULE is not None else nn.Module
-
-
-class MemoryModule(_MemoryRoot):
-    """A module with named state ("memories") that `reset()` restores and `detach()` cuts from
-    the graph, and a validated `step_mode`: SpikingJelly's protocol, so its functional utilities
-    work on our neurons. When SpikingJelly is installed this class derives from its
-    `base.MemoryModule` (so `isinstance(ours, spikingjelly...base.MemoryModule)` holds); it
-    behaves the same either way.
-
-    Example:
-        >>> m = MemoryModule(); m.register_memory("v", 0.0); m.v = torch.ones(3); m.reset(); m.v
-        0.0
-    """
-
-    def __init__(self):
-        super().__init__()
-        object.__setattr__(self, "_memories", {})
-        object.__setattr__(self, "_memories_rv", {})
-        object.__setattr__(self, "_step_mode", "s")
-
-    def supported_step_mode(self) -> Tuple[str, ...]:
-        """The step modes this module runs in ('s': one step per call; 'm': [T, ...] per call)."""
-        return ("s", "m")
-
-    @property
-    def step_mode(self) -> str:
-        return self._step_mode
-
-    @step_mode.setter
-    def step_mode(self, value: str) -> None:
-        if value not in self.supported_step_mode():
-            raise ValueError(f"{type(self).__name__}: step_mode must be one of {self.supported_step_mode()}, "
-                             f"got {value!r}")
-        object.__setattr__(self, "_step_mode", value)
-
-    def set_reset_value(self, name: str, value) -> None:
-        """Sets the value `reset()` restores memory `name` to (deep-copied)."""
-        if name not in self._memories:
-            raise KeyError(f"{name!r} is not a memory of {type(self).__name__}")
-        self._memories_rv[name] = copy.deepcopy(value)
-
-    def get_reset_value(self, name: str):
-        """The value `reset()` restores memory `name` to."""
-        if name not in self._memories:
-            raise KeyError(f"{name!r} is not a memory of {type(self).__name__}")
-        return self._memories_rv[name]
-
-    def register_memory(self, name: str, value) -> None:
-        """Adds state `name` whose reset value is `value` (deep-copied)."""
-        if hasattr(self, name) and name not in self._memories:
-            raise AttributeError(f"{name!r} is already an attribute of {type(self).__name__}")
-        self._memories[name] = value
-        self._memories_rv[name] = copy.deepcopy(value)
-
-    def __getattr__(self, name: str):
-        memories = self.__dict__.get("_memories")
-        if memories is not None and name in memories:
-            return memories[name]
-        return super().__getattr__(name)
-
-    def __setattr__(self, name: str, value) -> None:
-        memories = self.__dict__.get("_memories")
-        if memories is not None and name in memories:
-            memories[name] = value
-        else:
-            super().__setattr__(name, value)
-
-    def __delattr__(self, name: str) -> None:
-        if name in self._memories:
-            del self._memories[name]
-            del self._memories_rv[name]
-        else:
-            super().__delattr__(name)
-
-    def reset(self) -> None:
-        """Restores every memory to its reset value (and with it drops the graph through time)."""
-        for name, value in self._memories_rv.items():
-            self._memories[name] = copy.deepcopy(value)
-
-    def detach(self) -> None:
-        """Cuts every tensor memory from the graph (truncated BPTT between calls)."""
-        for name, value in self._memories.items():
-            if isinstance(value, torch.Tensor):
-                self._memories[name] = value.detach()
-
-    def memories(self):
-        yield from self._memories.values()
-
-    def named_memories(self):
-        yield from self._memories.items()
-
-    def _apply(self, fn, *args, **kwargs):  # .to(), .double(), ...: move tensor memories too
-        for mems in (self._memories, self._memories_rv):
-            for name, value in mems.items():
-                if isinstance(value, torch.Tensor):
-                    mems[name] = fn(value)
-        # nn.Module's directly: SpikingJelly's MemoryModule._apply would convert the memories again
-        return nn.Module._apply(self, fn, *args, **kwargs)
-
-    def _replicate_for_data_parallel(self):  # nn.DataParallel: each replica steps its own state
-        replica = super()._replicate_for_data_parallel()
-        object.__setattr__(replica, "_memories", dict(self._memories))
-        return replica
+__all__ = ["BaseNode", "LIFNode", "IFNode", "ParametricLIFNode", "SLTTLIFNode", "PaperLIFNode", "OTTTLIFNode",
+           "surrogate_or"]
 
 
 class BaseNode(MemoryModule):
@@ -241,7 +114,7 @@ class BaseNode(MemoryModule):
         return self.multi_step_forward(x)
 
 
-def _surrogate_or(default, given):
+def surrogate_or(default, given):
     return _surrogate.resolve(default if given is None else given)
 
 
@@ -260,7 +133,7 @@ class LIFNode(BaseNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "bptt"):
-        self_surrogate = _surrogate_or(_surrogate.Sigmoid(), surrogate_function)  # SpikingJelly's default
+        self_surrogate = surrogate_or(_surrogate.Sigmoid(), surrogate_function)  # SpikingJelly's default
         _config.lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
                            detach_reset=detach_reset, surrogate=self_surrogate, grad=grad_mode)  # checks
         super().__init__(0.0 if v_reset is None else float(v_reset), step_mode, grad_mode, backend, store_v_seq)
@@ -294,7 +167,7 @@ class IFNode(BaseNode):
     def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0, surrogate_function=None,
                  detach_reset: bool = False, step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False,
                  grad_mode: str = "bptt"):
-        self_surrogate = _surrogate_or(_surrogate.Sigmoid(), surrogate_function)
+        self_surrogate = surrogate_or(_surrogate.Sigmoid(), surrogate_function)
         _config.if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
                           surrogate=self_surrogate, grad=grad_mode)
         super().__init__(0.0 if v_reset is None else float(v_reset), step_mode, grad_mode, backend, store_v_seq)
@@ -326,7 +199,7 @@ class ParametricLIFNode(BaseNode):
                  v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "bptt"):
         init_tau = _config.number("init_tau", init_tau, low=1.0, low_inclusive=False)
-        self_surrogate = _surrogate_or(_surrogate.Sigmoid(), surrogate_function)
+        self_surrogate = surrogate_or(_surrogate.Sigmoid(), surrogate_function)
         _config.plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
                             detach_reset=detach_reset, surrogate=self_surrogate, grad=grad_mode)
         super().__init__(0.0 if v_reset is None else float(v_reset), step_mode, grad_mode, backend, store_v_seq)
@@ -418,65 +291,3 @@ class OTTTLIFNode(LIFNode):
             decayed = 0.0 if self.trace is None else self.trace * (1.0 - 1.0 / self.tau)
             self.trace = decayed + spike
         return [spike, self.trace]
-
-
-class Leaky(BaseNode):
-    """snnTorch's `Leaky` with its default reset_delay=True, on the fused kernels (docs/design.md,
-    section 2.3), with its call convention: `spk, mem = lif(cur, mem)`, or `spk = lif(cur)` with
-    init_hidden=True (the membrane kept in `mem`). step_mode='m' takes cur [T, B, ...].
-
-    Example:
-        >>> lif = Leaky(beta=0.9)
-        >>> mem = lif.reset_mem()
-        >>> spk, mem = lif(torch.randn(8, 16), mem)
-    """
-
-    def __init__(self, beta: float, threshold: float = 1.0, spike_grad=None, init_hidden: bool = False,
-                 reset_mechanism: str = "subtract", output: bool = False, step_mode: str = "s",
-                 backend: str = "auto", grad_mode: str = "bptt"):
-        self_surrogate = _surrogate_or(_surrogate.ATan(2.0), spike_grad)  # snnTorch's default
-        _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism,
-                             surrogate=self_surrogate, grad=grad_mode)
-        super().__init__(0.0, step_mode, grad_mode, backend, False)
-        self.spike_grad = self_surrogate
-        self.beta = float(beta)
-        self.threshold = float(threshold)
-        self.reset_mechanism = reset_mechanism
-        self.init_hidden = bool(init_hidden)
-        self.output = bool(output)
-
-    @property
-    def mem(self):
-        return self.v
-
-    @mem.setter
-    def mem(self, value):
-        self.v = value
-
-    def reset_mem(self):
-        """Zeroes the membrane; returns it (snnTorch's reset_mem / init_leaky)."""
-        self.reset()
-        return torch.zeros(0)
-
-    init_leaky = reset_mem
-
-    def _config_now(self):
-        return _config.leaky_config(beta=self.beta, threshold=self.threshold, reset_mechanism=self.reset_mechanism,
-                                    surrogate=self.spike_grad, grad=self.grad_mode)
-
-    def forward(self, x: torch.Tensor, mem: Optional[torch.Tensor] = None):
-        if mem is not None:
-            if self.init_hidden:
-                raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
-            shape = x.shape if self.step_mode == "s" else x.shape[1:]
-            # snnTorch: a membrane of another shape (as reset_mem's empty one) starts from zeros
-            self.v = mem if tuple(mem.shape) == tuple(shape) else 0.0
-        spk = super().forward(x)
-        if self.init_hidden and not self.output:
-            return spk
-        return spk, self.v
-
-    def extra_repr(self) -> str:
-        return (f"beta={self.beta}, threshold={self.threshold}, spike_grad={self.spike_grad!r}, "
-                f"reset_mechanism={self.reset_mechanism!r}, init_hidden={self.init_hidden}, "
-                f"step_mode={self.step_mode!r}, grad_mode={self.grad_mode!r}, backend={self.backend!r}")

@@ -454,8 +454,8 @@ class _Other:
 
 def _spike_source_kind(m: nn.Module) -> Optional[str]:
     """'spikes' for a neuron whose output is its spikes, 'tuple0' for one returning (spikes, ...)."""
-    from .neurons import Leaky, OTTTLIFNode
-    from .replace import SnnTorchLeaky
+    from .leaky import Leaky, SnnTorchLeaky
+    from .neurons import OTTTLIFNode
 
     if isinstance(m, (Leaky, OTTTLIFNode, SnnTorchLeaky)):
         return "tuple0"

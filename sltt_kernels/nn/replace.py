@@ -10,7 +10,8 @@ from torch import nn
 
 from .. import surrogate as _surrogate
 from .._backend import check_backend_name
-from .neurons import IFNode, Leaky, LIFNode, OTTTLIFNode, ParametricLIFNode, SLTTLIFNode
+from .leaky import Leaky, SnnTorchLeaky
+from .neurons import IFNode, LIFNode, OTTTLIFNode, ParametricLIFNode, SLTTLIFNode
 
 __all__ = ["replace_neurons", "ReplaceReport", "SnnTorchLeaky"]
 
@@ -29,35 +30,6 @@ class ReplaceReport:
                   for path, old, new in self.replaced]
         lines += [f"  {path}: {old} kept: {why}" for path, old, why in self.skipped]
         return "\n".join(lines)
-
-
-class SnnTorchLeaky(LIFNode):
-    """snnTorch's `Leaky(beta, threshold, reset_delay=False)` on the fused kernels, with its call
-    convention: `spk, mem = lif(cur, mem)` (or `spk = lif(cur)` with init_hidden=True).
-
-    Its dynamics are this package's LIF with tau = 1/(1-beta), no input decay, and a reset that
-    carries the spike's gradient (`reset_mechanism='subtract'`: soft; 'zero': hard to 0), as long
-    as no membrane stays at or above the threshold after its reset: snnTorch then withholds the
-    next step's reset (its "avoid double reset"), which this neuron does not. snnTorch fires on
-    mem > threshold and this on >=, which differ only when mem equals the threshold exactly.
-    (snnTorch's default, reset_delay=True, is the exact `Leaky` of this package.)
-    """
-
-    def __init__(self, beta: float, threshold: float, reset_zero: bool, surrogate_function, init_hidden: bool,
-                 output: bool, backend: str = "auto"):
-        super().__init__(tau=1.0 / (1.0 - beta), decay_input=False, v_threshold=threshold,
-                         v_reset=0.0 if reset_zero else None, surrogate_function=surrogate_function,
-                         detach_reset=False, step_mode="s", grad_mode="bptt", backend=backend)
-        self.init_hidden = init_hidden
-        self.output = output
-
-    def forward(self, x: torch.Tensor, mem: Optional[torch.Tensor] = None):
-        if mem is not None:
-            self.v = mem
-        spk = super().forward(x)
-        if self.init_hidden and not self.output:
-            return spk
-        return spk, self.v
 
 
 def _sj_state_note(m: nn.Module, new: nn.Module) -> Optional[str]:
