@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from sltt_kernels import data, train
+from sltt_kernels import checkpoint, data, train_command as train
 from sltt_kernels.data import DataError, load_dataset
 
 
@@ -323,7 +323,7 @@ def test_bad_checkpoint_names_the_file_and_why(tmp_path, damage, match, one_epoc
 
 def test_save_keeps_the_previous_checkpoint(tmp_path):
     path = str(tmp_path / "c.pt")
-    train._save_checkpoint({"a": 1}, path)
-    train._save_checkpoint({"a": 2}, path)
+    checkpoint.save_checkpoint({"a": 1}, path)
+    checkpoint.save_checkpoint({"a": 2}, path)
     assert torch.load(path)["a"] == 2 and torch.load(str(tmp_path / "c.prev.pt"))["a"] == 1
     assert not os.path.exists(path + ".tmp")

@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
 
-from sltt_kernels import train  # noqa: E402
+from sltt_kernels import train_command as train  # noqa: E402
 from sltt_kernels.data import DataError, load_dataset  # noqa: E402
 
 

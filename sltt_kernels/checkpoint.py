@@ -1,0 +1,136 @@
+"""Checkpoints of the training command (train_command.py): written atomically beside the
+previous one, read back with checks that name the file and what is wrong, and applied to a
+model, optimizer, schedule and loss scaler on resume.
+
+    >>> state = training_state(net, opt, sched, None, torch.device("cpu"), epoch=3, history=[], args={})
+    >>> save_checkpoint(state, "runs/x/checkpoint.pt")        # the old one -> checkpoint.prev.pt
+    >>> ck, used = load_resume_checkpoint("runs/x/checkpoint.pt")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import torch
+
+__all__ = ["CheckpointError", "CKPT_KEYS", "save_checkpoint", "prev_path", "read_checkpoint",
+           "load_resume_checkpoint", "load_pretrained", "training_state", "restore_training_state", "cosine_lr"]
+
+CKPT_KEYS = ("model", "optimizer", "scheduler", "torch_rng", "epoch", "history", "args")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def prev_path(path: str) -> str:
+    """Where the checkpoint before `path` is kept: x.pt -> x.prev.pt."""
+    return path[:-3] + ".prev.pt" if path.endswith(".pt") else path + ".prev"
+
+
+def save_checkpoint(obj, path: str) -> None:
+    """Writes path atomically and keeps the previous file as path's .prev.pt: a crash or a bad
+    write leaves at least one good checkpoint."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(path):
+        os.replace(path, prev_path(path))
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str, device="cpu") -> dict:
+    """A training checkpoint, checked: raises CheckpointError naming the file and what is wrong
+    (unreadable or truncated file, not a checkpoint, missing entries)."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)  # a checkpoint is data, not code
+    except Exception as e:  # torch.load reports truncation as EOFError, IndexError, RuntimeError, ...
+        raise CheckpointError(f"{path} is unreadable, probably truncated or overwritten "
+                              f"({type(e).__name__}: {e})") from e
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"{path} holds a {type(ck).__name__}, not a training checkpoint (a dict)")
+    missing = [k for k in CKPT_KEYS if k not in ck]
+    if missing:
+        raise CheckpointError(f"{path} is not a complete sltt-train checkpoint: it lacks {', '.join(missing)}")
+    if not isinstance(ck["epoch"], int) or ck["epoch"] < 0 or not isinstance(ck["args"], dict):
+        raise CheckpointError(f"{path}: epoch {ck['epoch']!r} or args is malformed")
+    return ck
+
+
+def load_resume_checkpoint(path: str, device="cpu"):
+    """(checkpoint, the file it came from): path, or, if that one is bad, the previous one."""
+    try:
+        return read_checkpoint(path, device), path
+    except CheckpointError as e:
+        prev = prev_path(path)
+        if not os.path.exists(prev):
+            raise
+        try:
+            ck = read_checkpoint(prev, device)
+        except CheckpointError as e2:
+            raise CheckpointError(f"{e}; and the previous one: {e2}") from e2
+        print(f"sltt-train: warning: {e}; resuming from the previous checkpoint {prev} (epoch {ck['epoch']})",
+              file=sys.stderr)
+        return ck, prev
+
+
+def load_pretrained(net: torch.nn.Module, path: str, device="cpu") -> None:
+    """Loads the model weights of a checkpoint (or of a bare state dict) into net."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"--pretrained {path} is unreadable ({type(e).__name__}: {e})") from e
+    state = ck.get("model", ck) if isinstance(ck, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"--pretrained {path} holds no model state dict")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"--pretrained {path} does not fit --model: {e}") from e
+
+
+def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
+    """CosineAnnealingLR's closed form (eta_min 0) after `epoch` of `epochs` epochs."""
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def training_state(net, opt, sched, scaler, device, epoch: int, history: list, args: dict) -> dict:
+    """Everything a resume needs after `epoch` epochs: weights, optimizer, schedule, scaler, RNG
+    states, the history and the run's settings (args: only plain values are kept)."""
+    saved_args = {k: v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None)))}
+    ck = dict(model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+              torch_rng=torch.get_rng_state(), epoch=epoch, history=history, args=saved_args)
+    if scaler is not None:
+        ck["scaler"] = scaler.state_dict()
+    if device.type == "cuda":
+        ck["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return ck
+
+
+def restore_training_state(ck: dict, used: str, net, opt, sched, scaler, device, epochs: int):
+    """Applies a checkpoint read by read_checkpoint; returns (start epoch, history). A changed
+    number of epochs recomputes the cosine schedule for the new length from the current epoch."""
+    try:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{used} does not fit this model/optimizer: {e}") from e
+    start_epoch, history = ck["epoch"], list(ck["history"])
+    if sched.T_max != epochs:
+        sched.T_max = epochs
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(group["initial_lr"], start_epoch, epochs)
+        sched._last_lr = [g["lr"] for g in opt.param_groups]
+    if scaler is not None and ck.get("scaler"):
+        scaler.load_state_dict(ck["scaler"])
+    torch.set_rng_state(ck["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in ck:
+        torch.cuda.set_rng_state(ck["cuda_rng"], device)
+    return start_epoch, history
