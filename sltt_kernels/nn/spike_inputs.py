@@ -1,0 +1,232 @@
+"""Which layers of a model read spikes, and letting them save those spikes as 1 bit per element.
+
+    >>> net = sltt_kernels.models.spiking_resnet18()
+    >>> report = sltt_kernels.nn.pack_spike_inputs(net)     # in place
+    >>> print(report)                                          # what was packed, what left dense and why
+
+`pack_spike_inputs` packs only the layers whose input is known to be spikes: it follows each
+module's forward (torch.fx, every child a leaf) from the neurons through shape-only and
+value-preserving modules (dropout, flatten, max pooling, a constant gain). The packed layers
+themselves (and why a layer cannot be packed) are in nn/packed_layers.py.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import FoldTime, Scale, TimeDropout
+from .neurons import BaseNode
+from .packed_layers import is_packable_layer, is_packed, packed_class, unsupported_reason
+
+__all__ = ["PackReport", "pack_spike_inputs", "spike_pack_calls"]
+
+# ---------------------------------------------------------------------------------------------
+# Which layers read spikes: each module's forward traced with torch.fx, every child a leaf
+
+
+class _Spikes:
+    """A value known to be two-valued (tuple0: a neuron's (spikes, state) pair)."""
+
+    def __init__(self, source: str, tuple0: bool = False):
+        self.source = source
+        self.tuple0 = tuple0
+
+
+class _Other:
+    """A value not known to be two-valued, and where it comes from."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+def _spike_source_kind(m: nn.Module) -> Optional[str]:
+    """'spikes' for a neuron whose output is its spikes, 'tuple0' for one returning (spikes, ...)."""
+    from .leaky import Leaky, SnnTorchLeaky
+    from .neurons import OTTTLIFNode
+
+    if isinstance(m, (Leaky, OTTTLIFNode, SnnTorchLeaky)):
+        return "tuple0"
+    if isinstance(m, BaseNode):
+        return "spikes"
+    mod = type(m).__module__
+    if mod.startswith("spikingjelly") and ".neuron" in mod and hasattr(m, "v_threshold"):
+        return "spikes"
+    return None
+
+
+def _preserves(m: nn.Module) -> bool:
+    """Modules whose output is two-valued when their input is (up to the scale)."""
+
+    keep = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, TimeDropout,
+            nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+            nn.AdaptiveMaxPool3d, Scale)
+    if isinstance(m, keep):
+        return True
+    # SpikingJelly's dropouts (one mask for all steps, like TimeDropout)
+    return type(m).__module__.startswith("spikingjelly") and type(m).__name__ in ("Dropout", "Dropout2d")
+
+
+_SHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute, torch.transpose,
+                    torch.movedim, torch.narrow, torch.select, operator.getitem, F.dropout, F.dropout1d, F.dropout2d,
+                    F.dropout3d, F.max_pool1d, F.max_pool2d, F.max_pool3d, torch.clone, torch.detach}
+_SHAPE_METHODS = {"view", "reshape", "flatten", "unflatten", "permute", "transpose", "contiguous", "squeeze",
+                  "unsqueeze", "clone", "detach", "float", "half", "bfloat16", "double", "to", "view_as",
+                  "reshape_as", "expand", "expand_as", "narrow", "select", "__getitem__", "movedim"}
+_SCALING = {operator.mul, torch.mul, "mul", operator.truediv, torch.div, "div"}
+
+
+class _Analysis:
+    def __init__(self):
+        self.calls: Dict[str, List[object]] = {}  # conv/linear path -> status of its input, per call
+        self.untraced: Dict[str, str] = {}  # path of a conv/linear -> why its input is unknown
+        self.modules: Dict[str, nn.Module] = {}
+
+    def module(self, m: nn.Module, path: str, inputs: List[object]) -> object:
+        """The status of m's output, given its inputs' statuses; records conv/linear calls."""
+        first = inputs[0] if inputs else _Other("no input")
+        if is_packable_layer(m):
+            self.calls.setdefault(path, []).append(first)
+            self.modules[path] = m
+            return _Other(f"the output of {type(m).__name__} '{path}'")
+        kind = _spike_source_kind(m)
+        if kind is not None:
+            return _Spikes(path, tuple0=kind == "tuple0")
+        if isinstance(m, FoldTime):
+            return self.module(m.module, _join(path, "module"), inputs)
+        if _preserves(m):
+            return first  # spikes stay spikes; anything else keeps saying where it came from
+        if not any(True for _ in m.children()):
+            return _Other(f"the output of {type(m).__name__} '{path}'")
+        return self.trace(m, path, inputs)
+
+    def trace(self, m: nn.Module, path: str, inputs: List[object]) -> object:
+        import torch.fx as fx
+
+        class Tracer(fx.Tracer):
+            def is_leaf_module(self, sub, qualname):
+                return sub is not m
+
+        try:
+            graph = Tracer().trace(m)
+        except Exception as e:  # a data-dependent forward, or one fx cannot follow
+            why = f"the forward of {type(m).__name__} '{path or '(model)'}' could not be traced " \
+                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            for name, sub in m.named_modules(prefix=path):
+                if is_packable_layer(sub):
+                    self.untraced.setdefault(name, why)
+                    self.modules[name] = sub
+            return _Other(why)
+        status: Dict[fx.Node, object] = {}
+        placeholders = 0
+        out = _Other(f"the output of {type(m).__name__} '{path}'")
+        for node in graph.nodes:
+            args = [status.get(a, _Other("a constant")) if isinstance(a, fx.Node) else a for a in node.args]
+            node_inputs = [a for a in args if isinstance(a, (_Spikes, _Other))]
+            if node.op == "placeholder":
+                status[node] = inputs[placeholders] if placeholders < len(inputs) else _Other("an input of the model")
+                placeholders += 1
+            elif node.op == "call_module":
+                status[node] = self.module(m.get_submodule(node.target), _join(path, node.target), node_inputs)
+            elif node.op in ("call_function", "call_method"):
+                status[node] = _function_status(node, args)
+            elif node.op == "output":
+                out = args[0] if isinstance(args[0], (_Spikes, _Other)) else out
+            else:
+                status[node] = _Other(f"'{node.target}'")
+        return out
+
+
+def _function_status(node, args) -> object:
+    first = args[0] if args else None
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
+    if isinstance(first, _Spikes):
+        if node.target is operator.getitem or node.target == "__getitem__":
+            if first.tuple0:  # (spikes, state)[i]
+                return _Spikes(first.source) if args[1] == 0 else _Other(f"the state of neuron '{first.source}'")
+            return first
+        if node.target in _SHAPE_FUNCTIONS or (node.op == "call_method" and node.target in _SHAPE_METHODS):
+            return _Spikes(first.source)
+        if node.target in _SCALING and len(args) == 2 and isinstance(args[1], (int, float)):
+            return _Spikes(first.source)  # spikes times a constant: still two-valued
+    if node.target in (torch.cat, torch.stack) and isinstance(first, (list, tuple)) and first:
+        parts = [a for a in first]
+        return _Spikes("cat") if all(isinstance(p, _Spikes) and p is parts[0] for p in parts) else _Other("a cat")
+    return _Other(f"the result of {name}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+@dataclass
+class PackReport:
+    """What pack_spike_inputs did: packed (path, type) and dense (path, type, why) layers."""
+
+    packed: List[Tuple[str, str]] = field(default_factory=list)
+    dense: List[Tuple[str, str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"packed spike inputs of {len(self.packed)} layer(s), left {len(self.dense)} dense"]
+        lines += [f"  {path}: {kind} packed" for path, kind in self.packed]
+        lines += [f"  {path}: {kind} dense: {why}" for path, kind, why in self.dense]
+        return "\n".join(lines)
+
+
+def pack_spike_inputs(model: nn.Module, backend: str = "auto") -> PackReport:
+    """Lets every conv/linear layer of `model` whose input is spikes save it as 1 bit per element
+    (in place: the layers' classes become their packed subclasses; parameters, state_dict and
+    outputs are unchanged, gradients bit-identical). Returns a PackReport.
+
+    A layer is packed when its input comes, through each module's forward (traced with torch.fx),
+    from a spiking neuron of this package (or SpikingJelly's), possibly through dropout, flatten,
+    max pooling, a constant gain or a reshape; FoldTime-wrapped layers too. At run time the pack
+    kernel still checks every input and saves a non-two-valued one dense. backend: the pack
+    kernels' backend ('auto', 'cpu', 'cuda', 'triton', 'reference').
+
+    Example:
+        >>> net = sltt_kernels.models.spiking_resnet18()
+        >>> print(pack_spike_inputs(net))
+        packed spike inputs of 19 layer(s), left 2 dense
+          ...
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"pack_spike_inputs needs an nn.Module, got {type(model).__name__}")
+    analysis = _Analysis()
+    analysis.module(model, "", [_Other("the model's input")])
+    report = PackReport()
+    for path, m in model.named_modules():
+        if not is_packable_layer(m):
+            continue
+        kind = type(m).__name__
+        calls = analysis.calls.get(path)
+        if path in analysis.untraced:
+            why = analysis.untraced[path]
+        elif not calls:
+            why = "not called by the model's forward (as far as it could be traced)"
+        elif not all(isinstance(c, _Spikes) for c in calls):
+            other = next(c for c in calls if not isinstance(c, _Spikes))
+            why = f"its input is not known to be spikes: it is {other.why}"
+        else:
+            why = unsupported_reason(m)
+        if why is not None:
+            report.dense.append((path, kind, why))
+            continue
+        if not is_packed(m):
+            m.__class__ = packed_class(type(m))
+        m.spike_pack_backend = backend
+        report.packed.append((path, kind))
+    return report
+
+
+def spike_pack_calls(model: nn.Module) -> Dict[str, Tuple[int, int]]:
+    """{path: (calls saved packed, calls saved dense)} of the packed layers of `model` so far."""
+    return {path: tuple(m.__dict__.get("_spike_pack_calls", (0, 0))) for path, m in model.named_modules()
+            if is_packed(m)}
+
+
