@@ -20,14 +20,12 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = "csrc"
 
 
-def _flag(name):
-    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
-
-
-def _ext_module():
-    """sltt_kernels/_ext.py on its own (not the package, whose import needs the built ops): the one
-    place that lists the sources, hashes them and decides on the CUDA ops, for here and the JIT."""
-    spec = importlib.util.spec_from_file_location("_sltt_kernels_ext_for_setup", os.path.join(ROOT, "sltt_kernels", "_ext.py"))
+def _build_facts():
+    """sltt_kernels/_build_facts.py on its own (not the package, whose import needs the built ops):
+    the one place that lists the sources, hashes them and decides on the CUDA ops, for here and
+    the just-in-time build."""
+    spec = importlib.util.spec_from_file_location("_sltt_kernels_build_facts_for_setup",
+                                                  os.path.join(ROOT, "sltt_kernels", "_build_facts.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,22 +34,22 @@ def _ext_module():
 def _extension():
     from torch.utils import cpp_extension
 
-    ext = _ext_module()
-    sources = [os.path.relpath(p, ROOT) for p in ext.source_files(os.path.join(ROOT, CSRC))]
-    cuda_sources = [os.path.relpath(p, ROOT) for p in ext.source_files(os.path.join(ROOT, CSRC), True)[len(sources):]]
-    with_cuda, why_not = ext.cuda_build_decision(os.path.join(ROOT, CSRC), _flag("SLTT_KERNELS_NO_CUDA"))
+    facts = _build_facts()
+    sources = [os.path.relpath(p, ROOT) for p in facts.source_files(os.path.join(ROOT, CSRC))]
+    cuda_sources = [os.path.relpath(p, ROOT) for p in facts.source_files(os.path.join(ROOT, CSRC), True)[len(sources):]]
+    with_cuda, why_not = facts.cuda_build_decision(os.path.join(ROOT, CSRC), facts.env_flag("SLTT_KERNELS_NO_CUDA"))
     if not with_cuda:
-        if _flag("SLTT_KERNELS_FORCE_CUDA"):
+        if facts.env_flag("SLTT_KERNELS_FORCE_CUDA"):
             raise RuntimeError(f"SLTT_KERNELS_FORCE_CUDA is set but the CUDA ops cannot be built: {why_not}")
         print(f"sltt_kernels: building the CPU ops only ({why_not})", file=sys.stderr)
-    cxx, link = ext.compile_flags()
-    meta = dict(why_not_cuda=why_not, sources_sha256=ext.sources_hash(os.path.join(ROOT, CSRC)))
+    cxx, link = facts.compile_flags()
+    meta = dict(why_not_cuda=why_not, sources_sha256=facts.sources_hash(os.path.join(ROOT, CSRC)))
     if with_cuda:
         return cpp_extension.CUDAExtension(
             "sltt_kernels._C",
             sources + cuda_sources,
             include_dirs=[os.path.join(ROOT, CSRC)],
-            extra_compile_args={"cxx": cxx, "nvcc": list(ext.NVCC_FLAGS)},
+            extra_compile_args={"cxx": cxx, "nvcc": list(facts.NVCC_FLAGS)},
             extra_link_args=link,
         ), True, meta
     return cpp_extension.CppExtension(
@@ -95,7 +93,7 @@ def _build_ext_class(with_cuda, meta):
 ext, with_cuda, meta = _extension()
 setup(
     # csrc/ travels in the wheel as sltt_kernels/_csrc (and in the sdist, MANIFEST.in): the
-    # just-in-time build of sltt_kernels/_ext.py compiles it when the prebuilt _C does not fit torch.
+    # just-in-time build of sltt_kernels/_jit_build.py compiles it when the prebuilt _C does not fit torch.
     packages=find_packages(include=["sltt_kernels", "sltt_kernels.*"]) + ["sltt_kernels._csrc"],
     package_dir={"sltt_kernels._csrc": CSRC},
     package_data={

@@ -27,8 +27,10 @@ import zipfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _ext():
-    spec = importlib.util.spec_from_file_location("_sltt_ext_for_wheels", os.path.join(ROOT, "sltt_kernels", "_ext.py"))
+def _build_facts():
+    """sltt_kernels/_build_facts.py on its own (the sources' hash), without the package or torch."""
+    spec = importlib.util.spec_from_file_location("_sltt_build_facts_for_wheels",
+                                                  os.path.join(ROOT, "sltt_kernels", "_build_facts.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -92,7 +94,7 @@ def torch_version() -> str:
 def find_match(directory: str, require_cuda: bool = True):
     """(wheel path or None, [reasons for the others])."""
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    sources = _ext().sources_hash(os.path.join(ROOT, "csrc"))
+    sources = _build_facts().sources_hash(os.path.join(ROOT, "csrc"))
     reasons = []
     for path in sorted(glob.glob(os.path.join(directory, "sltt_kernels-*.whl"))):
         why = why_not(path, torch_version(), python, sources, require_cuda)

@@ -39,7 +39,7 @@ def make_wheel(directory, **info):
     """A stand-in for build_device_wheel.sh's output, matching this machine unless info says otherwise."""
     dw = _device_wheel()
     full = dict(torch=torch.__version__, python=PY, with_cuda=True, cuda_arch_list="9.0",
-                sources_sha256=dw._ext().sources_hash(os.path.join(ROOT, "csrc")))
+                sources_sha256=dw._build_facts().sources_hash(os.path.join(ROOT, "csrc")))
     full.update(info)
     tag = full.pop("tag", TAG)
     plat = full.pop("platform", "linux_x86_64")

@@ -1,4 +1,5 @@
-"""The just-in-time rebuild of sltt_kernels/_ext.py: when it runs, what it compiles, where it caches.
+"""The just-in-time rebuild (sltt_kernels/_jit_build.py, started by _ext.py): when it runs, what it
+compiles, where it caches.
 
 The cheap tests check the decisions and the cache key without compiling. The one real build
 (marked slow: about 25 s on two cores, into a temporary cache) is skipped with
@@ -14,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from sltt_kernels import _ext
+from sltt_kernels import _build_facts, _ext, _jit_build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
@@ -29,11 +30,11 @@ def restore_load():
 
 @needs_checkout
 def test_the_jit_compiles_what_setup_py_compiles():
-    files = [os.path.relpath(p, ROOT) for p in _ext.source_files(CSRC)]
+    files = [os.path.relpath(p, ROOT) for p in _build_facts.source_files(CSRC)]
     assert files[0] == os.path.join("csrc", "ops.cpp")
     assert files[1:] and all(f.startswith(os.path.join("csrc", "cpu")) and f.endswith(".cpp") for f in files[1:])
-    with_cuda = _ext.source_files(CSRC, True)
-    assert with_cuda[: len(files)] == _ext.source_files(CSRC)
+    with_cuda = _build_facts.source_files(CSRC, True)
+    assert with_cuda[: len(files)] == _build_facts.source_files(CSRC)
     assert any(f.endswith(".cu") for f in with_cuda)
     setup_py = open(os.path.join(ROOT, "setup.py")).read()
     assert "source_files" in setup_py and "cuda_build_decision" in setup_py  # one list, one decision
@@ -43,32 +44,32 @@ def test_the_jit_compiles_what_setup_py_compiles():
 def test_cache_key_follows_torch_python_and_every_source(tmp_path):
     copy = tmp_path / "csrc"
     shutil.copytree(CSRC, copy)
-    key = _ext.cache_key(str(copy), False)
+    key = _jit_build.cache_key(str(copy), False)
     assert torch.__version__.replace("+", "_") in key and f"py{sys.version_info[0]}{sys.version_info[1]}" in key
-    assert key != _ext.cache_key(str(copy), True)
-    assert key == _ext.cache_key(CSRC, False)  # the path does not matter, the content does
+    assert key != _jit_build.cache_key(str(copy), True)
+    assert key == _jit_build.cache_key(CSRC, False)  # the path does not matter, the content does
     header = sorted(copy.glob("*.h"))[0]
     header.write_text(header.read_text() + "\n// changed\n")
-    assert _ext.cache_key(str(copy), False) != key
+    assert _jit_build.cache_key(str(copy), False) != key
 
 
 def test_jit_switches(monkeypatch):
     monkeypatch.setenv("SLTT_KERNELS_NO_JIT", "1")
-    assert _ext.jit_decision() == (None, "no just-in-time build: SLTT_KERNELS_NO_JIT is set")
+    assert _jit_build.jit_decision() == (None, "no just-in-time build: SLTT_KERNELS_NO_JIT is set")
     monkeypatch.delenv("SLTT_KERNELS_NO_JIT")
     monkeypatch.setenv("CXX", "/nonexistent/c++")
-    csrc, why = _ext.jit_decision()
+    csrc, why = _jit_build.jit_decision()
     assert csrc is None and "no C++ compiler" in why
 
 
 @needs_checkout
 def test_no_new_build_inside_a_test(monkeypatch, tmp_path):
-    if _ext.jit_decision()[0] is None:
-        pytest.skip(_ext.jit_decision()[1])
+    if _jit_build.jit_decision()[0] is None:
+        pytest.skip(_jit_build.jit_decision()[1])
     assert os.environ.get("PYTEST_CURRENT_TEST")  # set by pytest while a test runs
     monkeypatch.delenv("SLTT_KERNELS_JIT", raising=False)
     monkeypatch.setenv("SLTT_KERNELS_CACHE", str(tmp_path))  # an empty cache: it would have to build
-    module, info, why = _ext._jit_load()
+    module, info, why = _jit_build.load_or_build()
     assert module is None and "inside a test" in why  # a test never starts a long build by accident
     assert list(tmp_path.iterdir()) == []
 
@@ -81,17 +82,17 @@ def test_jit_allowed_with_a_compiler(monkeypatch):
 
     monkeypatch.setenv("SLTT_KERNELS_JIT", "1")
     monkeypatch.delenv("SLTT_KERNELS_NO_JIT", raising=False)
-    csrc, why = _ext.jit_decision()
+    csrc, why = _jit_build.jit_decision()
     if not cpp_extension.is_ninja_available():
         assert csrc is None and "ninja" in why
     else:
-        assert (csrc, why) == (_ext.source_dir(), None) and csrc is not None
+        assert (csrc, why) == (_build_facts.source_dir(), None) and csrc is not None
 
 
 def test_mismatched_build_tries_the_jit_then_falls_back(restore_load, monkeypatch):
     calls = []
     monkeypatch.setattr(_ext, "_read_build_info", lambda: {"torch": "1.0.0+other", "with_cuda": False})
-    monkeypatch.setattr(_ext, "_jit_load", lambda: calls.append(1) or (None, None, "no just-in-time build: test"))
+    monkeypatch.setattr(_jit_build, "load_or_build", lambda: calls.append(1) or (None, None, "no just-in-time build: test"))
     with pytest.warns(RuntimeWarning, match="built for torch 1.0.0"):
         assert _ext.load(force=True) is None
     assert calls == [1]
@@ -102,7 +103,7 @@ def test_mismatched_build_uses_the_jit_module(restore_load, monkeypatch):
     fake = object()
     info = {"torch": torch.__version__, "with_cuda": False, "jit": True}
     monkeypatch.setattr(_ext, "_read_build_info", lambda: {"torch": "1.0.0+other"})
-    monkeypatch.setattr(_ext, "_jit_load", lambda: (fake, info, None))
+    monkeypatch.setattr(_jit_build, "load_or_build", lambda: (fake, info, None))
     assert _ext.load(force=True) is fake
     assert _ext.unavailable_reason() is None and _ext.build_info()["jit"]
 
@@ -124,9 +125,9 @@ def test_cuda_build_decision_names_the_missing_headers(monkeypatch, tmp_path):
 
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
-    with_cuda, why = _ext.cuda_build_decision(CSRC)
+    with_cuda, why = _build_facts.cuda_build_decision(CSRC)
     assert not with_cuda and "cuda_runtime.h" in why and str(tmp_path) in why
-    assert _ext.cuda_build_decision(CSRC, no_cuda=True) == (False, "SLTT_KERNELS_NO_CUDA is set")
+    assert _build_facts.cuda_build_decision(CSRC, no_cuda=True) == (False, "SLTT_KERNELS_NO_CUDA is set")
 
 
 @pytest.mark.slow
@@ -184,9 +185,9 @@ def _fake_build(monkeypatch, cache, payload=b"\x7fELF a library", fail_cuda=Fals
         return path
 
     monkeypatch.setattr(cpp_extension, "load", load)
-    monkeypatch.setattr(_ext, "_load_library", lambda path: ("loaded", path))
-    monkeypatch.setattr(_ext, "jit_decision", lambda: (_ext.source_dir(), None))
-    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (False, "test: CPU only"))
+    monkeypatch.setattr(_jit_build, "_load_library", lambda path: ("loaded", path))
+    monkeypatch.setattr(_jit_build, "jit_decision", lambda: (_build_facts.source_dir(), None))
+    monkeypatch.setattr(_jit_build, "cuda_build_decision", lambda csrc, no_cuda=False: (False, "test: CPU only"))
     monkeypatch.setenv("SLTT_KERNELS_JIT", "1")
     return calls
 
@@ -194,19 +195,19 @@ def _fake_build(monkeypatch, cache, payload=b"\x7fELF a library", fail_cuda=Fals
 @needs_checkout
 def test_a_killed_build_leaves_nothing_that_blocks_or_is_loaded(monkeypatch, tmp_path):
     calls = _fake_build(monkeypatch, tmp_path)
-    directory = tmp_path / _ext.cache_key(_ext.source_dir(), False)
+    directory = tmp_path / _jit_build.cache_key(_build_facts.source_dir(), False)
     directory.mkdir()
     # what a build killed by SIGTERM leaves: torch <= 2.13's lock file (it would wait on it
     # forever), a half-written object file and a library, but no record
     (directory / "lock").write_text("")
     (directory / "lif_cpu.o").write_bytes(b"\x7fELF cut")
     (directory / "_C.so").write_bytes(b"\x7fELF cut")
-    module, info, why = _ext._jit_load()
+    module, info, why = _jit_build.load_or_build()
     assert why is None and module == ("loaded", str(directory / "_C.so"))
-    assert calls == [dict(held=[_ext.LOCK_NAME], with_cuda=False)]  # all of it cleared before the build
+    assert calls == [dict(held=[_jit_build.LOCK_NAME], with_cuda=False)]  # all of it cleared before the build
     assert info["so_size"] == len(b"\x7fELF a library") and info["jit"]
     # the record says the build is complete: the next start loads it and builds nothing
-    module, info2, why = _ext._jit_load()
+    module, info2, why = _jit_build.load_or_build()
     assert module == ("loaded", str(directory / "_C.so")) and len(calls) == 1
 
 
@@ -214,7 +215,7 @@ def test_a_killed_build_leaves_nothing_that_blocks_or_is_loaded(monkeypatch, tmp
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "record"])
 def test_a_damaged_library_is_never_loaded_and_is_rebuilt(monkeypatch, tmp_path, damage):
     calls = _fake_build(monkeypatch, tmp_path)
-    _, info, _ = _ext._jit_load()
+    _, info, _ = _jit_build.load_or_build()
     library = info["path"]
     if damage == "truncate":  # loading this one raised SIGBUS
         with open(library, "r+b") as f:
@@ -223,29 +224,29 @@ def test_a_damaged_library_is_never_loaded_and_is_rebuilt(monkeypatch, tmp_path,
         with open(library, "wb") as f:
             f.write(b"garbage of the same length!")
     else:
-        with open(os.path.join(os.path.dirname(library), _ext.INFO_NAME), "w") as f:
+        with open(os.path.join(os.path.dirname(library), _jit_build.INFO_NAME), "w") as f:
             f.write('{"path": ')
-    found, why = _ext._cached_build(os.path.dirname(library))
+    found, why = _jit_build._cached_build(os.path.dirname(library))
     assert found is None and ("does not match" in why or "incomplete" in why)
-    module, _, why = _ext._jit_load()
+    module, _, why = _jit_build.load_or_build()
     assert why is None and len(calls) == 2  # built again
 
 
 @needs_checkout
 def test_a_complete_build_loads_without_a_compiler(monkeypatch, tmp_path):
     calls = _fake_build(monkeypatch, tmp_path)
-    _ext._jit_load()
-    monkeypatch.setattr(_ext, "jit_decision", lambda: (None, "no just-in-time build: no C++ compiler (c++) on PATH"))
-    module, info, why = _ext._jit_load()
+    _jit_build.load_or_build()
+    monkeypatch.setattr(_jit_build, "jit_decision", lambda: (None, "no just-in-time build: no C++ compiler (c++) on PATH"))
+    module, info, why = _jit_build.load_or_build()
     assert why is None and module[0] == "loaded" and len(calls) == 1
 
 
 @needs_checkout
 def test_a_second_process_waits_for_the_build_and_uses_it(monkeypatch, tmp_path):
-    if _ext.fcntl is None:
+    if _jit_build.fcntl is None:
         pytest.skip("no fcntl: builds are not locked on this platform")
     calls = _fake_build(monkeypatch, tmp_path)
-    directory = tmp_path / _ext.cache_key(_ext.source_dir(), False)
+    directory = tmp_path / _jit_build.cache_key(_build_facts.source_dir(), False)
     directory.mkdir()
     payload = b"\x7fELF built by the other process"
     record = dict(path=str(directory / "_C.so"), so_size=len(payload),
@@ -253,15 +254,15 @@ def test_a_second_process_waits_for_the_build_and_uses_it(monkeypatch, tmp_path)
     # the other process: holds the lock for a while, writes a complete build, exits
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, json, sys, time\n"
-        f"f = open({str(directory / _ext.LOCK_NAME)!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+        f"f = open({str(directory / _jit_build.LOCK_NAME)!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
         "print('locked', flush=True); time.sleep(1.5)\n"
         f"open({str(directory / '_C.so')!r}, 'wb').write({payload!r})\n"
-        f"json.dump({record!r}, open({str(directory / _ext.INFO_NAME)!r}, 'w'))\n")],
+        f"json.dump({record!r}, open({str(directory / _jit_build.INFO_NAME)!r}, 'w'))\n")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
-    csrc = _ext.source_dir()
-    digest = _ext.sources_hash(csrc)
-    module, info, why, _ = _ext._build(csrc, digest, str(directory), False, "test")
+    csrc = _build_facts.source_dir()
+    digest = _build_facts.sources_hash(csrc)
+    module, info, why, _ = _jit_build._build(csrc, digest, str(directory), False, "test")
     holder.wait(timeout=30)
     assert why is None and module == ("loaded", str(directory / "_C.so")) and calls == []  # no second build
 
@@ -269,16 +270,16 @@ def test_a_second_process_waits_for_the_build_and_uses_it(monkeypatch, tmp_path)
 @needs_checkout
 def test_a_failed_cuda_build_is_retried_for_the_cpu_and_remembered(monkeypatch, tmp_path, capsys):
     calls = _fake_build(monkeypatch, tmp_path, fail_cuda=True)
-    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
-    module, info, why = _ext._jit_load()
+    monkeypatch.setattr(_jit_build, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+    module, info, why = _jit_build.load_or_build()
     assert why is None and [c["with_cuda"] for c in calls] == [True, False]
     assert not info["with_cuda"] and info["why_not_cuda"].startswith("the CUDA build failed")
     assert "nvcc fatal" in info["why_not_cuda"] and "using the CPU kernels alone" in capsys.readouterr().err
-    module, info, why = _ext._jit_load()  # the next start: the CPU build, no new attempt
+    module, info, why = _jit_build.load_or_build()  # the next start: the CPU build, no new attempt
     assert why is None and len(calls) == 2 and "nvcc fatal" in info["why_not_cuda"]
-    assert _ext.RETRY_CUDA_FLAG in info["why_not_cuda"]  # and how to try again
-    monkeypatch.setenv(_ext.RETRY_CUDA_FLAG, "1")
-    _ext._jit_load()
+    assert _jit_build.RETRY_CUDA_FLAG in info["why_not_cuda"]  # and how to try again
+    monkeypatch.setenv(_jit_build.RETRY_CUDA_FLAG, "1")
+    _jit_build.load_or_build()
     assert [c["with_cuda"] for c in calls] == [True, False, True]  # tried again; the CPU build stands in
 
 
@@ -287,21 +288,21 @@ def test_another_toolkit_gets_another_cuda_try(monkeypatch, tmp_path):
     from torch.utils import cpp_extension
 
     calls = _fake_build(monkeypatch, tmp_path, fail_cuda=True)
-    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+    monkeypatch.setattr(_jit_build, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", "/opt/cuda-old")
-    _ext._jit_load()
+    _jit_build.load_or_build()
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", "/opt/cuda-new")
-    _ext._jit_load()
+    _jit_build.load_or_build()
     assert [c["with_cuda"] for c in calls] == [True, False, True]
 
 
 @needs_checkout
 def test_a_cached_cpu_build_does_not_hide_a_cuda_failure(monkeypatch, tmp_path):
     calls = _fake_build(monkeypatch, tmp_path, fail_cuda=True)
-    _ext._jit_load()  # a CPU build, made while CUDA was off
-    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+    _jit_build.load_or_build()  # a CPU build, made while CUDA was off
+    monkeypatch.setattr(_jit_build, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
     for _ in range(3):
-        module, info, why = _ext._jit_load()
+        module, info, why = _jit_build.load_or_build()
         assert why is None and "nvcc fatal" in info["why_not_cuda"]
     assert [c["with_cuda"] for c in calls] == [False, True]  # one CUDA attempt, then remembered
 
@@ -309,30 +310,30 @@ def test_a_cached_cpu_build_does_not_hide_a_cuda_failure(monkeypatch, tmp_path):
 @needs_checkout
 def test_a_lock_held_too_long_is_not_remembered_as_a_failed_build(monkeypatch, tmp_path):
     calls = _fake_build(monkeypatch, tmp_path)
-    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+    monkeypatch.setattr(_jit_build, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
 
     def held(self):
-        raise _ext._LockTimeout("another process has held it for 1800 s")
+        raise _jit_build._LockTimeout("another process has held it for 1800 s")
 
-    monkeypatch.setattr(_ext._BuildLock, "__enter__", held)
-    module, info, why = _ext._jit_load()
+    monkeypatch.setattr(_jit_build._BuildLock, "__enter__", held)
+    module, info, why = _jit_build.load_or_build()
     assert module is None and "held" in why and calls == []
-    cuda_folder = os.path.join(_ext.cache_root(), _ext.cache_key(_ext.source_dir(), True))
-    assert _ext._cuda_failure(cuda_folder) is None  # nothing recorded: the next start tries CUDA
+    cuda_folder = os.path.join(_jit_build.cache_root(), _jit_build.cache_key(_build_facts.source_dir(), True))
+    assert _jit_build._cuda_failure(cuda_folder) is None  # nothing recorded: the next start tries CUDA
 
 
 @needs_checkout
 def test_a_file_system_that_cannot_lock_builds_unlocked(monkeypatch, tmp_path):
-    if _ext.fcntl is None:
+    if _jit_build.fcntl is None:
         pytest.skip("no fcntl")
     calls = _fake_build(monkeypatch, tmp_path)
 
     def no_locks(fd, op):
         raise OSError(__import__("errno").ENOLCK, "No locks available")
 
-    monkeypatch.setattr(_ext.fcntl, "flock", no_locks)
+    monkeypatch.setattr(_jit_build.fcntl, "flock", no_locks)
     start = __import__("time").time()
-    module, info, why = _ext._jit_load()
+    module, info, why = _jit_build.load_or_build()
     assert why is None and len(calls) == 1 and __import__("time").time() - start < 10
 
 
@@ -343,8 +344,8 @@ def test_a_symlinked_cache_folder_is_never_cleared(monkeypatch, tmp_path):
     home.mkdir()
     (home / "thesis.tex").write_text("years of work")
     (tmp_path / "cache").mkdir()
-    os.symlink(home, tmp_path / "cache" / _ext.cache_key(_ext.source_dir(), False))
-    module, info, why = _ext._jit_load()
+    os.symlink(home, tmp_path / "cache" / _jit_build.cache_key(_build_facts.source_dir(), False))
+    module, info, why = _jit_build.load_or_build()
     assert module is None and "symbolic link" in why and calls == []
     assert (home / "thesis.tex").read_text() == "years of work"
 
@@ -354,17 +355,17 @@ def test_the_record_is_readable_by_others_as_the_umask_says(monkeypatch, tmp_pat
     calls = _fake_build(monkeypatch, tmp_path)
     old = os.umask(0o022)
     try:
-        _, info, _ = _ext._jit_load()
+        _, info, _ = _jit_build.load_or_build()
     finally:
         os.umask(old)
-    record = os.path.join(os.path.dirname(info["path"]), _ext.INFO_NAME)
+    record = os.path.join(os.path.dirname(info["path"]), _jit_build.INFO_NAME)
     assert os.stat(record).st_mode & 0o777 == 0o644
 
 
 @needs_checkout
 def test_an_intact_library_that_does_not_load_is_rebuilt_once(monkeypatch, tmp_path):
     calls = _fake_build(monkeypatch, tmp_path)
-    _ext._jit_load()
+    _jit_build.load_or_build()
     loads = []
 
     def load_once_broken(path):
@@ -373,8 +374,8 @@ def test_an_intact_library_that_does_not_load_is_rebuilt_once(monkeypatch, tmp_p
             raise ImportError("undefined symbol: _ZN3c10 (another torch build of the same version)")
         return ("loaded", path)
 
-    monkeypatch.setattr(_ext, "_load_library", load_once_broken)
-    module, info, why = _ext._jit_load()
+    monkeypatch.setattr(_jit_build, "_load_library", load_once_broken)
+    module, info, why = _jit_build.load_or_build()
     assert why is None and module[0] == "loaded" and len(calls) == 2
 
 
@@ -383,13 +384,13 @@ def test_nothing_else_is_loaded_once_a_build_is_loaded(monkeypatch, tmp_path):
     """cpp_extension.load registers the library's ops: a second library beside it would abort the
     process (an operator registered twice), so a later error keeps the loaded one."""
     calls = _fake_build(monkeypatch, tmp_path)
-    monkeypatch.setattr(_ext, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
+    monkeypatch.setattr(_jit_build, "cuda_build_decision", lambda csrc, no_cuda=False: (True, None))
 
     def no_space(path, data):
         raise OSError(__import__("errno").ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_ext, "_write_json", no_space)
-    module, info, why = _ext._jit_load()
+    monkeypatch.setattr(_jit_build, "_write_json", no_space)
+    module, info, why = _jit_build.load_or_build()
     assert why is None and module[0] == "loaded" and info["with_cuda"]
     assert [c["with_cuda"] for c in calls] == [True]  # no CPU build after it
 
@@ -398,7 +399,7 @@ def test_the_build_error_keeps_the_compilers_lines():
     e = RuntimeError("Error building extension '_C': [1/2] c++ -c ops.cpp\nFAILED: ops.o\n"
                      "ops.cpp:3:1: error: 'foo' was not declared in this scope\n"
                      "ninja: build stopped: subcommand failed.")
-    why = _ext._build_error(e)
+    why = _jit_build._build_error(e)
     assert "'foo' was not declared" in why and "build stopped" not in why
 
 
@@ -407,7 +408,7 @@ def test_the_import_survives_anything_the_jit_raises(restore_load, monkeypatch):
         raise FileNotFoundError("csrc/cpu/stale.h")  # e.g. a dangling symlink among the sources
 
     monkeypatch.setattr(_ext, "_read_build_info", lambda: {"torch": "1.0.0+other"})
-    monkeypatch.setattr(_ext, "_jit_load", broken)
+    monkeypatch.setattr(_jit_build, "load_or_build", broken)
     with pytest.warns(RuntimeWarning, match="stale.h"):
         assert _ext.load(force=True) is None
     assert "stale.h" in _ext.unavailable_reason()
@@ -420,14 +421,14 @@ def test_cuda_build_decision_needs_nvcc_beside_the_headers(monkeypatch, tmp_path
     (tmp_path / "include" / "cuda_runtime.h").write_text("")  # pip's CUDA runtime wheel: headers, no nvcc
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
-    with_cuda, why = _ext.cuda_build_decision(CSRC)
+    with_cuda, why = _build_facts.cuda_build_decision(CSRC)
     assert not with_cuda and "bin/nvcc" in why and str(tmp_path) in why
 
 
 @needs_checkout
 def test_cuda_cache_key_follows_the_architectures(monkeypatch):
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
-    sm90 = _ext.cache_key(CSRC, True)
+    sm90 = _jit_build.cache_key(CSRC, True)
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    assert _ext.cache_key(CSRC, True) != sm90
-    assert _ext.cache_key(CSRC, False) == _ext.cache_key(CSRC, False)
+    assert _jit_build.cache_key(CSRC, True) != sm90
+    assert _jit_build.cache_key(CSRC, False) == _jit_build.cache_key(CSRC, False)
