@@ -1,24 +1,326 @@
 """snnTorch's neurons on the fused kernels: `Leaky` (its default reset_delay=True, exact) and
 `SnnTorchLeaky` (reset_delay=False, as a LIF: exact while no membrane stays above threshold after
-its reset), with snnTorch's call convention (`spk, mem = lif(cur, mem)`, `init_hidden`)."""
+its reset), with snnTorch's constructor, call convention (`spk, mem = lif(cur, mem)`,
+`init_hidden`, `output`), state (`mem`, `reset_mem()`, `init_leaky()`) and state_dict (buffers
+`threshold`, `graded_spikes_factor`, `reset_mechanism_val`, `beta`).
+
+With snnTorch installed both classes derive from its `snntorch.Leaky` (as our SpikingJelly family
+derives from SpikingJelly's MemoryModule, nn/memory_module.py), so its utilities, which decide by
+`isinstance(m, snntorch.Leaky)` (`utils.reset`, `backprop`, `utils._final_layer_check`,
+`export_nir`), treat ours as its own; everything they call is overridden here or is snnTorch's
+own class-level helper, so our behaviour is the same with or without snnTorch.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+import importlib.util
+import numbers
+from typing import Optional, Tuple
 
 import torch
+from torch import nn
 
 from .. import _config
 from .. import surrogate as _surrogate
-from .neurons import BaseNode, LIFNode, surrogate_or
+from .neurons import BaseNode, LIFNode
 
-__all__ = ["Leaky", "SnnTorchLeaky"]
+__all__ = ["Leaky", "SnnTorchLeaky", "snntorch_surrogate"]
+
+# snnTorch's reset mechanisms; reset_mechanism_val holds the position (its reset_dict's values)
+RESET_MECHANISMS = ("subtract", "zero", "none")
 
 
-class Leaky(BaseNode):
+def _snntorch_leaky_class():
+    """snnTorch's `Leaky` class when snnTorch is installed, else None (a broken install too)."""
+    if importlib.util.find_spec("snntorch") is None:
+        return None
+    try:
+        import snntorch  # torch and its own small modules only
+    except Exception:
+        return None
+    return getattr(snntorch, "Leaky", None)
+
+
+_SNNTORCH_LEAKY = _snntorch_leaky_class()
+
+if _SNNTORCH_LEAKY is not None:
+
+    class _SnnTorchLeakyRoot(_SNNTORCH_LEAKY):
+        """Puts snnTorch's Leaky among our neurons' bases without running its constructor (it
+        needs beta and builds its own state; ours builds snnTorch's state in
+        `_SnnTorchState._init_snntorch`). It ends the constructor chain at nn.Module."""
+
+        def __init__(self):
+            nn.Module.__init__(self)
+
+    _ROOT: Tuple[type, ...] = (_SnnTorchLeakyRoot,)
+else:
+    _ROOT = ()
+
+
+def _closure_values(fn) -> dict:
+    code = getattr(fn, "__code__", None)
+    cells = getattr(fn, "__closure__", None) or ()
+    if code is None:
+        return {}
+    return {name: cell.cell_contents for name, cell in zip(code.co_freevars, cells)}
+
+
+def snntorch_surrogate(fn) -> Optional[_surrogate.SurrogateFunction]:
+    """Our fused surrogate for one of snnTorch's surrogate functions, or None if `fn` is not
+    snnTorch's (a closure made in snntorch.surrogate).
+
+    Fused: `snntorch.surrogate.atan(alpha)` -> ATan(alpha) and `fast_sigmoid(slope)` ->
+    FastSigmoid(slope). Any other of snnTorch's raises ValueError (keep snnTorch's neuron).
+
+    Example:
+        >>> from snntorch import surrogate
+        >>> snntorch_surrogate(surrogate.fast_sigmoid(slope=25))   # FastSigmoid(slope=25.0)
+    """
+    if not callable(fn) or not (getattr(fn, "__module__", "") or "").startswith("snntorch"):
+        return None
+    maker = (getattr(fn, "__qualname__", "") or "").split(".")[0]
+    params = _closure_values(fn)
+    if maker == "atan" and "alpha" in params:
+        return _surrogate.ATan(params["alpha"])
+    if maker == "fast_sigmoid" and "slope" in params:
+        fast_sigmoid = getattr(_surrogate, "FastSigmoid", None)
+        if fast_sigmoid is not None:
+            return fast_sigmoid(slope=params["slope"])
+        raise ValueError("spike_grad: snnTorch's fast_sigmoid is not fused by this version of sltt_kernels (its atan is); "
+                         "keep snntorch.Leaky for it")
+    raise ValueError(f"spike_grad: snnTorch's surrogate {maker or fn!r} has no fused equivalent (snnTorch's atan "
+                     "and fast_sigmoid do); keep snntorch.Leaky for it")
+
+
+def _spike_grad(spike_grad) -> _surrogate.SurrogateFunction:
+    """Our surrogate for a `spike_grad` argument: None is snnTorch's default, atan(alpha=2)."""
+    if spike_grad is None:
+        return _surrogate.ATan(2.0)
+    ours = snntorch_surrogate(spike_grad)
+    if ours is not None:
+        return ours
+    try:
+        return _surrogate.resolve(spike_grad)
+    except ValueError as err:
+        raise ValueError(f"spike_grad: {err}; snnTorch's surrogate.atan() and surrogate.fast_sigmoid() "
+                         "are accepted too") from None
+
+
+def _one_number(name: str, value) -> torch.Tensor:
+    """A buffer as snnTorch makes it (torch.as_tensor of the value; a tensor is kept), checked
+    to hold one finite number: per-neuron values are not fused (issue 22, item 14)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must hold one number: a per-neuron {name} (shape {tuple(value.shape)}) is not "
+                             "fused; keep snntorch.Leaky for it")
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name} must be a real number, got a {value.dtype} tensor")
+        tensor = value
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        tensor = torch.as_tensor(value)
+    else:
+        raise TypeError(f"{name} must be a number or a one-element tensor, got {type(value).__name__}")
+    if not bool(torch.isfinite(tensor.detach()).all()):
+        raise ValueError(f"{name} must be finite, got {float(tensor)}")
+    return tensor
+
+
+def _refuse(flag: bool, what: str) -> None:
+    if flag:
+        raise ValueError(f"{what} is not fused; keep snntorch.Leaky for it")
+
+
+class _SnnTorchState:
+    """snnTorch's side of our snnTorch neurons, first among their bases so that it wins over
+    BaseNode's SpikingJelly conventions where the two differ: the buffers and their keys, `mem`
+    (an empty tensor until the first step, then the last membrane; a membrane of another shape
+    starts from zeros), `reset_mem()`, `reset_mechanism` (checked when set), `spike_grad` (our
+    surrogates, names, and snnTorch's atan / fast_sigmoid), graded spikes, and the call
+    convention. The subclass says which neuron runs (`_config_now`)."""
+
+    reset_delay: bool
+
+    def _init_snntorch(self, beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
+                       learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
+                       learn_graded_spikes_factor) -> None:
+        _refuse(surrogate_disable, "surrogate_disable=True")
+        _refuse(inhibition, "inhibition=True")
+        _refuse(bool(state_quant), "state_quant")
+        _refuse(learn_beta, "learn_beta=True (a learnable beta)")
+        _refuse(learn_threshold, "learn_threshold=True (a learnable threshold)")
+        _refuse(learn_graded_spikes_factor, "learn_graded_spikes_factor=True (a learnable spike factor)")
+        _refuse(isinstance(beta, nn.Parameter) or isinstance(threshold, nn.Parameter)
+                or isinstance(graded_spikes_factor, nn.Parameter), "a learnable (nn.Parameter) beta or threshold")
+        self._check_mechanism(reset_mechanism)
+        # snnTorch's buffers, its names and order, so checkpoints load strictly both ways
+        self.register_buffer("threshold", _one_number("threshold", threshold))
+        self.register_buffer("graded_spikes_factor", _one_number("graded_spikes_factor", graded_spikes_factor))
+        self.register_buffer("reset_mechanism_val", torch.as_tensor(RESET_MECHANISMS.index(reset_mechanism)))
+        self.register_buffer("beta", _one_number("beta", beta))
+        self.spike_grad = spike_grad
+        self.init_hidden = bool(init_hidden)
+        self.output = bool(output)
+        # what snnTorch's utilities may read on one of its neurons
+        self.surrogate_disable = False
+        self.inhibition = False
+        self.state_quant = False
+        # snnTorch's membrane starts as an empty tensor and reset() (SpikingJelly's) goes back to it
+        self.set_reset_value("v", torch.zeros(0))
+        self.v = torch.zeros(0)
+        self._numbers()
+        if _SNNTORCH_LEAKY is not None:
+            # snnTorch's utils.reset / backprop reset the neurons its class-level list holds
+            _SNNTORCH_LEAKY.instances.append(self)
+
+    # -- the buffers as Python numbers ---------------------------------------------------------
+
+    def _numbers(self) -> Tuple[float, float, float, str]:
+        """(beta clamped to [0, 1] as snnTorch's forward does, threshold, graded_spikes_factor,
+        reset mechanism), read from the buffers. Kept until a buffer changes (another tensor or
+        an in-place write, as load_state_dict's): reading a CUDA buffer waits for the device.
+        Under torch.compile the kept numbers are used as they are (renewed by every eager call,
+        load_state_dict and .to(); an in-place write to a buffer between compiled calls is not
+        seen there)."""
+        cache = self.__dict__.get("_numbers_cache")
+        if cache is not None and torch.compiler.is_compiling():
+            return cache[2]
+        tensors = (self.beta, self.threshold, self.graded_spikes_factor, self.reset_mechanism_val)
+        try:
+            versions = tuple(t._version for t in tensors)
+        except RuntimeError:  # an inference-mode tensor has no version counter: read every time
+            versions = None
+        if (cache is not None and versions is not None and cache[1] == versions
+                and all(a is b for a, b in zip(cache[0], tensors))):
+            return cache[2]
+        for name, t in zip(("beta", "threshold", "graded_spikes_factor"), tensors):
+            if t.numel() != 1:
+                raise ValueError(f"{type(self).__name__}: {name} must hold one number, got shape {tuple(t.shape)} "
+                                 "(a per-neuron value is not fused; keep snntorch.Leaky for it)")
+        code = int(self.reset_mechanism_val)
+        if not 0 <= code < len(RESET_MECHANISMS):
+            raise ValueError(f"{type(self).__name__}: reset_mechanism_val must be 0, 1 or 2 (subtract, zero, none), "
+                             f"got {code}")
+        beta = min(max(float(self.beta), 0.0), 1.0)
+        numbers_now = (beta, float(self.threshold), float(self.graded_spikes_factor), RESET_MECHANISMS[code])
+        self.__dict__["_numbers_cache"] = (tensors, versions, numbers_now)
+        return numbers_now
+
+    # torch.compile runs on the kept numbers: renew them where the buffers change under us
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._numbers()
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .half(), ...
+        out = super()._apply(fn, *args, **kwargs)
+        self._numbers()
+        return out
+
+    # -- snnTorch's attributes -----------------------------------------------------------------
+
+    def _check_mechanism(self, value) -> None:
+        _config.choice("reset_mechanism", value, RESET_MECHANISMS, exact=True)
+
+    @property
+    def reset_mechanism(self) -> str:
+        """'subtract', 'zero' or 'none': the name of reset_mechanism_val (0, 1, 2)."""
+        return self._numbers()[3]
+
+    @reset_mechanism.setter
+    def reset_mechanism(self, value: str) -> None:
+        self._check_mechanism(value)
+        old = self.reset_mechanism_val
+        self.reset_mechanism_val = torch.as_tensor(RESET_MECHANISMS.index(value), dtype=old.dtype, device=old.device)
+
+    @property
+    def spike_grad(self) -> _surrogate.SurrogateFunction:
+        """The surrogate (one of sltt_kernels.surrogate's; snnTorch's atan / fast_sigmoid are
+        converted when set)."""
+        return self.__dict__["_spike_grad"]
+
+    @spike_grad.setter
+    def spike_grad(self, value) -> None:
+        self.__dict__["_spike_grad"] = _spike_grad(value)
+
+    @property
+    def mem(self):
+        """The membrane: an empty tensor before the first step (snnTorch's), then the last one."""
+        v = self.v
+        if isinstance(v, torch.Tensor) and v._is_view():
+            # the one-step op hands its state out as a view of a flat buffer, and snnTorch's
+            # detach_hidden() (truncated BPTT) detaches `mem` in place, which a view refuses:
+            # keep a copy instead (its graph intact), made only when mem is read
+            v = v.clone()
+            self.v = v
+        return v
+
+    @mem.setter
+    def mem(self, value) -> None:
+        self.v = torch.zeros(0) if value is None else value
+
+    def reset_mem(self) -> torch.Tensor:
+        """Zeroes the membrane, keeping its shape; returns it (snnTorch's reset_mem).
+
+        Example:
+            >>> mem = lif.reset_mem()        # zeros of the last membrane's shape
+        """
+        v = self.v
+        self.v = torch.zeros_like(v) if isinstance(v, torch.Tensor) else torch.zeros(0)
+        return self.v
+
+    def init_leaky(self) -> torch.Tensor:
+        """snnTorch's older name of reset_mem()."""
+        return self.reset_mem()
+
+    # -- the call ------------------------------------------------------------------------------
+
+    def forward(self, input_: torch.Tensor, mem: Optional[torch.Tensor] = None):
+        """spk, mem = lif(cur, mem); spk = lif(cur) with init_hidden=True (output=True: both).
+        step_mode 's': cur [B, ...]; 'm': cur [T, B, ...] -> spk [T, B, ...], mem of the last step."""
+        if mem is not None:
+            if self.init_hidden:
+                raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+            self.v = mem
+        v = self.v
+        if isinstance(v, torch.Tensor) and isinstance(input_, torch.Tensor):
+            step_shape = input_.shape if self.step_mode == "s" else input_.shape[1:]
+            if tuple(v.shape) != tuple(step_shape):
+                # snnTorch: a membrane of another shape (its empty start, another batch size)
+                # starts from zeros
+                self.v = 0.0
+        spk = super().forward(input_)
+        factor = self._numbers()[2]
+        if factor != 1.0:
+            spk = spk * factor  # graded spikes: the reset still counts the spike as 1
+        if self.output or not self.init_hidden:
+            return spk, self.v
+        return spk
+
+    def _repr_common(self) -> str:
+        beta, threshold, factor, mech = self._numbers()
+        graded = f", graded_spikes_factor={factor:.6g}" if factor != 1.0 else ""
+        return (f"beta={beta:.6g}, threshold={threshold:.6g}, spike_grad={self.spike_grad!r}, reset_mechanism={mech!r}"
+                f"{graded}, init_hidden={self.init_hidden}, output={self.output}, step_mode={self.step_mode!r}, "
+                f"grad_mode={self.grad_mode!r}, backend={self.backend!r}")
+
+
+class Leaky(_SnnTorchState, BaseNode, *_ROOT):
     """snnTorch's `Leaky` with its default reset_delay=True, on the fused kernels (docs/design.md,
-    section 2.3), with its call convention: `spk, mem = lif(cur, mem)`, or `spk = lif(cur)` with
-    init_hidden=True (the membrane kept in `mem`). step_mode='m' takes cur [T, B, ...].
+    section 2.3): snnTorch's arguments in its order, then ours as keywords (step_mode 's' / 'm',
+    backend, grad_mode 'bptt' / 'sltt').
+
+    Shapes: step_mode='s': cur [B, ...] -> spk [B, ...]; 'm': cur [T, B, ...] -> spk [T, B, ...]
+    and mem of the last step. spk in cur's dtype (times graded_spikes_factor); mem float32
+    (float64 for float64 input). beta, threshold, graded_spikes_factor: one number each (a
+    Python number or a one-element tensor; beta is clamped to [0, 1] as snnTorch's forward
+    does). spike_grad: snnTorch's surrogate.atan() (the default) or fast_sigmoid(), or one of
+    sltt_kernels.surrogate's. Not fused (ValueError, keep snntorch.Leaky): per-neuron or
+    learnable beta / threshold / spike factor, inhibition, state_quant, surrogate_disable;
+    reset_delay=False is `SnnTorchLeaky`.
+
+    With snnTorch installed this is a `snntorch.Leaky`: `snntorch.utils.reset(net)` zeroes and
+    detaches its `mem`. Setting reset_mechanism changes the dynamics from the next step (snnTorch
+    1.0's own Leaky keeps the mechanism it was built with).
 
     Example:
         >>> lif = Leaky(beta=0.9)
@@ -26,81 +328,89 @@ class Leaky(BaseNode):
         >>> spk, mem = lif(torch.randn(8, 16), mem)
     """
 
-    def __init__(self, beta: float, threshold: float = 1.0, spike_grad=None, init_hidden: bool = False,
-                 reset_mechanism: str = "subtract", output: bool = False, step_mode: str = "s",
-                 backend: str = "auto", grad_mode: str = "bptt"):
-        self_surrogate = surrogate_or(_surrogate.ATan(2.0), spike_grad)  # snnTorch's default
-        _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism,
-                             surrogate=self_surrogate, grad=grad_mode)
-        super().__init__(0.0, step_mode, grad_mode, backend, False)
-        self.spike_grad = self_surrogate
-        self.beta = float(beta)
-        self.threshold = float(threshold)
-        self.reset_mechanism = reset_mechanism
-        self.init_hidden = bool(init_hidden)
-        self.output = bool(output)
+    reset_delay = True
 
-    @property
-    def mem(self):
-        return self.v
-
-    @mem.setter
-    def mem(self, value):
-        self.v = value
-
-    def reset_mem(self):
-        """Zeroes the membrane; returns it (snnTorch's reset_mem / init_leaky)."""
-        self.reset()
-        return torch.zeros(0)
-
-    init_leaky = reset_mem
+    def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable: bool = False,
+                 init_hidden: bool = False, inhibition: bool = False, learn_beta: bool = False,
+                 learn_threshold: bool = False, reset_mechanism: str = "subtract", state_quant=False,
+                 output: bool = False, graded_spikes_factor=1.0, learn_graded_spikes_factor: bool = False,
+                 reset_delay: bool = True, *, step_mode: str = "s", backend: str = "auto", grad_mode: str = "bptt"):
+        if not reset_delay:
+            raise ValueError("reset_delay=False is snnTorch's other Leaky: use sltt_kernels.nn.leaky.SnnTorchLeaky "
+                             "(exact while no membrane stays above threshold after its reset) or snntorch.Leaky")
+        BaseNode.__init__(self, 0.0, step_mode, grad_mode, backend, False)
+        self._init_snntorch(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
+                            learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
+                            learn_graded_spikes_factor)
+        self._config_now()  # every value checked now, not at the first step
 
     def _config_now(self):
-        return _config.leaky_config(beta=self.beta, threshold=self.threshold, reset_mechanism=self.reset_mechanism,
-                                    surrogate=self.spike_grad, grad=self.grad_mode)
-
-    def forward(self, x: torch.Tensor, mem: Optional[torch.Tensor] = None):
-        if mem is not None:
-            if self.init_hidden:
-                raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
-            shape = x.shape if self.step_mode == "s" else x.shape[1:]
-            # snnTorch: a membrane of another shape (as reset_mem's empty one) starts from zeros
-            self.v = mem if tuple(mem.shape) == tuple(shape) else 0.0
-        spk = super().forward(x)
-        if self.init_hidden and not self.output:
-            return spk
-        return spk, self.v
+        beta, threshold, _, mech = self._numbers()
+        return _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=mech, surrogate=self.spike_grad,
+                                    grad=self.grad_mode)
 
     def extra_repr(self) -> str:
-        return (f"beta={self.beta}, threshold={self.threshold}, spike_grad={self.spike_grad!r}, "
-                f"reset_mechanism={self.reset_mechanism!r}, init_hidden={self.init_hidden}, "
-                f"step_mode={self.step_mode!r}, grad_mode={self.grad_mode!r}, backend={self.backend!r}")
+        return self._repr_common()
 
 
-class SnnTorchLeaky(LIFNode):
-    """snnTorch's `Leaky(beta, threshold, reset_delay=False)` on the fused kernels, with its call
-    convention: `spk, mem = lif(cur, mem)` (or `spk = lif(cur)` with init_hidden=True).
+class SnnTorchLeaky(_SnnTorchState, LIFNode, *_ROOT):
+    """snnTorch's `Leaky(..., reset_delay=False)` on the fused kernels: its arguments in its order
+    (reset_delay must be False), then ours as keywords; its call convention, state and buffers
+    as `Leaky`'s.
 
     Its dynamics are this package's LIF with tau = 1/(1-beta), no input decay, and a reset that
-    carries the spike's gradient (`reset_mechanism='subtract'`: soft; 'zero': hard to 0), as long
-    as no membrane stays at or above the threshold after its reset: snnTorch then withholds the
-    next step's reset (its "avoid double reset"), which this neuron does not. snnTorch fires on
-    mem > threshold and this on >=, which differ only when mem equals the threshold exactly.
-    (snnTorch's default, reset_delay=True, is the exact `Leaky` of this package.)
+    carries the spike's gradient (`reset_mechanism='subtract'`: soft; 'zero': hard to 0; 'none'
+    is refused: it is the same neuron as reset_delay=True's, use `Leaky`), as long as no
+    membrane stays at or above the threshold after its reset: snnTorch then withholds the next
+    step's reset (its "avoid double reset"), which this neuron does not. snnTorch fires on mem >
+    threshold and this on >=, which differ only when mem equals the threshold exactly. beta must
+    be < 1. With snnTorch installed this is a `snntorch.Leaky` too.
+
+    Example:
+        >>> lif = SnnTorchLeaky(beta=0.8, reset_delay=False)
+        >>> spk, mem = lif(torch.randn(8, 16))
     """
 
-    def __init__(self, beta: float, threshold: float, reset_zero: bool, surrogate_function, init_hidden: bool,
-                 output: bool, backend: str = "auto"):
-        super().__init__(tau=1.0 / (1.0 - beta), decay_input=False, v_threshold=threshold,
-                         v_reset=0.0 if reset_zero else None, surrogate_function=surrogate_function,
-                         detach_reset=False, step_mode="s", grad_mode="bptt", backend=backend)
-        self.init_hidden = init_hidden
-        self.output = output
+    reset_delay = False
 
-    def forward(self, x: torch.Tensor, mem: Optional[torch.Tensor] = None):
-        if mem is not None:
-            self.v = mem
-        spk = super().forward(x)
-        if self.init_hidden and not self.output:
-            return spk
-        return spk, self.v
+    def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable: bool = False,
+                 init_hidden: bool = False, inhibition: bool = False, learn_beta: bool = False,
+                 learn_threshold: bool = False, reset_mechanism: str = "subtract", state_quant=False,
+                 output: bool = False, graded_spikes_factor=1.0, learn_graded_spikes_factor: bool = False,
+                 reset_delay: bool = False, *, step_mode: str = "s", backend: str = "auto", grad_mode: str = "bptt"):
+        if reset_delay:
+            raise ValueError("SnnTorchLeaky is snnTorch's Leaky with reset_delay=False; for reset_delay=True use "
+                             "sltt_kernels.nn.Leaky")
+        # BaseNode's constructor, not LIFNode's: tau, v_threshold and v_reset are read from
+        # snnTorch's buffers (properties below), so a loaded checkpoint changes them
+        BaseNode.__init__(self, 0.0, step_mode, grad_mode, backend, False)
+        self._init_snntorch(beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
+                            learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
+                            learn_graded_spikes_factor)
+        self._config_now()
+
+    def _check_mechanism(self, value) -> None:
+        _config.choice("reset_mechanism", value, RESET_MECHANISMS, exact=True)
+        if value == "none":
+            raise ValueError("reset_mechanism='none' with reset_delay=False is the same neuron as with reset_delay=True: "
+                             "use sltt_kernels.nn.Leaky")
+
+    def _lif_values(self):
+        beta, threshold, _, mech = self._numbers()
+        if mech == "none":
+            raise ValueError(f"{type(self).__name__}: reset_mechanism 'none' (reset_mechanism_val 2) is not this neuron; "
+                             "use sltt_kernels.nn.Leaky")
+        if not beta < 1.0:
+            raise ValueError(f"{type(self).__name__}: beta must be < 1 (tau = 1 / (1 - beta)), got {beta}")
+        return 1.0 / (1.0 - beta), threshold, (0.0 if mech == "zero" else None)
+
+    # LIFNode's attributes, from snnTorch's buffers
+    tau = property(lambda self: self._lif_values()[0], doc="1 / (1 - beta)")
+    v_threshold = property(lambda self: self._lif_values()[1], doc="threshold")
+    v_reset = property(lambda self: self._lif_values()[2], doc="0.0 for 'zero', None (soft) for 'subtract'")
+    surrogate_function = property(lambda self: self.spike_grad, doc="spike_grad")
+    decay_input = property(lambda self: False, doc="snnTorch adds the input undecayed")
+    detach_reset = property(lambda self: False, doc="the reset carries the spike's gradient")
+
+    def extra_repr(self) -> str:
+        return self._repr_common() + ", reset_delay=False"

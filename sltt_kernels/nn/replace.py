@@ -10,7 +10,7 @@ from torch import nn
 
 from .. import surrogate as _surrogate
 from .._backend import check_backend_name
-from .leaky import Leaky, SnnTorchLeaky
+from .leaky import RESET_MECHANISMS, Leaky, SnnTorchLeaky, snntorch_surrogate
 from .neurons import IFNode, LIFNode, OTTTLIFNode, ParametricLIFNode, SLTTLIFNode
 
 __all__ = ["replace_neurons", "ReplaceReport", "SnnTorchLeaky"]
@@ -86,46 +86,57 @@ def _from_spikingjelly(m: nn.Module, backend: str):
     return None, "unsupported SpikingJelly neuron"
 
 
-def _snntorch_atan_alpha(grad_fn) -> Optional[float]:
-    """alpha of snnTorch's atan surrogate (its default, alpha 2); None for any other surrogate."""
-    if not (getattr(grad_fn, "__qualname__", "").startswith("atan") or grad_fn.__class__.__name__ == "ATan"):
-        return None
-    alpha = 2.0
-    for cell in getattr(grad_fn, "__closure__", None) or ():
-        if isinstance(cell.cell_contents, (int, float)):
-            alpha = float(cell.cell_contents)
-    return alpha
+def _snntorch_buffer(m: nn.Module, name: str, default):
+    """A copy of snnTorch neuron m's buffer `name` (its dtype and device), or `default`."""
+    value = getattr(m, name, default)
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
 def _from_snntorch(m: nn.Module, backend: str):
-    if isinstance(getattr(m, "beta", None), nn.Parameter) or isinstance(getattr(m, "threshold", None), nn.Parameter):
-        return None, "learnable beta or threshold (learn_beta / learn_threshold)"
-    if getattr(m, "inhibition", False) or getattr(m, "state_quant", False) or float(m.graded_spikes_factor) != 1.0:
-        return None, "inhibition, state quantisation or graded spikes"
-    beta = m.beta.detach().flatten()
-    if beta.numel() != 1:
-        return None, "beta must be one number"
-    beta = min(max(float(beta), 0.0), 1.0)  # snnTorch clamps beta to [0, 1]
-    threshold = m.threshold.detach().flatten()
-    if threshold.numel() != 1:
-        return None, "threshold must be one number"
+    learnable = [name for name in ("beta", "threshold", "graded_spikes_factor")
+                 if isinstance(getattr(m, name, None), nn.Parameter)]
+    if learnable:
+        return None, f"learnable {' and '.join(learnable)} (learn_beta / learn_threshold / " \
+                     "learn_graded_spikes_factor): not fused"
+    if getattr(m, "surrogate_disable", False):
+        return None, "surrogate_disable=True"
+    if getattr(m, "inhibition", False) or getattr(m, "state_quant", False):
+        return None, "inhibition or state quantisation"
+    factor = getattr(m, "graded_spikes_factor", 1.0)
+    if isinstance(factor, torch.Tensor) and factor.numel() != 1:
+        return None, "a per-neuron graded_spikes_factor"
+    if float(factor) != 1.0:
+        return None, f"graded spikes (graded_spikes_factor={float(factor)})"
+    for name in ("beta", "threshold"):
+        value = getattr(m, name)
+        if isinstance(value, torch.Tensor) and value.numel() != 1:
+            return None, f"a per-neuron {name} (shape {tuple(value.shape)}): one number per layer is fused"
     mech = getattr(m, "reset_mechanism", "subtract")
-    if mech not in ("subtract", "zero", "none"):
+    if mech not in RESET_MECHANISMS:
         return None, f"reset_mechanism={mech!r}"
-    alpha = _snntorch_atan_alpha(m.spike_grad)
-    if alpha is None:
-        return None, "only snnTorch's atan surrogate has a fused equivalent"
-    init_hidden, output = bool(getattr(m, "init_hidden", False)), bool(getattr(m, "output", False))
-    if getattr(m, "reset_delay", True):
-        new = Leaky(beta, float(threshold), spike_grad=_surrogate.ATan(alpha), init_hidden=init_hidden,
-                    reset_mechanism=mech, output=output, backend=backend)
-        mem = getattr(m, "mem", None)
-        if isinstance(mem, torch.Tensor) and mem.numel() > 0:
-            new.v = mem
-        return new, None
-    if mech == "none" or not beta < 1.0:
+    try:
+        spike_grad = snntorch_surrogate(m.spike_grad)
+    except ValueError as err:
+        return None, str(err).replace("spike_grad: ", "its surrogate: ", 1)
+    if spike_grad is None:
+        return None, f"its surrogate {m.spike_grad!r} is not one of snnTorch's (atan and fast_sigmoid are fused)"
+    beta = _snntorch_buffer(m, "beta", None)
+    delayed = bool(getattr(m, "reset_delay", True))
+    if not delayed and (mech == "none" or not float(beta) < 1.0):
         return None, "reset_delay=False needs reset_mechanism 'subtract' or 'zero' and beta < 1"
-    new = SnnTorchLeaky(beta, float(threshold), mech == "zero", _surrogate.ATan(alpha), init_hidden, output, backend)
+    cls = Leaky if delayed else SnnTorchLeaky
+    # the buffers copied as they are (dtype, device, shape), so the state_dict stays snnTorch's
+    new = cls(beta, _snntorch_buffer(m, "threshold", 1.0), spike_grad,
+              init_hidden=bool(getattr(m, "init_hidden", False)), reset_mechanism=mech,
+              output=bool(getattr(m, "output", False)),
+              graded_spikes_factor=_snntorch_buffer(m, "graded_spikes_factor", 1.0), reset_delay=delayed,
+              backend=backend)
+    theirs = getattr(m, "reset_mechanism_val", None)
+    if isinstance(theirs, torch.Tensor):  # its dtype and device; the value from reset_mechanism
+        new.reset_mechanism_val = new.reset_mechanism_val.to(dtype=theirs.dtype, device=theirs.device)
+    mem = getattr(m, "mem", None)
+    if isinstance(mem, torch.Tensor):
+        new.mem = mem  # its membrane, empty or mid-sequence
     return new, None
 
 
