@@ -10,31 +10,18 @@ See README.md for the backends and docs/design.md for the design.
 
 from . import reference, surrogate
 from ._backend import available_backends, select_backend
-from .ops import (
-    if_multistep,
-    if_step,
-    leaky_multistep,
-    leaky_step,
-    lif_multistep,
-    lif_step,
-    plif_multistep,
-    plif_step,
-)
+from . import neurons  # noqa: E402  (registers the neuron models: sltt_kernels/neurons/)
+from .neurons import FUNCTIONS as _FUNCTIONS
+
+# every model's public functions: lif_multistep, lif_step, if_multistep, ... (sltt_kernels/neurons/)
+globals().update(_FUNCTIONS)
 from . import nn, models, training  # noqa: E402  (after the ops they use)
 from . import counters  # noqa: E402,F401  (op-counter formulas for torch's and SpikingJelly's counters)
 from .nn import replace_neurons
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "lif_multistep",
-    "lif_step",
-    "if_multistep",
-    "if_step",
-    "leaky_multistep",
-    "leaky_step",
-    "plif_multistep",
-    "plif_step",
+__all__ = list(_FUNCTIONS) + [
     "available_backends",
     "select_backend",
     "replace_neurons",

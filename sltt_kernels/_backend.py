@@ -24,7 +24,10 @@ def check_backend_name(backend) -> str:
             warnings.warn(f"sltt_kernels: backend={backend!r} is SpikingJelly's name; using {ALIASES[backend]!r} "
                           "(the fused kernels for the tensors' device)", UserWarning, stacklevel=3)
         return ALIASES[backend]
-    if not isinstance(backend, str) or backend not in BACKENDS:
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, one of {BACKENDS} (or SpikingJelly's 'torch', 'cupy'); got "
+                        f"{type(backend).__name__} {backend!r}")
+    if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} (or SpikingJelly's 'torch', 'cupy'), got {backend!r}")
     return backend
 
@@ -58,6 +61,8 @@ def select_backend(x: torch.Tensor, backend: str = "auto") -> str:
         backend = os.environ.get(ENV_VAR, "auto") or "auto"
         if backend not in BACKENDS:
             raise ValueError(f"{ENV_VAR} must be one of {BACKENDS}, got {backend!r}")
+    if backend == "reference":
+        return backend
     if backend == "auto":
         # the common cases first, without building the whole availability table (per-call cost)
         if x.device.type == "cpu":

@@ -1,8 +1,11 @@
-"""The one validator: every rule on a neuron's arguments, and the op arguments' one definition.
+"""The one validator: the rules every neuron's arguments share, the registry of neuron models, and
+the op arguments' one record (`NeuronArgs`).
 
-The public functions, the modules, the Triton ops and the fake kernels all check here, so a
-mistake gets the same exception and message whichever backend would run. The C++ bindings keep
-only the checks that protect memory (docs/design.md, section 4).
+Each neuron model lives in its own file (sltt_kernels/neurons/, mirroring csrc/neurons/) and
+registers a `NeuronModel` here: its keywords, value rules, reference math and op counts. The public
+functions, the modules, the Triton ops and the fake kernels all check through this module, so a
+mistake gets the same exception and message whichever backend would run. The C++ bindings repeat
+the model rules for raw native calls (docs/design.md, section 4).
 
 Exceptions: TypeError for a wrong type or dtype, ValueError for a wrong value, shape or device.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Callable, Dict, NamedTuple, Tuple
 
 import torch
 
@@ -20,45 +23,22 @@ from . import surrogate as _surrogate
 
 GRAD_MODES = ("bptt", "sltt")
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-SAVE_KINDS = ("none", "sg", "sg_spike", "h", "sg_reset", "h_v0", "h16")  # codes 0..6, as csrc/lif_math.h
 HALF_DTYPES = (torch.float16, torch.bfloat16)
-SURROGATE_KINDS = ("rect", "triangle", "sigmoid", "atan")  # codes 0..3
-RESETS = ("soft", "hard", "none")  # codes 0..2
-
-
-@dataclass(frozen=True)
-class NeuronModel:
-    """What the validator needs to know of a neuron model (docs/design.md, section 2).
-
-    name: the `neuron` op argument; code: its csrc/lif_math.h enum value; resets: the resets it
-    has; strict_fire: fires on h > theta (else h >= theta); reset_later: the reset of step t-1
-    is applied at step t's charge (so the state is h itself); learnable_k: takes k = 1/tau as a
-    tensor (a parametric time constant)."""
-
-    name: str
-    code: int
-    resets: tuple
-    strict_fire: bool = False
-    reset_later: bool = False
-    learnable_k: bool = False
-
-
-# The registry: one line per model. Each has its math in csrc/neurons/<name>.h, its reference
-# in reference.py (MODELS) and its Triton charge in triton/kernels.py.
-MODELS = {
-    "lif": NeuronModel("lif", 0, ("soft", "hard"), learnable_k=True),
-    "if": NeuronModel("if", 1, ("soft", "hard")),
-    "leaky": NeuronModel("leaky", 2, ("soft", "hard", "none"), strict_fire=True, reset_later=True),
-}
+# The codes are list positions, as csrc's lists (csrc/lif_math.h) number them.
+SAVE_KINDS = ("none", "sg", "sg_spike", "h", "sg_reset", "h_v0", "h16")
+RESETS = ("soft", "hard", "none")
+SURROGATE_KINDS = _surrogate.KINDS  # the surrogate registry's names, in code order
 
 
 class NeuronArgs(NamedTuple):
-    """The neuron arguments of every torch.ops.sltt_kernels op, in schema order: the one
-    definition (the schemas are generated from these annotations in _registration.py).
+    """The neuron arguments of every torch.ops.sltt_kernels op, in schema order: the one record
+    (the schemas are generated from these annotations in _registration.py). A checked
+    configuration from a model's keywords is a NeuronArgs whose `save` the call then picks
+    (`args(cfg.save_kind(...))`).
 
     The charge is h = v_r + decay (v - v_r) + input_gain x for 'lif' (with a tensor k = 1/tau:
     decay = 1 - k and input_gain = k if decay_input else 1), h = v + x for 'if', and the
-    leaky model's for 'leaky' (decay = beta)."""
+    leaky model's for 'leaky' (decay = beta): docs/design.md, section 2."""
 
     neuron: str
     decay: float
@@ -73,26 +53,13 @@ class NeuronArgs(NamedTuple):
     save: str
     grad: str
 
-
-@dataclass(frozen=True)
-class NeuronConfig:
-    """A validated neuron: everything but the save kind, which depends on the call."""
-
-    neuron: str
-    decay: float
-    input_gain: float
-    decay_input: bool
-    v_threshold: float
-    reset: str
-    v_reset: float
-    detach_reset: bool
-    surrogate: str
-    surrogate_alpha: float
-    grad: str
-
     @property
-    def model(self) -> NeuronModel:
+    def model(self) -> "NeuronModel":
         return MODELS[self.neuron]
+
+    def args(self, save: str) -> "NeuronArgs":
+        """These arguments with the save kind `save`."""
+        return self._replace(save=save)
 
     def save_kind(self, needs_grad: bool, learn_k: bool = False, half: bool = False) -> str:
         """What the forward keeps for the backward (docs/design.md, section 3). half: x is
@@ -120,9 +87,60 @@ class NeuronConfig:
                 return "sg_spike"  # 2 bits: sg != 0 and s
         return "h"
 
-    def args(self, save: str) -> NeuronArgs:
-        return NeuronArgs(self.neuron, self.decay, self.input_gain, self.decay_input, self.v_threshold, self.reset,
-                          self.v_reset, self.detach_reset, self.surrogate, self.surrogate_alpha, save, self.grad)
+
+@dataclass(frozen=True)
+class NeuronModel:
+    """What the package knows of a neuron model, registered by its file in sltt_kernels/neurons/
+    (docs/design.md, sections 2 and 6).
+
+    name: the `neuron` op argument (csrc/neurons/neurons.h's list names it the same); code: its
+    csrc enum value; resets: the resets it has; strict_fire: fires on h > theta (else h >=
+    theta); reset_later: the reset of step t-1 is applied at step t's charge (so the state is h
+    itself); learnable_k: takes k = 1/tau as a tensor; check_values(args): its value rules beyond
+    the shared ones (raises ValueError); charge(args, v, x, k) and reset(args, h, s): the
+    reference's equations; counts: reset -> (FLOPs, ACs) per element-step of the forward, as
+    SpikingJelly's op counters count the same neuron (counters.py); functions: its public
+    multi-step and one-step functions; configs: its keyword checkers (keywords -> NeuronArgs)."""
+
+    name: str
+    code: int
+    resets: Tuple[str, ...]
+    check_values: Callable[[NeuronArgs], None]
+    charge: Callable
+    reset: Callable
+    counts: Dict[str, Tuple[int, int]]
+    functions: Tuple[Callable, ...] = ()
+    configs: Tuple[Callable, ...] = ()
+    strict_fire: bool = False
+    reset_later: bool = False
+    learnable_k: bool = False
+
+
+# The registry, filled by the model files (sltt_kernels/neurons/), in code order.
+MODELS: Dict[str, NeuronModel] = {}
+
+
+def public_function(name: str):
+    """A registered model's public function by name (lif_multistep, ...), or None."""
+    for model in MODELS.values():
+        for fn in model.functions:
+            if fn.__name__ == name:
+                return fn
+    return None
+
+
+def register(model: NeuronModel) -> NeuronModel:
+    """Adds a neuron model to the registry (each file in sltt_kernels/neurons/ calls this once)."""
+    if model.name in MODELS:
+        raise ValueError(f"neuron model {model.name!r} is registered twice")
+    if model.code != len(MODELS):
+        raise ValueError(f"neuron model {model.name!r} has code {model.code}, expected {len(MODELS)} (csrc's list "
+                         "order; sltt_kernels/neurons/__init__.py imports the models in that order)")
+    missing = [r for r in model.resets if r not in RESETS]
+    if missing:
+        raise ValueError(f"neuron model {model.name!r}: unknown resets {missing}")
+    MODELS[model.name] = model
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,25 +176,34 @@ def flag(name: str, value) -> bool:
     return bool(value)
 
 
-def choice(name: str, value, options) -> str:
-    if not isinstance(value, str) or value.lower() not in options:
-        raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
-    return value.lower()
+def choice(name: str, value, options, exact: bool = False) -> str:
+    """One of `options`: a wrong type is a TypeError, an unknown string a ValueError. The public
+    keywords take any case ('BPTT'); the raw op arguments (exact) only the options' own
+    spelling, as the native ops do."""
+    expected = ", ".join(repr(o) for o in options)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {expected}; got {type(value).__name__} {value!r}")
+    key = value if exact else value.lower()
+    if key not in options:
+        raise ValueError(f"{name} must be one of {expected}, got {value!r}")
+    return key
 
 
-def _surrogate_of(surrogate):
+def surrogate_of(surrogate) -> Tuple[str, float]:
+    """(kind, parameter) of a surrogate given as a name, one of our objects or a peer's."""
     sg = _surrogate.resolve(surrogate)
     return sg.kind, sg.param
 
 
 # ---------------------------------------------------------------------------------------------
-# The public functions' keywords -> NeuronConfig, one function per model
+# The public functions' keywords -> NeuronArgs: each model's `config` (sltt_kernels/neurons/)
+# checks its own keywords, with this cache around it
 
 _PLAIN = (bool, int, float, str, type(None))
 _checked: dict = {}
 
 
-def _cached(make):
+def cached(make):
     """Caches a checked configuration on its arguments' types and values, when every argument is
     a plain immutable value (or an immutable surrogate object): an online loop checks the same
     neuron once per layer and step. A tensor or a foreign surrogate (whose alpha may change) is
@@ -187,7 +214,7 @@ def _cached(make):
         if torch.compiler.is_compiling() or not all(
                 type(v) in _PLAIN or isinstance(v, _surrogate.SurrogateFunction) for v in kw.values()):
             return make(**kw)
-        key = (make.__name__,) + tuple((k, type(v), v) for k, v in sorted(kw.items()))
+        key = (make.__module__, make.__name__) + tuple((k, type(v), v) for k, v in sorted(kw.items()))
         cfg = _checked.get(key)
         if cfg is None:
             cfg = make(**kw)
@@ -199,53 +226,18 @@ def _cached(make):
     return checked
 
 
-
-@_cached
-def lif_config(*, tau, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad) -> NeuronConfig:
-    """LIF: tau >= 1 (lambda = 1 - 1/tau lies in [0, 1)); v_reset None is a soft reset."""
-    tau = number("tau", tau, low=1.0)
-    decay_input = flag("decay_input", decay_input)
-    return _reset_now_config("lif", 1.0 - 1.0 / tau, 1.0 / tau if decay_input else 1.0, decay_input,
-                             v_threshold, v_reset, detach_reset, surrogate, grad)
+def grad_mode(name: str, value) -> str:
+    return choice(name, value, GRAD_MODES)
 
 
-@_cached
-def plif_config(*, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad) -> NeuronConfig:
-    """Parametric LIF: the LIF model with k = 1/tau a tensor (checked by check_k)."""
-    decay_input = flag("decay_input", decay_input)
-    return _reset_now_config("lif", 0.5, 0.5 if decay_input else 1.0, decay_input, v_threshold, v_reset,
-                             detach_reset, surrogate, grad)
-
-
-@_cached
-def if_config(*, v_threshold, v_reset, detach_reset, surrogate, grad) -> NeuronConfig:
-    """IF: no leak, h = v + x."""
-    return _reset_now_config("if", 1.0, 1.0, False, v_threshold, v_reset, detach_reset, surrogate, grad)
-
-
-def _reset_now_config(neuron, decay, input_gain, decay_input, v_threshold, v_reset, detach_reset, surrogate,
-                      grad) -> NeuronConfig:
-    v_threshold = number("v_threshold", v_threshold)
-    v_reset = None if v_reset is None else number("v_reset", v_reset)
-    kind, alpha = _surrogate_of(surrogate)
-    return NeuronConfig(neuron, decay, input_gain, decay_input, v_threshold, "soft" if v_reset is None else "hard",
-                        0.0 if v_reset is None else v_reset, flag("detach_reset", detach_reset), kind, alpha,
-                        choice("grad", grad, GRAD_MODES))
-
-
-LEAKY_RESETS = {"subtract": "soft", "zero": "hard", "none": "none"}
-
-
-@_cached
-def leaky_config(*, beta, threshold, reset_mechanism, surrogate, grad) -> NeuronConfig:
-    """snnTorch's Leaky with reset_delay=True: beta in [0, 1], threshold, reset_mechanism
-    'subtract' | 'zero' | 'none' (the reset is detached, as snnTorch's)."""
-    beta = number("beta", beta, low=0.0, high=1.0)
-    threshold = number("threshold", threshold)
-    mech = choice("reset_mechanism", reset_mechanism, tuple(LEAKY_RESETS))
-    kind, alpha = _surrogate_of(surrogate)
-    return NeuronConfig("leaky", beta, 1.0, False, threshold, LEAKY_RESETS[mech], 0.0, True, kind, alpha,
-                        choice("grad", grad, GRAD_MODES))
+def __getattr__(name: str):
+    # lif_config, if_config, plif_config, leaky_config, ...: kept here by their old names; each
+    # lives in its model's file now and comes with its registration
+    for model in MODELS.values():
+        for fn in model.configs:
+            if fn.__name__ == name:
+                return fn
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,39 +245,37 @@ def leaky_config(*, beta, threshold, reset_mechanism, surrogate, grad) -> Neuron
 
 
 def check_args(args: NeuronArgs, has_k: bool = False) -> NeuronArgs:
-    """Checks raw op arguments against every rule; returns them with strings normalised."""
+    """Checks raw op arguments against every rule; returns them as a NeuronArgs of Python values.
+    Strings must be spelled as the native ops spell them (lower case)."""
     if not isinstance(args, NeuronArgs):
         args = NeuronArgs(*args)
-    neuron = choice("neuron", args.neuron, tuple(MODELS))
+    neuron = choice("neuron", args.neuron, tuple(MODELS), exact=True)
     model = MODELS[neuron]
     decay = number("decay", args.decay, low=0.0, high=1.0)
     input_gain = number("input_gain", args.input_gain, low=0.0, low_inclusive=False)
     decay_input = flag("decay_input", args.decay_input)
     v_threshold = number("v_threshold", args.v_threshold)
-    reset = choice("reset", args.reset, model.resets)
+    reset = choice("reset", args.reset, model.resets, exact=True)
     v_reset = number("v_reset", args.v_reset)
     detach_reset = flag("detach_reset", args.detach_reset)
-    surrogate = choice("surrogate", args.surrogate, SURROGATE_KINDS)
+    surrogate = choice("surrogate", args.surrogate, SURROGATE_KINDS, exact=True)
     alpha = number("surrogate_alpha", args.surrogate_alpha, low=0.0, low_inclusive=False)
-    save = choice("save", args.save, SAVE_KINDS)
-    grad = choice("grad", args.grad, GRAD_MODES)
-    if neuron == "if" and (decay != 1.0 or input_gain != 1.0):
-        raise ValueError(f"neuron='if' has no leak: decay and input_gain must be 1.0, got {decay}, {input_gain}")
-    if model.reset_later and (input_gain != 1.0 or not detach_reset):
-        raise ValueError("neuron='leaky' needs input_gain=1.0 and detach_reset=True (its reset is detached)")
+    save = choice("save", args.save, SAVE_KINDS, exact=True)
+    grad = choice("grad", args.grad, GRAD_MODES, exact=True)
+    cfg = NeuronArgs(neuron, decay, input_gain, decay_input, v_threshold, reset, v_reset, detach_reset, surrogate,
+                     alpha, "none", grad)
+    model.check_values(cfg)
     if reset != "hard" and v_reset != 0.0:
         raise ValueError(f"v_reset must be 0.0 unless reset='hard', got {v_reset} with reset={reset!r}")
     if has_k and not model.learnable_k:
         raise ValueError(f"k (a learnable time constant) is not supported by neuron={neuron!r}")
-    cfg = NeuronConfig(neuron, decay, input_gain, decay_input, v_threshold, reset, v_reset, detach_reset, surrogate,
-                       alpha, grad)
     allowed = {"none", cfg.save_kind(True)}
     if has_k:
         allowed.add("h_v0")  # a learnable k; a constant one serves every save kind of its model
     if model.reset_later:  # the backward from h (h_v0 where the zero reset needs the state)
         allowed.add("h_v0" if reset == "hard" and grad == "bptt" else "h")
     else:
-        allowed.add("h")  # the backward from h serves every LIF / IF configuration
+        allowed.add("h")  # the backward from h serves every reset-now configuration
     if "h" in allowed and surrogate != "rect":
         allowed.add("h16")  # h - theta in 16 bits, for float16 / bfloat16 input (checked with x)
     if save not in allowed:

@@ -52,6 +52,16 @@ def op(name: str, triton: bool = False):
     return getattr(torch.ops.sltt_kernels, (TRITON_PREFIX if triton else "") + name)
 
 
+def neuron_args_of_call(args, kwargs, tensors: int) -> NeuronArgs:
+    """The NeuronArgs of a neuron op call seen by a dispatch mode or an op counter: its `tensors`
+    leading tensor arguments, then the neuron arguments, each read by its schema name from the
+    keywords or else at its schema position."""
+    names = NeuronArgs._fields
+    given = dict(zip(names, args[tensors:]))
+    given.update({k: v for k, v in kwargs.items() if k in names})
+    return NeuronArgs(**given)
+
+
 # ---------------------------------------------------------------------------------------------
 # Argument checks shared by the fake kernels and the Triton ops (the native ops check the same
 # in C++: csrc/lif_options.h)
@@ -265,10 +275,10 @@ def check_unpack(bits, scale, shape) -> int:
                          f"and {scale.device}")
     n = 1
     for d in shape:
-        torch._check(d >= 0, lambda: f"sltt_kernels.spike_unpack: shape must not be negative, got {list(shape)}")
+        torch._check_value(d >= 0, lambda: f"sltt_kernels.spike_unpack: shape must not be negative, got {list(shape)}")
         n = n * d
     words = (n + 31) // 32
-    torch._check(bits.dim() == 1 and bits.shape[0] == words,
+    torch._check_value(bits.dim() == 1 and bits.shape[0] == words,
                  lambda: f"sltt_kernels.spike_unpack: bits must have shape [{words}] (ceil({n} / 32) words) for "
                          f"shape {list(shape)}, got {list(bits.shape)}")
     return n

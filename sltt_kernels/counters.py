@@ -14,16 +14,11 @@ Two kinds of counter see a model's torch ops one by one, and both need a formula
   caller gave in `extra_rules` keeps the caller's rule). The forward counts are SpikingJelly's
   own for the same neuron on its torch backend, per element and step (measured: docs below).
 
-Forward counts per element and step (x.numel() element-steps per call), as SpikingJelly's
-FlopCounter / ACCounter count its LIFNode / IFNode / ParametricLIFNode on CPU:
-
-    neuron  reset   FLOPs  ACs     (FLOPs = adds/subs + muls/divs + the threshold compare)
-    lif     hard    10     6
-    lif     soft     8     5
-    if      hard     7     4
-    if      soft     5     3
-    leaky   any      5     3       (snnTorch's Leaky; no SpikingJelly twin: our estimate)
-    leaky   none     3     1
+Forward counts per element and step (x.numel() element-steps per call) are each model's `counts`
+(sltt_kernels/neurons/<model>.py), by reset: SpikingJelly's FlopCounter / ACCounter counts of its
+LIFNode / IFNode / ParametricLIFNode on CPU (FLOPs = adds/subs + muls/divs + the threshold
+compare), and for snnTorch's Leaky, which has no SpikingJelly twin, our estimate counted the same
+way.
 
 ParametricLIFNode's sigmoid(w) runs in Python before our op, so SpikingJelly's counters count
 it themselves. ACCounter counts an add of two binary tensors as their non-zeros; our ops count
@@ -53,22 +48,12 @@ from typing import Callable, Dict, List
 import torch
 from torch.utils import flop_counter as _torch_flop_counter
 
-from ._config import NeuronArgs
-from ._registration import OPS, op
+from ._config import MODELS, NeuronArgs
+from ._registration import OPS, neuron_args_of_call, op
 
 __all__ = ["neuron_flops", "neuron_acs", "spikingjelly_rules", "install_spikingjelly_rules", "FORWARD_OPS",
            "BACKWARD_OPS"]
 
-# (FLOPs, ACs) per element and step of the forward, by (neuron, reset): see the module docstring
-_PER_ELEMENT_STEP = {
-    ("lif", "hard"): (10, 6),
-    ("lif", "soft"): (8, 5),
-    ("if", "hard"): (7, 4),
-    ("if", "soft"): (5, 3),
-    ("leaky", "hard"): (5, 3),
-    ("leaky", "soft"): (5, 3),
-    ("leaky", "none"): (3, 1),
-}
 _BACKWARD_FACTOR = 2
 
 # the op overloads (what a TorchDispatchMode sees: torch.ops.sltt_kernels.neuron_step_fwd.default, ...)
@@ -77,10 +62,12 @@ BACKWARD_OPS = tuple(op(name, triton).default for name in OPS if name.endswith("
 
 
 def _per_element_step(args: NeuronArgs):
-    key = (args.neuron, args.reset)
-    if key not in _PER_ELEMENT_STEP:
+    """(FLOPs, ACs) per element and step of the forward: the model's `counts` (its file in
+    sltt_kernels/neurons/ says where each comes from)."""
+    model = MODELS.get(args.neuron)
+    if model is None or args.reset not in model.counts:
         raise ValueError(f"sltt_kernels.counters: no count for neuron {args.neuron!r} with reset {args.reset!r}")
-    return _PER_ELEMENT_STEP[key]
+    return model.counts[args.reset]
 
 
 def neuron_flops(args: NeuronArgs, element_steps: int, backward: bool = False) -> int:
@@ -125,16 +112,24 @@ def _tensor_bytes(t) -> int:
     return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
 
 
+# A rule sees the op's arguments as its caller passed them; the first tensor (x or the spike
+# gradient) has the element-steps, the neuron arguments are read by name from the op's schema.
+
+
+def _element_steps(args, kwargs) -> int:
+    return (args[0] if args else next(iter(kwargs.values()))).numel()
+
+
 def _fwd_flops(args, kwargs, out) -> int:
-    return neuron_flops(NeuronArgs(*args[3:]), args[0].numel())
+    return neuron_flops(neuron_args_of_call(args, kwargs, tensors=3), _element_steps(args, kwargs))
 
 
 def _bwd_flops(args, kwargs, out) -> int:
-    return neuron_flops(NeuronArgs(*args[4:]), args[0].numel(), backward=True)
+    return neuron_flops(neuron_args_of_call(args, kwargs, tensors=4), _element_steps(args, kwargs), backward=True)
 
 
 def _fwd_acs(args, kwargs, out) -> int:
-    return neuron_acs(NeuronArgs(*args[3:]), args[0].numel())
+    return neuron_acs(neuron_args_of_call(args, kwargs, tensors=3), _element_steps(args, kwargs))
 
 
 def _zero(args, kwargs, out) -> int:
@@ -143,7 +138,7 @@ def _zero(args, kwargs, out) -> int:
 
 def _memory_access(args, kwargs, out) -> int:
     # every tensor read once and every output written once: what the fused kernel moves
-    tensors = [a for a in args if isinstance(a, torch.Tensor)] + list(out)
+    tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)] + list(out)
     return sum(_tensor_bytes(t) for t in tensors)
 
 

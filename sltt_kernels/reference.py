@@ -16,6 +16,11 @@ Autograd of the multi-step functions is BPTT; with grad="sltt", v[t-1] is detach
 charge, so no gradient flows along time (the SLTT paper's online rule). The state is float32
 for every input dtype but float64; spikes come back in x's dtype.
 
+Each model's charge and reset are in its file (sltt_kernels/neurons/<model>.py); this module runs
+them. Every public function of a model (lif_multistep, if_step, ...) is here too, running on this
+reference (`sltt_kernels.reference.lif_multistep` is `sltt_kernels.lif_multistep` with
+backend="reference").
+
 Example:
     >>> x = torch.randn(4, 2, 3, requires_grad=True)          # [T, B, N]
     >>> s, v = lif_multistep(x, tau=2.0, surrogate="rect", grad="sltt")
@@ -24,29 +29,23 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 
 from . import _config
-from ._config import NeuronConfig, check_input, check_k, check_state, state_dtype
+from ._config import NeuronArgs, check_input, check_k, check_state, state_dtype
 from .surrogate import spike, surrogate_grad
 
 __all__ = [
-    "lif_multistep",
-    "lif_step",
-    "if_multistep",
-    "if_step",
-    "leaky_multistep",
-    "leaky_step",
-    "plif_multistep",
-    "plif_step",
     "run",
+    "hard_reset",
     "multistep_states",
     "multistep_backward",
     "pack_bits",
     "saved_state",
-    "MODELS",
+    "store_d16",
 ]
 
 
@@ -72,71 +71,43 @@ class _HardReset(torch.autograd.Function):
         return g * (1 - s), g * (ctx.v_r - h), None
 
 
-class _ResetNow:
-    """Models that reset at the step that fires (LIF, IF)."""
-
-    @staticmethod
-    def reset(cfg: NeuronConfig, h, s):
-        if cfg.detach_reset:
-            s = s.detach()
-        if cfg.reset == "soft":
-            return h - cfg.v_threshold * s
-        return _HardReset.apply(h, s, cfg.v_reset)
+def hard_reset(h: torch.Tensor, s: torch.Tensor, v_r: float) -> torch.Tensor:
+    """v = s ? v_r : h, exact, with the gradient of h - (h - v_r) s (docs/design.md, 2.1)."""
+    return _HardReset.apply(h, s, v_r)
 
 
-class LIFModel(_ResetNow):
-    strict_fire = False
+@functools.lru_cache(maxsize=None)
+def _on_reference(fn):
+    @functools.wraps(fn)
+    def on_reference(*args, **kwargs):
+        if "backend" in kwargs:
+            raise TypeError(f"sltt_kernels.reference.{fn.__name__} runs on the reference: it takes no backend")
+        return fn(*args, backend="reference", **kwargs)
 
-    @staticmethod
-    def decay_and_gain(cfg: NeuronConfig, k):
-        if k is None:
-            return cfg.decay, cfg.input_gain
-        return 1 - k, (k if cfg.decay_input else 1.0)
-
-    @staticmethod
-    def charge(cfg: NeuronConfig, v, x, k):
-        lam, c = LIFModel.decay_and_gain(cfg, k)
-        return cfg.v_reset + lam * (v - cfg.v_reset) + c * x
+    return on_reference
 
 
-class IFModel(_ResetNow):
-    strict_fire = False
-
-    @staticmethod
-    def charge(cfg: NeuronConfig, v, x, k):
-        return v + x
-
-
-class LeakyModel:
-    strict_fire = True
-
-    @staticmethod
-    def charge(cfg: NeuronConfig, v, x, k):
-        r = (v.detach() > cfg.v_threshold).to(v.dtype)
-        if cfg.reset == "soft":
-            return cfg.decay * v + x - cfg.v_threshold * r
-        if cfg.reset == "hard":
-            return cfg.decay * torch.where(r > 0, torch.zeros_like(v), v) + x
-        return cfg.decay * v + x
-
-    @staticmethod
-    def reset(cfg: NeuronConfig, h, s):
-        return h  # applied at the next charge
+def __getattr__(name: str):
+    # every model's public functions, on the reference (registered by sltt_kernels/neurons/)
+    fn = _config.public_function(name)
+    if fn is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _on_reference(fn)
 
 
-# The registry: one line per model (_config.MODELS names them).
-MODELS = {"lif": LIFModel, "if": IFModel, "leaky": LeakyModel}
+def __dir__():
+    return sorted(list(globals()) + [fn.__name__ for m in _config.MODELS.values() for fn in m.functions])
 
 
-def _initial_state(cfg: NeuronConfig, x_step: torch.Tensor, v0: Optional[torch.Tensor]) -> torch.Tensor:
+def _initial_state(cfg: NeuronArgs, x_step: torch.Tensor, v0: Optional[torch.Tensor]) -> torch.Tensor:
     dtype = state_dtype(x_step.dtype)
     if v0 is None:
         return torch.full(x_step.shape, cfg.v_reset, dtype=dtype, device=x_step.device)
     return v0.to(dtype)
 
 
-def _run(cfg: NeuronConfig, x: torch.Tensor, v0: Optional[torch.Tensor], k, record: bool):
-    model = MODELS[cfg.neuron]
+def _run(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor], k, record: bool):
+    model = cfg.model
     v = _initial_state(cfg, x[0], v0)
     sdt = v.dtype
     if k is not None:
@@ -159,8 +130,8 @@ def _run(cfg: NeuronConfig, x: torch.Tensor, v0: Optional[torch.Tensor], k, reco
     return out_spikes, v_last
 
 
-def run(cfg: NeuronConfig, x: torch.Tensor, v: Optional[torch.Tensor] = None, k=None, multistep: bool = True):
-    """A checked NeuronConfig on x: [T, ...] (multistep) or one step [...]; returns (spikes, v)."""
+def run(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor] = None, k=None, multistep: bool = True):
+    """A checked NeuronArgs on x: [T, ...] (multistep) or one step [...]; returns (spikes, v)."""
     check_input(x, "x", multistep=multistep)
     if v is not None:
         check_state(v, "v0" if multistep else "v", x, x.shape[1:] if multistep else x.shape)
@@ -172,75 +143,13 @@ def run(cfg: NeuronConfig, x: torch.Tensor, v: Optional[torch.Tensor] = None, k=
     return s[0], v_new
 
 
-def lif_multistep(x, v0=None, *, tau=2.0, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
-                  surrogate="sigmoid", grad="bptt"):
-    """Multi-step LIF neuron (the keywords of sltt_kernels.lif_multistep).
-
-    x: [T, ...] float32/float64/float16/bfloat16; v0: [...] (default v_r).
-    Returns (spikes [T, ...] in x's dtype, v_last [...] float32, float64 for float64 x).
-    """
-    cfg = _config.lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
-                             detach_reset=detach_reset, surrogate=surrogate, grad=grad)
-    return run(cfg, x, v0)
-
-
-def lif_step(x, v=None, *, tau=2.0, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
-             surrogate="sigmoid", grad="bptt"):
-    """One LIF time step. x: [...]; v: [...] (default v_r). Returns (spike [...], v_new [...])."""
-    cfg = _config.lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
-                             detach_reset=detach_reset, surrogate=surrogate, grad=grad)
-    return run(cfg, x, v, multistep=False)
-
-
-def if_multistep(x, v0=None, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate="sigmoid", grad="bptt"):
-    """Multi-step IF neuron: h = v + x. Shapes and returns as lif_multistep."""
-    cfg = _config.if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
-                            surrogate=surrogate, grad=grad)
-    return run(cfg, x, v0)
-
-
-def if_step(x, v=None, *, v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate="sigmoid", grad="bptt"):
-    cfg = _config.if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
-                            surrogate=surrogate, grad=grad)
-    return run(cfg, x, v, multistep=False)
-
-
-def leaky_multistep(x, mem0=None, *, beta, threshold=1.0, reset_mechanism="subtract", surrogate="atan",
-                    grad="bptt"):
-    """Multi-step snnTorch Leaky (reset_delay=True). Returns (spikes [T, ...], mem [...])."""
-    cfg = _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism,
-                               surrogate=surrogate, grad=grad)
-    return run(cfg, x, mem0)
-
-
-def leaky_step(x, mem=None, *, beta, threshold=1.0, reset_mechanism="subtract", surrogate="atan", grad="bptt"):
-    cfg = _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism,
-                               surrogate=surrogate, grad=grad)
-    return run(cfg, x, mem, multistep=False)
-
-
-def plif_multistep(x, v0=None, *, w, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
-                   surrogate="sigmoid", grad="bptt"):
-    """Multi-step parametric LIF: 1/tau = sigmoid(w), w a learnable 0-d tensor."""
-    cfg = _config.plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
-                              detach_reset=detach_reset, surrogate=surrogate, grad=grad)
-    return run(cfg, x, v0, k=torch.sigmoid(w))
-
-
-def plif_step(x, v=None, *, w, v_threshold=1.0, v_reset=0.0, decay_input=True, detach_reset=False,
-              surrogate="sigmoid", grad="bptt"):
-    cfg = _config.plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
-                              detach_reset=detach_reset, surrogate=surrogate, grad=grad)
-    return run(cfg, x, v, k=torch.sigmoid(w), multistep=False)
-
-
-def multistep_states(cfg: NeuronConfig, x: torch.Tensor, v0: Optional[torch.Tensor] = None, k=None):
+def multistep_states(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor] = None, k=None):
     """The whole trajectory: (spikes [T, ...], h [T, ...], v [T, ...]); h and v in the state dtype."""
     check_input(x, "x", multistep=True)
     return _run(cfg, x, v0, k, record=True)
 
 
-def multistep_backward(cfg: NeuronConfig, h: torch.Tensor, grad_spikes: torch.Tensor,
+def multistep_backward(cfg: NeuronArgs, h: torch.Tensor, grad_spikes: torch.Tensor,
                        grad_v_last: Optional[torch.Tensor] = None):
     """The backward of docs/design.md, section 2.5, written out from the trajectory h [T, ...]
     (LIF and IF with constant parameters).
@@ -296,7 +205,7 @@ def pack_bits(flags: torch.Tensor) -> torch.Tensor:
     return packed.to(torch.int32)
 
 
-def saved_state(cfg: NeuronConfig, x: torch.Tensor, v0: Optional[torch.Tensor] = None, save: Optional[str] = None,
+def saved_state(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor] = None, save: Optional[str] = None,
                 k=None):
     """What a kernel saves for the backward, computed from the reference trajectory.
 

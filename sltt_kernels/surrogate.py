@@ -1,7 +1,10 @@
-"""Surrogate gradients of the spike function (docs/design.md, section 2.4).
+"""Surrogate gradients of the spike function (docs/design.md, section 2.4), one class each.
 
 The forward is always the Heaviside step s = [h - theta >= 0]; the surrogate only defines the
-backward, sg(d) with d = h - theta. Pass an object, or its name for the defaults:
+backward, sg(d) with d = h - theta. Each class is the surrogate's one Python entry: its name
+(`kind`, the op argument), its csrc code, its parameter and the formula the reference uses; it
+registers itself (`SURROGATES`), and the validator, the reference and the Triton kernels read that
+registry. Pass an object, or its name for the defaults:
 
     lif_multistep(x, surrogate=Rect(width=0.5))
     lif_multistep(x, surrogate="sigmoid")          # Sigmoid(alpha=4.0)
@@ -16,7 +19,8 @@ from typing import Optional
 
 import torch
 
-__all__ = ["SurrogateFunction", "Rect", "Triangle", "Sigmoid", "ATan", "resolve", "surrogate_grad", "spike"]
+__all__ = ["SurrogateFunction", "Rect", "Triangle", "Sigmoid", "ATan", "SURROGATES", "KINDS", "resolve",
+           "surrogate_grad", "spike"]
 
 
 def _check_spiking(obj, spiking: bool) -> None:
@@ -24,11 +28,33 @@ def _check_spiking(obj, spiking: bool) -> None:
         raise ValueError(f"{type(obj).__name__}: only spiking=True (a Heaviside forward) is supported")
 
 
+# kind -> class, in code order (the codes are csrc's list positions: csrc/lif_math.h)
+SURROGATES: dict = {}
+
+
 class SurrogateFunction:
-    """Base class: `kind` names the kernel's surrogate, `param` its width or alpha."""
+    """Base class: `kind` names the kernel's surrogate, `code` its csrc value, `param` its width
+    or alpha. A subclass with a `kind` registers itself and defines `grad(d, param)`, sg(d) in
+    d's dtype: the formula the reference computes (the kernels compute the same, in the same
+    order where it matters for the bits)."""
 
     kind: str = ""
+    code: int = -1
     param_name: str = ""
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "kind" not in cls.__dict__:  # a subclass of a registered surrogate is that surrogate
+            return
+        if cls.kind in SURROGATES:
+            raise ValueError(f"surrogate kind {cls.kind!r} is registered twice")
+        if cls.code != len(SURROGATES):
+            raise ValueError(f"surrogate {cls.kind!r} has code {cls.code}, expected {len(SURROGATES)} (csrc's order)")
+        SURROGATES[cls.kind] = cls
+
+    @staticmethod
+    def grad(d: torch.Tensor, param: float) -> torch.Tensor:
+        raise NotImplementedError
 
     def __init__(self, param: float):
         param = float(param)
@@ -69,7 +95,11 @@ class Rect(SurrogateFunction):
     The only surrogate whose backward needs just 1 bit per element-step.
     """
 
-    kind, param_name = "rect", "width"
+    kind, code, param_name = "rect", 0, "width"
+
+    @staticmethod
+    def grad(d, param):
+        return (d.abs() < param / 2).to(d.dtype) / param  # 0 for NaN: a bit cannot hold one
 
     def __init__(self, width: Optional[float] = None, alpha: Optional[float] = None, spiking: bool = True):
         # SpikingJelly names it by alpha, the height: its window is |d| < 0.5 / alpha
@@ -91,7 +121,11 @@ class Rect(SurrogateFunction):
 class Triangle(SurrogateFunction):
     """Triangle (the official SLTT scripts' default): sg(d) = max(0, alpha - alpha^2 |d|)."""
 
-    kind, param_name = "triangle", "alpha"
+    kind, code, param_name = "triangle", 1, "alpha"
+
+    @staticmethod
+    def grad(d, param):
+        return (param - param * param * d.abs()).clamp(min=0)
 
     def __init__(self, alpha: float = 1.0, spiking: bool = True):
         _check_spiking(self, spiking)
@@ -105,7 +139,12 @@ class Triangle(SurrogateFunction):
 class Sigmoid(SurrogateFunction):
     """Sigmoid, as SpikingJelly's: sg(d) = alpha * sigmoid(alpha d) * (1 - sigmoid(alpha d))."""
 
-    kind, param_name = "sigmoid", "alpha"
+    kind, code, param_name = "sigmoid", 2, "alpha"
+
+    @staticmethod
+    def grad(d, param):
+        sig = torch.sigmoid(param * d)
+        return param * sig * (1 - sig)
 
     def __init__(self, alpha: float = 4.0, spiking: bool = True):
         _check_spiking(self, spiking)
@@ -119,7 +158,11 @@ class Sigmoid(SurrogateFunction):
 class ATan(SurrogateFunction):
     """Arctangent, as SpikingJelly's: sg(d) = alpha / 2 / (1 + (pi/2 * alpha * d)^2)."""
 
-    kind, param_name = "atan", "alpha"
+    kind, code, param_name = "atan", 3, "alpha"
+
+    @staticmethod
+    def grad(d, param):
+        return param / 2 / (1 + (math.pi / 2 * param * d) ** 2)
 
     def __init__(self, alpha: float = 2.0, spiking: bool = True):
         _check_spiking(self, spiking)
@@ -130,7 +173,7 @@ class ATan(SurrogateFunction):
         return self.param
 
 
-_BY_NAME = {"rect": Rect, "triangle": Triangle, "sigmoid": Sigmoid, "atan": ATan}
+KINDS = tuple(SURROGATES)  # the names, in code order
 
 
 def from_spikingjelly(obj):
@@ -161,30 +204,30 @@ def resolve(surrogate) -> SurrogateFunction:
     SpikingJelly surrogate (Sigmoid, ATan, Rect)."""
     if isinstance(surrogate, SurrogateFunction):
         return surrogate
-    if isinstance(surrogate, str) and surrogate.lower() in _BY_NAME:
-        return _BY_NAME[surrogate.lower()]()
+    if isinstance(surrogate, str) and surrogate.lower() in SURROGATES:
+        return SURROGATES[surrogate.lower()]()
     converted = from_spikingjelly(surrogate)
     if converted is not None:
         return converted
-    raise ValueError(
-        f"surrogate must be one of {sorted(_BY_NAME)} or an object from sltt_kernels.surrogate "
-        f"(Rect, Triangle, Sigmoid, ATan); got {surrogate!r}"
-    )
+    names = ", ".join(cls.__name__ for cls in SURROGATES.values())
+    error = ValueError if isinstance(surrogate, str) or _is_surrogate_object(surrogate) else TypeError
+    raise error(f"surrogate must be one of {sorted(SURROGATES)} or an object from sltt_kernels.surrogate "
+                f"({names}); got {type(surrogate).__name__} {surrogate!r}")
+
+
+def _is_surrogate_object(obj) -> bool:
+    """A peer's surrogate object (SpikingJelly's, snnTorch's): a known kind of thing we cannot
+    fuse is a wrong value, anything else (a number, a list) a wrong type."""
+    return callable(obj) and not isinstance(obj, type)
 
 
 def surrogate_grad(d: torch.Tensor, kind: str, param: float) -> torch.Tensor:
     """sg(d) for d = h - theta, in d's dtype (docs/design.md, section 2.4). NaN gives NaN, but 0
     for rect (a 1-bit saved state cannot hold a NaN)."""
-    if kind == "rect":
-        return (d.abs() < param / 2).to(d.dtype) / param
-    if kind == "triangle":
-        return (param - param * param * d.abs()).clamp(min=0)
-    if kind == "sigmoid":
-        sig = torch.sigmoid(param * d)
-        return param * sig * (1 - sig)
-    if kind == "atan":
-        return param / 2 / (1 + (math.pi / 2 * param * d) ** 2)
-    raise ValueError(f"unknown surrogate kind {kind!r}")
+    cls = SURROGATES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown surrogate kind {kind!r}")
+    return cls.grad(d, param)
 
 
 class _HeavisideWithSurrogate(torch.autograd.Function):

@@ -17,7 +17,7 @@ if not torch.cuda.is_available():
 
 import sltt_kernels  # noqa: E402
 from sltt_kernels import _registration, reference  # noqa: E402
-from sltt_kernels._config import lif_config  # noqa: E402
+from sltt_kernels.neurons.lif import lif_config  # noqa: E402
 
 HAVE_EXT = sltt_kernels.available_backends()["cpu"] is None
 if os.environ.get("SLTT_KERNELS_REQUIRE_EXTENSION", "") not in ("", "0") and not HAVE_EXT:
@@ -112,8 +112,19 @@ DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 EPS = {torch.float64: 2.0**-52, torch.float32: 2.0**-23, torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
 
 
+# The test row of every registered neuron model (tests/test_registry.py checks each has one):
+# checked configurations covering its resets, run through the kernels by the registry tests.
+MODEL_CASES = {
+    "lif": [lif_config(**kw) for kw in CORE_CONFIGS],
+    "if": [sltt_kernels.neurons.if_.if_config(v_threshold=1.0, v_reset=r, detach_reset=False, surrogate="rect",
+                                              grad="bptt") for r in (None, 0.0)],
+    "leaky": [sltt_kernels.neurons.leaky.leaky_config(beta=0.8, threshold=1.0, reset_mechanism=m, surrogate="rect",
+                                                      grad="bptt") for m in ("subtract", "zero", "none")],
+}
+
+
 def config_of(kw):
-    """The validated NeuronConfig of LIF keywords (as neuron_kwargs makes them)."""
+    """The checked NeuronArgs of LIF keywords (as neuron_kwargs makes them)."""
     return lif_config(**kw)
 
 

@@ -68,3 +68,38 @@ def test_backend_env_override(monkeypatch):
 def test_reference_checks_too():
     with pytest.raises(ValueError, match="tau"):
         reference.lif_multistep(torch.ones(2, 2), tau=0.9)
+
+
+@pytest.mark.parametrize("backend", API_BACKENDS)
+@pytest.mark.parametrize("kw, words", [
+    (dict(surrogate=5), ["surrogate", "int"]),
+    (dict(grad=3), ["grad", "int"]),
+    (dict(backend_=5), ["backend", "int"]),
+    (dict(surrogate=[1.0]), ["surrogate", "list"]),
+], ids=["surrogate-int", "grad-int", "backend-int", "surrogate-list"])
+def test_wrong_types_are_type_errors(backend, kw, words):
+    """One exception policy: a value of the wrong type is a TypeError, on every backend."""
+    kw = dict(kw)
+    b = kw.pop("backend_", backend)
+    with pytest.raises(TypeError) as info:
+        sltt_kernels.lif_multistep(torch.ones(3, 4), backend=b, **kw)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("cpu", marks=pytest.mark.skipif(not HAVE_EXT, reason="no extension")),
+                                     "triton", "fake"])
+@pytest.mark.parametrize("field, value", [("neuron", "LIF"), ("reset", "Soft"), ("surrogate", "Rect"), ("save", "SG"),
+                                          ("grad", "BPTT")])
+def test_raw_op_strings_are_spelled_as_the_native_ops_spell_them(backend, field, value):
+    """A raw op call gets one answer whichever implementation runs: the native ops refuse 'LIF',
+    and so do the Triton kernels and the fake kernels (which once lower-cased it)."""
+    from helpers import backend_op, config_of, neuron_kwargs
+
+    args = config_of(neuron_kwargs("soft", surrogate="rect", grad="bptt")).args("sg")._replace(**{field: value})
+    if backend == "triton" and sltt_kernels.available_backends()["triton"] is not None:
+        pytest.skip(f"Triton unavailable: {sltt_kernels.available_backends()['triton']}")
+    op = backend_op("cpu" if backend == "fake" else backend, "neuron_multistep_fwd")
+    x = torch.ones(2, 3, device="meta" if backend == "fake" else "cpu")
+    with pytest.raises(ValueError, match=field):
+        op(x, None, None, *args)

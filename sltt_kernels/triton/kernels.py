@@ -19,14 +19,34 @@ import triton
 import triton.language as tl
 
 from .. import _config
+from .. import surrogate as _surrogate
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
-# Codes shared with the C++ enums (csrc/lif_math.h), in the order of _config's tables.
+# Codes shared with the C++ enums (csrc's lists), from the registries: the kernels branch on them
+# by name (a constexpr global is what a jit function may read).
 SAVE_CODES = {name: i for i, name in enumerate(_config.SAVE_KINDS)}
-SURROGATE_CODES = {name: i for i, name in enumerate(_config.SURROGATE_KINDS)}
+SURROGATE_CODES = {name: cls.code for name, cls in _surrogate.SURROGATES.items()}
 RESET_CODES = {name: i for i, name in enumerate(_config.RESETS)}
 NEURON_CODES = {name: model.code for name, model in _config.MODELS.items()}
+
+LIF = tl.constexpr(NEURON_CODES["lif"])
+IF = tl.constexpr(NEURON_CODES["if"])
+LEAKY = tl.constexpr(NEURON_CODES["leaky"])
+SOFT = tl.constexpr(RESET_CODES["soft"])  # leaky: subtract
+HARD = tl.constexpr(RESET_CODES["hard"])  # leaky: zero
+RESET_NONE = tl.constexpr(RESET_CODES["none"])  # leaky only
+RECT = tl.constexpr(SURROGATE_CODES["rect"])
+TRIANGLE = tl.constexpr(SURROGATE_CODES["triangle"])
+SIGMOID = tl.constexpr(SURROGATE_CODES["sigmoid"])
+ATAN = tl.constexpr(SURROGATE_CODES["atan"])
+SAVE_NONE = tl.constexpr(SAVE_CODES["none"])
+SAVE_SG = tl.constexpr(SAVE_CODES["sg"])
+SAVE_SG_SPIKE = tl.constexpr(SAVE_CODES["sg_spike"])
+SAVE_H = tl.constexpr(SAVE_CODES["h"])
+SAVE_SG_RESET = tl.constexpr(SAVE_CODES["sg_reset"])
+SAVE_H_V0 = tl.constexpr(SAVE_CODES["h_v0"])
+SAVE_H16 = tl.constexpr(SAVE_CODES["h16"])
 # Order of the constants in the params tensor.
 PARAM_NAMES = ("lam", "c", "theta", "v_r", "alpha", "alpha2", "half_width", "inv_width")
 
@@ -53,15 +73,16 @@ def _surrogate(h, theta, alpha, alpha2, half_width, inv_width, SURROGATE: tl.con
 @triton.jit
 def _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE: tl.constexpr, EMULATE: tl.constexpr):
     """sg(d) for d = h - theta."""
-    if SURROGATE == 0:  # rect
+    if SURROGATE == RECT:
         g = tl.where((d < half_width) & (-d < half_width), inv_width, 0.0)
-    elif SURROGATE == 1:  # triangle
+    elif SURROGATE == TRIANGLE:
         g = _fma(tl.zeros_like(d) - alpha2, tl.abs(d), tl.zeros_like(d) + alpha, EMULATE)
         g = tl.where(g < 0, 0.0, g)  # keeps a NaN (docs/design.md, section 2.4)
-    elif SURROGATE == 2:  # sigmoid
+    elif SURROGATE == SIGMOID:
         sig = 1.0 / (1.0 + tl.exp(-alpha * d))
         g = alpha * sig * (1.0 - sig)
-    else:  # atan
+    else:
+        tl.static_assert(SURROGATE == ATAN, "a surrogate code without a Triton branch")
         k = 1.5707963267948966 * alpha * d
         g = (alpha * 0.5) / _fma(k, k, tl.zeros_like(k) + 1.0, EMULATE)
     return g.to(d.dtype)
@@ -94,14 +115,14 @@ def _pack_bits(flags, BLOCK: tl.constexpr):
 
 
 # ---------------------------------------------------------------------------------------------
-# The neuron models (csrc/neurons/*.h), selected by the NEURON constexpr: 0 LIF, 1 IF, 2 leaky.
-# RESET: 0 soft (leaky: subtract), 1 hard (leaky: zero), 2 none (leaky only).
+# The neuron models (csrc/neurons/*.h, sltt_kernels/neurons/*.py), selected by the NEURON
+# constexpr (LIF, IF, LEAKY) and the RESET constexpr (SOFT, HARD, RESET_NONE) above.
 
 
 @triton.jit
 def _reset_flag(v, theta, NEURON: tl.constexpr):
     """The flag a charge reads from the previous state: the leaky model's [v > theta]."""
-    if NEURON == 2:
+    if NEURON == LEAKY:
         return v > theta
     else:
         return v > v  # all False, NaN included
@@ -109,15 +130,16 @@ def _reset_flag(v, theta, NEURON: tl.constexpr):
 
 @triton.jit
 def _charge(v, x, lam, c, theta, v_r, zero, NEURON: tl.constexpr, RESET: tl.constexpr, EMULATE: tl.constexpr):
-    if NEURON == 0:  # LIF: fma(lam, v - v_r, fma(c, x, v_r)), the C++ kernels' order
+    if NEURON == LIF:  # fma(lam, v - v_r, fma(c, x, v_r)), the C++ kernels' order
         h = _fma(zero + lam, v - v_r, _fma(zero + c, x, zero + v_r, EMULATE), EMULATE)
-    elif NEURON == 1:  # IF
+    elif NEURON == IF:
         h = v + x
     else:  # leaky: the previous step's reset, detached
+        tl.static_assert(NEURON == LEAKY, "a neuron code without a Triton branch")
         r = v > theta
-        if RESET == 0:
+        if RESET == SOFT:
             h = _fma(zero + lam, v, x, EMULATE) - tl.where(r, theta, 0.0).to(v.dtype)
-        elif RESET == 1:
+        elif RESET == HARD:
             h = _fma(zero + lam, tl.where(r, 0.0, v).to(v.dtype), x, EMULATE)
         else:
             h = _fma(zero + lam, v, x, EMULATE)
@@ -126,7 +148,7 @@ def _charge(v, x, lam, c, theta, v_r, zero, NEURON: tl.constexpr, RESET: tl.cons
 
 @triton.jit
 def _fire(h, theta, NEURON: tl.constexpr):
-    if NEURON == 2:
+    if NEURON == LEAKY:
         return h > theta
     else:
         return h >= theta
@@ -135,7 +157,7 @@ def _fire(h, theta, NEURON: tl.constexpr):
 @triton.jit
 def _fire_d(d, NEURON: tl.constexpr):
     """The same decision from d = h - theta."""
-    if NEURON == 2:
+    if NEURON == LEAKY:
         return d > 0.0
     else:
         return d >= 0.0
@@ -143,9 +165,9 @@ def _fire_d(d, NEURON: tl.constexpr):
 
 @triton.jit
 def _reset(h, spike, theta, v_r, NEURON: tl.constexpr, RESET: tl.constexpr):
-    if NEURON == 2:
+    if NEURON == LEAKY:
         return h  # applied at the next charge
-    elif RESET == 1:
+    elif RESET == HARD:
         return tl.where(spike, v_r, h)
     else:
         return tl.where(spike, h - theta, h)
@@ -154,9 +176,9 @@ def _reset(h, spike, theta, v_r, NEURON: tl.constexpr, RESET: tl.constexpr):
 @triton.jit
 def _dv_dh(h, spike, sg, theta, v_r, zero, NEURON: tl.constexpr, RESET: tl.constexpr, DETACH: tl.constexpr,
            EMULATE: tl.constexpr):
-    if NEURON == 2:
+    if NEURON == LEAKY:
         return zero + 1.0
-    elif RESET == 1:
+    elif RESET == HARD:
         keep = tl.where(spike, 0.0, 1.0).to(zero.dtype)
         if DETACH:
             return keep
@@ -171,9 +193,9 @@ def _dv_dh(h, spike, sg, theta, v_r, zero, NEURON: tl.constexpr, RESET: tl.const
 
 @triton.jit
 def _dcharge_dv(reset_flag, lam, zero, NEURON: tl.constexpr, RESET: tl.constexpr):
-    if NEURON == 1:
+    if NEURON == IF:
         return zero + 1.0
-    elif NEURON == 2 and RESET == 1:
+    elif NEURON == LEAKY and RESET == HARD:
         return tl.where(reset_flag, 0.0, lam).to(zero.dtype)
     else:
         return zero + lam
@@ -208,7 +230,7 @@ def _lif_fwd_kernel(
     NEURON: tl.constexpr, RESET: tl.constexpr, HAS_V0: tl.constexpr, HAS_K: tl.constexpr, C_IS_K: tl.constexpr,
     SAVE: tl.constexpr, EMULATE_FMA: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    # SAVE: 0 none, 1 sg, 2 sg_spike, 3 h, 4 sg_reset, 5 h_v0, 6 h16 (csrc/lif_math.h)
+    # SAVE: one of the SAVE_* codes above (docs/design.md, section 3)
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     live = offs < N
@@ -225,7 +247,7 @@ def _lif_fwd_kernel(
         v = tl.load(v0_ptr + offs, mask=live, other=0.0).to(theta.dtype)
     else:
         v = zero + v_r
-    if SAVE == 5:
+    if SAVE == SAVE_H_V0:
         tl.store(h_ptr + offs, v, mask=live)
     for t in range(T):
         t64 = tl.full([], t, tl.int64)
@@ -238,19 +260,19 @@ def _lif_fwd_kernel(
         # via float32: the interpreter cannot cast bool to bfloat16
         spike_value = tl.where(spike, 1.0, 0.0)
         tl.store(spikes_ptr + row + offs, spike_value.to(spikes_ptr.dtype.element_ty), mask=live)
-        if SAVE == 3:
+        if SAVE == SAVE_H:
             tl.store(h_ptr + row + offs, h, mask=live)
-        if SAVE == 5:
+        if SAVE == SAVE_H_V0:
             tl.store(h_ptr + row + N64 + offs, h, mask=live)
-        if SAVE == 6:
+        if SAVE == SAVE_H16:
             tl.store(h_ptr + row + offs, _store_d16(h - theta, h_ptr.dtype.element_ty), mask=live)
-        if SAVE == 1 or SAVE == 2 or SAVE == 4:
+        if SAVE == SAVE_SG or SAVE == SAVE_SG_SPIKE or SAVE == SAVE_SG_RESET:
             sg_words = _pack_bits(_rect_window(h, theta, half_width) & live, BLOCK)
             tl.store(mask_ptr + t64 * W + words, sg_words, mask=word_live)
-        if SAVE == 2:
+        if SAVE == SAVE_SG_SPIKE:
             spike_words = _pack_bits(spike & live, BLOCK)
             tl.store(mask_ptr + (T + t64) * W + words, spike_words, mask=word_live)
-        if SAVE == 4:
+        if SAVE == SAVE_SG_RESET:
             reset_words = _pack_bits(reset_flag & live, BLOCK)
             tl.store(mask_ptr + (T + t64) * W + words, reset_words, mask=word_live)
         v = _reset(h, spike, theta, v_r, NEURON, RESET)
@@ -289,12 +311,12 @@ def _lif_bwd_kernel(
         h = zero
         spike = zero > 0
         reset_flag = zero > 0
-        if SAVE == 3 or SAVE == 5:
-            h_row = row + N64 if SAVE == 5 else row
+        if SAVE == SAVE_H or SAVE == SAVE_H_V0:
+            h_row = row + N64 if SAVE == SAVE_H_V0 else row
             h = tl.load(h_ptr + h_row + offs, mask=live, other=0.0)
             sg = _surrogate(h, theta, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE_FMA)
             spike = _fire(h, theta, NEURON)
-        elif SAVE == 6:
+        elif SAVE == SAVE_H16:
             # the decisions from d itself, whose sign the 16-bit store keeps exactly
             d = tl.load(h_ptr + row + offs, mask=live, other=0.0).to(theta.dtype)
             h = d + theta
@@ -303,15 +325,15 @@ def _lif_bwd_kernel(
         else:
             sg_word = tl.load(mask_ptr + t64 * W + word_of, mask=live, other=0)
             sg = tl.where(((sg_word >> bit_of) & 1) != 0, inv_width, 0.0).to(theta.dtype)
-            if SAVE == 2 or SAVE == 4:
+            if SAVE == SAVE_SG_SPIKE or SAVE == SAVE_SG_RESET:
                 plane1 = tl.load(mask_ptr + (T + t64) * W + word_of, mask=live, other=0)
                 flag = ((plane1 >> bit_of) & 1) != 0
-                if SAVE == 2:
+                if SAVE == SAVE_SG_SPIKE:
                     spike = flag
                 else:
                     reset_flag = flag
         v_prev = zero
-        if SAVE == 5:
+        if SAVE == SAVE_H_V0:
             # the row before h[t] holds h[t-1] (or, at t = 0, the state v[-1] itself)
             before = tl.load(h_ptr + row + offs, mask=live, other=0.0)
             after_reset = _reset(before, _fire(before, theta, NEURON), theta, v_r, NEURON, RESET)

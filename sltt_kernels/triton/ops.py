@@ -22,6 +22,10 @@ from . import kernels as K
 BLOCK = 1024
 NUM_WARPS = 4
 
+# Which `saved` the kernels read as mask words, and which as state (h, or h - theta in 16 bits).
+MASK_SAVES = ("sg", "sg_spike", "sg_reset")
+STATE_SAVES = ("h", "h_v0", "h16")
+
 _params_cache: dict = {}
 
 
@@ -81,14 +85,13 @@ def _fwd(x, v0, k, args: NeuronArgs):
     v_last = torch.empty(state_shape, dtype=sdt, device=x.device)
     saved = torch.empty(saved_shape(args.save, T, N), dtype=saved_dtype(args.save, x.dtype), device=x.device)
     if N > 0:
-        code = K.SAVE_CODES[args.save]
-        mask = saved if code in (1, 2, 4) else spikes  # unused pointers point at any tensor
-        h = saved if code in (3, 5, 6) else v_last
+        mask = saved if args.save in MASK_SAVES else spikes  # unused pointers point at any tensor
+        h = saved if args.save in STATE_SAVES else v_last
         with _device_ctx(x):
             _launch(
                 K.lif_fwd, N, x, v0 if v0 is not None else v_last, k if k is not None else v_last, spikes, v_last,
                 mask, h, _params(x.device, sdt, args), T, N,
-                HAS_V0=v0 is not None, SAVE=code, **_common_constexprs(args, k, sdt),
+                HAS_V0=v0 is not None, SAVE=K.SAVE_CODES[args.save], **_common_constexprs(args, k, sdt),
             )
     return spikes, v_last, saved
 
@@ -107,17 +110,18 @@ def _bwd(grad_spikes, grad_v_last, saved, k, args: NeuronArgs):
     grad_v0 = (torch.empty if bptt else torch.zeros)(state_shape, dtype=sdt, device=gs.device)
     grad_k_partial = torch.zeros(N if learn_k else 0, dtype=sdt, device=gs.device)
     if N > 0:
-        code = K.SAVE_CODES[args.save]
-        if not bptt and code in (2, 4):
-            code = 1  # SLTT reads only plane 0 of a two-plane mask, which is the sg plane
+        save = args.save
+        if not bptt and save in ("sg_spike", "sg_reset"):
+            save = "sg"  # SLTT reads only plane 0 of a two-plane mask, which is the sg plane
         with _device_ctx(gs):
             _launch(
                 K.lif_bwd, N, gs, grad_v_last if grad_v_last is not None else grad_v0,
-                saved if code in (1, 2, 4) else grad_v0, saved if code in (3, 5, 6) else grad_v0,
+                saved if save in MASK_SAVES else grad_v0, saved if save in STATE_SAVES else grad_v0,
                 k if k is not None else grad_v0, grad_x, grad_v0,
                 grad_k_partial if learn_k else grad_v0, _params(gs.device, sdt, args), T, N,
-                DETACH=bool(args.detach_reset), SURROGATE=K.SURROGATE_CODES[args.surrogate], SAVE=code, BPTT=bptt,
-                HAS_GV_LAST=grad_v_last is not None, WRITE_GV0=bptt, LEARN_K=learn_k,
+                DETACH=bool(args.detach_reset), SURROGATE=K.SURROGATE_CODES[args.surrogate],
+                SAVE=K.SAVE_CODES[save], BPTT=bptt, HAS_GV_LAST=grad_v_last is not None, WRITE_GV0=bptt,
+                LEARN_K=learn_k,
                 **_common_constexprs(args, k, sdt),
             )
     grad_k = grad_k_partial.sum() if learn_k else grad_k_partial
