@@ -164,3 +164,42 @@ def test_online_neurons_keep_their_settings():
     sltt_kernels.replace_neurons(net)
     assert isinstance(net[1], OTTTLIFNode) and net[1].store_v_seq
     assert isinstance(net[2], SLTTLIFNode) and net[2].tau == 3.0 and net[2].step_mode == "s"
+
+
+def test_snntorch_buffers_state_and_device_carry_over():
+    snn = pytest.importorskip("snntorch", reason="snnTorch not installed")
+    from sltt_kernels.nn.leaky import SnnTorchLeaky
+
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(5, 6), snn.Leaky(beta=0.7, threshold=0.6, reset_mechanism="zero", init_hidden=True),
+                        nn.Linear(6, 3), snn.Leaky(beta=0.5, reset_delay=False, init_hidden=True, output=True))
+    net[1].beta = torch.tensor(0.7, dtype=torch.float64)  # a dtype of its own, carried over
+    x = torch.randn(6, 4, 5) * 2
+    with torch.no_grad():  # mid-sequence: the membranes carry over (no graph: deepcopy needs leaves)
+        for t in range(3):
+            net(x[t])
+    ours = copy.deepcopy(net)
+    report = sltt_kernels.replace_neurons(ours)
+    assert [type(m) for _, _, m in report.replaced] == [sltt_kernels.nn.Leaky, SnnTorchLeaky]
+    theirs_sd, ours_sd = net.state_dict(), ours.state_dict()
+    assert list(ours_sd) == list(theirs_sd)
+    for key in theirs_sd:
+        assert ours_sd[key].dtype == theirs_sd[key].dtype and torch.equal(ours_sd[key], theirs_sd[key]), key
+    assert ours[1].beta.dtype == torch.float64 and ours[1].mem.shape == (4, 6)
+    assert torch.equal(ours[1].mem, net[1].mem)
+    for t in range(3, 6):
+        s1, m1 = net(x[t])
+        s2, m2 = ours(x[t])
+        torch.testing.assert_close(m2, m1, rtol=1e-6, atol=1e-6)
+
+
+def test_snntorch_neurons_that_are_kept_say_why():
+    snn = pytest.importorskip("snntorch", reason="snnTorch not installed")
+    net = nn.Sequential(nn.Linear(3, 3), snn.Leaky(beta=torch.full((3,), 0.5)), snn.Leaky(0.5, threshold=torch.ones(3)),
+                        snn.Leaky(0.5, surrogate_disable=True), snn.Leaky(0.5, learn_threshold=True),
+                        snn.Leaky(0.5, reset_delay=False, reset_mechanism="none"))
+    report = sltt_kernels.replace_neurons(net)
+    assert not report.replaced
+    why = {path: reason for path, _, reason in report.skipped}
+    assert "per-neuron beta" in why["1"] and "per-neuron threshold" in why["2"]
+    assert "surrogate_disable" in why["3"] and "learnable threshold" in why["4"] and "reset_delay=False" in why["5"]

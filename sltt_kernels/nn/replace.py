@@ -131,6 +131,7 @@ def _from_snntorch(m: nn.Module, backend: str):
               output=bool(getattr(m, "output", False)),
               graded_spikes_factor=_snntorch_buffer(m, "graded_spikes_factor", 1.0), reset_delay=delayed,
               backend=backend)
+    new.to(device=beta.device)  # the rest of its state (reset_mechanism_val, the empty membrane)
     theirs = getattr(m, "reset_mechanism_val", None)
     if isinstance(theirs, torch.Tensor):  # its dtype and device; the value from reset_mechanism
         new.reset_mechanism_val = new.reset_mechanism_val.to(dtype=theirs.dtype, device=theirs.device)
@@ -221,7 +222,11 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
     Replaced: SpikingJelly's LIFNode, IFNode, ParametricLIFNode (BPTT), SLTTLIFNode (grad_mode='sltt')
     and OTTTLIFNode, with surrogate Sigmoid, ATan, Rect or PiecewiseQuadratic; snnTorch's Leaky
     (its default reset_delay=True exactly; reset_delay=False as SnnTorchLeaky, exact under the
-    condition the report notes). A neuron used in several places is replaced in all of them by
+    condition the report notes) with surrogate atan() or fast_sigmoid(), its buffers (beta,
+    threshold, graded_spikes_factor, reset_mechanism_val) copied as they are, so its state_dict
+    keys and checkpoints still fit; snnTorch's neurons with a learnable or per-neuron beta,
+    threshold or spike factor, graded spikes, inhibition, state quantisation, surrogate_disable
+    or another surrogate are kept. A neuron used in several places is replaced in all of them by
     one new module; state held mid-sequence and `store_v_seq` carry over. Anything else that
     looks like a neuron is left in place and listed, with the reason, in the report. Raises
     ValueError if the model has none of these neurons. SpikingJelly's reset_net cache for
