@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nn import LIFNode, reset_net, set_step_mode
+from . import _config
+from .nn import BaseNode, reset_net, set_step_mode
 
 __all__ = ["sltt_loss", "make_loss", "MSE_TARGETS", "sltt_step", "bptt_step", "StepResult", "set_grad_mode"]
 
@@ -83,11 +84,16 @@ class StepResult:
 
 
 def set_grad_mode(net: nn.Module, grad_mode: str) -> nn.Module:
-    """Sets grad_mode ('bptt' or 'sltt') on every LIF neuron of net."""
-    if grad_mode not in ("bptt", "sltt"):
-        raise ValueError(f"grad_mode must be 'bptt' or 'sltt', got {grad_mode!r}")
+    """Sets grad_mode ('bptt' or 'sltt', _config.GRAD_MODES) on every neuron of sltt_kernels.nn
+    in net (every family: LIF, IF, parametric LIF, Leaky, ...; all derive from nn.BaseNode).
+    Other neurons (SpikingJelly's own) have no grad_mode and are left alone. Returns net.
+
+    Example:
+        >>> set_grad_mode(net, "sltt")
+    """
+    grad_mode = _config.choice("grad_mode", grad_mode, _config.GRAD_MODES)
     for m in net.modules():
-        if isinstance(m, LIFNode):
+        if isinstance(m, BaseNode):
             m.grad_mode = grad_mode
     return net
 
@@ -96,11 +102,59 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _check_neurons(net: nn.Module):
-    # ours, or any stateful neuron with SpikingJelly's protocol (a membrane `v` and `reset()`)
-    if not any(isinstance(m, LIFNode) or (hasattr(m, "v") and callable(getattr(m, "reset", None)))
-               for m in net.modules()):
-        raise ValueError("the model has no spiking neuron (LIFNode of sltt_kernels.nn, or one with v and reset())")
+def _is_foreign_neuron(m: nn.Module) -> bool:
+    """A stateful neuron that is not ours, with SpikingJelly's protocol (a membrane v, reset())."""
+    return not isinstance(m, BaseNode) and hasattr(m, "v") and callable(getattr(m, "reset", None))
+
+
+def _check_neurons(net: nn.Module) -> None:
+    if not any(isinstance(m, BaseNode) or _is_foreign_neuron(m) for m in net.modules()):
+        raise ValueError("the model has no spiking neuron (one of sltt_kernels.nn, or one with SpikingJelly's "
+                         "protocol: a membrane v and reset())")
+
+
+def _check_single_steps(net: nn.Module, caller: str) -> None:
+    """Refuses a module that runs on [T, B, ...] only (SpikingJelly's SeqToANNContainer,
+    MultiStepContainer, ...): fed one step [B, ...] it would fail with a shape error."""
+    for name, m in net.named_modules():
+        supported = getattr(m, "supported_step_mode", None)
+        if callable(supported) and "s" not in supported():
+            raise ValueError(
+                f"{caller} feeds the model one time step [B, ...] at a time, but {type(m).__name__} at "
+                f"'{name or '(the model)'}' runs on whole sequences [T, B, ...] only (step modes {supported()}). "
+                "Use bptt_step(step_mode='m'), or single-step layers (plain layers in a network set to "
+                "step_mode 's', or sltt_kernels.nn.FoldTime) in its place.")
+
+
+def _online_state_modules(net: nn.Module) -> list:
+    """The foreign stateful modules sltt_step cuts from the graph after every step (ours drop the
+    temporal path in their kernels with grad_mode='sltt'); one that cannot be cut is refused."""
+    foreign = []
+    for name, m in net.named_modules():
+        if _is_foreign_neuron(m) or (not isinstance(m, BaseNode) and hasattr(m, "_memories")):
+            if not callable(getattr(m, "detach", None)):
+                raise ValueError(
+                    f"sltt_step cannot run {type(m).__name__} at '{name}' online: it has no detach() to cut its "
+                    "state from the graph after each step. Swap it for ours with "
+                    "sltt_kernels.nn.replace_neurons(model), or give it SpikingJelly's detach().")
+            foreign.append(m)
+    return foreign
+
+
+def _bptt_blockers(net: nn.Module) -> None:
+    """Refuses neurons that cut their own state in training (SpikingJelly's online neurons):
+    through them bptt_step would silently compute SLTT's gradients, not BPTT's."""
+    try:
+        from spikingjelly.activation_based import neuron as sj_neuron
+    except Exception:  # SpikingJelly is optional
+        return
+    online = tuple(getattr(sj_neuron, n) for n in ("SLTTLIFNode", "OTTTLIFNode") if hasattr(sj_neuron, n))
+    for name, m in net.named_modules():
+        if online and isinstance(m, online):
+            raise ValueError(
+                f"bptt_step cannot compute BPTT through SpikingJelly's {type(m).__name__} at '{name}': it detaches "
+                "its state at every step in training (an online neuron). sltt_kernels.nn.replace_neurons(model) "
+                "swaps it for ours, whose grad_mode bptt_step sets to 'bptt'; or train it with sltt_step.")
 
 
 def _step_input(x: torch.Tensor, T: int, sequence: bool) -> bool:
@@ -152,7 +206,10 @@ def sltt_step(
     and the official train_SLTTK.py: the gradient is K/T of SLTT's in expectation.
     x: [B, ...] fed at every step (direct encoding), or with sequence=True [T, B, ...] (e.g. DVS
     frames); y: [B].
-    Puts the model in single-step mode with grad_mode='sltt'.
+    Puts the model in single-step mode with grad_mode='sltt' (every neuron of sltt_kernels.nn).
+    Other neurons with SpikingJelly's protocol (its own LIFNode, IFNode, ...) run online too:
+    their state is detached (their detach()) after every step. A module that runs on whole
+    sequences only (SpikingJelly's SeqToANNContainer) is refused by name.
     """
     if not isinstance(T, int) or T < 1:
         raise ValueError(f"T must be an int >= 1, got {T!r}")
@@ -160,6 +217,8 @@ def sltt_step(
         raise ValueError(f"K must be an int with 1 <= K <= T (T={T}), got {K!r}")
     net = _unwrap(model)
     _check_neurons(net)
+    _check_single_steps(net, "sltt_step")
+    foreign = _online_state_modules(net)
     set_step_mode(net, "s")
     set_grad_mode(net, "sltt")
     static = _step_input(x, T, sequence)
@@ -169,7 +228,8 @@ def sltt_step(
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     optimizer.zero_grad(set_to_none=True)
     reset_net(net)
-    total_out, total_loss = 0.0, 0.0
+    total_out = 0.0
+    total_loss = None  # summed on the loss's device, read once: no host synchronisation per step
     for t in range(T):
         xt = x if static else x[t]
         bp = t in bp_steps
@@ -180,11 +240,13 @@ def sltt_step(
                 loss = loss_fn(out, y) / T  # / T for SLTT-K too (Algorithm S2)
             if bp:
                 (scaler.scale(loss) if scaler is not None else loss).backward()
-        total_loss += float(loss.detach())
+        for m in foreign:  # SLTT for neurons without grad_mode: no gradient along time
+            m.detach()
+        total_loss = loss.detach() if total_loss is None else total_loss + loss.detach()
         total_out = total_out + _wide(out.detach())
     reset_net(net)
     _optimizer_step(optimizer, scaler)
-    return StepResult(loss=total_loss, output=total_out / T)
+    return StepResult(loss=float(total_loss), output=total_out / T)
 
 
 def bptt_step(
@@ -203,12 +265,18 @@ def bptt_step(
     """One BPTT iteration: forward all T steps, loss = mean over steps, one backward through
     time, reset, optimizer step. step_mode='m' runs the fused multi-step kernels on [T, B, ...];
     's' loops single steps keeping the graph (same gradients, more launches).
-    Puts the model in that step mode with grad_mode='bptt'.
+    Puts the model in that step mode with grad_mode='bptt' on every neuron of sltt_kernels.nn,
+    whatever grad_mode they were built or left with (sltt_step sets 'sltt'): this computes BPTT.
+    Neurons that detach their own state (SpikingJelly's SLTTLIFNode, OTTTLIFNode) are refused.
     """
     if not isinstance(T, int) or T < 1:
         raise ValueError(f"T must be an int >= 1, got {T!r}")
+    step_mode = _config.choice("step_mode", step_mode, ("m", "s"))
     net = _unwrap(model)
     _check_neurons(net)
+    _bptt_blockers(net)
+    if step_mode == "s":
+        _check_single_steps(net, "bptt_step(step_mode='s')")
     set_step_mode(net, step_mode)
     set_grad_mode(net, "bptt")
     static = _step_input(x, T, sequence)

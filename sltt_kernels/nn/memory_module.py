@@ -120,6 +120,37 @@ class MemoryModule(_MemoryRoot):
             if isinstance(value, torch.Tensor):
                 self._memories[name] = value.detach()
 
+    # SpikingJelly 2.0's functional form: a step as a pure function (inputs, states) -> (outputs,
+    # new states), the states in memory order. Its base.to_functional_forward and memopt call
+    # these; our neurons implement the two step functions (nn/neurons.py).
+
+    def materialize_states(self, inputs: tuple, states: tuple, step_mode: str) -> tuple:
+        """The states as the step functions take them: unchanged here (ours accept a float v)."""
+        return states
+
+    def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs):
+        """One step: (outputs tuple, new states tuple); the module's memories untouched."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement single_step_functional_forward")
+
+    def multi_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs):
+        """T steps (inputs [T, ...]): the single step at each t, outputs stacked along time."""
+        per_step = []
+        for t in range(inputs[0].shape[0]):
+            outputs, states = self.single_step_functional_forward(tuple(x[t] for x in inputs), states, **kwargs)
+            per_step.append(outputs)
+        return tuple(torch.stack(seq) for seq in zip(*per_step)), states
+
+    def functional_forward(self, inputs: tuple, states: tuple, **kwargs):
+        """The step function of the current step_mode, after materialize_states.
+
+        Example:
+            >>> outputs, states = neuron.functional_forward((x,), tuple(neuron.memories()))
+        """
+        states = self.materialize_states(inputs, states, self.step_mode)
+        if self.step_mode == "s":
+            return self.single_step_functional_forward(inputs, states, **kwargs)
+        return self.multi_step_functional_forward(inputs, states, **kwargs)
+
     def memories(self):
         yield from self._memories.values()
 

@@ -37,9 +37,18 @@ class BaseNode(MemoryModule):
         self.step_mode = step_mode
         self.grad_mode = grad_mode
         self.backend = check_backend_name(backend)
-        self.store_v_seq = bool(store_v_seq)
         self.register_memory("v", v_reset_value)
-        if self.store_v_seq:
+        self.store_v_seq = store_v_seq
+
+    @property
+    def store_v_seq(self) -> bool:
+        """Whether v_seq (a memory) records v at every step: [T, B, ...]."""
+        return self._store_v_seq
+
+    @store_v_seq.setter
+    def store_v_seq(self, value: bool) -> None:
+        object.__setattr__(self, "_store_v_seq", bool(value))
+        if value and "v_seq" not in self._memories:
             self.register_memory("v_seq", None)
 
     def _config_now(self) -> _config.NeuronConfig:
@@ -48,13 +57,14 @@ class BaseNode(MemoryModule):
     def _k(self) -> Optional[torch.Tensor]:
         return None
 
-    def _state_for(self, shape, x: torch.Tensor) -> Optional[torch.Tensor]:
-        """The kept state as a tensor of `shape` (a float v is expanded), or None for v_r."""
-        v = self.v
+    def _state_tensor(self, v, x: torch.Tensor, multistep: bool) -> Optional[torch.Tensor]:
+        """State v (a float, as v_reset before the first step, or a tensor) as a tensor of one
+        step's shape, or None where the kernels start from v_r themselves."""
+        shape = x.shape[1:] if multistep else x.shape
         if isinstance(v, torch.Tensor):
             if tuple(v.shape) == tuple(shape):
                 return v
-            if self.step_mode == "s" and tuple(shape[1:]) == tuple(v.shape):
+            if not multistep and tuple(shape[1:]) == tuple(v.shape):
                 raise ValueError(
                     f"{type(self).__name__}(step_mode='s') got x of shape {tuple(shape)}, which looks like "
                     f"[T, ...] for the state of shape {tuple(v.shape)}: a multi-step input to a single-step module. "
@@ -63,39 +73,36 @@ class BaseNode(MemoryModule):
                              f"state {tuple(v.shape)}; call reset() (or functional.reset_net) between samples")
         v = float(v)
         cfg = self._config_now()
-        if v == cfg.v_reset and self.step_mode == "m":
-            return None  # the kernels start from v_r
+        if v == cfg.v_reset and multistep:
+            return None  # the multi-step kernels start from v_r without a state tensor
         # full_like (not full): the op SpikingJelly's neurons use here, which its op counters know
-        like = x if tuple(x.shape) == tuple(shape) else x[0]
-        return torch.full_like(like, v, dtype=_config.state_dtype(x.dtype), memory_format=torch.contiguous_format)
+        return torch.full_like(x[0] if multistep else x, v, dtype=_config.state_dtype(x.dtype),
+                               memory_format=torch.contiguous_format)
 
-    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        spike, self.v = run_neuron(self._config_now(), x, self._state_for(x.shape, x), multistep=False,
-                                   backend=self.backend, k=self._k())
-        if self.store_v_seq:
-            self._append_v_seq(self.v)
-        return spike
+    # SpikingJelly 2.0's functional protocol (its base.MemoryModule): a step is a pure function
+    # (inputs, states) -> (outputs, new states), the states in memory order, v first, then v_seq
+    # when store_v_seq (subclasses append theirs). The module's forward runs the same functions
+    # on its memories, so base.to_functional_forward and SpikingJelly's memopt checkpointing
+    # (which recomputes through them) see exactly what forward does.
 
-    def _append_v_seq(self, v: torch.Tensor) -> None:
-        # single-step: v_seq grows by one step per call until reset() (SpikingJelly 2.0's rule);
-        # a new shape, device or dtype starts a new sequence
-        step = v.unsqueeze(0)
-        seq = self.v_seq
-        if (not isinstance(seq, torch.Tensor) or seq.shape[1:] != step.shape[1:] or seq.device != step.device
-                or seq.dtype != step.dtype):
-            self.v_seq = step.clone()
-        else:
-            self.v_seq = torch.cat((seq, step))
+    def _step(self, x: torch.Tensor, states: tuple) -> Tuple[torch.Tensor, tuple]:
+        new = dict(zip(self._memories, states))
+        spike, new["v"] = run_neuron(self._config_now(), x, self._state_tensor(new["v"], x, multistep=False),
+                                     multistep=False, backend=self.backend, k=self._k())
+        if self.store_v_seq:  # single-step: v_seq grows by one step per call until reset()
+            new["v_seq"] = _v_seq_with(new["v_seq"], new["v"])
+        return spike, tuple(new.values())
 
-    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def _steps(self, x_seq: torch.Tensor, states: tuple) -> Tuple[torch.Tensor, tuple]:
         if x_seq.dim() < 2:
             raise ValueError(f"{type(self).__name__}(step_mode='m') needs x of shape [T, B, ...], "
                              f"got {tuple(x_seq.shape)}")
         cfg = self._config_now()
-        v0 = self._state_for(x_seq.shape[1:], x_seq)
+        new = dict(zip(self._memories, states))
+        v0 = self._state_tensor(new["v"], x_seq, multistep=True)
         if not self.store_v_seq:
-            spikes, self.v = run_neuron(cfg, x_seq, v0, multistep=True, backend=self.backend, k=self._k())
-            return spikes
+            spikes, new["v"] = run_neuron(cfg, x_seq, v0, multistep=True, backend=self.backend, k=self._k())
+            return spikes, tuple(new.values())
         # v_seq: one step at a time, so every v[t] is an output (the gradients are the same)
         spikes, vs = [], []
         v = v0 if v0 is not None else torch.full_like(x_seq[0], cfg.v_reset, dtype=_config.state_dtype(x_seq.dtype),
@@ -104,14 +111,97 @@ class BaseNode(MemoryModule):
             s, v = run_neuron(cfg, x_seq[t], v, multistep=False, backend=self.backend, k=self._k())
             spikes.append(s)
             vs.append(v)
-        self.v = v
-        self.v_seq = torch.stack(vs)
-        return torch.stack(spikes)
+        new["v"], new["v_seq"] = v, torch.stack(vs)
+        return torch.stack(spikes), tuple(new.values())
+
+    def _checked_states(self, states) -> tuple:
+        states = tuple(states)
+        if len(states) != len(self._memories):
+            raise ValueError(f"{type(self).__name__}: states must hold {len(self._memories)} values "
+                             f"({', '.join(self._memories)}), got {len(states)}")
+        return states
+
+    def _forward_is_custom(self) -> bool:
+        # a subclass with its own call convention (snnTorch's Leaky: (x, mem) in, (spk, mem) out)
+        # is made functional through that forward rather than guessed here
+        return type(self).forward is not BaseNode.forward
+
+    def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs) -> Tuple[tuple, tuple]:
+        """One step as a pure function: inputs (x [B, ...],), states (v[, v_seq]) -> ((spike,),
+        new states). The module's memories are left alone (SpikingJelly 2.0's protocol).
+
+        Example:
+            >>> n = LIFNode()
+            >>> (s,), (v,) = n.single_step_functional_forward((torch.rand(2, 3),), (0.0,))
+        """
+        states = self._checked_states(states)
+        if self._forward_is_custom():
+            return self._through_forward(inputs, states, "s", kwargs)
+        _only_x(self, inputs, kwargs)
+        spike, states = self._step(inputs[0], states)
+        return (spike,), states
+
+    def multi_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs) -> Tuple[tuple, tuple]:
+        """T steps as a pure function, on the fused multi-step kernel: inputs (x [T, B, ...],),
+        states (v[, v_seq]) -> ((spikes [T, B, ...],), new states).
+
+        Example:
+            >>> n = IFNode(step_mode="m")
+            >>> (s,), (v,) = n.multi_step_functional_forward((torch.rand(4, 2, 3),), (0.0,))
+        """
+        states = self._checked_states(states)
+        if self._forward_is_custom():
+            return self._through_forward(inputs, states, "m", kwargs)
+        _only_x(self, inputs, kwargs)
+        spikes, states = self._steps(inputs[0], states)
+        return (spikes,), states
+
+    def _through_forward(self, inputs: tuple, states: tuple, step_mode: str, kwargs) -> Tuple[tuple, tuple]:
+        """forward(*inputs) with `states` as the memories and `step_mode`, then both put back."""
+        kept, kept_mode = dict(self._memories), self._step_mode
+        try:
+            self._memories.update(zip(tuple(self._memories), states))
+            object.__setattr__(self, "_step_mode", step_mode)
+            out = self.forward(*inputs, **kwargs)
+            new_states = tuple(self._memories.values())
+        finally:
+            self._memories.update(kept)
+            object.__setattr__(self, "_step_mode", kept_mode)
+        return (tuple(out) if isinstance(out, (tuple, list)) else (out,)), new_states
+
+    def _commit(self, states: tuple) -> None:
+        self._memories.update(zip(tuple(self._memories), states))
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        spike, states = self._step(x, tuple(self._memories.values()))
+        self._commit(states)
+        return spike
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        spikes, states = self._steps(x_seq, tuple(self._memories.values()))
+        self._commit(states)
+        return spikes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.step_mode == "s":
             return self.single_step_forward(x)
         return self.multi_step_forward(x)
+
+
+def _only_x(node, inputs, kwargs) -> None:
+    if len(inputs) != 1 or kwargs:
+        raise TypeError(f"{type(node).__name__}'s functional forward takes one input (x,) and no keywords, "
+                        f"got {len(inputs)} inputs and keywords {sorted(kwargs)}")
+
+
+def _v_seq_with(seq, v: torch.Tensor) -> torch.Tensor:
+    """seq with v appended as its last step; a new shape, device or dtype starts a new sequence
+    (SpikingJelly 2.0's rule for single-step v_seq)."""
+    step = v.unsqueeze(0)
+    if (not isinstance(seq, torch.Tensor) or seq.shape[1:] != step.shape[1:] or seq.device != step.device
+            or seq.dtype != step.dtype):
+        return step.clone()
+    return torch.cat((seq, step))
 
 
 def surrogate_or(default, given):
@@ -283,11 +373,24 @@ class OTTTLIFNode(LIFNode):
     def supported_step_mode(self) -> Tuple[str, ...]:
         return ("s",)  # its trace is per step; set_step_mode(net, 'm') fails here rather than later
 
-    def forward(self, x: torch.Tensor):
-        spike = super().forward(x)
+    def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs) -> Tuple[tuple, tuple]:
+        """inputs (x,), states (v[, v_seq], trace) -> ((spike, trace) in training, else (spike,);
+        new states)."""
+        states = self._checked_states(states)
+        _only_x(self, inputs, kwargs)
+        spike, states = self._step(inputs[0], states)
         if not self.training:
-            return spike
-        with torch.no_grad():
-            decayed = 0.0 if self.trace is None else self.trace * (1.0 - 1.0 / self.tau)
-            self.trace = decayed + spike
-        return [spike, self.trace]
+            return (spike,), states
+        new = dict(zip(self._memories, states))
+        with torch.no_grad():  # the trace carries no gradient (OTTT's rule)
+            decayed = 0.0 if new["trace"] is None else new["trace"] * (1.0 - 1.0 / self.tau)
+            new["trace"] = decayed + spike
+        return (spike, new["trace"]), tuple(new.values())
+
+    def multi_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs):
+        raise ValueError("OTTTLIFNode is single-step only: it has no multi-step functional forward")
+
+    def forward(self, x: torch.Tensor):
+        outputs, states = self.single_step_functional_forward((x,), tuple(self._memories.values()))
+        self._commit(states)
+        return outputs[0] if len(outputs) == 1 else list(outputs)
