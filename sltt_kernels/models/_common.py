@@ -70,9 +70,14 @@ def bn_unit_(bn: nn.BatchNorm2d) -> None:
     nn.init.zeros_(bn.bias)
 
 
-def finish(model: nn.Module, step_mode: str, pack_spike_inputs: bool = False) -> nn.Module:
+def finish(model: nn.Module, step_mode: str, pack_spike_inputs: bool = False, recompute: bool = False) -> nn.Module:
     """Puts every layer and neuron of a freshly built model in one step mode and, when asked,
-    lets the layers that read spikes take them packed (sltt_kernels.nn.pack_spike_inputs)."""
+    lets the layers that read spikes take them packed (sltt_kernels.nn.pack_spike_inputs) and
+    the batch norms after convs recompute their input in backward instead of saving it
+    (recompute=True, which needs pack_spike_inputs=True)."""
+    if recompute and not pack_spike_inputs:
+        raise ValueError("recompute=True needs pack_spike_inputs=True: the batch-norm inputs are recomputed from "
+                         "the convs' packed inputs (build the model with pack_spike_inputs=True, recompute=True)")
     set_step_mode(model, step_mode)
     if pack_spike_inputs:
         pack = getattr(snn, "pack_spike_inputs", None)
@@ -80,5 +85,5 @@ def finish(model: nn.Module, step_mode: str, pack_spike_inputs: bool = False) ->
             raise NotImplementedError(
                 "pack_spike_inputs=True needs sltt_kernels.nn.pack_spike_inputs, which this version of "
                 "sltt_kernels does not have yet; build the model with pack_spike_inputs=False")
-        pack(model)  # in place: the constructors call this on self
+        pack(model, recompute=recompute)  # in place: the constructors call this on self
     return model

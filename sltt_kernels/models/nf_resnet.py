@@ -100,7 +100,7 @@ class SpikingNFResNet(nn.Module):
 
     def __init__(self, block, layers: Sequence[int], num_classes: int = 1000, neuron: Optional[NeuronFactory] = None,
                  step_mode: str = "s", alpha: float = 0.2, in_channels: int = 3, width: int = 64,
-                 pack_spike_inputs: bool = False):
+                 pack_spike_inputs: bool = False, recompute: bool = False):
         super().__init__()
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
             raise ValueError(f"layers must be 4 positive block counts, got {layers!r}")
@@ -128,7 +128,7 @@ class SpikingNFResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 kaiming_fan_out_(m)
         nn.init.zeros_(self.fc.module.weight)  # the bias keeps PyTorch's default, as in the official code
-        finish(self, step_mode, pack_spike_inputs)
+        finish(self, step_mode, pack_spike_inputs, recompute)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(self.stem_pool(self.stem(x)))
@@ -136,7 +136,8 @@ class SpikingNFResNet(nn.Module):
 
 
 def nf_resnet34(num_classes: int = 1000, neuron: Optional[NeuronFactory] = None, step_mode: str = "s", **kwargs):
-    """NF-ResNet-34 (basic blocks [3, 4, 6, 3]); kwargs: alpha, in_channels, width, pack_spike_inputs."""
+    """NF-ResNet-34 (basic blocks [3, 4, 6, 3]); kwargs: alpha, in_channels, width, pack_spike_inputs,
+    recompute (accepted; a normaliser-free network has no batch norm to recompute)."""
     return SpikingNFResNet(NFBasicBlock, [3, 4, 6, 3], num_classes, neuron, step_mode, **kwargs)
 
 

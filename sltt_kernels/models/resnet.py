@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..nn import FoldTime, StepBatchNorm2d, TimeDropout
+from ..nn.recompute import ResidualAdd
 from ._common import NeuronFactory, bn_unit_, finish, kaiming_fan_out_, neuron_or_default
 
 __all__ = ["SpikingPreActResNet", "spiking_resnet18", "spiking_resnet34"]
@@ -42,11 +43,14 @@ class PreActBlock(nn.Module):
         self.dropout = TimeDropout(dropout)
         self.conv2 = _conv(cout, cout, 3, 1, bias)
         self.shortcut = _conv(cin, cout, 1, stride, bias) if (stride != 1 or cin != cout) else None
+        # out + shortcut(s), as a module: with recompute=True the next block's bn1 rebuilds this sum
+        # in backward (from conv2's and the shortcut's 1-bit inputs) instead of saving it
+        self.add = ResidualAdd()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.sn1(self.bn1(x))
+        s = self.sn1(self.bn1(x))  # x is read by bn1 alone: the residual stream is s, not x
         out = self.conv2(self.dropout(self.sn2(self.bn2(self.conv1(s)))))
-        return out + (self.shortcut(s) if self.shortcut is not None else s)
+        return self.add(out, self.shortcut(s) if self.shortcut is not None else s)
 
 
 class SpikingPreActResNet(nn.Module):
@@ -57,6 +61,9 @@ class SpikingPreActResNet(nn.Module):
     (default: PaperLIFNode). `dropout`: the rate of the dropout in each block and before the
     classifier (official default 0). `bias=False` drops the block convs' biases (a variant; the
     official blocks have them). `width`: channels of the first stage (64 in the paper).
+    `pack_spike_inputs=True`: the convs save their spike inputs as 1 bit per element;
+    `recompute=True` (with it): no batch norm saves its input, which the convs rebuild in backward
+    (sltt_kernels.nn.pack_spike_inputs; exact, see its docstring for what a GPU needs).
 
     Example:
         >>> net = spiking_resnet18(num_classes=10, step_mode="m")
@@ -66,7 +73,7 @@ class SpikingPreActResNet(nn.Module):
 
     def __init__(self, num_blocks: Sequence[int], num_classes: int = 10, in_channels: int = 3,
                  neuron: Optional[NeuronFactory] = None, step_mode: str = "s", width: int = 64,
-                 dropout: float = 0.0, bias: bool = True, pack_spike_inputs: bool = False):
+                 dropout: float = 0.0, bias: bool = True, pack_spike_inputs: bool = False, recompute: bool = False):
         super().__init__()
         if len(num_blocks) != 4 or any(int(n) < 1 for n in num_blocks):
             raise ValueError(f"num_blocks must be 4 positive block counts, got {num_blocks!r}")
@@ -96,7 +103,7 @@ class SpikingPreActResNet(nn.Module):
                 bn_unit_(m)
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)  # the weight keeps PyTorch's default, as in the official code
-        finish(self, step_mode, pack_spike_inputs)
+        finish(self, step_mode, pack_spike_inputs, recompute)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(self.conv1(x))
@@ -105,11 +112,11 @@ class SpikingPreActResNet(nn.Module):
 
 def spiking_resnet18(num_classes: int = 10, neuron: Optional[NeuronFactory] = None, step_mode: str = "s",
                      in_channels: int = 3, dropout: float = 0.0, **kwargs) -> SpikingPreActResNet:
-    """Pre-activation spiking ResNet-18 ([2, 2, 2, 2] blocks); kwargs: width, bias, pack_spike_inputs."""
+    """Pre-activation spiking ResNet-18 ([2, 2, 2, 2] blocks); kwargs: width, bias, pack_spike_inputs, recompute."""
     return SpikingPreActResNet([2, 2, 2, 2], num_classes, in_channels, neuron, step_mode, dropout=dropout, **kwargs)
 
 
 def spiking_resnet34(num_classes: int = 10, neuron: Optional[NeuronFactory] = None, step_mode: str = "s",
                      in_channels: int = 3, dropout: float = 0.0, **kwargs) -> SpikingPreActResNet:
-    """Pre-activation spiking ResNet-34 ([3, 4, 6, 3] blocks); kwargs: width, bias, pack_spike_inputs."""
+    """Pre-activation spiking ResNet-34 ([3, 4, 6, 3] blocks); kwargs: width, bias, pack_spike_inputs, recompute."""
     return SpikingPreActResNet([3, 4, 6, 3], num_classes, in_channels, neuron, step_mode, dropout=dropout, **kwargs)

@@ -42,7 +42,8 @@ class SpikingVGG11(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 2, norm: str = "bn",
                  neuron: Optional[NeuronFactory] = None, dropout: float = 0.0, step_mode: str = "s",
-                 bias: bool = True, width: int = 64, pack_spike_inputs: bool = False):
+                 bias: bool = True, width: int = 64, pack_spike_inputs: bool = False,
+                 recompute: bool = False):
         super().__init__()
         if norm not in ("bn", "ws"):
             raise ValueError(f"norm must be 'bn' or 'ws', got {norm!r}")
@@ -73,7 +74,7 @@ class SpikingVGG11(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
-        finish(self, step_mode, pack_spike_inputs)
+        finish(self, step_mode, pack_spike_inputs, recompute)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.features(x)))
@@ -81,11 +82,12 @@ class SpikingVGG11(nn.Module):
 
 def vgg11_bn(num_classes: int = 10, in_channels: int = 2, neuron: Optional[NeuronFactory] = None,
              dropout: float = 0.0, step_mode: str = "s", **kwargs) -> SpikingVGG11:
-    """The official spiking VGG-11 with per-step BN; kwargs: bias, width, pack_spike_inputs."""
+    """The official spiking VGG-11 with per-step BN; kwargs: bias, width, pack_spike_inputs, recompute."""
     return SpikingVGG11(num_classes, in_channels, "bn", neuron, dropout, step_mode, **kwargs)
 
 
 def vgg11_ws(num_classes: int = 10, in_channels: int = 2, neuron: Optional[NeuronFactory] = None,
              dropout: float = 0.0, step_mode: str = "s", **kwargs) -> SpikingVGG11:
-    """VGG-11 (WS) of supplementary H.1 (no official code); kwargs: bias, width, pack_spike_inputs."""
+    """VGG-11 (WS) of supplementary H.1 (no official code); kwargs: bias, width, pack_spike_inputs,
+    recompute (accepted; no batch norm to recompute)."""
     return SpikingVGG11(num_classes, in_channels, "ws", neuron, dropout, step_mode, **kwargs)

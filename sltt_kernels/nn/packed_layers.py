@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import _registration
 from ..spike_pack import pack_ops
+from .recompute import Recipe, attach_recipe, is_dense
 
 __all__ = [
     "spike_input_conv",
@@ -62,6 +63,10 @@ class _Saved:
     @staticmethod
     def pack(ctx, x: torch.Tensor, backend: str, module) -> List[torch.Tensor]:
         """Tensors to save; sets ctx.packed and what unpacking needs."""
+        if getattr(module, "spike_pack_dense", False):  # an input known not to be spikes: as the plain layer
+            ctx.packed = False
+            module.__dict__.setdefault("_spike_pack_calls", [0, 0])[1] += 1
+            return [x]
         perm = _dense_permutation(x)
         ordered = x.permute(perm) if perm is not None else x.contiguous()
         pack, unpack = pack_ops(x, backend)
@@ -180,8 +185,41 @@ def spike_input_conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     tup = lambda v: (v,) * dim if isinstance(v, int) else tuple(v)  # noqa: E731
     x, weight, bias, cast = _autocast(x, weight, bias)
     with torch.autocast(x.device.type, enabled=False) if cast else _nullcontext():
-        return _SpikeInputConv.apply(x, weight, bias, tup(stride), tup(padding), tup(dilation), groups, backend,
-                                     _module)
+        out = _SpikeInputConv.apply(x, weight, bias, tup(stride), tup(padding), tup(dilation), groups, backend,
+                                    _module)
+    if getattr(_module, "spike_recompute", False) and out.grad_fn is not None:
+        # what a batch norm reading `out` (or x, through a ResidualAdd) needs to rebuild it in
+        # backward instead of saving it: this call's saved tensors, through its autograd node
+        attach_recipe(out, _ConvOutputRecipe(out, out.grad_fn, bias), replace=True)
+        if is_dense(x):
+            attach_recipe(x, _ConvInputRecipe(x, out.grad_fn))
+    return out
+
+
+class _ConvInputRecipe(Recipe):
+    """The input of a _SpikeInputConv call, from what it saved (the bits, or the dense tensor)."""
+
+    def __init__(self, like, node):
+        super().__init__(like)
+        self.node = node  # the call's autograd node (its ctx): its saved tensors live until its backward
+
+    def rebuild(self) -> torch.Tensor:
+        *saved, _ = self.node.saved_tensors
+        return _Saved.unpack(self.node, saved)
+
+
+class _ConvOutputRecipe(_ConvInputRecipe):
+    """The output of a _SpikeInputConv call: the same convolution again, on its saved input."""
+
+    def __init__(self, like, node, bias):
+        super().__init__(like, node)
+        self.bias = bias
+
+    def rebuild(self) -> torch.Tensor:
+        *saved, weight = self.node.saved_tensors
+        x = _Saved.unpack(self.node, saved)
+        stride, padding, dilation, groups, dim = self.node.args
+        return (F.conv1d, F.conv2d, F.conv3d)[dim - 1](x, weight, self.bias, stride, padding, dilation, groups)
 
 
 def spike_input_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -231,6 +269,8 @@ class _PackedConvMixin:
     their weight first, end there), so any conv class can be packed by subclassing."""
 
     spike_pack_backend = "auto"
+    spike_pack_dense = False  # True: the input is not spikes; saved dense, as the plain layer saves it
+    spike_recompute = False  # True: the output (and input) can be rebuilt in backward (nn/recompute.py)
 
     def _conv_forward(self, input, weight, bias):
         if not _packs(input, weight):

@@ -23,6 +23,7 @@ from torch import nn
 from .layers import FoldTime, Scale, TimeDropout
 from .neurons import BaseNode
 from .packed_layers import is_packable_layer, is_packed, packed_class, unsupported_reason
+from .recompute import ResidualAdd, is_batch_norm, is_recomputing, recompute_class
 
 __all__ = ["PackReport", "pack_spike_inputs", "spike_pack_calls"]
 
@@ -43,6 +44,22 @@ class _Other:
 
     def __init__(self, why: str):
         self.why = why
+
+
+class _ConvOut(_Other):
+    """The output of the conv/linear layer at `path` (one call of it)."""
+
+    def __init__(self, why: str, path: str):
+        super().__init__(why)
+        self.path = path
+
+
+class _SumOf(_Other):
+    """The output of a ResidualAdd: the sum of two values."""
+
+    def __init__(self, why: str, parts: List[object]):
+        super().__init__(why)
+        self.parts = parts
 
 
 def _spike_source_kind(m: nn.Module) -> Optional[str]:
@@ -86,6 +103,7 @@ class _Analysis:
         self.calls: Dict[str, List[object]] = {}  # conv/linear path -> status of its input, per call
         self.untraced: Dict[str, str] = {}  # path of a conv/linear -> why its input is unknown
         self.modules: Dict[str, nn.Module] = {}
+        self.norm_calls: Dict[str, List[object]] = {}  # batch norm path -> status of its input, per call
 
     def module(self, m: nn.Module, path: str, inputs: List[object]) -> object:
         """The status of m's output, given its inputs' statuses; records conv/linear calls."""
@@ -93,14 +111,23 @@ class _Analysis:
         if is_packable_layer(m):
             self.calls.setdefault(path, []).append(first)
             self.modules[path] = m
+            return _ConvOut(f"the output of {type(m).__name__} '{path}'", path)
+        if is_batch_norm(m):
+            self.norm_calls.setdefault(path, []).append(first)
             return _Other(f"the output of {type(m).__name__} '{path}'")
+        if isinstance(m, ResidualAdd) and len(inputs) == 2:
+            return _SumOf(f"the output of ResidualAdd '{path}'", inputs)
         kind = _spike_source_kind(m)
         if kind is not None:
             return _Spikes(path, tuple0=kind == "tuple0")
         if isinstance(m, FoldTime):
             return self.module(m.module, _join(path, "module"), inputs)
         if _preserves(m):
-            return first  # spikes stay spikes; anything else keeps saying where it came from
+            # spikes stay spikes (a new value, unless the module passes its input on as it is);
+            # anything else keeps saying where it came from
+            if isinstance(first, _Spikes) and not isinstance(m, (nn.Identity, nn.Flatten, nn.Unflatten)):
+                return _Spikes(first.source, first.tuple0)
+            return first
         if not any(True for _ in m.children()):
             return _Other(f"the output of {type(m).__name__} '{path}'")
         return self.trace(m, path, inputs)
@@ -118,7 +145,7 @@ class _Analysis:
             why = f"the forward of {type(m).__name__} '{path or '(model)'}' could not be traced " \
                   f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
             for name, sub in m.named_modules(prefix=path):
-                if is_packable_layer(sub):
+                if is_packable_layer(sub) or is_batch_norm(sub):
                     self.untraced.setdefault(name, why)
                     self.modules[name] = sub
             return _Other(why)
@@ -166,19 +193,30 @@ def _join(prefix: str, name: str) -> str:
 
 @dataclass
 class PackReport:
-    """What pack_spike_inputs did: packed (path, type) and dense (path, type, why) layers."""
+    """What pack_spike_inputs did: packed (path, type) and dense (path, type, why) layers; with
+    recompute=True also the batch norms whose input is recomputed in backward (path, type, from
+    what) and those that still save it (path, type, why)."""
 
     packed: List[Tuple[str, str]] = field(default_factory=list)
     dense: List[Tuple[str, str, str]] = field(default_factory=list)
+    recompute: bool = False
+    recomputed: List[Tuple[str, str, str]] = field(default_factory=list)
+    kept: List[Tuple[str, str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"packed spike inputs of {len(self.packed)} layer(s), left {len(self.dense)} dense"]
         lines += [f"  {path}: {kind} packed" for path, kind in self.packed]
         lines += [f"  {path}: {kind} dense: {why}" for path, kind, why in self.dense]
+        if self.recompute:
+            lines.append(f"recomputed the input of {len(self.recomputed)} batch norm(s) in backward, "
+                         f"left {len(self.kept)} saving it")
+            lines += [f"  {path}: {kind} saves its mean and inverse std; its input is recomputed from {source}"
+                      for path, kind, source in self.recomputed]
+            lines += [f"  {path}: {kind} saves its input: {why}" for path, kind, why in self.kept]
         return "\n".join(lines)
 
 
-def pack_spike_inputs(model: nn.Module, backend: str = "auto") -> PackReport:
+def pack_spike_inputs(model: nn.Module, backend: str = "auto", recompute: bool = False) -> PackReport:
     """Lets every conv/linear layer of `model` whose input is spikes save it as 1 bit per element
     (in place: the layers' classes become their packed subclasses; parameters, state_dict and
     outputs are unchanged, gradients bit-identical). Returns a PackReport.
@@ -189,17 +227,30 @@ def pack_spike_inputs(model: nn.Module, backend: str = "auto") -> PackReport:
     kernel still checks every input and saves a non-two-valued one dense. backend: the pack
     kernels' backend ('auto', 'cpu', 'cuda', 'triton', 'reference').
 
+    recompute=True: a batch norm whose input is a conv's output (or a ResidualAdd of conv outputs
+    and spikes that a conv saves) no longer saves that input (4 bytes per element): its forward
+    runs once, as before, and in backward its conv runs again on the conv's saved input (1 bit
+    for spikes) to rebuild it; its backward uses the mean and inverse std saved in forward (see
+    nn/recompute.py). A conv whose input is not spikes (a network's first) keeps its input dense,
+    as the plain layer does, and can then rebuild its output too. Exact when convolutions are
+    deterministic: always on a CPU; on a GPU set torch.backends.cudnn.deterministic = True (or
+    torch.use_deterministic_algorithms(True)) and leave cudnn.benchmark off.
+
     Example:
         >>> net = sltt_kernels.models.spiking_resnet18()
-        >>> print(pack_spike_inputs(net))
+        >>> print(pack_spike_inputs(net, recompute=True))
         packed spike inputs of 19 layer(s), left 2 dense
+          ...
+        recomputed the input of 17 batch norm(s) in backward, left 0 saving it
           ...
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"pack_spike_inputs needs an nn.Module, got {type(model).__name__}")
+    if not isinstance(recompute, bool):
+        raise TypeError(f"pack_spike_inputs: recompute must be a bool, got {type(recompute).__name__}")
     analysis = _Analysis()
     analysis.module(model, "", [_Other("the model's input")])
-    report = PackReport()
+    report = PackReport(recompute=recompute)
     for path, m in model.named_modules():
         if not is_packable_layer(m):
             continue
@@ -221,7 +272,67 @@ def pack_spike_inputs(model: nn.Module, backend: str = "auto") -> PackReport:
             m.__class__ = packed_class(type(m))
         m.spike_pack_backend = backend
         report.packed.append((path, kind))
+    if recompute:
+        _recompute_norm_inputs(model, analysis, report, backend)
     return report
+
+
+def _recompute_norm_inputs(model: nn.Module, analysis: "_Analysis", report: PackReport, backend: str) -> None:
+    """Converts each batch norm whose input can be rebuilt, and the convs that rebuild it."""
+
+    def conv_usable(path: str) -> Optional[str]:
+        """Why the conv at path cannot rebuild its output, or None."""
+        m = analysis.modules.get(path)
+        if not isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return f"'{path}' is a {type(m).__name__}, not a convolution"
+        if path in analysis.untraced:
+            return analysis.untraced[path]
+        return unsupported_reason(m)
+
+    def rebuild(status) -> Tuple[Optional[str], str, List[str]]:
+        """(why not, or None; what it is rebuilt from; the convs that rebuild it)."""
+        if isinstance(status, _ConvOut):
+            why = conv_usable(status.path)
+            saved = "its 1-bit input" if is_packed(analysis.modules[status.path]) else "its input, saved dense"
+            source = f"{status.path} ({saved})"
+            return (None if why is None else f"it is {status.why}, and {why}"), source, [status.path]
+        if isinstance(status, _Spikes):
+            for path, calls in analysis.calls.items():
+                if any(c is status for c in calls) and conv_usable(path) is None:
+                    return None, f"the spikes of '{status.source}' ({path}'s input)", [path]
+            return f"it adds the spikes of '{status.source}', which no convolution saves", "", []
+        if isinstance(status, _SumOf):
+            parts = [rebuild(p) for p in status.parts]
+            why = next((w for w, _, _ in parts if w is not None), None)
+            return why, " + ".join(src for _, src, _ in parts), [c for _, _, convs in parts for c in convs]
+        return f"it is {getattr(status, 'why', 'unknown')}", "", []
+
+    for path, m in model.named_modules():
+        if not is_batch_norm(m):
+            continue
+        kind = type(m).__name__
+        calls = analysis.norm_calls.get(path)
+        if path in analysis.untraced:
+            report.kept.append((path, kind, analysis.untraced[path]))
+            continue
+        if not calls:
+            report.kept.append((path, kind, "not called by the model's forward (as far as it could be traced)"))
+            continue
+        found = [rebuild(c) for c in calls]
+        why = next((w for w, _, _ in found if w is not None), None)
+        if why is not None:
+            report.kept.append((path, kind, why))
+            continue
+        for conv_path in (c for _, _, convs in found for c in convs):
+            conv = analysis.modules[conv_path]
+            if not is_packed(conv):  # its input is not spikes: saved dense, as the plain layer saves it
+                conv.__class__ = packed_class(type(conv))
+                conv.spike_pack_dense = True
+                conv.spike_pack_backend = backend
+            conv.spike_recompute = True
+        if not is_recomputing(m):
+            m.__class__ = recompute_class(type(m))
+        report.recomputed.append((path, kind, "; ".join(dict.fromkeys(src for _, src, _ in found))))
 
 
 def spike_pack_calls(model: nn.Module) -> Dict[str, Tuple[int, int]]:
