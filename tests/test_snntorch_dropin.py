@@ -459,3 +459,20 @@ def test_same_behaviour_without_snntorch(tmp_path):
     for (s1, m1), (s2, m2) in zip(got["out"], out):
         assert torch.equal(s1, s2) and torch.equal(m1, m2)
     assert torch.equal(got["reset"], lif.reset_mem())
+
+
+def test_snntorchs_instance_list_resets_copies_and_forgets_dead_networks():
+    import gc
+    import weakref
+
+    net = nn.Sequential(nn.Linear(3, 4), Leaky(0.5, init_hidden=True))
+    twin = copy.deepcopy(net)  # snnTorch's own copies are not listed; ours are
+    twin(torch.rand(2, 3) + 2.0)
+    snn_utils.reset(twin)
+    assert torch.equal(twin[1].mem, torch.zeros(2, 4))
+    gone = weakref.ref(twin[1])
+    count = len(snn.SpikingNeuron.instances)
+    del twin
+    gc.collect()
+    assert gone() is None and len(snn.SpikingNeuron.instances) == count - 1  # no membrane or graph kept
+    snn_utils.reset(net)  # and the list still works

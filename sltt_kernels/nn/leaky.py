@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import numbers
+import weakref
 from typing import Optional, Tuple
 
 import torch
@@ -54,8 +55,19 @@ if _SNNTORCH_LEAKY is not None:
             nn.Module.__init__(self)
 
     _ROOT: Tuple[type, ...] = (_SnnTorchLeakyRoot,)
+    # the class whose constructor lists every neuron, in the class attribute `instances`
+    _SNNTORCH_SPIKING_NEURON = next(c for c in _SNNTORCH_LEAKY.__mro__ if c.__name__ == "SpikingNeuron")
 else:
     _ROOT = ()
+    _SNNTORCH_SPIKING_NEURON = None
+
+
+def _leave_instances(instances: list, proxy) -> None:
+    # by identity: comparing a dead proxy raises
+    for i, entry in enumerate(instances):
+        if entry is proxy:
+            del instances[i]
+            return
 
 
 def _closure_values(fn) -> dict:
@@ -169,9 +181,23 @@ class _SnnTorchState:
         self.set_reset_value("v", torch.zeros(0))
         self.v = torch.zeros(0)
         self._numbers()
-        if _SNNTORCH_LEAKY is not None:
-            # snnTorch's utils.reset / backprop reset the neurons its class-level list holds
-            _SNNTORCH_LEAKY.instances.append(self)
+        self._join_snntorch_instances()
+
+    def _join_snntorch_instances(self) -> None:
+        """snnTorch's utils.reset / backprop reset the neurons its class-level list holds
+        (SpikingNeuron.instances, which its constructor appends to): ours go there too, as a
+        weak proxy taken out when the module dies, so the list never keeps a dead network's
+        membrane and graph alive (snnTorch's own entries stay for good)."""
+        if _SNNTORCH_LEAKY is None:
+            return
+        instances = _SNNTORCH_SPIKING_NEURON.instances
+        proxy = weakref.proxy(self)
+        instances.append(proxy)
+        weakref.finalize(self, _leave_instances, instances, proxy)
+
+    def __setstate__(self, state) -> None:  # copy.deepcopy and unpickling: the copy is reset too
+        super().__setstate__(state)
+        self._join_snntorch_instances()
 
     # -- the buffers as Python numbers ---------------------------------------------------------
 
