@@ -91,8 +91,11 @@ def snntorch_surrogate(fn) -> Optional[_surrogate.SurrogateFunction]:
     """
     if not callable(fn) or not (getattr(fn, "__module__", "") or "").startswith("snntorch"):
         return None
-    maker = (getattr(fn, "__qualname__", "") or "").split(".")[0]
+    qualname = getattr(fn, "__qualname__", "") or ""
+    maker = qualname.split(".")[0]
     params = _closure_values(fn)
+    if maker in ("atan", "fast_sigmoid") and "." not in qualname:  # the factory itself, not called
+        raise ValueError(f"spike_grad: pass snnTorch's surrogate.{maker}() (called), not surrogate.{maker}")
     if maker == "atan" and "alpha" in params:
         return _surrogate.ATan(params["alpha"])
     if maker == "fast_sigmoid" and "slope" in params:
@@ -101,8 +104,9 @@ def snntorch_surrogate(fn) -> Optional[_surrogate.SurrogateFunction]:
             return fast_sigmoid(slope=params["slope"])
         raise ValueError("spike_grad: snnTorch's fast_sigmoid is not fused by this version of sltt_kernels (its atan is); "
                          "keep snntorch.Leaky for it")
-    raise ValueError(f"spike_grad: snnTorch's surrogate {maker or fn!r} has no fused equivalent (snnTorch's atan "
-                     "and fast_sigmoid do); keep snntorch.Leaky for it")
+    name = qualname.replace(".<locals>.inner", "()") or repr(fn)
+    raise ValueError(f"spike_grad: snnTorch's surrogate {name} has no fused equivalent (snnTorch's atan() and "
+                     "fast_sigmoid() do); keep snntorch.Leaky for it")
 
 
 def _spike_grad(spike_grad) -> _surrogate.SurrogateFunction:
@@ -233,13 +237,16 @@ class _SnnTorchState:
         return numbers_now
 
     # torch.compile runs on the kept numbers: renew them where the buffers change under us
+    # (not on the meta device, which has no values to read)
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        self._numbers()
+        if not self.beta.is_meta:
+            self._numbers()
 
     def _apply(self, fn, *args, **kwargs):  # .to(), .half(), ...
         out = super()._apply(fn, *args, **kwargs)
-        self._numbers()
+        if not self.beta.is_meta:
+            self._numbers()
         return out
 
     # -- snnTorch's attributes -----------------------------------------------------------------
