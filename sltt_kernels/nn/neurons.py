@@ -51,7 +51,8 @@ class BaseNode(MemoryModule):
         if value and "v_seq" not in self._memories:
             self.register_memory("v_seq", None)
 
-    def _config_now(self) -> _config.NeuronConfig:
+    def _config_now(self):
+        """The neuron's checked arguments now (what _config.lif_config and its siblings return)."""
         raise NotImplementedError
 
     def _k(self) -> Optional[torch.Tensor]:
