@@ -344,6 +344,23 @@ def test_graded_spikes_factor_scales_spikes_and_their_gradient():
     torch.testing.assert_close(ours[1], theirs[1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kw", [dict(learn_graded_spikes_factor=True, graded_spikes_factor=1.5),
+                                dict(surrogate_disable=True), dict(surrogate_disable=True, learn_graded_spikes_factor=True)])
+def test_learnable_spike_factor_and_surrogate_disable(kw):
+    x = torch.randn(5, 4, 6) * 1.5
+    ours, theirs = Leaky(0.7, **kw), snn.Leaky(0.7, **kw)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    got, want = _spikes_and_grads(ours, x), _spikes_and_grads(theirs, x)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5)
+    assert got[0].abs().sum() > 0 and got[1].abs().sum() > 0
+    if kw.get("learn_graded_spikes_factor"):
+        assert ours.graded_spikes_factor.grad.abs() > 0
+        torch.testing.assert_close(ours.graded_spikes_factor.grad, theirs.graded_spikes_factor.grad, rtol=1e-5,
+                                   atol=1e-5)
+
+
 # -- item 13: reset_mem and the argument order ----------------------------------------------------
 
 def test_reset_mem_returns_zeros_of_the_last_membrane():
@@ -379,9 +396,7 @@ def test_constructor_takes_snntorchs_positional_order():
 
 def test_what_is_not_fused_is_refused_with_the_argument_named():
     for kw, match in [(dict(learn_beta=True), "learn_beta"), (dict(learn_threshold=True), "learn_threshold"),
-                      (dict(learn_graded_spikes_factor=True), "learn_graded_spikes_factor"),
-                      (dict(inhibition=True), "inhibition"), (dict(surrogate_disable=True), "surrogate_disable"),
-                      (dict(reset_delay=False), "SnnTorchLeaky"), (dict(beta=torch.rand(3)), "per-neuron beta"),
+                      (dict(inhibition=True), "inhibition"), (dict(reset_delay=False), "SnnTorchLeaky"), (dict(beta=torch.rand(3)), "per-neuron beta"),
                       (dict(threshold=torch.ones(2)), "per-neuron threshold"),
                       (dict(beta=float("nan")), "beta must be finite")]:
         kw = {"beta": 0.5, **kw}

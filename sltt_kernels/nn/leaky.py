@@ -160,25 +160,29 @@ class _SnnTorchState:
     def _init_snntorch(self, beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                        learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,
                        learn_graded_spikes_factor) -> None:
-        _refuse(surrogate_disable, "surrogate_disable=True")
         _refuse(inhibition, "inhibition=True")
         _refuse(bool(state_quant), "state_quant")
         _refuse(learn_beta, "learn_beta=True (a learnable beta)")
         _refuse(learn_threshold, "learn_threshold=True (a learnable threshold)")
-        _refuse(learn_graded_spikes_factor, "learn_graded_spikes_factor=True (a learnable spike factor)")
-        _refuse(isinstance(beta, nn.Parameter) or isinstance(threshold, nn.Parameter)
-                or isinstance(graded_spikes_factor, nn.Parameter), "a learnable (nn.Parameter) beta or threshold")
+        _refuse(isinstance(beta, nn.Parameter) or isinstance(threshold, nn.Parameter),
+                "a learnable (nn.Parameter) beta or threshold")
         self._check_mechanism(reset_mechanism)
-        # snnTorch's buffers, its names and order, so checkpoints load strictly both ways
+        # snnTorch's buffers and parameter, its names and order, so checkpoints load strictly both ways
         self.register_buffer("threshold", _one_number("threshold", threshold))
-        self.register_buffer("graded_spikes_factor", _one_number("graded_spikes_factor", graded_spikes_factor))
+        factor = _one_number("graded_spikes_factor", graded_spikes_factor)
+        if learn_graded_spikes_factor or isinstance(factor, nn.Parameter):
+            # learnable: the spikes times this tensor, its gradient from autograd (sum of grad * spike)
+            self.graded_spikes_factor = factor if isinstance(factor, nn.Parameter) else nn.Parameter(factor)
+        else:
+            self.register_buffer("graded_spikes_factor", factor)
         self.register_buffer("reset_mechanism_val", torch.as_tensor(RESET_MECHANISMS.index(reset_mechanism)))
         self.register_buffer("beta", _one_number("beta", beta))
         self.spike_grad = spike_grad
         self.init_hidden = bool(init_hidden)
         self.output = bool(output)
+        # surrogate_disable: spikes carry no gradient (snnTorch's Heaviside without a surrogate)
+        self.surrogate_disable = bool(surrogate_disable)
         # what snnTorch's utilities may read on one of its neurons
-        self.surrogate_disable = False
         self.inhibition = False
         self.state_quant = False
         # snnTorch's membrane starts as an empty tensor and reset() (SpikingJelly's) goes back to it
@@ -205,9 +209,10 @@ class _SnnTorchState:
 
     # -- the buffers as Python numbers ---------------------------------------------------------
 
-    def _numbers(self) -> Tuple[float, float, float, str]:
-        """(beta clamped to [0, 1] as snnTorch's forward does, threshold, graded_spikes_factor,
-        reset mechanism), read from the buffers. Kept until a buffer changes (another tensor or
+    def _numbers(self) -> Tuple[float, float, Optional[float], str]:
+        """(beta clamped to [0, 1] as snnTorch's forward does, threshold, graded_spikes_factor
+        (None when it is a learnable parameter: the forward multiplies by the tensor), reset
+        mechanism), read from the buffers. Kept until a buffer changes (another tensor or
         an in-place write, as load_state_dict's): reading a CUDA buffer waits for the device.
         Under torch.compile the kept numbers are used as they are (renewed by every eager call,
         load_state_dict and .to(); an in-place write to a buffer between compiled calls is not
@@ -215,7 +220,9 @@ class _SnnTorchState:
         cache = self.__dict__.get("_numbers_cache")
         if cache is not None and torch.compiler.is_compiling():
             return cache[2]
-        tensors = (self.beta, self.threshold, self.graded_spikes_factor, self.reset_mechanism_val)
+        factor = self.graded_spikes_factor
+        learnable = isinstance(factor, nn.Parameter)  # an optimizer writes it every step: not read
+        tensors = (self.beta, self.threshold, self.reset_mechanism_val) + (() if learnable else (factor,))
         try:
             versions = tuple(t._version for t in tensors)
         except RuntimeError:  # an inference-mode tensor has no version counter: read every time
@@ -223,7 +230,7 @@ class _SnnTorchState:
         if (cache is not None and versions is not None and cache[1] == versions
                 and all(a is b for a, b in zip(cache[0], tensors))):
             return cache[2]
-        for name, t in zip(("beta", "threshold", "graded_spikes_factor"), tensors):
+        for name, t in (("beta", self.beta), ("threshold", self.threshold), ("graded_spikes_factor", factor)):
             if t.numel() != 1:
                 raise ValueError(f"{type(self).__name__}: {name} must hold one number, got shape {tuple(t.shape)} "
                                  "(a per-neuron value is not fused; keep snntorch.Leaky for it)")
@@ -232,7 +239,7 @@ class _SnnTorchState:
             raise ValueError(f"{type(self).__name__}: reset_mechanism_val must be 0, 1 or 2 (subtract, zero, none), "
                              f"got {code}")
         beta = min(max(float(self.beta), 0.0), 1.0)
-        numbers_now = (beta, float(self.threshold), float(self.graded_spikes_factor), RESET_MECHANISMS[code])
+        numbers_now = (beta, float(self.threshold), None if learnable else float(factor), RESET_MECHANISMS[code])
         self.__dict__["_numbers_cache"] = (tensors, versions, numbers_now)
         return numbers_now
 
@@ -322,16 +329,23 @@ class _SnnTorchState:
                 # starts from zeros
                 self.v = 0.0
         spk = super().forward(input_)
+        if self.surrogate_disable:
+            spk = spk.detach()
+        # graded spikes (the reset still counts a spike as 1)
         factor = self._numbers()[2]
-        if factor != 1.0:
-            spk = spk * factor  # graded spikes: the reset still counts the spike as 1
+        if factor is None:
+            spk = spk * self.graded_spikes_factor.to(spk.dtype)
+        elif factor != 1.0:
+            spk = spk * factor
         if self.output or not self.init_hidden:
             return spk, self.v
         return spk
 
     def _repr_common(self) -> str:
         beta, threshold, factor, mech = self._numbers()
-        graded = f", graded_spikes_factor={factor:.6g}" if factor != 1.0 else ""
+        graded = (", learn_graded_spikes_factor=True" if factor is None
+                  else f", graded_spikes_factor={factor:.6g}" if factor != 1.0 else "")
+        graded += ", surrogate_disable=True" if self.surrogate_disable else ""
         return (f"beta={beta:.6g}, threshold={threshold:.6g}, spike_grad={self.spike_grad!r}, reset_mechanism={mech!r}"
                 f"{graded}, init_hidden={self.init_hidden}, output={self.output}, step_mode={self.step_mode!r}, "
                 f"grad_mode={self.grad_mode!r}, backend={self.backend!r}")
@@ -347,9 +361,10 @@ class Leaky(_SnnTorchState, BaseNode, *_ROOT):
     (float64 for float64 input). beta, threshold, graded_spikes_factor: one number each (a
     Python number or a one-element tensor; beta is clamped to [0, 1] as snnTorch's forward
     does). spike_grad: snnTorch's surrogate.atan() (the default) or fast_sigmoid(), or one of
-    sltt_kernels.surrogate's. Not fused (ValueError, keep snntorch.Leaky): per-neuron or
-    learnable beta / threshold / spike factor, inhibition, state_quant, surrogate_disable;
-    reset_delay=False is `SnnTorchLeaky`.
+    sltt_kernels.surrogate's; surrogate_disable=True: the spikes carry no gradient.
+    learn_graded_spikes_factor=True makes the spike factor a parameter (autograd's gradient).
+    Not fused (ValueError, keep snntorch.Leaky): per-neuron or learnable beta / threshold,
+    inhibition, state_quant; reset_delay=False is `SnnTorchLeaky`.
 
     With snnTorch installed this is a `snntorch.Leaky`: `snntorch.utils.reset(net)` zeroes and
     detaches its `mem`. Setting reset_mechanism changes the dynamics from the next step (snnTorch

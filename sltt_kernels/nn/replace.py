@@ -98,8 +98,6 @@ def _from_snntorch(m: nn.Module, backend: str):
     if learnable:
         return None, f"learnable {' and '.join(learnable)} (learn_beta / learn_threshold / " \
                      "learn_graded_spikes_factor): not fused"
-    if getattr(m, "surrogate_disable", False):
-        return None, "surrogate_disable=True"
     if getattr(m, "inhibition", False) or getattr(m, "state_quant", False):
         return None, "inhibition or state quantisation"
     factor = getattr(m, "graded_spikes_factor", 1.0)
@@ -114,11 +112,12 @@ def _from_snntorch(m: nn.Module, backend: str):
     mech = getattr(m, "reset_mechanism", "subtract")
     if mech not in RESET_MECHANISMS:
         return None, f"reset_mechanism={mech!r}"
-    try:
-        spike_grad = snntorch_surrogate(m.spike_grad)
+    disabled = bool(getattr(m, "surrogate_disable", False))
+    try:  # surrogate_disable: its spikes have no gradient, whatever the surrogate
+        spike_grad = None if disabled else snntorch_surrogate(m.spike_grad)
     except ValueError as err:
         return None, str(err).replace("spike_grad: ", "its surrogate: ", 1)
-    if spike_grad is None:
+    if spike_grad is None and not disabled:
         return None, f"its surrogate {m.spike_grad!r} is not one of snnTorch's (atan and fast_sigmoid are fused)"
     beta = _snntorch_buffer(m, "beta", None)
     delayed = bool(getattr(m, "reset_delay", True))
@@ -126,7 +125,7 @@ def _from_snntorch(m: nn.Module, backend: str):
         return None, "reset_delay=False needs reset_mechanism 'subtract' or 'zero' and beta < 1"
     cls = Leaky if delayed else SnnTorchLeaky
     # the buffers copied as they are (dtype, device, shape), so the state_dict stays snnTorch's
-    new = cls(beta, _snntorch_buffer(m, "threshold", 1.0), spike_grad,
+    new = cls(beta, _snntorch_buffer(m, "threshold", 1.0), spike_grad, surrogate_disable=disabled,
               init_hidden=bool(getattr(m, "init_hidden", False)), reset_mechanism=mech,
               output=bool(getattr(m, "output", False)),
               graded_spikes_factor=_snntorch_buffer(m, "graded_spikes_factor", 1.0), reset_delay=delayed,
@@ -224,8 +223,8 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
     (its default reset_delay=True exactly; reset_delay=False as SnnTorchLeaky, exact under the
     condition the report notes) with surrogate atan() or fast_sigmoid(), its buffers (beta,
     threshold, graded_spikes_factor, reset_mechanism_val) copied as they are, so its state_dict
-    keys and checkpoints still fit; snnTorch's neurons with a learnable or per-neuron beta,
-    threshold or spike factor, graded spikes, inhibition, state quantisation, surrogate_disable
+    keys and checkpoints still fit (surrogate_disable too); snnTorch's neurons with a learnable
+    or per-neuron beta, threshold or spike factor, graded spikes, inhibition, state quantisation
     or another surrogate are kept. A neuron used in several places is replaced in all of them by
     one new module; state held mid-sequence and `store_v_seq` carry over. Anything else that
     looks like a neuron is left in place and listed, with the reason, in the report. Raises
