@@ -6,11 +6,12 @@ torch would fail on missing symbols or, worse, misbehave. This happens after `pi
 into an environment with an older torch, since pip builds in isolation against the newest one.
 
 Then, or when the prebuilt extension is missing or fails to load, the same sources are compiled
-for the running torch (_jit_build.py: the just-in-time build and its cache). When that fails, or
-no build can run (no C++ compiler, no sources, SLTT_KERNELS_NO_JIT=1) and none was ever made, the
-problem is said once, as a warning, and the package falls back to the other backends (on CPU
-tensors, the pure-PyTorch reference). SLTT_KERNELS_DISABLE_EXTENSION=1 turns the compiled ops off
-without a word.
+for the running torch (_jit_build.py: the just-in-time build and its cache). When none loads, the
+package falls back to the other backends (on CPU tensors, the pure-PyTorch reference) and says
+so once: a RuntimeWarning when something failed (a build for another torch, a library that does
+not load, a just-in-time build that failed), a UserWarning when nothing was ever built and no
+build may run here (no C++ compiler or ninja, no sources, SLTT_KERNELS_NO_JIT=1), with what to do.
+SLTT_KERNELS_DISABLE_EXTENSION=1 turns the compiled ops off without a word.
 
 The sources, their hash, the CUDA decision and the compiler flags (shared with setup.py) are in
 _build_facts.py.
@@ -85,13 +86,30 @@ def load(force: bool = False):
         return module
     _state["info"] = info if info is not None and "error" not in info else None
     _state["reason"] = problem + (f" ({jit_problem})" if jit_problem else "")
-    if warn or (jit_problem and jit_problem.startswith("the just-in-time build")):
+    if warn or (jit_problem and not _jit_build.refused(jit_problem)):
         _warn(_state["reason"])
+    elif info is None and _jit_build.refused(jit_problem):
+        _warn_never_built(jit_problem)
     return None
 
 
 def _warn(reason: str) -> None:
+    """Something that should have worked did not (a build for another torch, a library that does
+    not load, a just-in-time build that failed): a RuntimeWarning."""
     warnings.warn(f"sltt_kernels: {reason}. Falling back to the other backends.", RuntimeWarning, stacklevel=3)
+
+
+def _warn_never_built(why_no_build: str) -> None:
+    """No compiled extension was ever built and none may be built here (no compiler, ninja or
+    sources, SLTT_KERNELS_NO_JIT=1): a UserWarning, as it is the setup's doing, that says what it
+    costs and what to do. Silent, every op would run on the reference without a word."""
+    allow = _jit_build.how_to_allow(why_no_build)
+    fix = (f"{allow} so that the next import compiles them (once, about a minute), or build them with: "
+           if allow else "build them with: ")
+    warnings.warn(f"sltt_kernels: the compiled kernels are not built and cannot be built here ({why_no_build}). "
+                  "Falling back to the other backends: on CPU tensors every op runs on the pure-PyTorch "
+                  f"reference, many times slower. To get the kernels, {fix}{BUILD_COMMAND}",
+                  UserWarning, stacklevel=3)
 
 
 def available() -> bool:

@@ -49,7 +49,8 @@ try:
 except ImportError:
     msvcrt = None
 
-from ._build_facts import NVCC_FLAGS, compile_flags, cuda_build_decision, env_flag, source_dir, source_files, sources_hash
+from ._build_facts import (NVCC_FLAGS, compile_flags, cuda_build_decision, env_flag, source_dir, source_files,
+                           sources_hash)
 
 INFO_NAME = "_build_info.json"
 LOCK_NAME = ".sltt_build.lock"

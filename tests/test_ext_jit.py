@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -92,7 +93,8 @@ def test_jit_allowed_with_a_compiler(monkeypatch):
 def test_mismatched_build_tries_the_jit_then_falls_back(restore_load, monkeypatch):
     calls = []
     monkeypatch.setattr(_ext, "_read_build_info", lambda: {"torch": "1.0.0+other", "with_cuda": False})
-    monkeypatch.setattr(_jit_build, "load_or_build", lambda: calls.append(1) or (None, None, "no just-in-time build: test"))
+    monkeypatch.setattr(_jit_build, "load_or_build",
+                        lambda: calls.append(1) or (None, None, "no just-in-time build: test"))
     with pytest.warns(RuntimeWarning, match="built for torch 1.0.0"):
         assert _ext.load(force=True) is None
     assert calls == [1]
@@ -236,7 +238,8 @@ def test_a_damaged_library_is_never_loaded_and_is_rebuilt(monkeypatch, tmp_path,
 def test_a_complete_build_loads_without_a_compiler(monkeypatch, tmp_path):
     calls = _fake_build(monkeypatch, tmp_path)
     _jit_build.load_or_build()
-    monkeypatch.setattr(_jit_build, "jit_decision", lambda: (None, "no just-in-time build: no C++ compiler (c++) on PATH"))
+    monkeypatch.setattr(_jit_build, "jit_decision",
+                        lambda: (None, "no just-in-time build: no C++ compiler (c++) on PATH"))
     module, info, why = _jit_build.load_or_build()
     assert why is None and module[0] == "loaded" and len(calls) == 1
 
@@ -412,6 +415,26 @@ def test_the_import_survives_anything_the_jit_raises(restore_load, monkeypatch):
     with pytest.warns(RuntimeWarning, match="stale.h"):
         assert _ext.load(force=True) is None
     assert "stale.h" in _ext.unavailable_reason()
+
+
+@pytest.mark.parametrize("why, category", [
+    ("no just-in-time build: SLTT_KERNELS_NO_JIT is set", UserWarning),  # the setup's doing: what to do
+    ("the just-in-time build failed in /cache/x: ops.cpp:3:1: error: 'foo' was not declared", RuntimeWarning),
+    (None, None),  # SLTT_KERNELS_DISABLE_EXTENSION=1: off without a word
+])
+def test_a_build_never_made_is_said_once_by_its_kind(restore_load, monkeypatch, why, category):
+    monkeypatch.setattr(_ext, "_read_build_info", lambda: None)  # never built
+    monkeypatch.setattr(_jit_build, "load_or_build", lambda: (None, None, why))
+    if why is None:
+        monkeypatch.setenv("SLTT_KERNELS_DISABLE_EXTENSION", "1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _ext.load(force=True) is None
+        assert not _ext.available() and _ext.unavailable_reason() and _ext.load() is None
+    ours = [w for w in caught if "sltt_kernels" in str(w.message)]
+    assert [w.category for w in ours] == ([category] if category else []), [str(w.message) for w in ours]
+    if category:
+        assert why in str(ours[0].message) and "pip install --no-build-isolation ." in str(ours[0].message)
 
 
 def test_cuda_build_decision_needs_nvcc_beside_the_headers(monkeypatch, tmp_path):

@@ -1,6 +1,8 @@
 """A missing or mismatched compiled extension never breaks `import sltt_kernels`."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -12,6 +14,7 @@ from sltt_kernels import _ext
 
 from helpers import HAVE_EXT
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(code, **env):
     full = dict(os.environ, **env)
@@ -79,3 +82,48 @@ def test_unloadable_library_is_reported_not_fatal(monkeypatch):
 def test_build_info_records_the_running_torch():
     info = _ext.build_info()
     assert info["torch"] == torch.__version__
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(ROOT, "csrc", "ops.cpp")), reason="no csrc/ (not a checkout)")
+@pytest.mark.parametrize("cannot_compile", ["no compiler", "SLTT_KERNELS_NO_JIT"])
+def test_no_build_and_no_way_to_compile_warns_once(tmp_path, cannot_compile):
+    """A checkout never built, where the just-in-time build cannot run (no C++ compiler, or
+    SLTT_KERNELS_NO_JIT=1) and the cache is empty: the import says so once, as a UserWarning that
+    names the reason and what to do, and the ops run on the reference."""
+    checkout = tmp_path / "checkout"  # a copy, so that the real in-place build is never touched
+    shutil.copytree(os.path.join(ROOT, "sltt_kernels"), checkout / "sltt_kernels",
+                    ignore=shutil.ignore_patterns("_C*.so", "_C*.pyd", "__pycache__", "_build_info.json"))
+    shutil.copytree(os.path.join(ROOT, "csrc"), checkout / "csrc")
+    cache = tmp_path / "cache"
+    code = ("import json, warnings\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')  # every warning, so that 'once' is the package's doing\n"
+            "    import torch, sltt_kernels\n"
+            "    reason = sltt_kernels.available_backends()['cpu']\n"
+            "    s, _ = sltt_kernels.lif_multistep(torch.randn(3, 5))\n"
+            "    sltt_kernels.available_backends()\n"
+            "ours = [dict(category=w.category.__name__, user=issubclass(w.category, UserWarning),\n"
+            "             message=str(w.message)) for w in caught if 'sltt_kernels' in str(w.message)]\n"
+            "print(json.dumps(dict(file=sltt_kernels.__file__, reason=reason, warnings=ours)))\n")
+    env = dict(os.environ, PYTHONPATH=str(checkout), SLTT_KERNELS_CACHE=str(cache))
+    for name in ("PYTEST_CURRENT_TEST", "SLTT_KERNELS_JIT", "SLTT_KERNELS_NO_JIT", "SLTT_KERNELS_DISABLE_EXTENSION",
+                 "SLTT_KERNELS_BACKEND"):
+        env.pop(name, None)
+    if cannot_compile == "no compiler":
+        env["CXX"] = str(tmp_path / "no-such-c++")
+        expected_reason, expected_fix = "no C++ compiler", "install a C++ compiler"
+    else:
+        env["SLTT_KERNELS_NO_JIT"] = "1"
+        expected_reason, expected_fix = "SLTT_KERNELS_NO_JIT is set", "unset SLTT_KERNELS_NO_JIT"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["file"].startswith(str(checkout)), seen["file"]  # the copy, not the checkout under test
+    assert seen["reason"] is not None and expected_reason in seen["reason"]  # the cpu backend is off, and why
+    assert len(seen["warnings"]) == 1, seen["warnings"]  # said once
+    (warning,) = seen["warnings"]
+    assert warning["user"], warning
+    for said in (expected_reason, expected_fix, "reference", "pip install --no-build-isolation ."):
+        assert said in warning["message"], (said, warning["message"])
+    assert not cache.exists() or list(cache.iterdir()) == []  # nothing built, nothing left in the cache
