@@ -93,11 +93,12 @@ def _snntorch_buffer(m: nn.Module, name: str, default):
 
 
 def _from_snntorch(m: nn.Module, backend: str):
-    learnable = [name for name in ("beta", "threshold", "graded_spikes_factor")
-                 if isinstance(getattr(m, name, None), nn.Parameter)]
+    learnable = [name for name in ("beta", "threshold") if isinstance(getattr(m, name, None), nn.Parameter)]
     if learnable:
-        return None, f"learnable {' and '.join(learnable)} (learn_beta / learn_threshold / " \
-                     "learn_graded_spikes_factor): not fused"
+        return None, f"learnable {' and '.join(learnable)} (learn_{' / learn_'.join(learnable)}): not fused"
+    if isinstance(getattr(m, "graded_spikes_factor", None), nn.Parameter):
+        # kept, as graded spikes are: its parameter stays where the optimizer has it
+        return None, "learnable graded_spikes_factor (learn_graded_spikes_factor=True): graded spikes stay snnTorch's"
     if getattr(m, "inhibition", False) or getattr(m, "state_quant", False):
         return None, "inhibition or state quantisation"
     factor = getattr(m, "graded_spikes_factor", 1.0)
