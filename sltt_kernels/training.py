@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
+import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -144,9 +145,9 @@ def _online_state_modules(net: nn.Module) -> list:
 def _bptt_blockers(net: nn.Module) -> None:
     """Refuses neurons that cut their own state in training (SpikingJelly's online neurons):
     through them bptt_step would silently compute SLTT's gradients, not BPTT's."""
-    try:
-        from spikingjelly.activation_based import neuron as sj_neuron
-    except Exception:  # SpikingJelly is optional
+    # a model that holds SpikingJelly's neurons has imported it: nothing to import here
+    sj_neuron = sys.modules.get("spikingjelly.activation_based.neuron")
+    if sj_neuron is None:
         return
     online = tuple(getattr(sj_neuron, n) for n in ("SLTTLIFNode", "OTTTLIFNode") if hasattr(sj_neuron, n))
     for name, m in net.named_modules():

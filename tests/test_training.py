@@ -193,8 +193,12 @@ def test_ddp_two_processes_equal_one_process_on_the_whole_batch(tmp_path, K):
            os.path.join(HERE, "ddp_worker.py"), "--out", str(tmp_path), "--T", "4", "--backend", BACKEND]
     if K:
         cmd += ["--K", str(K)]
-    # the workers import this checkout, installed or not (as pytest's own process does)
-    path = os.pathsep.join(p for p in (os.path.dirname(HERE), os.environ.get("PYTHONPATH")) if p)
+    # the workers import the sltt_kernels this process imported (the checkout here, the installed
+    # package in CI), whether or not it is on their default path
+    import sltt_kernels
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(sltt_kernels.__file__)))
+    path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
