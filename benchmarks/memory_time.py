@@ -2,6 +2,13 @@
 
     python benchmarks/memory_time.py --T 2 4 6          # ResNet-18, CIFAR-10-shaped input
     python benchmarks/memory_time.py --T 6              # one T: bars per method instead of lines
+    python benchmarks/memory_time.py --T 6 --full       # every variant and method (a GPU's default)
+
+On a CPU the default is the headline (--quick): the paper's and the rect neuron, our BPTT and
+SLTT against SpikingJelly's BPTT and SLTT, 3 timed iterations each, and the bytes SLTT and BPTT
+save at two smaller T (one untimed iteration each) to show SLTT's memory flat in T; about two
+minutes on 2 cores, said up front. --full runs the whole table (SLTT-K, the reference, the packed
+variants). On a GPU the whole table is the default (--quick asks for the headline there too).
 
 Each method trains real iterations (forward, backward, SGD step) of the same network:
   bptt      our fused multi-step kernels, BPTT through all T steps (bptt_step)
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import inspect
 import os
 import random
 import sys
@@ -59,22 +67,41 @@ PAPER_V100 = {  # Table S2, ResNet-18 on CIFAR-10, batch 128, one V100
 ALL_METHODS = ["bptt", "sltt", "sltt-k", "sj-bptt", "sj-sltt", "ref-bptt", "ref-sltt"]
 BACKENDS = ["auto", "cpu", "cuda", "triton", "reference"]
 MODELS = {
-    "resnet18": lambda neuron, classes: models.spiking_resnet18(num_classes=classes, neuron=neuron),
-    "vgg11": lambda neuron, classes: models.vgg11_bn(num_classes=classes, in_channels=3, neuron=neuron),
-    "nf_resnet34": lambda neuron, classes: models.nf_resnet34(num_classes=classes, neuron=neuron),
+    "resnet18": lambda neuron, classes, **kw: models.spiking_resnet18(num_classes=classes, neuron=neuron, **kw),
+    "vgg11": lambda neuron, classes, **kw: models.vgg11_bn(num_classes=classes, in_channels=3, neuron=neuron, **kw),
+    "nf_resnet34": lambda neuron, classes, **kw: models.nf_resnet34(num_classes=classes, neuron=neuron, **kw),
 }
+# the class each builder hands its keyword arguments to: which options a model takes is read there
+MODEL_CLASSES = {"resnet18": "SpikingPreActResNet", "vgg11": "SpikingVGG11", "nf_resnet34": "SpikingNFResNet"}
+# the CPU's default (--quick): the headline rows only; --full (a GPU's default) runs every method
+QUICK_METHODS = ["bptt", "sltt", "sj-bptt", "sj-sltt"]
+QUICK_VARIANTS = ["paper", "rect"]
+QUICK_ITERS, QUICK_WARMUP = 3, 0  # the untimed iteration that counts the saved bytes warms up
+# Seconds of one training iteration per sample and time step on 2 cores of an Intel Xeon (ResNet-18,
+# CIFAR-10 shapes, fp32; from this script's runs): the up-front estimate of a CPU run's length.
+CPU_SECONDS_PER_SAMPLE_STEP = {"ours": 0.020, "sj": 0.030, "ref": 0.040}
+CPU_SECONDS_PER_ROW = 1.0  # building the network and its optimizer
+SPIKINGJELLY_INSTALL = "pip install --no-deps spikingjelly==2.0.0 && pip install loguru tqdm"
+
+
+def model_accepts(model: str, option: str) -> bool:
+    """Whether the model's builder takes `option` (e.g. recompute), read from its class's signature."""
+    cls = getattr(models, MODEL_CLASSES[model], None)
+    return cls is not None and option in inspect.signature(cls).parameters
 
 
 class Variant:
     """A configuration with its own rows: the surrogate of the neuron and a change to the model.
 
     surrogate: "triangle" (the paper's) or "rect" (1 bit per element-step); transform: None or
-    a function model -> model applied after it is built (e.g. packing spike inputs); peers:
-    whether SpikingJelly and the reference run in this variant too.
+    a function model -> model applied after it is built (e.g. packing spike inputs); build: the
+    model builder's keyword arguments for our methods; peers: whether SpikingJelly and the
+    reference run in this variant too.
     """
 
-    def __init__(self, name, surrogate, transform=None, peers=True, note=""):
+    def __init__(self, name, surrogate, transform=None, peers=True, note="", build=None):
         self.name, self.surrogate, self.transform, self.peers, self.note = name, surrogate, transform, peers, note
+        self.build = dict(build or {})  # keyword arguments of the model's builder (ours only, not the peers')
 
     def runs(self, method: str) -> bool:
         """Whether this variant has a row for method (the peers' only where peers is set)."""
@@ -84,8 +111,9 @@ class Variant:
         return {} if self.surrogate == "triangle" else dict(surrogate_function=Rect())
 
 
-def variants():
-    """The rows' configurations. New ones go here: a name, a surrogate, an optional model transform."""
+def variants(model: str = "resnet18"):
+    """The rows' configurations. New ones go here: a name, a surrogate, an optional model transform
+    or builder options. 'packed+recompute' joins when the model's builder takes recompute=True."""
     out = [
         Variant("paper", "triangle", note="PaperLIFNode(): tau 1.1, triangle, soft reset"),
         Variant("rect", "rect", note="PaperLIFNode(surrogate_function=Rect()): 1-bit saved state"),
@@ -93,6 +121,12 @@ def variants():
     if hasattr(sltt_kernels.nn, "pack_spike_inputs"):
         out += [Variant("paper-packed", "triangle", _packed, peers=False, note="paper + nn.pack_spike_inputs(model)"),
                 Variant("rect-packed", "rect", _packed, peers=False, note="rect + nn.pack_spike_inputs(model)")]
+    if model_accepts(model, "recompute") and model_accepts(model, "pack_spike_inputs"):
+        both = dict(pack_spike_inputs=True, recompute=True)
+        out += [Variant("paper-packed+recompute", "triangle", peers=False, build=both,
+                        note="paper, built with pack_spike_inputs=True, recompute=True"),
+                Variant("rect-packed+recompute", "rect", peers=False, build=both,
+                        note="rect, built with pack_spike_inputs=True, recompute=True")]
     return out
 
 
@@ -198,10 +232,14 @@ def load_batches(args, device, n):
              torch.randint(0, 10, (args.batch_size,), generator=g).to(device)) for _ in range(n)]
 
 
-def run_method(method, T, args, device, batches, timer, variant, bar=None):
+def run_method(method, T, args, device, batches, timer, variant, bar=None, saved_only=False):
+    """One method's row: trains (warm-up, one metered iteration, the timed ones) and measures.
+    saved_only: the metered iteration alone (the bytes saved; no time, no RSS)."""
     torch.manual_seed(0)
-    net = MODELS[args.model](neuron_factory(method, args.backend, variant), 10).to(device)
-    if variant.transform is not None and not method.startswith(("sj", "ref")):
+    ours = not method.startswith(("sj", "ref"))
+    net = MODELS[args.model](neuron_factory(method, args.backend, variant), 10, **(variant.build if ours else {}))
+    net = net.to(device)
+    if variant.transform is not None and ours:
         net = variant.transform(net)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     amp = None if args.dtype == "fp32" else C.DTYPES[args.dtype]
@@ -221,6 +259,11 @@ def run_method(method, T, args, device, batches, timer, variant, bar=None):
     times = []
     meter = SavedTensorMeter(net)
     release_free_memory()
+    if saved_only:
+        with meter:
+            step(*batches[0])
+        del net, opt
+        return dict(model=args.model, variant=variant.name, T=T, method=method, saved_MB=meter.peak / 2**20)
     with RssSampler() as rss:
         for i in range(args.warmup + 1 + args.iters):
             x, y = batches[i % len(batches)]
@@ -268,9 +311,16 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, help="GPU default 128; CPU default 16")
     p.add_argument("--iters", type=int, help="timed iterations (GPU 20, CPU 5)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (GPU 5, CPU 1)")
-    p.add_argument("--methods", nargs="+", default=ALL_METHODS, choices=ALL_METHODS)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the headline only (the CPU's default): variants "
+                      f"{' '.join(QUICK_VARIANTS)}, methods {' '.join(QUICK_METHODS)}, {QUICK_ITERS} timed iterations "
+                      f"after {QUICK_WARMUP} warm-up, and SLTT's and BPTT's saved bytes at smaller T")
+    mode.add_argument("--full", action="store_true", help="every variant and method (the GPU's default); "
+                      "a few minutes on 2 CPU cores per T")
+    p.add_argument("--methods", nargs="+", choices=ALL_METHODS,
+                   help=f"default: all ({' '.join(ALL_METHODS)}); with --quick {' '.join(QUICK_METHODS)}")
     p.add_argument("--variants", nargs="+", help="configurations with their own rows (default: all of "
-                   + ", ".join(v.name for v in variants()) + ")")
+                   + ", ".join(v.name for v in variants()) + "; with --quick " + ", ".join(QUICK_VARIANTS) + ")")
     p.add_argument("--K", type=int, default=2, help="steps back-propagated by sltt-k (1 <= K <= min(T))")
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="backend of our neurons")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"],
@@ -285,8 +335,19 @@ def parse_args(argv):
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is visible to torch")
+    device = C.pick_device(args.device)
+    # the headline by default on a CPU, the whole table on a GPU (fast there); given flags win
+    args.quick = args.quick or (not args.full and device.type == "cpu")
+    if args.quick:
+        args.methods = args.methods or list(QUICK_METHODS)
+        args.variants = args.variants or list(QUICK_VARIANTS)
+        args.iters = QUICK_ITERS if args.iters is None else args.iters
+        args.warmup = QUICK_WARMUP if args.warmup is None else args.warmup
+    args.methods = args.methods or list(ALL_METHODS)
     check_training_args(p, args)
-    known = {v.name: v for v in variants()}
+    known = {v.name: v for v in variants(args.model)}
     for name in args.variants or []:
         if name not in known:
             p.error(f"--variants: {name!r} is not one of {', '.join(known)}")
@@ -305,9 +366,6 @@ def parse_args(argv):
             import torchvision  # noqa: F401
         except ImportError:
             p.error("--data-dir needs torchvision (pip install torchvision)")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA GPU is visible to torch")
-    device = C.pick_device(args.device)
     if args.backend != "auto":
         why = sltt_kernels.available_backends().get(args.backend)
         if why is not None:
@@ -350,22 +408,46 @@ def run(args):
         print("# CPU run: small batch and few iterations; memory is the peak of bytes saved for backward "
               "(and the process's RSS), not GPU memory")
     for m, why in skipped.items():
-        print(f"# {m} skipped: {why}")
+        print(f"# {m} skipped: {why}" + (f" ({SPIKINGJELLY_INSTALL}: its neurons need no torchaudio or "
+                                          "torchvision)" if m.startswith("sj-") else ""))
     batches = load_batches(args, device, min(4, args.warmup + args.iters))
     plan = [(v, T, m) for v in args.variant_list for T in args.T for m in methods if v.runs(m)]
     if not plan:
         raise SystemExit("error: nothing to run: " + "; ".join(f"{m}: {why}" for m, why in skipped.items()))
+    # with one T, SLTT's memory flat in T is shown by the bytes saved at smaller T (one untimed
+    # iteration each, a few seconds): the quick run's headline
+    probes = [(v, t, m) for v in args.variant_list for t in probe_Ts(args.T) for m in ("bptt", "sltt")
+              if m in methods] if args.quick else []
     if args.batch_size != 128:
         print(f"# 391 it h: 391 iterations at batch {args.batch_size} (one CIFAR-10 epoch only at batch 128)")
+    per_method = args.warmup + 1 + args.iters
+    print(f"# {'quick run (the headline; --full for every variant and method)' if args.quick else 'full table'}: "
+          f"{len(plan)} rows x {per_method} training iterations"
+          + (f", plus {len(probes)} untimed at T = {' '.join(map(str, probe_Ts(args.T)))}" if probes else "")
+          + (f"; about {estimate_seconds(plan, probes, args):.0f} s on 2 cores of an idle Xeon (started "
+             f"{time.strftime('%H:%M:%S')})" if not gpu else ""), flush=True)
     rows = []
-    bar = C.progress_bar(total=len(plan) * (args.warmup + 1 + args.iters), desc="memory_time")
-    for v, T, m in plan:
+    started = time.perf_counter()
+    bar = C.progress_bar(total=len(plan) * per_method + len(probes), desc="memory_time")
+    for i, (v, T, m) in enumerate(plan):
         bar.set_postfix_str(f"{v.name} T={T} {m}")
         rows.append(run_method(m, T, args, device, batches, timer, v, bar))
+        if i == 0 and len(plan) > 1 and not gpu:  # this machine's pace, from the first row
+            spent = time.perf_counter() - started
+            left = spent * (estimate_seconds(plan[1:], probes, args) / estimate_seconds(plan[:1], [], args))
+            bar.write(f"# the first row took {spent:.0f} s: about {left:.0f} s left at this machine's pace")
+    probe_rows = []
+    for v, T, m in probes:
+        bar.set_postfix_str(f"{v.name} T={T} {m} (saved bytes)")
+        probe_rows.append(run_method(m, T, args, device, batches, timer, v, saved_only=True))
+        bar.update(1)
     bar.close()
+    print(f"# ran {time.perf_counter() - started:.0f} s")
 
     mem_key = "peak_MB" if gpu else "saved_MB"
     unit = "peak GPU memory MB" if gpu else "saved-for-backward MB"
+    print_headline(rows, probe_rows, mem_key, unit, args)
+    header["saved_only_rows"] = probe_rows  # the smaller T's saved bytes (one untimed iteration each)
     summary = table_s2(rows, methods, mem_key, args)
     print(f"\n## Table S2 layout ({unit}; time per iteration ms)")
     cols = [("variant", "variant", None), ("T", "T", None)]
@@ -395,6 +477,65 @@ def run(args):
     if not args.no_plot:
         plot(rows, mem_key, unit, os.path.join(args.out, stem + ".png"), header)
     return rows
+
+
+def probe_Ts(Ts):
+    """The smaller T whose saved bytes a quick run adds when it times one T only: T/3 and 2T/3
+    (6 -> 2, 4), so that the headline shows SLTT's memory flat in T and BPTT's growing with it."""
+    if len(Ts) > 1:
+        return []
+    T = Ts[0]
+    return sorted({max(1, round(T / 3)), max(1, round(2 * T / 3))} - {T})
+
+
+def estimate_seconds(plan, probes, args):
+    """The run's length on 2 cores of an idle Xeon (CPU_SECONDS_PER_SAMPLE_STEP): iterations x T x batch."""
+    per_method = args.warmup + 1 + args.iters
+    cost = {m: CPU_SECONDS_PER_SAMPLE_STEP["ours" if not m.startswith(("sj", "ref")) else m.split("-")[0]]
+            for m in ALL_METHODS}
+    total = sum(CPU_SECONDS_PER_ROW + per_method * T * args.batch_size * cost[m] for _, T, m in plan)
+    return total + sum(CPU_SECONDS_PER_ROW + T * args.batch_size * cost[m] for _, T, m in probes)
+
+
+def headline(rows, probe_rows, mem_key):
+    """(memory lines, ratio rows): the saved bytes of SLTT and BPTT at every T measured, and per
+    (variant, T) SLTT/BPTT and ours against SpikingJelly (time and memory)."""
+    saved = {}
+    for r in rows + probe_rows:
+        if r["method"] in ("bptt", "sltt"):
+            saved.setdefault(r["variant"], {}).setdefault(r["method"], {})[r["T"]] = r["saved_MB"]
+    lines = []
+    for v, by_method in saved.items():
+        parts = [f"{m.upper()} " + " ".join(f"{by_method[m][T]:.1f}" for T in sorted(by_method[m]))
+                 for m in ("sltt", "bptt") if m in by_method]
+        Ts = sorted({T for m in by_method.values() for T in m})
+        lines.append(f"  {v}, saved MB at T = {' '.join(map(str, Ts))}: " + "; ".join(parts))
+    by = {(r["variant"], r["T"], r["method"]): r for r in rows}
+    ratios = []
+    for v, T in dict.fromkeys((r["variant"], r["T"]) for r in rows):
+        got = {m: by.get((v, T, m)) for m in ("bptt", "sltt", "sj-bptt", "sj-sltt")}
+        out = dict(variant=v, T=T)
+        for a, b, name in (("sltt", "bptt", "SLTT/BPTT"), ("bptt", "sj-bptt", "BPTT ours/SJ"),
+                           ("sltt", "sj-sltt", "SLTT ours/SJ")):
+            if got[a] and got[b]:
+                out[f"{name} mem"] = got[a][mem_key] / got[b][mem_key] if got[b][mem_key] else None
+                out[f"{name} time"] = got[a]["iter_ms"] / got[b]["iter_ms"]
+        ratios.append(out)
+    return lines, ratios
+
+
+def print_headline(rows, probe_rows, mem_key, unit, args):
+    lines, ratios = headline(rows, probe_rows, mem_key)
+    print(f"\n## Headline ({args.model}, batch {args.batch_size}; ratios of {unit} and of time per iteration)")
+    print("SLTT's saved state does not grow with T; BPTT's grows in proportion:")
+    print("\n".join(lines))
+    cols = [("variant", "variant", None), ("T", "T", None)]
+    for name in ("SLTT/BPTT", "BPTT ours/SJ", "SLTT ours/SJ"):
+        if any(f"{name} time" in r for r in ratios):
+            cols += [(f"{name} mem", f"{name} mem", "{:.2f}"), (f"{name} time", f"{name} time", "{:.2f}")]
+    C.print_table(cols, ratios)
+    if not any("BPTT ours/SJ time" in r or "SLTT ours/SJ time" in r for r in ratios):
+        print(f"(no SpikingJelly rows: {SPIKINGJELLY_INSTALL} adds them)")
 
 
 def table_s2(rows, methods, mem_key, args):

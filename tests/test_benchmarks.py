@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (tiny sizes), and their arguments are checked up front."""
 
+import json
 import os
 import sys
 
@@ -75,7 +76,7 @@ BAD_ARGS = [
     (["--batch-size", "0"], "--batch-size"),
     (["--warmup", "-1"], "--warmup"),
     (["--backend", "bogus"], "--backend"),
-    (["--T", "2", "--K", "3"], "--K"),
+    (["--T", "2", "--K", "3", "--full"], "--K"),  # the quick run has no sltt-k, so no K to check
     (["--variants", "nope"], "--variants"),
     (["--threads", "0"], "--threads"),
     (["--T", "2", "2"], "--T"),
@@ -125,6 +126,66 @@ def test_memory_time_unavailable_backend_is_an_error_up_front(tmp_path, monkeypa
     with pytest.raises(SystemExit):
         memory_time.main(["--device", "cpu", "--backend", "cuda", "--out", str(tmp_path)])
     assert "--backend" in capsys.readouterr().err
+
+
+def test_memory_time_cpu_default_is_the_quick_headline_and_full_is_the_whole_table(tmp_path):
+    memory_time = _import("memory_time")
+    quick = memory_time.parse_args(["--device", "cpu", "--out", str(tmp_path)])
+    assert quick.quick and quick.methods == memory_time.QUICK_METHODS
+    assert [v.name for v in quick.variant_list] == memory_time.QUICK_VARIANTS
+    assert (quick.iters, quick.warmup) == (memory_time.QUICK_ITERS, memory_time.QUICK_WARMUP)
+    full = memory_time.parse_args(["--device", "cpu", "--full", "--out", str(tmp_path)])
+    assert not full.quick and full.methods == memory_time.ALL_METHODS
+    assert {v.name for v in full.variant_list} == {v.name for v in memory_time.variants()}
+    assert full.iters is None  # run() picks the device's default (CPU 5)
+    # given flags win over the quick defaults
+    mine = memory_time.parse_args(["--device", "cpu", "--methods", "sltt", "--iters", "7", "--warmup", "2",
+                                   "--out", str(tmp_path)])
+    assert (mine.methods, mine.iters, mine.warmup) == (["sltt"], 7, 2)
+    with pytest.raises(SystemExit):
+        memory_time.parse_args(["--quick", "--full"])
+
+
+def test_memory_time_quick_run_shows_sltt_memory_flat_in_T_up_front_estimate(tmp_path, capsys):
+    memory_time = _import("memory_time")
+    assert memory_time.probe_Ts([6]) == [2, 4] and memory_time.probe_Ts([1]) == [] and memory_time.probe_Ts([2, 4]) == []
+    rows = memory_time.main(["--T", "3", "--batch-size", "1", "--iters", "1", "--methods", "bptt", "sltt",
+                             "--variants", "rect", "--threads", "1", "--device", "cpu", "--out", str(tmp_path),
+                             "--no-plot"])
+    out = capsys.readouterr().out
+    head, rest = out.split("## Headline", 1)
+    assert "quick run" in head and "s on 2 cores" in head  # the estimate comes before any work
+    written = json.loads((tmp_path / "memory_time_cpu.json").read_text())
+    saved = {(r["T"], r["method"]): r["saved_MB"] for r in written["rows"] + written["machine"]["saved_only_rows"]}
+    assert saved[(1, "sltt")] == saved[(2, "sltt")] == saved[(3, "sltt")]
+    assert saved[(3, "bptt")] == pytest.approx(3 * saved[(1, "bptt")], rel=0.02)
+    assert f"SLTT {saved[(1, 'sltt')]:.1f} {saved[(2, 'sltt')]:.1f} {saved[(3, 'sltt')]:.1f}" in rest
+    assert "SLTT/BPTT mem" in rest and [r["T"] for r in rows] == [3, 3]
+
+
+def test_memory_time_headline_compares_with_spikingjelly():
+    memory_time = _import("memory_time")
+    rows = [dict(variant="paper", T=6, method=m, saved_MB=mb, iter_ms=ms)
+            for m, mb, ms in (("bptt", 600.0, 300.0), ("sltt", 100.0, 240.0), ("sj-bptt", 600.0, 600.0),
+                              ("sj-sltt", 150.0, 960.0))]
+    lines, ratios = memory_time.headline(rows, [], "saved_MB")
+    (r,) = ratios
+    assert r["SLTT/BPTT mem"] == pytest.approx(1 / 6) and r["SLTT/BPTT time"] == pytest.approx(0.8)
+    assert r["BPTT ours/SJ time"] == pytest.approx(0.5) and r["SLTT ours/SJ time"] == pytest.approx(0.25)
+    assert r["SLTT ours/SJ mem"] == pytest.approx(100 / 150)
+    assert lines == ["  paper, saved MB at T = 6: SLTT 100.0; BPTT 600.0"]
+
+
+def test_memory_time_packed_recompute_variant_only_when_the_model_takes_recompute(monkeypatch):
+    memory_time = _import("memory_time")
+    names = {v.name for v in memory_time.variants()}
+    takes = memory_time.model_accepts("resnet18", "recompute")
+    assert ("rect-packed+recompute" in names) == takes and ("paper-packed+recompute" in names) == takes
+    monkeypatch.setattr(memory_time, "model_accepts", lambda model, option: True)
+    by_name = {v.name: v for v in memory_time.variants()}
+    v = by_name["rect-packed+recompute"]
+    assert v.build == dict(pack_spike_inputs=True, recompute=True) and not v.peers and v.surrogate == "rect"
+    assert not v.runs("sj-bptt") and v.runs("sltt-k")
 
 
 def test_kernels_benchmark_runs_with_the_compiled_peer_in_both_modes(tmp_path, capsys):
