@@ -96,6 +96,19 @@ def test_single_step_v_seq_grows_restarts_and_detaches(cls):
     assert n.v_seq is None
 
 
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_store_v_seq_switched_on_after_construction(step_mode):
+    n = IFNode(step_mode=step_mode)
+    assert [name for name, _ in n.named_memories()] == ["v"]
+    n.store_v_seq = True  # as SpikingJelly allows: v_seq becomes a memory, reset with the others
+    x = torch.rand(3, 2, 4) * 2
+    n(x) if step_mode == "m" else [n(x[t]) for t in range(3)]
+    assert n.v_seq.shape == (3, 2, 4) and [name for name, _ in n.named_memories()] == ["v", "v_seq"]
+    torch.testing.assert_close(n.v_seq[-1], n.v)
+    n.reset()
+    assert n.v_seq is None
+
+
 def test_replace_neurons_keeps_store_v_seq_and_step_mode():
     sj = _sj()
     from spikingjelly.activation_based import neuron
