@@ -56,9 +56,11 @@ def _assert_same_state(plain, other):
         assert torch.equal(buffers[name], b), name
 
 
-@pytest.mark.parametrize("method,T,surrogate", [
-    (method, T, surrogate) for method, T in [("bptt", 2), ("sltt", 2), ("sltt-k", 3)] for surrogate in ("rect", "triangle")
-] + [("sltt", 1, "rect"), ("bptt", 1, "triangle")])
+CASES = [(method, T, surrogate) for method, T in [("bptt", 2), ("sltt", 2), ("sltt-k", 3)]
+         for surrogate in ("rect", "triangle")] + [("sltt", 1, "rect"), ("bptt", 1, "triangle")]
+
+
+@pytest.mark.parametrize("method,T,surrogate", CASES)
 def test_resnet_recompute_equals_plain(method, T, surrogate):
     grad = "bptt" if method == "bptt" else "sltt"
     x, y = torch.randn(3, 3, 8, 8), torch.tensor([1, 4, 0])
@@ -312,4 +314,17 @@ def test_step_batch_norm_multistep_views():
     x = torch.randn(4, 2, 3, 6, 6) * 2
     for net in (plain, other):
         net(x).square().sum().backward()
+    _assert_same_state(plain, other)
+
+
+def test_saved_tensor_hooks_disabled_saves_the_input():
+    """Where saved-tensor hooks are switched off, the batch norm saves its input, as the plain one."""
+    torch.manual_seed(8)
+    plain = _conv_bn(nn.BatchNorm2d(5))
+    other = copy.deepcopy(plain)
+    pack_spike_inputs(other, recompute=True)
+    x = torch.randn(2, 3, 6, 6) * 2
+    with torch.autograd.graph.disable_saved_tensors_hooks("not here"):
+        for net in (plain, other):
+            net(x).square().sum().backward()
     _assert_same_state(plain, other)

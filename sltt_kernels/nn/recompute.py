@@ -193,11 +193,17 @@ class _SaveRecipes(torch.autograd.graph.saved_tensors_hooks):
         return self.outer_unpack(value) if self.outer_unpack is not None else value
 
 
+def _hooks_enabled() -> bool:
+    """False inside torch.autograd.graph.disable_saved_tensors_hooks (then the input is saved)."""
+    enabled = getattr(torch._C._autograd, "_saved_tensors_hooks_is_enabled", None)
+    return enabled is None or enabled()
+
+
 class _RecomputeInputMixin:
     """The batch norm's own forward, with its input (and any view of it) saved as a recipe."""
 
     def forward(self, *args, **kwargs):
-        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling() or not _hooks_enabled():
             return super().forward(*args, **kwargs)
         with _SaveRecipes():
             return super().forward(*args, **kwargs)
