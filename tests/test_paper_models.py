@@ -165,3 +165,37 @@ def test_pack_spike_inputs_option(build, monkeypatch):
     else:
         net = build(pack_spike_inputs=True)
         assert isinstance(net, torch.nn.Module)
+
+
+@pytest.mark.parametrize("build", [models.spiking_resnet18, models.vgg11_bn, models.vgg11_ws, models.nf_resnet34])
+def test_recompute_option(build):
+    with pytest.raises(ValueError, match="recompute=True needs pack_spike_inputs=True"):
+        build(width=4, recompute=True)
+    net = build(width=4, pack_spike_inputs=True, recompute=True)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert all(type(m).__name__.startswith("RecomputeInput__") for m in norms)  # every batch norm (none in WS/NF)
+
+
+def test_preact_residual_stream_is_not_stored_with_recompute():
+    """The block's input x is read by bn1 alone (the shortcut takes the spikes): with
+    recompute=True no float tensor of an activation's size is saved for backward, only the
+    image (the stem conv's input, saved dense as the plain conv saves it), bits and statistics."""
+    from sltt_kernels.nn import PaperLIFNode
+    from sltt_kernels.surrogate import Rect
+
+    torch.manual_seed(0)
+    net = models.spiking_resnet18(width=4, neuron=lambda: PaperLIFNode(surrogate_function=Rect()),
+                                  pack_spike_inputs=True, recompute=True)
+    x = torch.randn(2, 3, 16, 16)  # the last stage's activations: 2 x 32 x 2 x 2 = 128 elements
+    saved = []
+
+    def keep(t):
+        saved.append((t.dtype, t.numel(), t.data_ptr()))
+        return t
+
+    params = {p.data_ptr() for p in net.parameters()}
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        net(x).sum().backward()
+    # above 64 elements: the classifier's dense input (2 x 32) and the statistics are smaller
+    floats = [n for dtype, n, ptr in saved if dtype.is_floating_point and n > 64 and ptr not in params]
+    assert floats == [x.numel()], floats  # the image, nothing else of activation size
