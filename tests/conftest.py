@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import zlib
+
 import pytest
 import torch
 
@@ -19,3 +22,17 @@ def cpu_isa(request):
         pytest.skip(str(e))
     yield request.param
     torch.ops.sltt_kernels._cpu_isa("auto" if before == "auto" else before)
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """A seed of this test's own, the same on every run: the CRC-32 of its module and name (its
+    parameters included), so each case draws its own inputs and a failure reproduces alone.
+    torch's and random's global generators are seeded with it too (restored afterwards)."""
+    value = zlib.crc32(f"{request.node.module.__name__}::{request.node.name}".encode())
+    torch_state, random_state = torch.random.get_rng_state(), random.getstate()
+    torch.manual_seed(value)
+    random.seed(value)
+    yield value
+    torch.random.set_rng_state(torch_state)
+    random.setstate(random_state)

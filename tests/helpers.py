@@ -4,8 +4,11 @@ Imported by the test modules (`from helpers import ...`); the fixtures are in co
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
+from dataclasses import dataclass
+from typing import Callable, Dict, Tuple
 
 import pytest
 import torch
@@ -16,8 +19,10 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import sltt_kernels  # noqa: E402
-from sltt_kernels import _registration, reference  # noqa: E402
-from sltt_kernels.neurons.lif import lif_config  # noqa: E402
+from sltt_kernels import _config, _registration, reference  # noqa: E402
+from sltt_kernels.neurons.if_ import if_config  # noqa: E402
+from sltt_kernels.neurons.leaky import leaky_config  # noqa: E402
+from sltt_kernels.neurons.lif import lif_config, plif_config  # noqa: E402
 
 HAVE_EXT = sltt_kernels.available_backends()["cpu"] is None
 if os.environ.get("SLTT_KERNELS_REQUIRE_EXTENSION", "") not in ("", "0") and not HAVE_EXT:
@@ -112,14 +117,160 @@ DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 EPS = {torch.float64: 2.0**-52, torch.float32: 2.0**-23, torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
 
 
+# ---------------------------------------------------------------------------------------------
+# The equivalence suite's rows (tests/test_kernels.py): one per public function family of each
+# registered neuron model, LIF one row like the others.
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """A public function family of a registered neuron model, with the keyword sets the suite runs.
+
+    name: the row's id ('lif', 'plif', ...); model: its name in sltt_kernels._config.MODELS;
+    multistep / step: its public functions' names (sltt_kernels.<name>, reference.<name>);
+    config: its keywords -> the checked NeuronArgs; all_kw: the full cross product of its keyword
+    sets; core_kw: a subset that still produces every save kind, reset and surrogate of the row
+    (the first is the row's plain neuron); vary: keyword -> the values the property test draws;
+    learnable_w: takes w (1/tau = sigmoid(w)), a one-element tensor whose gradient is checked."""
+
+    name: str
+    model: str
+    multistep: str
+    step: str
+    config: Callable
+    all_kw: Tuple[dict, ...]
+    core_kw: Tuple[dict, ...]
+    vary: Dict[str, tuple]
+    learnable_w: bool = False
+
+    def functions(self, on_reference: bool = False):
+        """(multi-step, one-step) public functions, of the kernels' API or of the reference."""
+        where = reference if on_reference else sltt_kernels
+        return getattr(where, self.multistep), getattr(where, self.step)
+
+    def w(self, dtype=torch.float64, device="cpu", requires_grad=False):
+        """The keyword arguments for w (0.3: tau = 1/sigmoid(0.3), about 1.74) or none."""
+        if not self.learnable_w:
+            return {}
+        return {"w": torch.tensor(0.3, dtype=dtype, device=device, requires_grad=requires_grad)}
+
+    def args(self, kw) -> "_config.NeuronArgs":
+        """The checked NeuronArgs of these keywords, the public function's defaults filling in."""
+        fn = self.functions()[0]
+        given = {p.name: p.default for p in inspect.signature(fn).parameters.values()
+                 if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name != "backend"}
+        given.update(kw)
+        return self.config(**given)
+
+    def save_kinds(self, kw, half: bool = False) -> Tuple[str, ...]:
+        """The save kinds the public functions produce for these keywords (with w learnable, the
+        parametric LIF saves h_v0; with w constant, the kind of its plain configuration)."""
+        cfg = self.args(kw)
+        kinds = [cfg.save_kind(True, half=half)]
+        if self.learnable_w:
+            kinds.append(cfg.save_kind(True, learn_k=True, half=half))
+        return tuple(dict.fromkeys(kinds))
+
+
+def _if_kw(reset, detach_reset, surrogate, grad):
+    return dict(v_reset=RESETS[reset], detach_reset=detach_reset, surrogate=surrogate, grad=grad)
+
+
+def _leaky_kw(beta_threshold, reset_mechanism, surrogate, grad):
+    beta, threshold = beta_threshold
+    return dict(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism, surrogate=surrogate, grad=grad)
+
+
+def _plif_kw(reset, decay_input, detach_reset, surrogate, grad):
+    return dict(v_reset=RESETS[reset], decay_input=decay_input, detach_reset=detach_reset, surrogate=surrogate,
+                grad=grad)
+
+
+_LEAKY_PARAMS = ((0.8, 1.0), (1.0, 0.7), (0.0, 1.0))
+
+MODEL_ROWS = {
+    "lif": ModelRow(
+        "lif", "lif", "lif_multistep", "lif_step", lif_config, tuple(ALL_CONFIGS), tuple(CORE_CONFIGS),
+        vary={"tau": (1.0, 1.5, 2.0, 10.0), "v_threshold": (0.5, 1.0)}),
+    "plif": ModelRow(
+        "plif", "lif", "plif_multistep", "plif_step", plif_config,
+        tuple(_plif_kw(*c) for c in itertools.product(("soft", "hard-0.3"), (True, False), (False, True),
+                                                     ("rect", "sigmoid"), ("bptt", "sltt"))),
+        (_plif_kw("soft", True, False, "rect", "bptt"),        # 1-bit mask (h_v0 with w learnable)
+         _plif_kw("hard-0.3", False, True, "rect", "bptt"),    # 2-bit mask
+         _plif_kw("hard-0.3", True, False, "rect", "bptt"),    # h
+         _plif_kw("soft", False, False, "sigmoid", "sltt"),    # h, SLTT
+         _plif_kw("hard-0.3", True, False, "sigmoid", "bptt"),
+         _plif_kw("soft", True, True, "rect", "sltt")),        # 1-bit mask, SLTT
+        vary={"v_threshold": (0.5, 1.0)}, learnable_w=True),
+    "if": ModelRow(
+        "if", "if", "if_multistep", "if_step", if_config,
+        tuple(_if_kw(*c) for c in itertools.product(("soft", "hard0", "hard-0.3"), (False, True), ("rect", "atan"),
+                                                   ("bptt", "sltt"))),
+        (_if_kw("soft", False, "rect", "bptt"),       # 1-bit mask
+         _if_kw("hard0", False, "rect", "bptt"),      # h
+         _if_kw("hard-0.3", True, "rect", "bptt"),    # 2-bit mask
+         _if_kw("soft", True, "atan", "sltt"),        # h, SLTT
+         _if_kw("hard0", False, "atan", "bptt"),
+         _if_kw("hard-0.3", False, "rect", "sltt")),  # 1-bit mask, SLTT
+        vary={"v_threshold": (0.5, 1.0)}),
+    "leaky": ModelRow(
+        "leaky", "leaky", "leaky_multistep", "leaky_step", leaky_config,
+        tuple(_leaky_kw(*c) for c in itertools.product(_LEAKY_PARAMS, ("subtract", "zero", "none"),
+                                                      ("rect", "atan", "triangle"), ("bptt", "sltt"))),
+        (_leaky_kw((0.8, 1.0), "subtract", "rect", "bptt"),    # 1-bit mask
+         _leaky_kw((0.8, 1.0), "zero", "rect", "bptt"),        # 2-bit mask: the reset flags
+         _leaky_kw((1.0, 0.7), "none", "rect", "bptt"),        # 1-bit mask
+         _leaky_kw((0.8, 1.0), "zero", "atan", "bptt"),        # h and the initial state
+         _leaky_kw((0.0, 1.0), "subtract", "triangle", "bptt"),  # h
+         _leaky_kw((1.0, 0.7), "zero", "triangle", "sltt"),    # h, SLTT
+         _leaky_kw((0.8, 1.0), "subtract", "rect", "sltt")),   # 1-bit mask, SLTT
+        vary={"beta": (0.0, 0.5, 0.9, 1.0), "threshold": (0.5, 1.0)}),
+}
+
+
+class MissingRow:
+    """Stands for a registered model that has no row: every test it reaches fails, naming it."""
+
+    def __init__(self, model: str):
+        self.model, self.name = model, f"{model}-has-no-row"
+        self.core_kw = self.all_kw = ({},)
+
+    def __getattr__(self, attr):
+        raise AssertionError(f"tests/helpers.py MODEL_ROWS has no row for the registered neuron model {self.model!r}")
+
+
+def model_rows():
+    """The suite's rows, in the registry's order (sltt_kernels._config.MODELS): each registered
+    model's rows, or a MissingRow that fails."""
+    rows = []
+    for model in _config.MODELS:
+        rows += [r for r in MODEL_ROWS.values() if r.model == model] or [MissingRow(model)]
+    return rows
+
+
+def kw_id(kw) -> str:
+    """A short test id of a keyword set: its values in order ('None-True-False-Rect(1.0)-bptt')."""
+    return "-".join(str(v) for v in kw.values())
+
+
+def row_cases(which: str = "core", where=None):
+    """pytest params (row, kw) over every row's keyword sets ('core' or 'all'), kept if where(row, kw)."""
+    out = []
+    for row in model_rows():
+        for kw in getattr(row, f"{which}_kw"):
+            if isinstance(row, MissingRow) or where is None or where(row, kw):
+                out.append(pytest.param(row, kw, id=f"{row.name}-{kw_id(kw)}"))
+    return out
+
+
 # The test row of every registered neuron model (tests/test_registry.py checks each has one):
-# checked configurations covering its resets, run through the kernels by the registry tests.
+# checked configurations covering its resets (the core keyword sets of its rows with constant
+# parameters), run through the kernels by the registry tests.
 MODEL_CASES = {
-    "lif": [lif_config(**kw) for kw in CORE_CONFIGS],
-    "if": [sltt_kernels.neurons.if_.if_config(v_threshold=1.0, v_reset=r, detach_reset=False, surrogate="rect",
-                                              grad="bptt") for r in (None, 0.0)],
-    "leaky": [sltt_kernels.neurons.leaky.leaky_config(beta=0.8, threshold=1.0, reset_mechanism=m, surrogate="rect",
-                                                      grad="bptt") for m in ("subtract", "zero", "none")],
+    model: [row.args(kw) for row in MODEL_ROWS.values() if row.model == model and not row.learnable_w
+            for kw in row.core_kw]
+    for model in dict.fromkeys(row.model for row in MODEL_ROWS.values())
 }
 
 
@@ -148,13 +299,17 @@ def unpack_bits(words: torch.Tensor, n: int) -> torch.Tensor:
     return bits.reshape(*words.shape[:-1], -1)[..., :n].bool()
 
 
-def safe_neurons(kw, x: torch.Tensor, v0=None, margin: float = 1e-4) -> torch.Tensor:
+def safe_neurons(kw, x: torch.Tensor, v0=None, margin: float = 1e-4, k=None) -> torch.Tensor:
     """bool [N]: neurons whose float64 trajectory stays `margin` away from every decision
     boundary (the threshold, and the rect window's edges). On these, a float32 kernel and the
-    float64 reference must take the same branches, so spikes and masks must agree exactly."""
-    cfg = config_of(kw)
+    float64 reference must take the same branches, so spikes and masks must agree exactly.
+    kw: LIF keywords (as neuron_kwargs makes them) or any model's checked NeuronArgs; k: the
+    parametric LIF's 1/tau."""
+    cfg = kw if isinstance(kw, _config.NeuronArgs) else config_of(kw)
     with torch.no_grad():
-        _, h, _ = reference.multistep_states(cfg, x.detach().double().cpu(), None if v0 is None else v0.detach().double().cpu())
+        _, h, _ = reference.multistep_states(cfg, x.detach().double().cpu(),
+                                             None if v0 is None else v0.detach().double().cpu(),
+                                             None if k is None else k.detach().double().cpu())
     d = (h - cfg.v_threshold).abs().reshape(h.shape[0], -1)
     dist = d
     if cfg.surrogate == "rect":
