@@ -24,6 +24,7 @@ from .packed import (
     pack_spike_inputs,
     spike_pack_calls,
 )
+from .recompute import ResidualAdd
 from .replace import replace_neurons
 
 __all__ = [
@@ -52,4 +53,5 @@ __all__ = [
     "PackedConv3d",
     "PackedLinear",
     "spike_pack_calls",
+    "ResidualAdd",
 ]
