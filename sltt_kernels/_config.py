@@ -133,14 +133,22 @@ def register(model: NeuronModel) -> NeuronModel:
     """Adds a neuron model to the registry (each file in sltt_kernels/neurons/ calls this once)."""
     if model.name in MODELS:
         raise ValueError(f"neuron model {model.name!r} is registered twice")
-    if model.code != len(MODELS):
-        raise ValueError(f"neuron model {model.name!r} has code {model.code}, expected {len(MODELS)} (csrc's list "
-                         "order; sltt_kernels/neurons/__init__.py imports the models in that order)")
     missing = [r for r in model.resets if r not in RESETS]
     if missing:
         raise ValueError(f"neuron model {model.name!r}: unknown resets {missing}")
     MODELS[model.name] = model
     return model
+
+
+def check_registry() -> None:
+    """After every model file registered: the codes are csrc's list positions 0..n-1, and the
+    registry is kept in that order (the order error messages list the models in)."""
+    ordered = sorted(MODELS.values(), key=lambda m: m.code)
+    if [m.code for m in ordered] != list(range(len(ordered))):
+        raise ValueError("neuron model codes must be 0..n-1, as csrc/neurons/neurons.h lists them; got "
+                         + ", ".join(f"{m.name}={m.code}" for m in ordered))
+    MODELS.clear()
+    MODELS.update((m.name, m) for m in ordered)
 
 
 # ---------------------------------------------------------------------------------------------

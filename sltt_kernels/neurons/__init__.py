@@ -3,13 +3,20 @@
 Each file holds everything Python knows about its model (its keywords and value rules, its
 reference charge and reset, its op counts, its public multi-step and one-step functions) and
 registers it in `sltt_kernels._config.MODELS`; the validator, the reference, the ops, the counters
-and the tests iterate that registry. They are imported here in their csrc code order.
+and the tests iterate that registry. Every module of this package is imported here, so a new
+model's file needs no line elsewhere in Python.
 """
 
 from __future__ import annotations
 
-from .._config import MODELS
-from . import lif, if_, leaky  # noqa: F401  (each registers its model; the order is csrc's)
+import importlib
+import pkgutil
+
+from .._config import MODELS, check_registry
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+    importlib.import_module(f"{__name__}.{_info.name}")  # each registers its model
+check_registry()
 
 # name -> function, for every model's public functions (sltt_kernels.lif_multistep, ...)
 FUNCTIONS = {fn.__name__: fn for model in MODELS.values() for fn in model.functions}
