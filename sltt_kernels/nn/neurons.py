@@ -4,8 +4,9 @@
 constructor arguments and defaults (plus `grad_mode` and `backend`) and keep its state protocol
 (nn/memory_module.py): `v` (a float, v_reset, until the first step; a tensor after), `reset()`,
 `detach()`, `register_memory` / `memories()` / `named_memories()`, `store_v_seq` / `v_seq`, and
-`step_mode` ('s': x is one step [B, ...]; 'm': x is [T, B, ...]). `PaperLIFNode` is the SLTT
-paper's neuron. snnTorch's `Leaky` is in nn/leaky.py; every neuron derives from `BaseNode`.
+`step_mode` ('s': x is one step [B, ...]; 'm': x is [T, B, ...]), and SpikingJelly 2.0's functional
+form (`single_step_functional_forward` / `multi_step_functional_forward`: (inputs, states) ->
+(outputs, new states), which forward itself runs). `PaperLIFNode` is the SLTT paper's neuron. snnTorch's `Leaky` is in nn/leaky.py; every neuron derives from `BaseNode`.
 """
 
 from __future__ import annotations
