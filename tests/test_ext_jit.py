@@ -9,8 +9,10 @@ SLTT_KERNELS_NO_JIT=1 or without a C++ compiler and ninja.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
@@ -132,6 +134,43 @@ def test_cuda_build_decision_names_the_missing_headers(monkeypatch, tmp_path):
     assert _build_facts.cuda_build_decision(CSRC, no_cuda=True) == (False, "SLTT_KERNELS_NO_CUDA is set")
 
 
+def _run_as_a_group(cmd, timeout, **kw):
+    """subprocess.run(cmd, capture_output=True, text=True), in a session of its own: on a timeout
+    the whole group is killed (a build's ninja and compilers outlive a killed Python otherwise)."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, **kw) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg") or not os.path.isdir("/proc"), reason="no process groups or /proc")
+def test_a_timed_out_run_leaves_no_child_behind(tmp_path):
+    marker = tmp_path / "child.pid"
+    code = ("import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(marker)!r}, 'w').write(str(child.pid)); time.sleep(60)\n")
+    with pytest.raises(subprocess.TimeoutExpired):
+        _run_as_a_group([sys.executable, "-c", code], timeout=5)
+    child = int(marker.read_text())
+    for _ in range(50):  # killed; reaped by init shortly after
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split(") ")[-1].startswith("Z"):  # a zombie: dead, not yet reaped
+                break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the grandchild outlived the timeout")
+
+
 @pytest.mark.slow
 @needs_checkout
 @pytest.mark.skipif(os.environ.get("SLTT_KERNELS_NO_JIT", "") not in ("", "0"), reason="SLTT_KERNELS_NO_JIT is set")
@@ -156,13 +195,11 @@ def test_real_jit_build_of_a_mismatched_install(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"), SLTT_KERNELS_JIT="1", SLTT_KERNELS_NO_CUDA="1",
                SLTT_KERNELS_CACHE=str(tmp_path / "cache"))
     env.pop("SLTT_KERNELS_NO_JIT", None)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                         cwd=str(tmp_path))
+    out = _run_as_a_group([sys.executable, "-c", code], env=env, timeout=300, cwd=str(tmp_path))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "compiling the CPU kernels" in out.stderr and "jit ok" in out.stdout
     # the second start finds the cache: no compile message
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                           cwd=str(tmp_path))
+    again = _run_as_a_group([sys.executable, "-c", code], env=env, timeout=120, cwd=str(tmp_path))
     assert again.returncode == 0 and "compiling" not in again.stderr, again.stderr
 
 
