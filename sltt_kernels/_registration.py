@@ -152,14 +152,18 @@ def _register_fakes(triton: bool):
 def _setup_context(ctx, inputs, output):
     x, v, k, *rest = inputs
     args = NeuronArgs(*rest)
-    _, v_last, saved = output
+    spikes, v_last, saved = output
     ctx.args = args
     ctx.has_v = v is not None
     ctx.k_shape = None if k is None else k.shape
+    ctx.spikes_like = (spikes.shape, spikes.dtype, spikes.device)
     ctx.save_for_backward(saved, k)
     ctx.mark_non_differentiable(saved)
     if args.grad == "sltt":
         ctx.mark_non_differentiable(v_last)
+    # the gradients of outputs nobody used (v_last, saved) arrive as None rather than zeros that
+    # autograd would make with aten.zeros: an op SpikingJelly's strict op counters do not know
+    ctx.set_materialize_grads(False)
 
 
 def _make_backward(bwd_op):
@@ -174,6 +178,11 @@ def _make_backward(bwd_op):
         if args.save == "none":
             raise RuntimeError("sltt_kernels: backward through a forward that saved nothing (it ran without grad)")
         bptt = args.grad == "bptt"
+        if grad_spikes is None and (grad_v_last is None or not bptt):
+            return (None,) * (3 + len(args))
+        if grad_spikes is None:  # only the state reached the loss
+            shape, dtype, device = ctx.spikes_like
+            grad_spikes = torch.zeros(shape, dtype=dtype, device=device)
         grad_x, grad_v, grad_k = bwd_op(grad_spikes, grad_v_last if bptt else None, saved, k, *args)
         has_grad_k = ctx.k_shape is not None and args.save == "h_v0"
         return (grad_x, grad_v if (bptt and ctx.has_v) else None,

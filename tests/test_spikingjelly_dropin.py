@@ -490,9 +490,6 @@ def test_spikingjelly_memopt_checkpointing_gives_the_same_gradients(chunks):
     assert net[5].w.grad.abs() > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "aten.zeros: autograd materialises zero gradients for the op's unused outputs (v_last, saved) before "
-    "our backward; needs ctx.set_materialize_grads(False) in _registration._setup_context (lead's file)"))
 @pytest.mark.parametrize("name,kw", [(n, kw) for n, kw in _SJ_NEURONS if n != "ParametricLIFNode"])
 @pytest.mark.parametrize("step_mode", ["s", "m"])
 def test_spikingjelly_strict_counter_follows_our_backward(name, kw, step_mode):
