@@ -262,7 +262,6 @@ def run_method(method, T, args, device, batches, timer, variant, bar=None, saved
     if saved_only:
         with meter:
             step(*batches[0])
-        del net, opt
         return dict(model=args.model, variant=variant.name, T=T, method=method, saved_MB=meter.peak / 2**20)
     with RssSampler() as rss:
         for i in range(args.warmup + 1 + args.iters):

@@ -35,14 +35,13 @@ from __future__ import annotations
 import copy
 import math
 import operator
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
 from torch import nn
 
 from .nn import FoldTime, IFNode, LIFNode, TimeDropout, reset_net, set_step_mode
-from .nn.leaky import Leaky
 from .nn.neurons import BaseNode
 
 __all__ = ["export_nir", "import_nir", "DEFAULT_DT"]

@@ -11,7 +11,8 @@ import sltt_kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
-pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="examples/ not present (tests run outside a checkout)")
+pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES),
+                                reason="examples/ not present (tests run outside a checkout)")
 
 # example -> the optional packages it needs (skipped, with the reason, without them)
 NEEDS = {
