@@ -1,5 +1,6 @@
 """The training command: BPTT, SLTT or SLTT-K on digits, CIFAR-10/100, DVS data or ImageNet,
-with the SLTT paper's recipes as its official code runs them (README of qymeng94/SLTT).
+with the SLTT paper's recipes as its official code runs them (README of qymeng94/SLTT), in one
+process or several (torchrun).
 
     python -m sltt_kernels.train --dataset digits --method sltt --T 4 --epochs 20
     sltt-train --dataset cifar10 --data-dir ~/data --method sltt --out runs/c10      # paper recipe
@@ -7,6 +8,8 @@ with the SLTT paper's recipes as its official code runs them (README of qymeng94
     sltt-train --dataset imagenet --data-dir ~/imagenet --model nf_resnet34 --out runs/in1   # T = 1
     sltt-train --dataset imagenet --data-dir ~/imagenet --recipe paper-finetune \\
         --pretrained runs/in1/checkpoint.pt --out runs/in6                                  # T = 6
+    torchrun --nproc_per_node 4 -m sltt_kernels.train --dataset cifar10 --data-dir ~/data   # 4 GPUs
+    sltt-train --dataset cifar10 --data-dir ~/data --neuron plif --init-tau 2.0 --v-reset none
 
 --recipe paper (default) sets, per data set, the model, T, tau, surrogate, epochs, lr, batch
 size, weight decay, dropout and loss of the paper (recipes.py; docs/paper.md says where each
@@ -14,19 +17,34 @@ comes from); every one can be overridden by its flag. --recipe fast-1bit is the 
 rectangle surrogate (1 bit per element-step saved for the backward). paper-finetune is
 ImageNet's second stage (T = 6, 30 epochs, lr 0.001, no weight decay, from --pretrained).
 
+--neuron picks the spiking neuron of every layer: paper-lif (the paper's, default), lif
+(SpikingJelly's LIFNode defaults: input decay, hard reset to 0), if, plif (parametric LIF,
+learnable tau) or leaky (snnTorch's Leaky; beta defaults to 1 - 1/tau, the paper neuron's
+decay). Their parameters are flags (--v-threshold, --v-reset, --decay-input, --detach-reset,
+--init-tau, --beta, --reset-mechanism); a flag that the chosen neuron does not have is refused.
+
+Several processes: under torchrun (one machine or several, with its usual rendezvous flags) each
+process trains on its share of every batch (--batch-size is the global batch, split evenly over
+the processes) through DistributedDataParallel, gloo on CPU and NCCL on GPU (one GPU per
+process: LOCAL_RANK); SLTT all-reduces once per iteration. Process 0 alone prints, writes the
+checkpoints, --tensorboard and summary.json; a run resumes with any number of processes.
+
 SGD with momentum 0.9 and cosine annealing over the epochs. Mixed precision as the official
 code: fp16 autocast with a GradScaler, on a GPU (--amp, --amp-dtype). Each epoch prints one log
-line (loss, train and test top-1, test top-5, epoch time, peak memory) and writes a checkpoint
-atomically to --out, keeping the previous one (checkpoint.prev.pt) so that one bad write never
-loses the run. --resume continues where the last good checkpoint stopped, with the checkpoint's
-settings: a flag that conflicts with them is refused, except --epochs, which is applied (the
-cosine schedule is recomputed for the new length). A JSON summary goes to --out/summary.json.
+line (loss, train and test top-1, test top-5, images/s, the bytes the model saved for backward
+per time step, peak memory) and writes a checkpoint atomically to --out, keeping the previous one
+(checkpoint.prev.pt) so that one bad write never loses the run. --resume continues where the last
+good checkpoint stopped, with the checkpoint's settings: a flag that conflicts with them is
+refused, except --epochs, which is applied (the cosine schedule is recomputed for the new length).
+A JSON summary goes to --out/summary.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
 import os
 import random
 import resource
@@ -34,30 +52,60 @@ import sys
 import time
 
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torch.utils.data.distributed import DistributedSampler
 
 from . import models
+from ._backend import available_backends, check_backend_name, select_backend
 from .checkpoint import (CheckpointError, load_pretrained, load_resume_checkpoint, restore_training_state,
                          save_checkpoint, training_state)
 from .data import DATASETS, DataError, load_dataset
-from .nn import PaperLIFNode, reset_net, set_step_mode
+from .memory import SavedTensorMeter
+from .nn import IFNode, Leaky, LIFNode, PaperLIFNode, ParametricLIFNode, StepBatchNorm2d, reset_net, set_step_mode
 from .recipes import RECIPES, SURROGATES, recipe_defaults
 from .training import MSE_TARGETS, bptt_step, make_loss, sltt_step
 
 MODEL_BUILDERS = {
-    "digits": lambda a, n, c, ch: models.digits_snn(num_classes=c, neuron=n),
-    "resnet18": lambda a, n, c, ch: models.spiking_resnet18(num_classes=c, neuron=n, in_channels=ch, dropout=a.dropout),
-    "resnet34": lambda a, n, c, ch: models.spiking_resnet34(num_classes=c, neuron=n, in_channels=ch, dropout=a.dropout),
-    "vgg11_bn": lambda a, n, c, ch: models.vgg11_bn(num_classes=c, in_channels=ch, neuron=n, dropout=a.dropout),
-    "vgg11_ws": lambda a, n, c, ch: models.vgg11_ws(num_classes=c, in_channels=ch, neuron=n, dropout=a.dropout),
-    "nf_resnet34": lambda a, n, c, ch: models.nf_resnet34(num_classes=c, neuron=n, in_channels=ch),
-    "nf_resnet50": lambda a, n, c, ch: models.nf_resnet50(num_classes=c, neuron=n, in_channels=ch),
-    "nf_resnet101": lambda a, n, c, ch: models.nf_resnet101(num_classes=c, neuron=n, in_channels=ch),
+    "digits": lambda a, n, c, ch, **kw: models.digits_snn(num_classes=c, neuron=n, **kw),
+    "resnet18": lambda a, n, c, ch, **kw: models.spiking_resnet18(num_classes=c, neuron=n, in_channels=ch,
+                                                                  dropout=a.dropout, **kw),
+    "resnet34": lambda a, n, c, ch, **kw: models.spiking_resnet34(num_classes=c, neuron=n, in_channels=ch,
+                                                                  dropout=a.dropout, **kw),
+    "vgg11_bn": lambda a, n, c, ch, **kw: models.vgg11_bn(num_classes=c, in_channels=ch, neuron=n, dropout=a.dropout,
+                                                          **kw),
+    "vgg11_ws": lambda a, n, c, ch, **kw: models.vgg11_ws(num_classes=c, in_channels=ch, neuron=n, dropout=a.dropout,
+                                                          **kw),
+    "nf_resnet34": lambda a, n, c, ch, **kw: models.nf_resnet34(num_classes=c, neuron=n, in_channels=ch, **kw),
+    "nf_resnet50": lambda a, n, c, ch, **kw: models.nf_resnet50(num_classes=c, neuron=n, in_channels=ch, **kw),
+    "nf_resnet101": lambda a, n, c, ch, **kw: models.nf_resnet101(num_classes=c, neuron=n, in_channels=ch, **kw),
 }
+
+# Each neuron's parameters and their defaults (None: the recipe's --tau); a flag outside its
+# neuron's set is refused. paper-lif: the official SLTTNeuron; lif / if / plif: SpikingJelly's
+# defaults; leaky: snnTorch's subtract reset, beta None meaning 1 - 1/tau.
+NEURON_PARAMS = {
+    "paper-lif": dict(tau=None, decay_input=False, v_threshold=1.0, v_reset="none", detach_reset=False),
+    "lif": dict(tau=None, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False),
+    "if": dict(v_threshold=1.0, v_reset=0.0, detach_reset=False),
+    "plif": dict(init_tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False),
+    "leaky": dict(tau=None, beta=None, v_threshold=1.0, reset_mechanism="subtract"),
+}
+NEURON_KEYS = ("decay_input", "v_threshold", "v_reset", "detach_reset", "init_tau", "beta", "reset_mechanism")
 # what defines a run: taken from the checkpoint on --resume; an explicit flag must agree
 RUN_KEYS = ("dataset", "recipe", "model", "method", "T", "K", "tau", "surrogate", "dropout", "loss_lambda",
             "mse_target", "lr", "batch_size", "weight_decay", "momentum", "seed", "amp_dtype", "drop_last",
-            "image_size")
+            "image_size", "max_iterations", "neuron") + NEURON_KEYS
+
+
+def _v_reset(text: str):
+    """--v-reset: a number (hard reset to it) or 'none' (soft reset: subtract the threshold)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
 def parse_args(argv=None):
@@ -72,10 +120,9 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", help="where the data set lives (not needed for digits)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="the global batch: split over the processes under torchrun")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--momentum", type=float)
-    p.add_argument("--tau", type=float, help="membrane time constant (paper: 1.1)")
     p.add_argument("--surrogate", choices=sorted(SURROGATES), help="paper: triangle; fast-1bit: rect")
     p.add_argument("--dropout", type=float, help="dropout rate of the ResNet/VGG models")
     p.add_argument("--loss-lambda", type=float, help="weight of the MSE term of the loss (0: cross entropy)")
@@ -85,32 +132,79 @@ def parse_args(argv=None):
                    help="drop the last incomplete training batch (paper: DVS-Gesture only)")
     p.add_argument("--image-size", type=int, help="ImageNet crop size (224)")
     p.add_argument("--seed", type=int)
+    n = p.add_argument_group("neuron")
+    n.add_argument("--neuron", choices=list(NEURON_PARAMS), help="default: paper-lif")
+    n.add_argument("--tau", type=float, help="membrane time constant of paper-lif and lif (paper: 1.1); "
+                   "leaky's beta defaults to 1 - 1/tau")
+    n.add_argument("--v-threshold", type=float, help="firing threshold (1.0)")
+    n.add_argument("--v-reset", type=_v_reset, help="hard reset value, or 'none' for the soft reset "
+                   "(paper-lif: none; lif, if, plif: 0.0)")
+    n.add_argument("--decay-input", action=argparse.BooleanOptionalAction, default=None,
+                   help="paper-lif: off; lif, plif: on")
+    n.add_argument("--detach-reset", action=argparse.BooleanOptionalAction, default=None, help="default off")
+    n.add_argument("--init-tau", type=float, help="plif's initial tau (2.0)")
+    n.add_argument("--beta", type=float, help="leaky's decay (default 1 - 1/tau)")
+    n.add_argument("--reset-mechanism", choices=["subtract", "zero", "none"], help="leaky's reset (subtract)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--backend", default="auto", help="backend of the neurons")
+    p.add_argument("--backend", default="auto", help="backend of the neurons: auto, reference, cpu, cuda, triton")
     p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="autocast (auto: on a GPU)")
     p.add_argument("--amp-dtype", choices=["fp16", "bf16"], help="paper: fp16 with a GradScaler")
-    p.add_argument("--workers", type=int, default=0)
+    m = p.add_argument_group("memory and speed")
+    m.add_argument("--pack-spike-inputs", action="store_true",
+                   help="layers that read spikes save them packed, 1 bit each, for the backward")
+    m.add_argument("--recompute", action="store_true", help="the models' recompute=True")
+    m.add_argument("--compile", action="store_true", help="run the model under torch.compile")
+    m.add_argument("--sync-bn", action="store_true",
+                   help="batch statistics over all processes (GPU only; per time step as the model's BN)")
+    p.add_argument("--workers", type=int, default=0, help="data loading processes per training process")
     p.add_argument("--out", default="runs/latest", help="checkpoints and summary.json go here")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p.add_argument("--pretrained", help="start from this checkpoint's model weights (ImageNet stage 2)")
     p.add_argument("--stop-after", type=int, help="stop after this many epochs in this run (for testing resume)")
+    p.add_argument("--max-iterations", type=int,
+                   help="train at most this many iterations per epoch (quick checks and tests)")
+    p.add_argument("--tensorboard", action="store_true", help="TensorBoard event files in --out/tensorboard")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     # the flags the user gave (resume checks these against the checkpoint)
     args.explicit = sorted(k for k in RUN_KEYS + ("epochs",) if getattr(args, k, None) is not None)
     if args.resume and args.pretrained:
         p.error("--resume and --pretrained exclude each other: --resume continues the run in --out")
-    if args.resume:
-        return args  # the rest comes from the checkpoint (main() calls fill_defaults)
     try:
-        fill_defaults(args)
+        _check_run_flags(args)
+        if not args.resume:  # on resume the rest comes from the checkpoint (main() calls fill_defaults)
+            fill_defaults(args)
     except ValueError as e:
         p.error(str(e))
     return args
 
 
+def _check_run_flags(args):
+    """Checks of the flags that do not define the run (those are fill_defaults'), before any work."""
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    for flag in ("stop_after", "max_iterations"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    check_backend_name(args.backend)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA GPU")
+    if args.tensorboard:
+        try:
+            import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
+        except ImportError:
+            raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    if args.recompute and not args.pack_spike_inputs:
+        raise ValueError("--recompute rebuilds the batch-norm inputs from the packed spike inputs: give "
+                         "--pack-spike-inputs too")
+    if args.sync_bn and _device(args).type != "cuda":
+        raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only")
+
+
 def fill_defaults(args, from_checkpoint=None):
-    """Completes args: explicit flags, else the checkpoint's values (on resume), else the recipe."""
+    """Completes args: explicit flags, else the checkpoint's values (on resume), else the recipe
+    (and the neuron's defaults). Raises ValueError naming the flag for a bad value."""
     if from_checkpoint:
         for k in RUN_KEYS + ("epochs",):
             if getattr(args, k, None) is None and from_checkpoint.get(k) is not None:
@@ -121,6 +215,9 @@ def fill_defaults(args, from_checkpoint=None):
     for k, v in defaults.items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
+    for flag in ("lr", "weight_decay", "momentum", "tau", "dropout", "loss_lambda"):
+        if not math.isfinite(getattr(args, flag)):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a finite number, got {getattr(args, flag)}")
     if args.T < 1:
         raise ValueError(f"--T must be >= 1, got {args.T}")
     if args.method == "sltt-k" and not 1 <= args.K <= args.T:
@@ -133,36 +230,252 @@ def fill_defaults(args, from_checkpoint=None):
         raise ValueError(f"--tau must be > 1 (the decay is 1 - 1/tau), got {args.tau}")
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
         raise ValueError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    if args.weight_decay < 0 or not 0.0 <= args.momentum < 1.0:
+        raise ValueError(f"--weight-decay must be >= 0 and --momentum in [0, 1), got {args.weight_decay} and "
+                         f"{args.momentum}")
     if args.recipe == "paper-finetune" and not args.pretrained and not args.resume:
         raise ValueError("--recipe paper-finetune fine-tunes a T=1 model: give --pretrained CHECKPOINT")
+    _fill_neuron(args)
     return args
 
 
+def _fill_neuron(args):
+    """The neuron's parameters: explicit flags, else its defaults; a flag it lacks is refused,
+    and the neuron is built once so that a bad value is reported before any data is loaded."""
+    args.neuron = getattr(args, "neuron", None) or "paper-lif"
+    params = NEURON_PARAMS[args.neuron]
+    for k in NEURON_KEYS:
+        if k in params:
+            if getattr(args, k, None) is None:
+                setattr(args, k, params[k])
+        elif k in args.explicit:
+            flag = "--" + k.replace("_", "-")
+            raise ValueError(f"{flag} is not a parameter of --neuron {args.neuron} (it takes "
+                             f"{', '.join('--' + p.replace('_', '-') for p in params)})")
+        else:
+            setattr(args, k, None)
+    if "tau" in args.explicit and "tau" not in params:
+        raise ValueError(f"--tau is not a parameter of --neuron {args.neuron}"
+                         + (" (its initial tau is --init-tau)" if args.neuron == "plif" else ""))
+    try:
+        neuron_factory(args)()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--neuron {args.neuron}: {e}") from e
+
+
+def neuron_factory(args, grad_mode=None):
+    """A function that builds one neuron as the flags say (for the models' `neuron=`)."""
+    grad = grad_mode or ("bptt" if args.method == "bptt" else "sltt")
+    surrogate = SURROGATES[args.surrogate]
+    v_reset = None if args.v_reset == "none" else args.v_reset
+    common = dict(grad_mode=grad, backend=args.backend)
+    if args.neuron == "leaky":
+        beta = args.beta if args.beta is not None else 1.0 - 1.0 / args.tau
+        # init_hidden: the neuron keeps its membrane and returns the spikes alone, as a layer of
+        # a network does (snnTorch's (spk, mem) calling convention is for hand-written loops)
+        return lambda: Leaky(beta=beta, threshold=args.v_threshold, spike_grad=surrogate(), init_hidden=True,
+                             reset_mechanism=args.reset_mechanism, **common)
+    common.update(v_threshold=args.v_threshold, v_reset=v_reset, detach_reset=args.detach_reset)
+    if args.neuron == "if":
+        return lambda: IFNode(surrogate_function=surrogate(), **common)
+    if args.neuron == "plif":
+        return lambda: ParametricLIFNode(init_tau=args.init_tau, decay_input=args.decay_input,
+                                         surrogate_function=surrogate(), **common)
+    cls = PaperLIFNode if args.neuron == "paper-lif" else LIFNode
+    return lambda: cls(tau=args.tau, decay_input=args.decay_input, surrogate_function=surrogate(), **common)
+
+
 def build_model(args, info, device):
-    grad = "bptt" if args.method == "bptt" else "sltt"
+    """The model of --model with --neuron's neurons, on device. --pack-spike-inputs and
+    --recompute become the models' pack_spike_inputs=True and recompute=True, passed only when
+    given; a model without those keywords (digits) gets the same conversion after it is built
+    (sltt_kernels.nn.pack_spike_inputs)."""
+    extra = {}
+    if getattr(args, "pack_spike_inputs", False):
+        extra["pack_spike_inputs"] = True
+    if getattr(args, "recompute", False):
+        extra["recompute"] = True
+    build = MODEL_BUILDERS[args.model]
+    neuron = neuron_factory(args)
+    try:
+        net = build(args, neuron, info.num_classes, info.in_channels, **extra)
+    except TypeError as e:
+        if not extra or not any(k in str(e) for k in extra):
+            raise
+        from .nn import pack_spike_inputs
 
-    def neuron():
-        return PaperLIFNode(tau=args.tau, surrogate_function=SURROGATES[args.surrogate](), grad_mode=grad,
-                            backend=args.backend)
-
-    return MODEL_BUILDERS[args.model](args, neuron, info.num_classes, info.in_channels).to(device)
+        net = build(args, neuron, info.num_classes, info.in_channels)
+        pack_spike_inputs(net, recompute=bool(extra.get("recompute")))
+    return net.to(device)
 
 
-def _loader(ds, args, shuffle, epoch):
-    g = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-    if hasattr(ds, "generator"):  # augmentation draws, reproducible per epoch
-        ds.generator.manual_seed(args.seed * 1000 + epoch + 1)
-    return DataLoader(ds, batch_size=args.batch_size, shuffle=shuffle, generator=g, num_workers=args.workers,
-                      drop_last=bool(args.drop_last) and shuffle)
+class SyncStepBatchNorm2d(nn.SyncBatchNorm):
+    """StepBatchNorm2d whose batch statistics are taken over every process (torch's
+    SyncBatchNorm), per time step: step_mode 'm' normalises each x[t] on its own, as the paper's
+    per-step BN does. x: [B, C, H, W] ('s') or [T, B, C, H, W] ('m')."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 step_mode="s"):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self.step_mode = step_mode
+
+    def forward(self, x):
+        if self.step_mode == "s":
+            return super().forward(x)
+        return torch.stack([super(SyncStepBatchNorm2d, self).forward(x[t]) for t in range(x.shape[0])])
 
 
-def _progress(i, n, text, enabled):
+def convert_sync_batchnorm(net: nn.Module) -> nn.Module:
+    """Every StepBatchNorm2d of net to a SyncStepBatchNorm2d (same parameters, buffers, mode and
+    step mode), every other batch norm to torch's SyncBatchNorm; in place, returns net."""
+    for name, child in list(net.named_children()):
+        if isinstance(child, nn.SyncBatchNorm):
+            continue
+        if isinstance(child, StepBatchNorm2d):
+            sync = SyncStepBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                       child.track_running_stats, child.step_mode)
+            sync.load_state_dict(child.state_dict())
+            sync.train(child.training)
+            setattr(net, name, sync.to(next(child.buffers()).device))
+        elif isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(net, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        else:
+            convert_sync_batchnorm(child)
+    return net
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+class Dist:
+    """This process's place in the run: rank, world size, and whether torch.distributed runs."""
+
+    def __init__(self, rank=0, world=1):
+        self.rank, self.world = rank, world
+
+    @property
+    def active(self):
+        return self.world > 1
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+
+def _device(args) -> torch.device:
+    if args.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(args.device)
+
+
+def _init_processes(args):
+    """(Dist, device): from torchrun's environment (WORLD_SIZE > 1) the process group, gloo on CPU
+    and NCCL on GPU with one GPU per process (LOCAL_RANK); else one process."""
+    device = _device(args)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(minutes=30))
+    return Dist(dist.get_rank(), dist.get_world_size()), device
+
+
+def _broadcast(obj, d: Dist, device):
+    """Process 0's obj on every process."""
+    if not d.active:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, device=device if device.type == "cuda" else None)
+    return box[0]
+
+
+def _all_sum(values, d: Dist, device):
+    """values (floats) summed over the processes."""
+    if not d.active:
+        return list(values)
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# data, progress, metrics
+
+
+def _reseed_worker(worker_id):
+    # each DataLoader worker holds a copy of the data set; without this every worker would
+    # replay the same augmentation draws
+    info = torch.utils.data.get_worker_info()
+    gen = getattr(info.dataset, "generator", None)
+    if gen is not None:
+        gen.manual_seed(info.seed % 2**63)
+
+
+def _loader(ds, args, shuffle, epoch, d: Dist = None):
+    """This process's loader of one epoch. Training: a DistributedSampler over the global order
+    (the same for any number of processes: global batch i is the i-th run of --batch-size
+    samples of the epoch's permutation), each process taking --batch-size / world of it."""
+    d = d or Dist()
+    if hasattr(ds, "generator"):  # augmentation draws, reproducible per epoch (and per process)
+        ds.generator.manual_seed(args.seed * 1000 + epoch + 1 + 7919 * d.rank)
+    drop_last = bool(args.drop_last) and shuffle
+    sampler = DistributedSampler(ds, num_replicas=d.world, rank=d.rank, shuffle=shuffle, seed=args.seed * 1000,
+                                 drop_last=drop_last)
+    sampler.set_epoch(epoch)
+    return DataLoader(ds, batch_size=args.batch_size // d.world, sampler=sampler, num_workers=args.workers,
+                      drop_last=drop_last, worker_init_fn=_reseed_worker if args.workers else None,
+                      generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+
+
+class _PlainProgress:
+    """tqdm's update/close as plain lines, about every tenth of the epoch: for a log file or a
+    pipe, where tqdm's redraws would pile up on one line."""
+
+    def __init__(self, total, desc):
+        self.total, self.desc, self.n = total, desc, 0
+        self.every = max(1, total // 10)
+        self.start = time.perf_counter()
+
+    def update(self, k=1):
+        self.n += k
+        if self.n % self.every == 0 or self.n == self.total:
+            print(f"[{self.n}/{self.total} {time.perf_counter() - self.start:.0f}s] {self.desc}", file=sys.stderr,
+                  flush=True)
+
+    def close(self):
+        pass
+
+
+class _NoProgress:
+    def update(self, k=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, desc, enabled):
+    """tqdm on stderr when it is a terminal, plain lines otherwise, nothing when disabled."""
     if not enabled:
-        return
-    width = 24
-    done = int(width * i / max(n, 1))
-    print(f"\r{text} [{'#' * done}{'.' * (width - done)}] {i}/{n}", end="" if i < n else "\n", file=sys.stderr,
-          flush=True)
+        return _NoProgress()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainProgress(total, desc)
+    if not sys.stderr.isatty():
+        return _PlainProgress(total, desc)
+    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
 def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
@@ -172,12 +485,15 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(net, ds, args, device):
+def evaluate(net, ds, args, device, d: Dist = None):
     """Top-1 and top-5 accuracy over ds, multi-step, in float32 (the official test loop does not
-    autocast)."""
+    autocast). Under several processes each takes every world-th sample and the counts are summed."""
+    d = d or Dist()
     net.eval()
     info = DATASETS[args.dataset]
     set_step_mode(net, "m")
+    if d.active:
+        ds = Subset(ds, range(d.rank, len(ds), d.world))
     top1 = top5 = total = 0
     for x, y in DataLoader(ds, batch_size=max(args.batch_size, 256), num_workers=args.workers):
         x, y = x.to(device), torch.as_tensor(y).to(device)
@@ -188,7 +504,26 @@ def evaluate(net, ds, args, device):
         top5 += topk_correct(out, y, 5)
         total += len(y)
     net.train()
+    top1, top5, total = _all_sum([top1, top5, total], d, device)
     return top1 / max(total, 1), top5 / max(total, 1)
+
+
+def _peak_memory_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def backend_line(args, device) -> str:
+    """Which backend runs the neurons, and why the others do not."""
+    chosen = select_backend(torch.empty(0, device=device), args.backend)
+    missing = {k: v for k, v in available_backends().items() if v is not None}
+    usable = [k for k in available_backends() if k not in missing]
+    return f"neurons on the {chosen} backend (usable here: {', '.join(usable)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
 
 
 def reconcile_resume(args, saved: dict):
@@ -210,18 +545,6 @@ def reconcile_resume(args, saved: dict):
     return notes
 
 
-def _peak_memory_mb(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-def _device(args) -> torch.device:
-    if args.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(args.device)
-
-
 def _setup(args, device):
     """The model, optimizer, schedule, loss scaler and loss of a run (fresh or resumed)."""
     info = DATASETS[args.dataset]
@@ -237,60 +560,109 @@ def _setup(args, device):
     return net, opt, sched, scaler, (amp_dtype if amp else None), make_loss(args.loss_lambda, args.mse_target)
 
 
-def _restore(args, device, ck, used, notes, net, opt, sched, scaler):
+def _restore(args, device, ck, used, notes, net, opt, sched, scaler, say):
     """Loads a checkpoint into the run (or pretrained weights); returns (start epoch, history)."""
     if ck is None:
         if args.pretrained:
             try:
-                load_pretrained(net, args.pretrained, device)
+                load_pretrained(net, args.pretrained, "cpu")
             except CheckpointError as e:
                 raise SystemExit(f"sltt-train: {e}")
-            print(f"model weights from {args.pretrained}")
+            say(f"model weights from {args.pretrained}")
         return 0, []
     try:
         start_epoch, history = restore_training_state(ck, used, net, opt, sched, scaler, device, args.epochs)
     except CheckpointError as e:
         raise SystemExit(f"sltt-train: {e}")
-    print(f"resumed from {used} after epoch {start_epoch}")
+    say(f"resumed from {used} after epoch {start_epoch}")
     for n in notes:
-        print(f"sltt-train: {n}")
+        say(f"sltt-train: {n}")
     return start_epoch, history
 
 
-def train_one_epoch(net, opt, train_ds, args, device, epoch, step_rng, autocast_dtype, scaler, loss_fn):
-    """One epoch of the chosen method; returns (mean loss, train top-1 accuracy)."""
+def _step_model(net, args, device, d: Dist):
+    """What the training steps run: net, compiled (--compile), in DistributedDataParallel under
+    several processes. The compiled module is wrapped by DDP (not the reverse) so that the steps
+    see a DDP model and SLTT keeps its one all-reduce per iteration (training.sltt_step's
+    no_sync)."""
+    model = net
+    if args.compile:
+        import torch._dynamo
+
+        # one graph per step mode, grad mode and batch size, each compiled for static shapes:
+        # dynamic shapes after a step-mode switch crashed inductor (issue 24); the limit covers
+        # train/eval x s/m x full/last batch x SLTT-K's no_grad steps
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        model = torch.compile(net, dynamic=False)
+    if d.active:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return model
+
+
+def train_one_epoch(model, opt, train_ds, args, device, epoch, step_rng, autocast_dtype, scaler, loss_fn,
+                    d: Dist = None, net=None):
+    """One epoch of the chosen method; returns a dict: loss (mean), train_acc, images, seconds,
+    saved_per_step_bytes (what the model held for backward per time step, measured on the
+    epoch's first iteration), over every process."""
+    d = d or Dist()
+    net = net if net is not None else model
     info = DATASETS[args.dataset]
-    step_rng.seed(args.seed * 1000 + epoch)  # SLTT-K's draws, reproducible per epoch
+    step_rng.seed(args.seed * 1000 + epoch)  # SLTT-K's draws, reproducible per epoch (and equal on every rank)
     loss_sum = correct = seen = 0
-    loader = _loader(train_ds, args, True, epoch)
+    saved = None
+    loader = _loader(train_ds, args, True, epoch, d)
+    n_iter = len(loader) if args.max_iterations is None else min(len(loader), args.max_iterations)
+    bar = _progress(n_iter, f"epoch {epoch + 1}/{args.epochs}", d.main and not args.no_progress)
+    t0 = time.perf_counter()
     for i, (x, y) in enumerate(loader):
+        if i == n_iter:
+            break
         x, y = x.to(device), torch.as_tensor(y).to(device)
         if info.sequence:
             x = x.transpose(0, 1)  # [B, T, ...] -> [T, B, ...]
         kw = dict(sequence=info.sequence, autocast_dtype=autocast_dtype, scaler=scaler, loss_fn=loss_fn)
-        if args.method == "bptt":
-            res = bptt_step(net, opt, x, y, args.T, **kw)
-        else:
-            res = sltt_step(net, opt, x, y, args.T, K=args.K if args.method == "sltt-k" else None,
-                            generator=step_rng, **kw)
+        meter = SavedTensorMeter(net) if i == 0 else None
+        with meter if meter is not None else _nothing():
+            if args.method == "bptt":
+                res = bptt_step(model, opt, x, y, args.T, **kw)
+            else:
+                res = sltt_step(model, opt, x, y, args.T, K=args.K if args.method == "sltt-k" else None,
+                                generator=step_rng, **kw)
+        if meter is not None:
+            # SLTT frees each step's graph before the next step: its peak is one step's; BPTT
+            # holds all T steps' graphs at once
+            saved = meter.peak / (args.T if args.method == "bptt" else 1)
         loss_sum += res.loss * len(y)
         correct += topk_correct(res.output, y, 1)
         seen += len(y)
-        _progress(i + 1, len(loader), f"epoch {epoch + 1}/{args.epochs}", not args.no_progress)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+        bar.update()
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    loss_sum, correct, seen, saved_sum = _all_sum([loss_sum, correct, seen, saved or 0.0], d, device)
+    return dict(loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1), images=int(seen), seconds=seconds,
+                saved_per_step_bytes=saved_sum / d.world if saved is not None else None)
 
 
-def _checkpoint(args, device, net, opt, sched, scaler, epoch, history, path):
-    save_checkpoint(training_state(net, opt, sched, scaler, device, epoch, history, vars(args)), path)
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
-def _write_summary(args, device, history, wall_s):
+def _write_summary(args, device, history, wall_s, d: Dist, backend):
     summary = dict(dataset=args.dataset, model=args.model, method=args.method, recipe=args.recipe, T=args.T,
-                   K=args.K if args.method == "sltt-k" else None, epochs_done=len(history), epochs=args.epochs,
-                   final_test_acc=history[-1]["test_acc"] if history else None,
+                   K=args.K if args.method == "sltt-k" else None, neuron=args.neuron, epochs_done=len(history),
+                   epochs=args.epochs, final_test_acc=history[-1]["test_acc"] if history else None,
                    final_test_top5=history[-1]["test_top5"] if history else None,
                    best_test_acc=max((h["test_acc"] for h in history), default=None),
-                   wall_s=wall_s, device=device.type, torch=torch.__version__, history=history)
+                   wall_s=wall_s, device=device.type, world_size=d.world, backend=backend,
+                   compile=args.compile, pack_spike_inputs=args.pack_spike_inputs, recompute=args.recompute,
+                   sync_bn=args.sync_bn, torch=torch.__version__, history=history)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(f"summary: {os.path.join(args.out, 'summary.json')}  final test accuracy "
@@ -298,30 +670,95 @@ def _write_summary(args, device, history, wall_s):
     return summary
 
 
+def _tensorboard_writer(args):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=os.path.join(args.out, "tensorboard"))
+
+
+def _log_tensorboard(writer, rec):
+    step = rec["epoch"]
+    for tag, key in (("train/loss", "loss"), ("train/top1", "train_acc"), ("test/top1", "test_acc"),
+                     ("test/top5", "test_top5"), ("lr", "lr"), ("speed/images_per_s", "images_per_s"),
+                     ("memory/peak_MB", "peak_memory_MB"), ("memory/saved_per_step_MB", "saved_per_step_MB")):
+        if rec.get(key) is not None:
+            writer.add_scalar(tag, rec[key], step)
+    writer.flush()
+
+
 def main(argv=None):
     args = parse_args(argv)
-    device = _device(args)
-    os.makedirs(args.out, exist_ok=True)
+    d, device = _init_processes(args)
+    try:
+        result = _run(args, d, device)
+        if d.active:
+            import torch.distributed as dist
+
+            dist.barrier()  # every process done (process 0 has written) before the group goes away
+            dist.destroy_process_group()
+        return result
+    except BaseException as e:
+        if d.active and not (isinstance(e, SystemExit) and e.code in (0, None)):
+            # say which process failed; torchrun then stops the others (their collectives would wait)
+            what = e.code if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+            print(f"sltt-train: process {d.rank} of {d.world} failed: {what}; the run stops", file=sys.stderr,
+                  flush=True)
+            sys.stderr.flush()
+            os._exit(1)  # no clean shutdown: a collective of the process group would wait for the dead peer
+        raise
+
+
+def _run(args, d: Dist, device):
+    def say(text):
+        if d.main:
+            print(text, flush=True)
+
+    if d.main:
+        os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     ck, used, notes = None, None, []
     if args.resume:
+        # process 0 reads the checkpoint (or falls back to the previous one) and hands it to all
+        error = None
+        if d.main:
+            try:
+                ck, used = load_resume_checkpoint(ckpt_path, "cpu")
+            except CheckpointError as e:
+                error = str(e)
+        ck, used, error = _broadcast((ck, used, error), d, device)
+        if error is not None:
+            raise SystemExit(f"sltt-train: {error}")
         try:
-            ck, used = load_resume_checkpoint(ckpt_path, device)
             notes = reconcile_resume(args, ck["args"])
         except (CheckpointError, ValueError) as e:
             raise SystemExit(f"sltt-train: {e}")
+    if args.batch_size % d.world:
+        raise SystemExit(f"sltt-train: --batch-size {args.batch_size} (the global batch) does not split evenly over "
+                         f"{d.world} processes")
     try:
         train_ds = load_dataset(args.dataset, args.data_dir, train=True, T=args.T, image_size=args.image_size)
         test_ds = load_dataset(args.dataset, args.data_dir, train=False, T=args.T, image_size=args.image_size)
     except DataError as e:
         raise SystemExit(f"sltt-train: {e}")
     net, opt, sched, scaler, autocast_dtype, loss_fn = _setup(args, device)
-    start_epoch, history = _restore(args, device, ck, used, notes, net, opt, sched, scaler)
-    print(f"sltt-train: {args.method}{f' K={args.K}' if args.method == 'sltt-k' else ''} T={args.T} "
-          f"{args.model} on {args.dataset} ({len(train_ds)} train / {len(test_ds)} test), recipe {args.recipe}, "
-          f"{args.epochs} epochs, lr {args.lr} batch {args.batch_size} wd {args.weight_decay}, tau {args.tau} "
-          f"{args.surrogate}, dropout {args.dropout}, loss lambda {args.loss_lambda} ({args.mse_target}), "
-          f"{device.type}{f' {args.amp_dtype} autocast' if autocast_dtype is not None else ''}")
+    if args.sync_bn:
+        net = convert_sync_batchnorm(net)
+        opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    start_epoch, history = _restore(args, device, ck, used, notes, net, opt, sched, scaler, say)
+    model = _step_model(net, args, device, d)
+    backend = select_backend(torch.empty(0, device=device), args.backend)
+    say(f"sltt-train: {args.method}{f' K={args.K}' if args.method == 'sltt-k' else ''} T={args.T} "
+        f"{args.model} ({args.neuron}) on {args.dataset} ({len(train_ds)} train / {len(test_ds)} test), "
+        f"recipe {args.recipe}, {args.epochs} epochs, lr {args.lr} batch {args.batch_size} wd {args.weight_decay}, "
+        f"tau {args.tau} {args.surrogate}, dropout {args.dropout}, loss lambda {args.loss_lambda} "
+        f"({args.mse_target}), {device.type}{f' {args.amp_dtype} autocast' if autocast_dtype is not None else ''}"
+        f"{f', {d.world} processes' if d.active else ''}"
+        + "".join(f", {flag}" for flag, on in (("packed spike inputs", args.pack_spike_inputs),
+                                              ("recompute", args.recompute), ("compiled", args.compile),
+                                              ("sync BN", args.sync_bn)) if on))
+    say(f"sltt-train: {backend_line(args, device)}")
+    writer = _tensorboard_writer(args) if args.tensorboard and d.main else None
     step_rng = random.Random()
     t_start = time.time()
     end = args.epochs if args.stop_after is None else min(args.epochs, start_epoch + args.stop_after)
@@ -329,18 +766,30 @@ def main(argv=None):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.time()
-        loss, train_acc = train_one_epoch(net, opt, train_ds, args, device, epoch, step_rng, autocast_dtype, scaler,
-                                          loss_fn)
+        stats = train_one_epoch(model, opt, train_ds, args, device, epoch, step_rng, autocast_dtype, scaler, loss_fn,
+                                d, net)
         sched.step()
-        test_acc, test_top5 = evaluate(net, test_ds, args, device)
-        rec = dict(epoch=epoch + 1, loss=loss, train_acc=train_acc, test_acc=test_acc, test_top5=test_top5,
-                   epoch_s=time.time() - t0, peak_memory_MB=_peak_memory_mb(device), lr=opt.param_groups[0]["lr"])
+        test_acc, test_top5 = evaluate(net, test_ds, args, device, d)
+        saved = stats["saved_per_step_bytes"]
+        rec = dict(epoch=epoch + 1, loss=stats["loss"], train_acc=stats["train_acc"], test_acc=test_acc,
+                   test_top5=test_top5, epoch_s=time.time() - t0, images_per_s=stats["images"] / stats["seconds"],
+                   saved_per_step_MB=None if saved is None else saved / 2**20,
+                   peak_memory_MB=_peak_memory_mb(device), lr=opt.param_groups[0]["lr"])
         history.append(rec)
-        print(f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train {100 * rec['train_acc']:.2f}%  "
-              f"test {100 * rec['test_acc']:.2f}% (top-5 {100 * test_top5:.2f}%)  {rec['epoch_s']:.1f}s  "
-              f"peak {rec['peak_memory_MB']:.0f} MB", flush=True)
-        _checkpoint(args, device, net, opt, sched, scaler, epoch + 1, history, ckpt_path)
-    return _write_summary(args, device, history, time.time() - t_start)
+        say(f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train {100 * rec['train_acc']:.2f}%  "
+            f"test {100 * rec['test_acc']:.2f}% (top-5 {100 * test_top5:.2f}%)  {rec['epoch_s']:.1f}s  "
+            f"{rec['images_per_s']:.0f} img/s  saved/step {rec['saved_per_step_MB'] or 0:.2f} MB  "
+            f"peak {rec['peak_memory_MB']:.0f} MB")
+        if writer is not None:
+            _log_tensorboard(writer, rec)
+        if d.main:
+            save_checkpoint(training_state(net, opt, sched, scaler, device, epoch + 1, history, vars(args)),
+                            ckpt_path)
+    if writer is not None:
+        writer.close()
+    if not d.main:
+        return None
+    return _write_summary(args, device, history, time.time() - t_start, d, backend)
 
 
 if __name__ == "__main__":
