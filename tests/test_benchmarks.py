@@ -188,6 +188,17 @@ def test_memory_time_packed_recompute_variant_only_when_the_model_takes_recomput
     assert not v.runs("sj-bptt") and v.runs("sltt-k")
 
 
+def test_memory_time_packed_recompute_rows_run_and_save_less(tmp_path):
+    memory_time = _import("memory_time")
+    if not memory_time.model_accepts("resnet18", "recompute"):
+        pytest.skip("the models do not take recompute=True in this version")
+    rows = memory_time.main(["--full", "--T", "2", "--batch-size", "1", "--iters", "1", "--warmup", "0",
+                             "--methods", "sltt", "--variants", "rect-packed", "rect-packed+recompute",
+                             "--threads", "1", "--device", "cpu", "--out", str(tmp_path), "--no-plot"])
+    saved = {r["variant"]: r["saved_MB"] for r in rows}
+    assert 0 < saved["rect-packed+recompute"] < saved["rect-packed"]
+
+
 def test_kernels_benchmark_runs_with_the_compiled_peer_in_both_modes(tmp_path, capsys):
     kernels = _import("kernels")
     # backend 'eager': Dynamo traces the plain loop (the custom Function included) without
