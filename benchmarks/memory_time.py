@@ -81,7 +81,7 @@ QUICK_ITERS, QUICK_WARMUP = 3, 0  # the untimed iteration that counts the saved 
 # CIFAR-10 shapes, fp32; from this script's runs): the up-front estimate of a CPU run's length.
 CPU_SECONDS_PER_SAMPLE_STEP = {"ours": 0.020, "sj": 0.030, "ref": 0.040}
 CPU_SECONDS_PER_ROW = 1.0  # building the network and its optimizer
-SPIKINGJELLY_INSTALL = "pip install --no-deps spikingjelly==2.0.0 && pip install loguru tqdm"
+SPIKINGJELLY_INSTALL = "pip install --no-deps spikingjelly==2.0.0 loguru tqdm"  # none has other dependencies
 
 
 def model_accepts(model: str, option: str) -> bool:

@@ -4,7 +4,7 @@ The network is built from SpikingJelly's own `layer` and `neuron` modules. `repl
 swaps each LIFNode for ours (same dynamics and surrogate) and `training.sltt_step` trains it
 online: one time step at a time, a backward at each, so memory does not grow with T.
 
-    pip install --no-deps spikingjelly==2.0.0 && pip install loguru tqdm
+    pip install --no-deps spikingjelly==2.0.0 loguru tqdm   # its neurons need no torchaudio or torchvision
     python examples/spikingjelly_sltt.py            # --small: seconds (what CI runs)
 """
 
