@@ -5,7 +5,7 @@ Norse, Sinabs, Rockpool, Lava and neuromorphic chips. NIR's neurons reset to a v
 network uses a hard reset (v_reset=0.0); a batch norm right after a conv is folded into it.
 snnTorch reads such graphs too (`snntorch.import_nir.import_from_nir`; tests/test_nir.py).
 
-    pip install nir nirtorch
+    pip install nir
     python examples/export_nir.py            # --small: seconds (what CI runs)
 """
 

@@ -4,11 +4,11 @@
     nir.write("model.nir", graph)                                         # for snnTorch, Norse, Lava, ...
     model = sltt_kernels.nir.import_nir(nir.read("model.nir"))             # a network of fused neurons
 
-Needs `pip install nir nirtorch`. A NIR graph is a network in continuous time; a discrete-time
-neuron is one of its nodes integrated by forward Euler with a time step `dt` that the graph does
-not carry. Both directions take `dt` (default 1e-4, the value snnTorch writes and reads), so a
-graph exported here and read by snnTorch (or the other way round) runs the same per-step
-dynamics:
+Needs `pip install nir` (snnTorch's NIR reader and writer also need nirtorch). A NIR graph is a
+network in continuous time; a discrete-time neuron is one of its nodes integrated by forward
+Euler with a time step `dt` that the graph does not carry. Both directions take `dt` (default
+1e-4, the value snnTorch writes and reads), so a graph exported here and read by snnTorch (or
+the other way round) runs the same per-step dynamics:
 
 - LIF (ours: h = v_r + (1 - 1/tau)(v - v_r) + c x, c = 1/tau with decay_input, else 1) is NIR's
   LIF with tau_nir = tau * dt, r = c * tau, v_leak = v_reset and its v_threshold / v_reset;
@@ -56,7 +56,7 @@ def _nir():
     try:
         import nir
     except ImportError as e:
-        raise ImportError("sltt_kernels.nir needs the nir package: pip install nir nirtorch") from e
+        raise ImportError("sltt_kernels.nir needs the nir package: pip install nir") from e
     return nir
 
 

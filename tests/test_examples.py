@@ -20,7 +20,7 @@ NEEDS = {
     "snntorch_tutorial.py": ["snntorch"],
     "custom_sltt_amp.py": [],
     "saved_memory.py": [],
-    "export_nir.py": ["nir", "nirtorch"],
+    "export_nir.py": ["nir"],
     "torch_export.py": [],
 }
 

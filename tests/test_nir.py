@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-nir = pytest.importorskip("nir", reason="NIR export/import needs `pip install nir nirtorch`")
+nir = pytest.importorskip("nir", reason="NIR export/import needs `pip install nir`")
 
 from sltt_kernels import models  # noqa: E402
 from sltt_kernels import nn as snn  # noqa: E402
@@ -157,6 +157,7 @@ def test_import_refuses_per_neuron_parameters_and_other_nodes():
 
 def test_snntorch_reads_our_export_and_runs_it_the_same():
     pytest.importorskip("snntorch")
+    pytest.importorskip("nirtorch", reason="snnTorch's NIR reader needs nirtorch")
     from snntorch.import_nir import import_from_nir
 
     net = _init(nn.Sequential(nn.Linear(12, 16), snn.LIFNode(tau=3.0, decay_input=False, v_reset=0.0),
@@ -172,6 +173,7 @@ def test_snntorch_reads_our_export_and_runs_it_the_same():
 
 def test_we_read_snntorchs_export_and_run_it_the_same():
     snt = pytest.importorskip("snntorch")
+    pytest.importorskip("nirtorch", reason="snnTorch's NIR writer needs nirtorch")
     from snntorch import utils
     from snntorch.export_nir import export_to_nir
 
