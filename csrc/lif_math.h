@@ -119,7 +119,8 @@ SLTT_DEFINE_ENUM(Grad, "grad", SLTT_GRADS)
   X(Rect, 0, "rect")                   \
   X(Triangle, 1, "triangle")           \
   X(Sigmoid, 2, "sigmoid")             \
-  X(ATan, 3, "atan")
+  X(ATan, 3, "atan")                   \
+  X(FastSigmoid, 4, "fast_sigmoid")
 SLTT_DEFINE_ENUM(Surrogate, "surrogate", SLTT_SURROGATES)
 
 // The neuron models' list (enum Neuron) is in csrc/neurons/neurons.h, beside their headers.
@@ -131,7 +132,7 @@ struct NeuronParams {
   S c;           // input gain (1/tau for LIF with decay_input, else 1)
   S theta;       // firing threshold
   S v_r;         // reset potential (0 for soft reset)
-  S alpha;       // surrogate parameter (triangle, sigmoid, atan)
+  S alpha;       // surrogate parameter (triangle, sigmoid, atan; fast_sigmoid: slope)
   S alpha2;      // alpha * alpha (triangle)
   S half_width;  // rect: a / 2
   S inv_width;   // rect: 1 / a
@@ -239,6 +240,19 @@ struct SurrogateFormula<Surrogate::ATan> {
   static LIF_HD S sg(const NeuronParams<S>& p, S d) {
     const S k = S(1.57079632679489661923) * p.alpha * d;
     return (p.alpha * S(0.5)) / lif_fma(k, k, S(1));
+  }
+};
+
+// fast sigmoid (snnTorch's surrogate.fast_sigmoid), slope in the alpha slot:
+// 1 / (slope |d| + 1)^2, computed in this order: r = 1 / fma(slope, |d|, 1), then sg = r * r.
+// |d| is max(d, -d), which is NaN for a NaN d, so a NaN gives NaN.
+template <>
+struct SurrogateFormula<Surrogate::FastSigmoid> {
+  static constexpr bool kOneBit = false;
+  template <typename S>
+  static LIF_HD S sg(const NeuronParams<S>& p, S d) {
+    const S r = S(1) / lif_fma(p.alpha, lif_max(d, -d), S(1));
+    return r * r;
   }
 };
 
