@@ -29,7 +29,7 @@ struct FwdArgs {
   X* d16;            // Save::H16: [T, N] h - theta in X (16-bit); else nullptr
   int64_t T;
   int64_t N;
-  LIFParams<S> p;
+  NeuronParams<S> p;
 };
 
 template <typename X, typename S>
@@ -45,7 +45,7 @@ struct BwdArgs {
   S* grad_k;             // [N] per-neuron partial sums of dL/dk (summed by the binding), or nullptr
   int64_t T;
   int64_t N;
-  LIFParams<S> p;
+  NeuronParams<S> p;
 };
 
 }  // namespace sltt

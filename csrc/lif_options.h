@@ -1,10 +1,14 @@
-// Torch-side glue shared by the backend bindings: parsing the op arguments, the checks that
-// protect memory, and output allocation. The kernels themselves never see a torch type.
+// Torch-side glue shared by the backend bindings: parsing the op arguments, their checks, and
+// output allocation. The kernels themselves never see a torch type.
 //
-// The neuron's argument rules (ranges, which save kind serves which configuration) live once,
-// in Python (sltt_kernels/_config.py). What is checked here is what a raw call could use to
-// read or write out of bounds: every tensor's device, dtype, shape and layout against the
-// others, and that the configuration has a kernel (docs/design.md, section 4).
+// The neuron's argument rules live in Python (sltt_kernels/_config.py, check_args), which checks
+// every call that passes through Python. The native ops check, first, what a raw call could use
+// to read or write out of bounds: every tensor's device, dtype, shape and layout against the
+// others, and that the configuration has a kernel (docs/design.md, section 4). They also repeat,
+// on purpose and with the same wording, the value rules a kernel relies on (check_values,
+// checked_k): a raw call (from C++, or under inference_mode, where no Python wrapper runs) must
+// not run a configuration the reference does not define. A test draws random arguments and
+// checks that both sides accept the same ones (tests/test_raw_ops.py).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -19,104 +23,89 @@
 
 #include "lif_args.h"
 #include "lif_math.h"
+#include "neurons/neurons.h"
 
 namespace sltt {
 
-// The neuron arguments of every op, in schema order (sltt_kernels/_config.py, NeuronArgs).
-struct LIFOptions {
-  Neuron neuron;
-  double lam;          // decay
-  double c;            // input_gain
-  bool c_is_k;         // decay_input, read only with a learnable k
-  double theta;        // v_threshold
-  Reset reset;
-  double v_r;          // v_reset
-  bool detach_reset;
-  Surrogate surrogate;
-  double alpha;        // surrogate_alpha
-  Save save;
-  Grad grad;
+// The neuron arguments of every op, in schema order: X(type in the schema, name, parsed type).
+// The one C++ record of sltt_kernels._config.NeuronArgs (a test reads this list and compares
+// it with NeuronArgs' fields and types: tests/test_csrc_lists.py); the op parameters
+// (SLTT_NEURON_PARAMS), their forwarding (SLTT_PARSE_NEURON_PARAMS) and NeuronOptions are made
+// from it. A string argument is parsed into the enum of its list (lif_math.h, neurons.h).
+#define SLTT_NEURON_ARGS(X)                       \
+  X(c10::string_view, neuron, Neuron)             \
+  X(double, decay, double)                        \
+  X(double, input_gain, double)                   \
+  X(bool, decay_input, bool)                      \
+  X(double, v_threshold, double)                  \
+  X(c10::string_view, reset, Reset)               \
+  X(double, v_reset, double)                      \
+  X(bool, detach_reset, bool)                     \
+  X(c10::string_view, surrogate, Surrogate)       \
+  X(double, surrogate_alpha, double)              \
+  X(c10::string_view, save, Save)                 \
+  X(c10::string_view, grad, Grad)
 
-  LIFParams<double> params() const {
-    LIFParams<double> p;
-    p.lam = lam;
-    p.c = c;
-    p.theta = theta;
-    p.v_r = v_r;
-    p.alpha = alpha;
-    p.alpha2 = alpha * alpha;
-    p.half_width = alpha * 0.5;
-    p.inv_width = 1.0 / alpha;
-    p.c_is_k = c_is_k;
+// The arguments as the schema passes them.
+struct NeuronArgs {
+#define SLTT_ARG_FIELD_(type, name, parsed) type name;
+  SLTT_NEURON_ARGS(SLTT_ARG_FIELD_)
+#undef SLTT_ARG_FIELD_
+};
+
+// The arguments parsed: strings become enums (decay is lam, input_gain c, v_threshold theta,
+// v_reset v_r, surrogate_alpha alpha in the kernels' NeuronParams).
+struct NeuronOptions {
+#define SLTT_OPTION_FIELD_(type, name, parsed) parsed name;
+  SLTT_NEURON_ARGS(SLTT_OPTION_FIELD_)
+#undef SLTT_OPTION_FIELD_
+
+  NeuronParams<double> params() const {
+    NeuronParams<double> p;
+    p.lam = decay;
+    p.c = input_gain;
+    p.theta = v_threshold;
+    p.v_r = v_reset;
+    p.alpha = surrogate_alpha;
+    p.alpha2 = surrogate_alpha * surrogate_alpha;
+    p.half_width = surrogate_alpha * 0.5;
+    p.inv_width = 1.0 / surrogate_alpha;
+    p.c_is_k = decay_input;  // read only with a learnable k
     return p;
   }
 };
 
-#define SLTT_PARSE_CASE(str, value) \
-  if (s == str) return value;
-
-inline Neuron parse_neuron(c10::string_view s) {
-  SLTT_PARSE_CASE("lif", Neuron::LIF)
-  SLTT_PARSE_CASE("if", Neuron::IF)
-  SLTT_PARSE_CASE("leaky", Neuron::Leaky)
-  TORCH_CHECK_VALUE(false, "sltt_kernels: neuron must be 'lif', 'if' or 'leaky', got '", std::string(s), "'");
-}
-
-inline Reset parse_reset(c10::string_view s) {
-  SLTT_PARSE_CASE("soft", Reset::Soft)
-  SLTT_PARSE_CASE("hard", Reset::Hard)
-  SLTT_PARSE_CASE("none", Reset::None)
-  TORCH_CHECK_VALUE(false, "sltt_kernels: reset must be 'soft', 'hard' or 'none', got '", std::string(s), "'");
-}
-
-inline Surrogate parse_surrogate(c10::string_view s) {
-  SLTT_PARSE_CASE("rect", Surrogate::Rect)
-  SLTT_PARSE_CASE("triangle", Surrogate::Triangle)
-  SLTT_PARSE_CASE("sigmoid", Surrogate::Sigmoid)
-  SLTT_PARSE_CASE("atan", Surrogate::ATan)
-  TORCH_CHECK_VALUE(false, "sltt_kernels: surrogate must be 'rect', 'triangle', 'sigmoid' or 'atan', got '",
-                    std::string(s), "'");
-}
-
-inline Save parse_save(c10::string_view s) {
-  SLTT_PARSE_CASE("none", Save::None)
-  SLTT_PARSE_CASE("sg", Save::Sg)
-  SLTT_PARSE_CASE("sg_spike", Save::SgSpike)
-  SLTT_PARSE_CASE("sg_reset", Save::SgReset)
-  SLTT_PARSE_CASE("h", Save::H)
-  SLTT_PARSE_CASE("h_v0", Save::HV0)
-  SLTT_PARSE_CASE("h16", Save::H16)
-  TORCH_CHECK_VALUE(false, "sltt_kernels: save must be 'none', 'sg', 'sg_spike', 'sg_reset', 'h', 'h_v0' or 'h16', got '",
-                    std::string(s), "'");
-}
-
-inline Grad parse_grad(c10::string_view s) {
-  SLTT_PARSE_CASE("bptt", Grad::BPTT)
-  SLTT_PARSE_CASE("sltt", Grad::SLTT)
-  TORCH_CHECK_VALUE(false, "sltt_kernels: grad must be 'bptt' or 'sltt', got '", std::string(s), "'");
-}
-#undef SLTT_PARSE_CASE
-
-inline const char* neuron_name(Neuron n) {
-  switch (n) {
-    case Neuron::LIF: return "lif";
-    case Neuron::IF: return "if";
-    case Neuron::Leaky: return "leaky";
+// "'a', 'b' or 'c'" (last_separator " or "; ", " gives "'a', 'b', 'c'"): the names of E's
+// values that `keep` accepts, in list order.
+template <typename E, typename Keep>
+std::string quoted_names(Keep keep, const char* last_separator = " or ") {
+  std::vector<std::string> names;
+  for (const auto& item : EnumInfo<E>::kItems)
+    if (keep(item.value)) names.push_back(std::string("'") + item.name + "'");
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out += i + 1 == names.size() ? last_separator : ", ";
+    out += names[i];
   }
-  return "?";
+  return out;
 }
 
-inline const char* save_name(Save s) {
-  switch (s) {
-    case Save::None: return "none";
-    case Save::Sg: return "sg";
-    case Save::SgSpike: return "sg_spike";
-    case Save::SgReset: return "sg_reset";
-    case Save::H: return "h";
-    case Save::HV0: return "h_v0";
-    case Save::H16: return "h16";
+// A string argument's value in the list of E, else an error naming the argument and its values.
+template <typename E>
+E parse_enum(c10::string_view s) {
+  for (const auto& item : EnumInfo<E>::kItems)
+    if (s == c10::string_view(item.name)) return item.value;
+  TORCH_CHECK_VALUE(false, "sltt_kernels: ", EnumInfo<E>::kArg, " must be ",
+                    quoted_names<E>([](E) { return true; }), ", got '", std::string(s), "'");
+}
+
+template <typename Parsed, typename Raw>
+Parsed parse_arg(Raw raw) {
+  if constexpr (std::is_enum<Parsed>::value) {
+    return parse_enum<Parsed>(raw);
+  } else {
+    return raw;
   }
-  return "?";
 }
 
 // A finite number in [low, high] (an exclusive low when low_inclusive is false).
@@ -128,45 +117,52 @@ inline void check_number(const char* name, double v, double low = -INFINITY, boo
   TORCH_CHECK_VALUE(v <= high, "sltt_kernels: ", name, " must be <= ", high, ", got ", v);
 }
 
-// The value rules of the neuron arguments. sltt_kernels/_config.py (check_args) owns them and
-// checks every Python-side call; the native ops repeat the ones a kernel relies on, with the
-// same wording, because a raw call (from C++, or under inference_mode, where no Python wrapper
-// runs) must not run a configuration the reference does not define: an IF neuron with
-// input_gain 0.5 charged without it and scaled its gradient by it. A test draws random arguments
-// and checks that the two accept the same ones (tests/test_raw_ops.py).
-inline void check_values(const LIFOptions& o) {
-  check_number("decay", o.lam, 0.0, true, 1.0);
-  check_number("input_gain", o.c, 0.0, false);
-  check_number("v_threshold", o.theta);
-  check_number("v_reset", o.v_r);
-  check_number("surrogate_alpha", o.alpha, 0.0, false);
-  TORCH_CHECK_VALUE(o.neuron == Neuron::Leaky || o.reset != Reset::None,
-                    "sltt_kernels: reset must be one of 'soft', 'hard' for this neuron, got 'none'");
-  TORCH_CHECK_VALUE(o.neuron != Neuron::IF || (o.lam == 1.0 && o.c == 1.0),
-                    "sltt_kernels: neuron='if' has no leak: decay and input_gain must be 1.0, got ", o.lam, ", ", o.c);
-  TORCH_CHECK_VALUE(o.neuron != Neuron::Leaky || (o.c == 1.0 && o.detach_reset),
-                    "sltt_kernels: neuron='leaky' needs input_gain=1.0 and detach_reset=True (its reset is detached)");
-  TORCH_CHECK_VALUE(o.reset == Reset::Hard || o.v_r == 0.0, "sltt_kernels: v_reset must be 0.0 unless reset='hard', got ",
-                    o.v_r);
+// The model's traits at run time (csrc/neurons/neurons.h says what each means).
+struct ModelTraits {
+  bool learnable_k;
+  bool no_leak;
+  bool unit_gain_detached_reset;
+  bool (*has_reset)(Reset);
+};
+
+inline ModelTraits traits_of(Neuron nm) {
+  ModelTraits t{false, false, false, [](Reset) { return false; }};
+  with_constant(nm, [&](auto nm_c) {
+    using M = NeuronModel<decltype(nm_c)::value>;
+    t = ModelTraits{M::kLearnableK, M::kNoLeak, M::kUnitGainDetachedReset, [](Reset r) { return M::has_reset(r); }};
+    return true;
+  });
+  return t;
 }
 
-inline LIFOptions parse_options(c10::string_view neuron, double decay, double input_gain, bool decay_input,
-                                double v_threshold, c10::string_view reset, double v_reset, bool detach_reset,
-                                c10::string_view surrogate, double surrogate_alpha, c10::string_view save,
-                                c10::string_view grad) {
-  LIFOptions o;
-  o.neuron = parse_neuron(neuron);
-  o.lam = decay;
-  o.c = input_gain;
-  o.c_is_k = decay_input;
-  o.theta = v_threshold;
-  o.reset = parse_reset(reset);
-  o.v_r = v_reset;
-  o.detach_reset = detach_reset;
-  o.surrogate = parse_surrogate(surrogate);
-  o.alpha = surrogate_alpha;
-  o.save = parse_save(save);
-  o.grad = parse_grad(grad);
+// The value rules of the neuron arguments, read from the model's traits. sltt_kernels/_config.py
+// (check_args) owns them and checks every Python-side call; the native ops repeat the ones a
+// kernel relies on, with the same wording, because a raw call must not run a configuration the
+// reference does not define: an IF neuron with input_gain 0.5 charged without it and scaled its
+// gradient by it (see the comment at the top of this file).
+inline void check_values(const NeuronOptions& o) {
+  check_number("decay", o.decay, 0.0, true, 1.0);
+  check_number("input_gain", o.input_gain, 0.0, false);
+  check_number("v_threshold", o.v_threshold);
+  check_number("v_reset", o.v_reset);
+  check_number("surrogate_alpha", o.surrogate_alpha, 0.0, false);
+  const ModelTraits m = traits_of(o.neuron);
+  TORCH_CHECK_VALUE(m.has_reset(o.reset), "sltt_kernels: reset must be one of ", quoted_names<Reset>(m.has_reset, ", "),
+                    " for this neuron, got '", name_of(o.reset), "'");
+  TORCH_CHECK_VALUE(!m.no_leak || (o.decay == 1.0 && o.input_gain == 1.0), "sltt_kernels: neuron='",
+                    name_of(o.neuron), "' has no leak: decay and input_gain must be 1.0, got ", o.decay, ", ",
+                    o.input_gain);
+  TORCH_CHECK_VALUE(!m.unit_gain_detached_reset || (o.input_gain == 1.0 && o.detach_reset), "sltt_kernels: neuron='",
+                    name_of(o.neuron), "' needs input_gain=1.0 and detach_reset=True (its reset is detached)");
+  TORCH_CHECK_VALUE(o.reset == Reset::Hard || o.v_reset == 0.0,
+                    "sltt_kernels: v_reset must be 0.0 unless reset='hard', got ", o.v_reset);
+}
+
+inline NeuronOptions parse_options(const NeuronArgs& a) {
+  NeuronOptions o;
+#define SLTT_PARSE_FIELD_(type, name, parsed) o.name = parse_arg<parsed>(a.name);
+  SLTT_NEURON_ARGS(SLTT_PARSE_FIELD_)
+#undef SLTT_PARSE_FIELD_
   check_values(o);
   return o;
 }
@@ -204,12 +200,13 @@ inline void check_state(const at::Tensor& v, const char* name, const at::Tensor&
   TORCH_CHECK_VALUE(v.sizes() == shape, "sltt_kernels: ", name, " must have shape ", shape, ", got ", v.sizes());
 }
 
-// A learnable k = 1/tau: one element in the state dtype, on the input's device, for the LIF
-// model only (an IF neuron has no time constant; the leaky one's decay is beta).
-inline at::Tensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like, const LIFOptions& o) {
+// A learnable k = 1/tau: one element in the state dtype, on the input's device, for a model
+// with a learnable k (kLearnableK: LIF; an IF neuron has no time constant, the leaky one's
+// decay is beta).
+inline at::Tensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like, const NeuronOptions& o) {
   if (!k.has_value() || !k->defined()) return at::Tensor();
-  TORCH_CHECK_VALUE(o.neuron == Neuron::LIF, "sltt_kernels: k (a learnable time constant) is not supported by neuron='",
-                    neuron_name(o.neuron), "'");
+  TORCH_CHECK_VALUE(traits_of(o.neuron).learnable_k,
+                    "sltt_kernels: k (a learnable time constant) is not supported by neuron='", name_of(o.neuron), "'");
   check_device(*k, "k", like, "the input");
   TORCH_CHECK_TYPE(k->scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: k must be ",
                    state_dtype(like.scalar_type()), ", got ", k->scalar_type());
@@ -243,13 +240,13 @@ inline at::ScalarType saved_dtype(Save s, at::ScalarType x) {
   return saves_h(s) ? state_dtype(x) : at::kInt;
 }
 
-inline void check_saved(const at::Tensor& saved, const LIFOptions& o, const at::Tensor& grad, int64_t T, int64_t N) {
+inline void check_saved(const at::Tensor& saved, const NeuronOptions& o, const at::Tensor& grad, int64_t T, int64_t N) {
   const auto want = saved_shape(o.save, T, N);
   check_device(saved, "saved", grad, "the gradient");
   TORCH_CHECK_VALUE(saved.sizes() == at::IntArrayRef(want), "sltt_kernels: saved must have shape ",
-                    at::IntArrayRef(want), " for save='", save_name(o.save), "', got ", saved.sizes());
+                    at::IntArrayRef(want), " for save='", name_of(o.save), "', got ", saved.sizes());
   const auto dt = saved_dtype(o.save, grad.scalar_type());
-  TORCH_CHECK_TYPE(saved.scalar_type() == dt, "sltt_kernels: saved must be ", dt, " for save='", save_name(o.save),
+  TORCH_CHECK_TYPE(saved.scalar_type() == dt, "sltt_kernels: saved must be ", dt, " for save='", name_of(o.save),
                    "', got ", saved.scalar_type());
   TORCH_CHECK_VALUE(saved.is_contiguous(), "sltt_kernels: saved must be contiguous (as the forward returned it)");
 }
@@ -271,7 +268,7 @@ struct FwdTensors {
 };
 
 inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0,
-                              const c10::optional<at::Tensor>& k, const LIFOptions& o) {
+                              const c10::optional<at::Tensor>& k, const NeuronOptions& o) {
   check_input(x_in, "x", /*multistep=*/true);
   FwdTensors f;
   f.x = x_in.contiguous();
@@ -291,7 +288,7 @@ inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Te
 }
 
 template <typename X, typename S>
-FwdArgs<X, S> fwd_args(const FwdTensors& f, const LIFOptions& o) {
+FwdArgs<X, S> fwd_args(const FwdTensors& f, const NeuronOptions& o) {
   const bool mask = o.save == Save::Sg || o.save == Save::SgSpike || o.save == Save::SgReset;
   FwdArgs<X, S> a;
   a.x = static_cast<const X*>(f.x.const_data_ptr());
@@ -321,7 +318,7 @@ struct BwdTensors {
 };
 
 inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::Tensor>& gv_last,
-                              const at::Tensor& saved, const c10::optional<at::Tensor>& k, const LIFOptions& o) {
+                              const at::Tensor& saved, const c10::optional<at::Tensor>& k, const NeuronOptions& o) {
   check_input(gs_in, "grad_spikes", /*multistep=*/true);
   TORCH_CHECK_VALUE(o.save != Save::None,
                     "sltt_kernels: the forward saved nothing (save='none'), so there is no backward");
@@ -350,7 +347,7 @@ inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::T
 }
 
 template <typename X, typename S>
-BwdArgs<X, S> bwd_args(const BwdTensors& b, const LIFOptions& o) {
+BwdArgs<X, S> bwd_args(const BwdTensors& b, const NeuronOptions& o) {
   BwdArgs<X, S> a;
   a.grad_spikes = static_cast<const X*>(b.grad_spikes.const_data_ptr());
   a.grad_v_last = b.grad_v_last.defined() ? static_cast<const S*>(b.grad_v_last.const_data_ptr()) : nullptr;
@@ -374,18 +371,18 @@ inline at::Tensor grad_k_of(const BwdTensors& b, const at::Tensor& like) {
 }
 
 // The four ops, given a backend's multi-step forward and backward:
-//   FwdFn: bool(const FwdTensors&, const LIFOptions&)   BwdFn: bool(const BwdTensors&, const LIFOptions&)
+//   FwdFn: bool(const FwdTensors&, const NeuronOptions&)   BwdFn: bool(const BwdTensors&, const NeuronOptions&)
 // each returning false when the configuration has no kernel.
-inline void check_launched(bool ok, const LIFOptions& o, const char* what) {
-  TORCH_CHECK_VALUE(ok, "sltt_kernels: no ", what, " kernel for this configuration (save='", save_name(o.save),
-                    "'); build the op arguments with sltt_kernels._config.neuron_args");
+inline void check_launched(bool ok, const NeuronOptions& o, const char* what) {
+  TORCH_CHECK_VALUE(ok, "sltt_kernels: no ", what, " kernel for this configuration (save='", name_of(o.save),
+                    "'); sltt_kernels._config.check_args says which save kinds serve a configuration");
 }
 
 template <typename FwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_fwd_op(FwdFn run, const at::Tensor& x,
                                                                const c10::optional<at::Tensor>& v0,
                                                                const c10::optional<at::Tensor>& k,
-                                                               const LIFOptions& o) {
+                                                               const NeuronOptions& o) {
   FwdTensors f = prepare_fwd(x, v0, k, o);
   if (f.N > 0) check_launched(run(f, o), o, "forward");
   return {f.spikes, f.v_last, f.saved};
@@ -396,7 +393,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_bwd_op(BwdFn run, const
                                                                const c10::optional<at::Tensor>& grad_v_last,
                                                                const at::Tensor& saved,
                                                                const c10::optional<at::Tensor>& k,
-                                                               const LIFOptions& o) {
+                                                               const NeuronOptions& o) {
   BwdTensors b = prepare_bwd(grad_spikes, grad_v_last, saved, k, o);
   if (b.N > 0) check_launched(run(b, o), o, "backward");
   return {b.grad_x, b.grad_v0, grad_k_of(b, b.grad_spikes)};
@@ -405,7 +402,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_bwd_op(BwdFn run, const
 // One step is the multi-step op with T = 1 on [1, N] views.
 template <typename FwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> step_fwd_op(FwdFn run, const at::Tensor& x, const at::Tensor& v,
-                                                          const c10::optional<at::Tensor>& k, const LIFOptions& o) {
+                                                          const c10::optional<at::Tensor>& k, const NeuronOptions& o) {
   check_input(x, "x", /*multistep=*/false);
   check_state(v, "v", x, x.sizes());
   auto out = multistep_fwd_op(run, x.reshape({1, x.numel()}), v.reshape({x.numel()}), k, o);
@@ -416,7 +413,7 @@ template <typename BwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::Tensor& grad_spike,
                                                           const c10::optional<at::Tensor>& grad_v_new,
                                                           const at::Tensor& saved, const c10::optional<at::Tensor>& k,
-                                                          const LIFOptions& o) {
+                                                          const NeuronOptions& o) {
   check_input(grad_spike, "grad_spike", /*multistep=*/false);
   const int64_t N = grad_spike.numel();
   c10::optional<at::Tensor> gv;
@@ -428,35 +425,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::
   return {std::get<0>(out).view(grad_spike.sizes()), std::get<1>(out).view(grad_spike.sizes()), std::get<2>(out)};
 }
 
-// The neuron arguments of the schema as C++ parameters, and their forwarding to parse_options.
-#define SLTT_NEURON_PARAMS                                                                                  \
-  c10::string_view neuron, double decay, double input_gain, bool decay_input, double v_threshold,          \
-      c10::string_view reset, double v_reset, bool detach_reset, c10::string_view surrogate,               \
-      double surrogate_alpha, c10::string_view save, c10::string_view grad
-#define SLTT_PARSE_NEURON_PARAMS                                                                         \
-  ::sltt::parse_options(neuron, decay, input_gain, decay_input, v_threshold, reset, v_reset, detach_reset, \
-                        surrogate, surrogate_alpha, save, grad)
+// The neuron arguments of the schema as C++ parameters, from SLTT_NEURON_ARGS. Each comes with
+// its leading comma (a parameter list cannot end in one), so they follow the last tensor
+// parameter without a comma: f(const at::Tensor& x SLTT_NEURON_PARAMS).
+#define SLTT_NEURON_PARAM_(type, name, parsed) , type name
+#define SLTT_NEURON_PARAMS SLTT_NEURON_ARGS(SLTT_NEURON_PARAM_)
+// Their forwarding to parse_options (a braced list may end in a comma).
+#define SLTT_NEURON_ARG_NAME_(type, name, parsed) name,
+#define SLTT_PARSE_NEURON_PARAMS ::sltt::parse_options(::sltt::NeuronArgs{SLTT_NEURON_ARGS(SLTT_NEURON_ARG_NAME_)})
 
 // Defines the four op functions neuron_multistep_fwd_PREFIX, ... for a backend whose multi-step
 // kernels are the functors FWD and BWD, so the bindings only write the launches.
 #define SLTT_DEFINE_OPS(PREFIX, FWD, BWD)                                                                     \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_fwd_##PREFIX(                                  \
-      const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& k,           \
-      SLTT_NEURON_PARAMS) {                                                                                   \
+      const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& k            \
+          SLTT_NEURON_PARAMS) {                                                                                   \
     return ::sltt::multistep_fwd_op(FWD, x, v0, k, SLTT_PARSE_NEURON_PARAMS);                                 \
   }                                                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_bwd_##PREFIX(                                  \
       const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,   \
-      const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {                                               \
+      const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS) {                                               \
     return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved, k, SLTT_PARSE_NEURON_PARAMS);       \
   }                                                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_fwd_##PREFIX(                                       \
-      const at::Tensor& x, const at::Tensor& v, const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {     \
+      const at::Tensor& x, const at::Tensor& v, const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS) {     \
     return ::sltt::step_fwd_op(FWD, x, v, k, SLTT_PARSE_NEURON_PARAMS);                                       \
   }                                                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_bwd_##PREFIX(                                       \
       const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,     \
-      const c10::optional<at::Tensor>& k, SLTT_NEURON_PARAMS) {                                               \
+      const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS) {                                               \
     return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved, k, SLTT_PARSE_NEURON_PARAMS);              \
   }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the CPU ops with AddressSanitizer (in a scratch copy, so the normal build is untouched)
-# and runs the raw-op, family and kernel tests against it. .ci/run runs it after the suite; by hand:
+# and runs the raw-op, family, kernel and C++-list tests (the last call the fast sigmoid through
+# the raw ops) against it. .ci/run runs it after the suite; by hand:
 #
 #   bash scripts/asan_raw_ops.sh            # about two minutes on 2 cores
 #
@@ -32,5 +33,5 @@ export SLTT_KERNELS_REQUIRE_EXTENSION=1 PYTHONPATH="$WORK"
 cd /tmp
 python -m pytest -q -p no:cacheprovider -x \
   "$WORK/tests/test_raw_ops.py" "$WORK/tests/test_errors.py" "$WORK/tests/test_families.py" \
-  "$WORK/tests/test_kernels.py" -k "not triton" "$@"
+  "$WORK/tests/test_kernels.py" "$WORK/tests/test_csrc_lists.py" -k "not triton" "$@"
 echo "asan run: $((SECONDS - start)) s in all (sources from $ROOT)"

@@ -74,7 +74,7 @@ struct BwdLauncher {
 };
 
 struct RunFwd {
-  bool operator()(const FwdTensors& t, const LIFOptions& o) const {
+  bool operator()(const FwdTensors& t, const NeuronOptions& o) const {
     bool ok = false;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "neuron_multistep_fwd_cpu", [&] {
       const auto args = fwd_args<scalar_t, state_t<scalar_t>>(t, o);
@@ -86,7 +86,7 @@ struct RunFwd {
 };
 
 struct RunBwd {
-  bool operator()(const BwdTensors& t, const LIFOptions& o) const {
+  bool operator()(const BwdTensors& t, const NeuronOptions& o) const {
     bool ok = false;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.grad_spikes.scalar_type(), "neuron_multistep_bwd_cpu", [&] {
       const auto args = bwd_args<scalar_t, state_t<scalar_t>>(t, o);

@@ -81,10 +81,10 @@ LIF_HD void prefetch_next_block(const P* row, int64_t n0, int64_t N, bool for_wr
 // cache) 1.23-1.25 ms against 1.03 ms this way. Returns the neurons done (whole chunks from n0);
 // the block path takes the rest.
 template <typename S, Neuron NM, Reset R>
-LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const LIFParams<S>& p, int64_t n0, int64_t len) {
+LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const NeuronParams<S>& p, int64_t n0, int64_t len) {
   using M = NeuronModel<NM>;
   using L = Lanes<S>;
-  const LIFParams<L> pl = cast_params<L>(p);
+  const NeuronParams<L> pl = cast_params<L>(p);
   const L one(S(1));
   const L zero(S(0));
   // locals, so that the stores need not be assumed to change them
@@ -121,7 +121,7 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
-  const LIFParams<S> p = with_k(a.p, a.k);
+  const NeuronParams<S> p = with_k(a.p, a.k);
 #if LIF_CPU_LANES
   if constexpr (InRegisters && SV == Save::None && std::is_same<X, S>::value) {
     const int64_t done = lif_fwd_lanes<S, NM, R>(a, p, n0, len);
@@ -173,7 +173,7 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
   constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
-  const LIFParams<S> p = with_k(a.p, a.k);
+  const NeuronParams<S> p = with_k(a.p, a.k);
   const bool learn_k = a.grad_k != nullptr;
   const int64_t N = a.N;
   const int64_t T = a.T;

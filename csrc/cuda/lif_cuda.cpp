@@ -43,7 +43,7 @@ bool launch_checked(cudaError_t err) {
 }
 
 struct RunFwd {
-  bool operator()(const FwdTensors& t, const LIFOptions& o) const {
+  bool operator()(const FwdTensors& t, const NeuronOptions& o) const {
     check_cuda(t.x, "x");
     bool ok = false;
     const c10::cuda::CUDAGuard guard(t.x.device());
@@ -58,7 +58,7 @@ struct RunFwd {
 };
 
 struct RunBwd {
-  bool operator()(const BwdTensors& t, const LIFOptions& o) const {
+  bool operator()(const BwdTensors& t, const NeuronOptions& o) const {
     check_cuda(t.grad_spikes, "grad_spikes");
     bool ok = false;
     const c10::cuda::CUDAGuard guard(t.grad_spikes.device());

@@ -8,6 +8,7 @@
 
 #include "../lif_args.h"
 #include "../lif_math.h"
+#include "../neurons/neurons.h"
 
 namespace sltt {
 namespace cuda {

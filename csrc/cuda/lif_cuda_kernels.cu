@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
-  const LIFParams<S> p = with_k(a.p, a.k);
+  const NeuronParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t n = int64_t(blockIdx.x) * kThreads + threadIdx.x;
@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
-  const LIFParams<S> p = with_k(a.p, a.k);
+  const NeuronParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t n = int64_t(blockIdx.x) * kThreads + threadIdx.x;

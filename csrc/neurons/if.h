@@ -3,18 +3,23 @@
 // docs/design.md, section 2.2.
 #pragma once
 
-#include "lif.h"
+#include "neurons.h"
+#include "reset_now.h"
 
 namespace sltt {
 
 template <>
 struct NeuronModel<Neuron::IF> : ResetNowModel {
+  static constexpr bool kLearnableK = false;  // no time constant
+  static constexpr bool kNoLeak = true;
+  static constexpr bool kUnitGainDetachedReset = false;
+
   template <Reset R, typename S>
-  static LIF_HD S charge(const LIFParams<S>&, S v, S x) { return v + x; }
+  static LIF_HD S charge(const NeuronParams<S>&, S v, S x) { return v + x; }
   template <Reset R, typename S>
-  static LIF_HD S dcharge_dv(const LIFParams<S>&, bool) { return S(1); }
+  static LIF_HD S dcharge_dv(const NeuronParams<S>&, bool) { return S(1); }
   template <typename S>
-  static LIF_HD S dcharge_dk(const LIFParams<S>&, S, S) { return S(0); }  // no time constant
+  static LIF_HD S dcharge_dk(const NeuronParams<S>&, S, S) { return S(0); }
 };
 
 }  // namespace sltt

@@ -6,38 +6,43 @@
 // (lam = beta). docs/design.md, section 2.3. Reset::Soft is 'subtract', Reset::Hard 'zero'.
 #pragma once
 
-#include "../lif_math.h"
-#include "lif.h"
+#include "neurons.h"
 
 namespace sltt {
 
 template <>
 struct NeuronModel<Neuron::Leaky> {
-  // charge, fire, reset and reset_flag also run on the CPU's lanes (see ResetNowModel, lif.h)
+  static constexpr bool has_reset(Reset r) { return r == Reset::Soft || r == Reset::Hard || r == Reset::None; }
+  static constexpr bool kResetAtNextCharge = true;
+  static constexpr bool kLearnableK = false;  // its decay is beta, a number
+  static constexpr bool kNoLeak = false;
+  static constexpr bool kUnitGainDetachedReset = true;
+
+  // charge, fire, reset and reset_flag also run on the CPU's lanes (see ResetNowModel, reset_now.h)
   template <typename S>
-  static LIF_HD auto reset_flag(const LIFParams<S>& p, S v) { return v > p.theta; }
+  static LIF_HD auto reset_flag(const NeuronParams<S>& p, S v) { return v > p.theta; }
   template <Reset R, typename S>
-  static LIF_HD S charge(const LIFParams<S>& p, S v, S x) {
+  static LIF_HD S charge(const NeuronParams<S>& p, S v, S x) {
     const auto r = reset_flag(p, v);
     if (R == Reset::Soft) return lif_fma(p.lam, v, x) - lif_select(r, p.theta, S(0));
     if (R == Reset::Hard) return lif_fma(p.lam, lif_select(r, S(0), v), x);
     return lif_fma(p.lam, v, x);
   }
   template <typename S>
-  static LIF_HD auto fire(const LIFParams<S>& p, S h) { return h > p.theta; }
+  static LIF_HD auto fire(const NeuronParams<S>& p, S h) { return h > p.theta; }
   template <typename S>
   static LIF_HD bool fire_d(S d) { return d > S(0); }
   template <Reset R, typename S, typename B>
-  static LIF_HD S reset(const LIFParams<S>&, S h, B) { return h; }  // applied at the next charge
+  static LIF_HD S reset(const NeuronParams<S>&, S h, B) { return h; }  // applied at the next charge
   template <Reset R, bool Detach, typename S>
-  static LIF_HD S dv_dh(const LIFParams<S>&, S, bool, S) { return S(1); }
+  static LIF_HD S dv_dh(const NeuronParams<S>&, S, bool, S) { return S(1); }
   // The reset flag is detached (as snnTorch's), so only the zero reset gates the gradient.
   template <Reset R, typename S>
-  static LIF_HD S dcharge_dv(const LIFParams<S>& p, bool r) {
+  static LIF_HD S dcharge_dv(const NeuronParams<S>& p, bool r) {
     return (R == Reset::Hard && r) ? S(0) : p.lam;
   }
   template <typename S>
-  static LIF_HD S dcharge_dk(const LIFParams<S>&, S, S) { return S(0); }
+  static LIF_HD S dcharge_dk(const NeuronParams<S>&, S, S) { return S(0); }
 };
 
 }  // namespace sltt
