@@ -1,0 +1,285 @@
+"""The training command's flags for neurons, memory, logs and compile (issue 24, issue 22 item 3):
+--neuron and its parameters, --pack-spike-inputs, --recompute, --sync-bn, the epoch line, the
+progress lines, --tensorboard, --compile, and values refused before any data is loaded."""
+
+import glob
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+
+from sltt_kernels import models, nn as snn, training, train_command  # noqa: E402
+from sltt_kernels.data import DATASETS  # noqa: E402
+
+QUICK = ["--dataset", "digits", "--T", "2", "--epochs", "1", "--max-iterations", "2", "--no-progress"]
+
+
+def _main(tmp_path, *extra, name="run"):
+    return train_command.main([*QUICK, "--out", str(tmp_path / name), *extra])
+
+
+def _neurons(net):
+    return [m for m in net.modules() if isinstance(m, (snn.BaseNode, snn.Leaky))]
+
+
+# ---------------------------------------------------------------------------------------------
+# --neuron
+
+
+@pytest.mark.parametrize("flags, cls, attrs", [
+    ([], snn.PaperLIFNode, dict(tau=1.1, decay_input=False, v_reset=None, v_threshold=1.0)),
+    (["--neuron", "lif"], snn.LIFNode, dict(tau=1.1, decay_input=True, v_reset=0.0, detach_reset=False)),
+    (["--neuron", "lif", "--tau", "2.5", "--v-reset", "none", "--no-decay-input", "--v-threshold", "0.7"],
+     snn.LIFNode, dict(tau=2.5, decay_input=False, v_reset=None, v_threshold=0.7)),
+    (["--neuron", "if", "--v-reset", "-0.25", "--detach-reset"], snn.IFNode,
+     dict(v_reset=-0.25, detach_reset=True)),
+    (["--neuron", "plif", "--init-tau", "3.0"], snn.ParametricLIFNode, dict(decay_input=True, v_reset=0.0)),
+    (["--neuron", "leaky"], snn.Leaky, dict(beta=pytest.approx(1 - 1 / 1.1), reset_mechanism="subtract")),
+    (["--neuron", "leaky", "--beta", "0.8", "--reset-mechanism", "zero", "--v-threshold", "1.5"], snn.Leaky,
+     dict(beta=0.8, reset_mechanism="zero", threshold=1.5)),
+])
+def test_neuron_flag_builds_that_neuron_in_every_layer(flags, cls, attrs):
+    args = train_command.parse_args(["--dataset", "digits", *flags])
+    net = train_command.build_model(args, DATASETS["digits"], torch.device("cpu"))
+    neurons = _neurons(net)
+    assert len(neurons) == 2 and all(type(m) is cls for m in neurons)
+    for m in neurons:
+        for k, v in attrs.items():
+            assert getattr(m, k) == v, k
+        assert m.grad_mode == "sltt"
+    if cls is snn.ParametricLIFNode:
+        assert all(torch.sigmoid(m.w).item() == pytest.approx(1 / 3.0) for m in neurons)
+    bptt = train_command.parse_args(["--dataset", "digits", "--method", "bptt", *flags])
+    assert all(m.grad_mode == "bptt" for m in _neurons(train_command.build_model(bptt, DATASETS["digits"], "cpu")))
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--neuron", "if", "--tau", "2.0"], "--tau is not a parameter of --neuron if"),
+    (["--neuron", "plif", "--tau", "2.0"], "--init-tau"),
+    (["--neuron", "lif", "--beta", "0.5"], "--beta is not a parameter of --neuron lif"),
+    (["--neuron", "paper-lif", "--init-tau", "3"], "--init-tau is not a parameter of --neuron paper-lif"),
+    (["--neuron", "leaky", "--decay-input"], "--decay-input is not a parameter of --neuron leaky"),
+    (["--neuron", "plif", "--init-tau", "0.5"], "--neuron plif: .*init_tau"),
+    (["--neuron", "lif", "--v-reset", "soft"], "--v-reset: expected a number or 'none'"),
+])
+def test_neuron_flags_that_do_not_fit_are_refused_before_any_work(flags, match, capsys):
+    with pytest.raises(SystemExit):
+        train_command.parse_args(["--dataset", "digits", *flags])
+    assert __import__("re").search(match, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("neuron, method", [(n, m) for n in ("paper-lif", "lif", "if", "plif", "leaky")
+                                             for m in ("sltt", "bptt")] + [("plif", "sltt-k"), ("leaky", "sltt-k")])
+def test_every_neuron_trains_with_sltt_and_bptt(tmp_path, neuron, method):
+    summary = _main(tmp_path, "--neuron", neuron, "--method", method, "--K", "1", "--seed", "1")
+    assert summary["neuron"] == neuron and summary["epochs_done"] == 1
+    assert math.isfinite(summary["history"][0]["loss"])
+    trained = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    args = train_command.parse_args(["--dataset", "digits", "--neuron", neuron, "--seed", "1"])
+    torch.manual_seed(1)
+    fresh = train_command.build_model(args, DATASETS["digits"], "cpu").state_dict()
+    assert any(not torch.equal(trained[k], fresh[k]) for k in fresh)  # the steps moved the weights
+
+
+def test_resume_keeps_the_neuron_and_refuses_another(tmp_path):
+    _main(tmp_path, "--neuron", "plif", "--init-tau", "3.0", "--epochs", "2", "--stop-after", "1")
+    with pytest.raises(SystemExit, match=r"--neuron lif \(the checkpoint has plif\)"):
+        train_command.main(["--resume", "--out", str(tmp_path / "run"), "--neuron", "lif"])
+    summary = train_command.main(["--resume", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert summary["neuron"] == "plif" and summary["epochs_done"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# memory flags, logs
+
+
+def _cifar10(root, n=4):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         b"labels": list(rng.integers(0, 10, n))}, f)
+    return root
+
+
+def test_pack_spike_inputs_on_resnet18_halves_the_saved_bytes_with_the_same_losses(tmp_path):
+    _cifar10(tmp_path / "data")
+    common = ["--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--T", "2", "--batch-size", "2",
+              "--epochs", "2", "--max-iterations", "1", "--no-progress", "--seed", "2"]
+    plain = train_command.main([*common, "--out", str(tmp_path / "plain")])
+    packed = train_command.main([*common, "--out", str(tmp_path / "packed"), "--pack-spike-inputs"])
+    assert packed["pack_spike_inputs"] and not plain["pack_spike_inputs"]
+    for a, b in zip(plain["history"], packed["history"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)  # the 1-bit spikes are exact
+        assert b["saved_per_step_MB"] < 0.75 * a["saved_per_step_MB"]  # paper neuron: about 0.64x
+    ck = torch.load(tmp_path / "packed" / "checkpoint.pt", weights_only=True)
+    assert ck["args"]["pack_spike_inputs"] is True
+
+
+def test_pack_spike_inputs_on_the_digits_model_packs_its_linear_layers(tmp_path):
+    args = train_command.parse_args(["--dataset", "digits", "--pack-spike-inputs"])
+    net = train_command.build_model(args, DATASETS["digits"], "cpu")
+    assert any(isinstance(m, snn.PackedLinear) for m in net.modules())
+    assert _main(tmp_path, "--pack-spike-inputs")["pack_spike_inputs"]
+
+
+def test_recompute_is_passed_to_the_model_only_when_given(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        train_command.parse_args(["--dataset", "digits", "--recompute"])
+    assert "give --pack-spike-inputs too" in capsys.readouterr().err
+    seen = []
+    real = train_command.MODEL_BUILDERS["resnet18"]
+    monkeypatch.setitem(train_command.MODEL_BUILDERS, "resnet18",
+                        lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    for flags in ([], ["--pack-spike-inputs"], ["--pack-spike-inputs", "--recompute"]):
+        args = train_command.parse_args(["--dataset", "cifar10", *flags])
+        train_command.build_model(args, DATASETS["cifar10"], "cpu")
+    assert seen == [{}, {"pack_spike_inputs": True}, {"pack_spike_inputs": True, "recompute": True}]
+    summary = _main(tmp_path, "--pack-spike-inputs", "--recompute")  # digits: converted after building
+    assert summary["recompute"] and summary["pack_spike_inputs"]
+
+
+def test_epoch_line_progress_lines_backend_and_summary(tmp_path, capsys):
+    summary = train_command.main(["--dataset", "digits", "--T", "2", "--epochs", "1", "--max-iterations", "5",
+                                  "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert "neurons on the cpu backend" in out or "neurons on the reference backend" in out
+    line = [x for x in out.splitlines() if x.startswith("epoch   1")][0]
+    assert "img/s" in line and "saved/step" in line and "peak" in line
+    # stderr is not a terminal here: plain progress lines, not tqdm's redraws
+    assert "[5/5 " in err and "\r" not in err
+    rec = summary["history"][0]
+    assert rec["images_per_s"] > 0 and rec["saved_per_step_MB"] > 0 and rec["peak_memory_MB"] > 0
+    assert summary["world_size"] == 1 and summary["backend"] in ("cpu", "reference")
+
+
+def test_saved_bytes_per_step_of_bptt_are_its_iterations_peak_over_T(tmp_path):
+    sltt = _main(tmp_path, "--method", "sltt", name="sltt")["history"][0]["saved_per_step_MB"]
+    bptt = _main(tmp_path, "--method", "bptt", name="bptt")["history"][0]["saved_per_step_MB"]
+    # the same layers save the same tensors per step; BPTT holds T steps at once
+    assert bptt == pytest.approx(sltt, rel=0.35)
+
+
+def test_tensorboard_event_files_hold_the_epoch_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _main(tmp_path, "--tensorboard", "--epochs", "2")
+    files = glob.glob(str(tmp_path / "run" / "tensorboard" / "events.out.tfevents.*"))
+    assert len(files) == 1
+    acc = EventAccumulator(files[0])
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/top1", "test/top1", "test/top5", "lr", "speed/images_per_s", "memory/peak_MB",
+            "memory/saved_per_step_MB"} <= tags
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+    summary = __import__("json").load(open(tmp_path / "run" / "summary.json"))
+    assert [e.value for e in acc.Scalars("lr")] == pytest.approx([h["lr"] for h in summary["history"]])
+
+
+def test_sync_bn_conversion_keeps_the_per_step_batchnorm():
+    torch.manual_seed(0)
+    net = models.vgg11_bn(num_classes=4, in_channels=2, width=4)
+    synced = train_command.convert_sync_batchnorm(__import__("copy").deepcopy(net))
+    steps = [m for m in synced.modules() if isinstance(m, train_command.SyncStepBatchNorm2d)]
+    assert steps and not any(isinstance(m, snn.StepBatchNorm2d) for m in synced.modules())
+    x = torch.randn(2, 2, 2, 32, 32)  # [T, B, C, H, W]: each step its own batch statistics
+    for mode in ("m", "s"):
+        for train_mode in (True, False):
+            net.train(train_mode)
+            synced.train(train_mode)
+            snn.set_step_mode(net, mode)
+            snn.set_step_mode(synced, mode)
+            want = net(x) if mode == "m" else net(x[0])
+            got = synced(x) if mode == "m" else synced(x[0])
+            snn.reset_net(net)
+            snn.reset_net(synced)
+            torch.testing.assert_close(got, want)
+
+
+def test_sync_bn_on_cpu_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        train_command.parse_args(["--dataset", "digits", "--sync-bn", "--device", "cpu"])
+    assert "--sync-bn needs GPUs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number"),
+    (["--momentum", "nan"], "--momentum must be a finite number"),
+    (["--tau", "inf"], "--tau must be a finite number"),
+    (["--weight-decay=-1e-4"], "--weight-decay must be >= 0"),
+    (["--momentum", "1.0"], r"--momentum in \[0, 1\)"),
+    (["--workers", "-1"], "--workers must be >= 0"),
+    (["--stop-after", "0"], "--stop-after must be >= 1"),
+    (["--max-iterations", "0"], "--max-iterations must be >= 1"),
+    (["--backend", "bogus"], "bogus"),
+])
+def test_bad_values_are_refused_before_any_data_is_loaded(flags, match, capsys, monkeypatch):
+    def no_data(*a, **k):
+        raise AssertionError("data loaded before the flags were checked")
+
+    monkeypatch.setattr(train_command, "load_dataset", no_data)
+    with pytest.raises(SystemExit):
+        train_command.main(["--dataset", "digits", *flags])
+    assert __import__("re").search(match, capsys.readouterr().err)
+
+
+def test_data_loader_workers_draw_their_own_augmentation():
+    from sltt_kernels.data import TensorImages
+
+    ds = TensorImages(torch.rand(1, 3, 32, 32).expand(8, 3, 32, 32).contiguous(), torch.zeros(8, dtype=torch.long),
+                      augment=True)
+    args = train_command.parse_args(["--dataset", "cifar10", "--batch-size", "2", "--workers", "2", "--seed", "0"])
+    batches = [x for x, _ in train_command._loader(ds, args, True, 0)]
+    # the same image everywhere: equal batches would mean replayed draws (workers 0 and 1 alternate)
+    assert not torch.equal(batches[0], batches[1]) and not torch.equal(batches[2], batches[3])
+    again = [x for x, _ in train_command._loader(ds, args, True, 0)]
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))  # and reproducible
+
+
+# ---------------------------------------------------------------------------------------------
+# --compile (the tiny digits model only: compiling is slow on a CPU)
+
+
+def test_compiled_model_through_both_step_modes_and_batch_sizes_matches_eager():
+    import random
+
+    torch.manual_seed(0)
+    eager = models.digits_snn(hidden=16)
+    net = models.digits_snn(hidden=16)
+    net.load_state_dict(eager.state_dict())
+    args = train_command.parse_args(["--dataset", "digits", "--compile"])
+    compiled = train_command._step_model(net, args, torch.device("cpu"), train_command.Dist())
+    g = torch.Generator().manual_seed(0)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (eager, net)]
+    # SLTT (single-step), BPTT (multi-step) after it, SLTT again, with changing batch sizes
+    for method, batch in (("sltt", 6), ("bptt", 6), ("sltt", 5), ("bptt", 7), ("sltt", 6)):
+        x, y = torch.randn(batch, 1, 8, 8, generator=g), torch.randint(0, 10, (batch,), generator=g)
+        results = []
+        for model, opt in ((eager, opts[0]), (compiled, opts[1])):
+            if method == "bptt":
+                results.append(training.bptt_step(model, opt, x, y, 3))
+            else:
+                results.append(training.sltt_step(model, opt, x, y, 3, generator=random.Random(0)))
+        assert results[1].loss == pytest.approx(results[0].loss, rel=1e-4), (method, batch)
+    for k, v in eager.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_reaches_the_accuracy_of_eager_on_digits(tmp_path):
+    common = ["--dataset", "digits", "--T", "2", "--epochs", "3", "--lr", "0.3", "--no-progress", "--seed", "0"]
+    eager = train_command.main([*common, "--out", str(tmp_path / "eager")])
+    compiled = train_command.main([*common, "--out", str(tmp_path / "compiled"), "--compile"])
+    assert compiled["compile"] and eager["final_test_acc"] > 0.9  # 95.5% here
+    assert abs(compiled["final_test_acc"] - eager["final_test_acc"]) <= 0.02
+    # the checkpoint of a compiled run is the plain model's (no _orig_mod. prefix)
+    ck = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=True)
+    assert ck["model"].keys() == torch.load(tmp_path / "eager" / "checkpoint.pt", weights_only=True)["model"].keys()
