@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["SurrogateFunction", "Rect", "Triangle", "Sigmoid", "ATan", "SURROGATES", "KINDS", "resolve",
+__all__ = ["SurrogateFunction", "Rect", "Triangle", "Sigmoid", "ATan", "FastSigmoid", "SURROGATES", "KINDS", "resolve",
            "surrogate_grad", "spike"]
 
 
@@ -170,6 +170,26 @@ class ATan(SurrogateFunction):
 
     @property
     def alpha(self) -> float:
+        return self.param
+
+
+class FastSigmoid(SurrogateFunction):
+    """snnTorch's fast sigmoid: sg(d) = 1 / (slope |d| + 1)^2 (its `surrogate.fast_sigmoid(slope)`,
+    the surrogate of its tutorials), computed as r = 1 / (slope |d| + 1), sg = r * r."""
+
+    kind, code, param_name = "fast_sigmoid", 4, "slope"
+
+    @staticmethod
+    def grad(d, param):
+        r = 1 / (param * d.abs() + 1)
+        return r * r
+
+    def __init__(self, slope: float = 25.0, spiking: bool = True):
+        _check_spiking(self, spiking)
+        super().__init__(slope)
+
+    @property
+    def slope(self) -> float:
         return self.param
 
 

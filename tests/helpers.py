@@ -72,6 +72,7 @@ SURROGATES = {
     "triangle": sltt_kernels.surrogate.Triangle(1.0),
     "sigmoid": sltt_kernels.surrogate.Sigmoid(4.0),
     "atan": sltt_kernels.surrogate.ATan(2.0),
+    "fast_sigmoid": sltt_kernels.surrogate.FastSigmoid(25.0),
 }
 RESETS = {"soft": None, "hard0": 0.0, "hard-0.3": -0.3}
 
@@ -129,9 +130,13 @@ class ModelRow:
     name: the row's id ('lif', 'plif', ...); model: its name in sltt_kernels._config.MODELS;
     multistep / step: its public functions' names (sltt_kernels.<name>, reference.<name>);
     config: its keywords -> the checked NeuronArgs; all_kw: the full cross product of its keyword
-    sets; core_kw: a subset that still produces every save kind, reset and surrogate of the row
-    (the first is the row's plain neuron); vary: keyword -> the values the property test draws;
-    learnable_w: takes w (1/tau = sigmoid(w)), a one-element tensor whose gradient is checked."""
+    sets; core_kw: a small subset that still produces every save kind, reset, surrogate and
+    gradient mode of the row (LIF: CORE_CONFIGS; the first is the row's plain neuron); vary:
+    keyword -> the values the property test draws; learnable_w: takes w (1/tau = sigmoid(w)), a
+    one-element tensor whose gradient is checked; tiny_d: (keywords, gain): a hard (or no)
+    reset, theta = 0.25 and a continuous surrogate, under which the first step's h is gain * v0
+    without input (with k = 0.5 for the parametric LIF): tests/test_half_saved.py sets h a hair
+    off the threshold with it."""
 
     name: str
     model: str
@@ -141,6 +146,7 @@ class ModelRow:
     all_kw: Tuple[dict, ...]
     core_kw: Tuple[dict, ...]
     vary: Dict[str, tuple]
+    tiny_d: Tuple[dict, float]
     learnable_w: bool = False
 
     def functions(self, on_reference: bool = False):
@@ -191,18 +197,20 @@ _LEAKY_PARAMS = ((0.8, 1.0), (1.0, 0.7), (0.0, 1.0))
 MODEL_ROWS = {
     "lif": ModelRow(
         "lif", "lif", "lif_multistep", "lif_step", lif_config, tuple(ALL_CONFIGS), tuple(CORE_CONFIGS),
-        vary={"tau": (1.0, 1.5, 2.0, 10.0), "v_threshold": (0.5, 1.0)}),
+        vary={"tau": (1.0, 1.5, 2.0, 10.0), "v_threshold": (0.5, 1.0)},
+        tiny_d=(neuron_kwargs("hard0", False, False, "sigmoid", "bptt", tau=2.0, v_threshold=0.25), 0.5)),
     "plif": ModelRow(
         "plif", "lif", "plif_multistep", "plif_step", plif_config,
         tuple(_plif_kw(*c) for c in itertools.product(("soft", "hard-0.3"), (True, False), (False, True),
                                                      ("rect", "sigmoid"), ("bptt", "sltt"))),
         (_plif_kw("soft", True, False, "rect", "bptt"),        # 1-bit mask (h_v0 with w learnable)
          _plif_kw("hard-0.3", False, True, "rect", "bptt"),    # 2-bit mask
-         _plif_kw("hard-0.3", True, False, "rect", "bptt"),    # h
          _plif_kw("soft", False, False, "sigmoid", "sltt"),    # h, SLTT
-         _plif_kw("hard-0.3", True, False, "sigmoid", "bptt"),
-         _plif_kw("soft", True, True, "rect", "sltt")),        # 1-bit mask, SLTT
-        vary={"v_threshold": (0.5, 1.0)}, learnable_w=True),
+         _plif_kw("hard-0.3", True, False, "sigmoid", "bptt")),  # h
+        vary={"v_threshold": (0.5, 1.0)},
+        tiny_d=(dict(v_threshold=0.25, v_reset=0.0, decay_input=False, detach_reset=False, surrogate="sigmoid",
+                     grad="bptt"), 0.5),
+        learnable_w=True),
     "if": ModelRow(
         "if", "if", "if_multistep", "if_step", if_config,
         tuple(_if_kw(*c) for c in itertools.product(("soft", "hard0", "hard-0.3"), (False, True), ("rect", "atan"),
@@ -210,22 +218,20 @@ MODEL_ROWS = {
         (_if_kw("soft", False, "rect", "bptt"),       # 1-bit mask
          _if_kw("hard0", False, "rect", "bptt"),      # h
          _if_kw("hard-0.3", True, "rect", "bptt"),    # 2-bit mask
-         _if_kw("soft", True, "atan", "sltt"),        # h, SLTT
-         _if_kw("hard0", False, "atan", "bptt"),
-         _if_kw("hard-0.3", False, "rect", "sltt")),  # 1-bit mask, SLTT
-        vary={"v_threshold": (0.5, 1.0)}),
+         _if_kw("soft", True, "atan", "sltt")),       # h, SLTT
+        vary={"v_threshold": (0.5, 1.0)},
+        tiny_d=(dict(v_threshold=0.25, v_reset=0.0, detach_reset=False, surrogate="atan", grad="bptt"), 1.0)),
     "leaky": ModelRow(
         "leaky", "leaky", "leaky_multistep", "leaky_step", leaky_config,
         tuple(_leaky_kw(*c) for c in itertools.product(_LEAKY_PARAMS, ("subtract", "zero", "none"),
                                                       ("rect", "atan", "triangle"), ("bptt", "sltt"))),
         (_leaky_kw((0.8, 1.0), "subtract", "rect", "bptt"),    # 1-bit mask
          _leaky_kw((0.8, 1.0), "zero", "rect", "bptt"),        # 2-bit mask: the reset flags
-         _leaky_kw((1.0, 0.7), "none", "rect", "bptt"),        # 1-bit mask
          _leaky_kw((0.8, 1.0), "zero", "atan", "bptt"),        # h and the initial state
          _leaky_kw((0.0, 1.0), "subtract", "triangle", "bptt"),  # h
-         _leaky_kw((1.0, 0.7), "zero", "triangle", "sltt"),    # h, SLTT
-         _leaky_kw((0.8, 1.0), "subtract", "rect", "sltt")),   # 1-bit mask, SLTT
-        vary={"beta": (0.0, 0.5, 0.9, 1.0), "threshold": (0.5, 1.0)}),
+         _leaky_kw((1.0, 0.7), "none", "triangle", "sltt")),   # h, SLTT
+        vary={"beta": (0.0, 0.5, 0.9, 1.0), "threshold": (0.5, 1.0)},
+        tiny_d=(dict(beta=0.5, threshold=0.25, reset_mechanism="none", surrogate="atan", grad="bptt"), 0.5)),
 }
 
 
@@ -250,7 +256,7 @@ def model_rows():
 
 
 def kw_id(kw) -> str:
-    """A short test id of a keyword set: its values in order ('None-True-False-Rect(1.0)-bptt')."""
+    """A short test id of a keyword set: its values in order ('None-True-False-Rect(width=1.0)-bptt')."""
     return "-".join(str(v) for v in kw.values())
 
 

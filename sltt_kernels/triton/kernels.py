@@ -40,6 +40,7 @@ RECT = tl.constexpr(SURROGATE_CODES["rect"])
 TRIANGLE = tl.constexpr(SURROGATE_CODES["triangle"])
 SIGMOID = tl.constexpr(SURROGATE_CODES["sigmoid"])
 ATAN = tl.constexpr(SURROGATE_CODES["atan"])
+FAST_SIGMOID = tl.constexpr(SURROGATE_CODES["fast_sigmoid"])
 SAVE_NONE = tl.constexpr(SAVE_CODES["none"])
 SAVE_SG = tl.constexpr(SAVE_CODES["sg"])
 SAVE_SG_SPIKE = tl.constexpr(SAVE_CODES["sg_spike"])
@@ -81,10 +82,13 @@ def _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE: tl.constexp
     elif SURROGATE == SIGMOID:
         sig = 1.0 / (1.0 + tl.exp(-alpha * d))
         g = alpha * sig * (1.0 - sig)
-    else:
-        tl.static_assert(SURROGATE == ATAN, "a surrogate code without a Triton branch")
+    elif SURROGATE == ATAN:
         k = 1.5707963267948966 * alpha * d
         g = (alpha * 0.5) / _fma(k, k, tl.zeros_like(k) + 1.0, EMULATE)
+    else:
+        tl.static_assert(SURROGATE == FAST_SIGMOID, "a surrogate code without a Triton branch")
+        r = 1.0 / _fma(tl.zeros_like(d) + alpha, tl.abs(d), tl.zeros_like(d) + 1.0, EMULATE)  # slope in alpha
+        g = r * r
     return g.to(d.dtype)
 
 
