@@ -376,6 +376,8 @@ class Leaky(_SnnTorchState, BaseNode, *_ROOT):
         >>> spk, mem = lif(torch.randn(8, 16), mem)
     """
 
+    neuron_model = "leaky"
+
     reset_delay = True
 
     def __init__(self, beta, threshold=1.0, spike_grad=None, surrogate_disable: bool = False,

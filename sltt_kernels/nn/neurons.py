@@ -30,7 +30,11 @@ __all__ = ["BaseNode", "LIFNode", "IFNode", "ParametricLIFNode", "SLTTLIFNode", 
 class BaseNode(MemoryModule):
     """The state, step modes and v_seq of every neuron here; subclasses say which neuron runs
     (`_config_now()`, `_k()`). grad_mode='bptt' back-propagates through time (across
-    single-step calls too, until `reset()`); 'sltt' drops the temporal path."""
+    single-step calls too, until `reset()`); 'sltt' drops the temporal path. `neuron_model` names
+    the registered model a class runs (sltt_kernels/neurons/; tests/test_registry.py checks that
+    every model has a module)."""
+
+    neuron_model: str = ""
 
     def __init__(self, v_reset_value: float, step_mode: str, grad_mode: str, backend: str, store_v_seq: bool):
         super().__init__()
@@ -222,6 +226,8 @@ class LIFNode(BaseNode):
         >>> lif.reset()
     """
 
+    neuron_model = "lif"
+
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "bptt"):
@@ -256,6 +262,8 @@ class IFNode(BaseNode):
         >>> s = n(torch.randn(4, 8, 16))
     """
 
+    neuron_model = "if"
+
     def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0, surrogate_function=None,
                  detach_reset: bool = False, step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False,
                  grad_mode: str = "bptt"):
@@ -286,6 +294,8 @@ class ParametricLIFNode(BaseNode):
         >>> n = ParametricLIFNode(init_tau=2.0, step_mode="m")
         >>> n(torch.randn(4, 8, 16)).sum().backward()   # n.w.grad
     """
+
+    neuron_model = "lif"  # the LIF model with a learnable k = 1/tau
 
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,
