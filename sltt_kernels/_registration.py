@@ -242,7 +242,7 @@ _ext.load()
 
 
 # =============================================================================================
-# Spike packing (sltt_kernels/nn/packed.py): the ops that store a two-valued tensor ({+0.0, s},
+# Spike packing (sltt_kernels/spike_pack.py): the ops that store a two-valued tensor ({+0.0, s},
 # e.g. spikes) as 1 bit per element plus the scale s, and restore it exactly. The native kernels
 # are csrc/cpu/spike_pack_cpu.cpp and csrc/cuda/spike_pack_cuda.cpp (registered when the
 # extension loads, above); the Triton ones sltt_kernels/triton/pack.py.
