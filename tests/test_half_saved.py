@@ -107,26 +107,14 @@ def test_h16_matches_the_reference_within_the_bound(backend, dtype, row, kw):
     assert err <= 8 * ROUNDOFF[dtype] * 6, err
 
 
-# Per row: keywords with a hard (or no) reset, theta = 0.25 and a continuous surrogate, under which
-# the first step's h is gain * v0 without input; and that gain (the parametric LIF's k is 0.5).
-TINY_D = {
-    "lif": (neuron_kwargs("hard0", False, False, "sigmoid", "bptt", tau=2.0, v_threshold=0.25), 0.5),
-    "plif": (dict(v_threshold=0.25, v_reset=0.0, decay_input=False, detach_reset=False, surrogate="sigmoid",
-                  grad="bptt"), 0.5),
-    "if": (dict(v_threshold=0.25, v_reset=0.0, detach_reset=False, surrogate="atan", grad="bptt"), 1.0),
-    "leaky": (dict(beta=0.5, threshold=0.25, reset_mechanism="none", surrogate="atan", grad="bptt"), 0.5),
-}
-
-
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 @pytest.mark.parametrize("row", model_rows(), ids=lambda r: r.name)
 def test_h16_keeps_the_sign_of_a_tiny_d(backend, dtype, row):
     """h a hair below and above the threshold: d would round to zero in 16 bits; the store keeps
     its sign, so the backward's spike (and with it a hard reset's dv/dh) is the forward's."""
-    assert row.name in TINY_D, f"TINY_D has no keywords for row {row.name!r}"
     dev = DEVICE_OF[backend]
-    kw, gain = TINY_D[row.name]
+    kw, gain = row.tiny_d
     cfg = row.args(kw)
     k = torch.tensor([0.5], dtype=torch.float32, device=dev) if row.learnable_w else None
     # h = gain v0 (no input): d = -2^-26 and +2^-25, both below float16's smallest subnormal (2^-24)

@@ -9,7 +9,7 @@ parametric LIF's w to 1e-12); float32/float16/bfloat16 on the neurons whose traj
 from the decision boundaries (helpers.safe_neurons), since the float32 reference rounds
 differently from the kernels' fused multiply-adds.
 
-The full keyword cross product of each row runs on a few shapes (and packing widths); its core
+The full keyword cross product of each row runs on one shape (and one packing width); its core
 subset (every save kind, reset and surrogate of the row) on all of them. Inputs come from the
 `seed` fixture: each case has its own, the same on every run.
 """
@@ -25,6 +25,7 @@ from sltt_kernels import _config, reference
 from helpers import (
     DEVICE_OF,
     EPS,
+    HAVE_CUDA_GPU,
     KERNEL_BACKENDS,
     MODEL_ROWS,
     MissingRow,
@@ -42,11 +43,13 @@ from helpers import (
 TOL = dict(rtol=1e-12, atol=1e-12)
 
 SHAPES = {"T1N1": (1, 1), "T1N33": (1, 33), "T4N33": (4, 33), "T6N222": (6, 2, 3, 37), "T3N1031": (3, 1031)}
-# the shapes the full keyword cross product runs on (T > 1, a partial mask word, a multi-dim state)
-ALL_KW_SHAPES = ("T4N33", "T6N222")
-# neuron counts of the saved-state test: around the 32-bit mask words; the full cross product on two
+# the shape the full keyword cross product runs on (T > 1, a multi-dim state, 222 neurons: a partial
+# mask word and a tail in every backend's blocks)
+ALL_KW_SHAPES = ("T6N222",)
+# neuron counts of the saved-state test: around the 32-bit mask words; the full cross product on
+# 257 (several words and a one-bit tail)
 SAVED_N = (1, 31, 33, 255, 257, 1000)
-ALL_KW_SAVED_N = (33, 257)
+ALL_KW_SAVED_N = (257,)
 MASK_KINDS = ("sg", "sg_spike", "sg_reset")
 
 
@@ -94,14 +97,15 @@ def _run(fn, kw, x, v0, ws, wv, w=None, **extra):
     return s.detach(), v.detach(), grads[0], gv, gw
 
 
-def _kernel(row, kw, x, v0, ws, wv, backend, w_dtype=None):
+def _kernel(row, kw, x, v0, ws, wv, backend):
     """_run on the kernels of `backend`; w (the parametric LIF's) in the state dtype of x."""
-    w = row.w(w_dtype or _config.state_dtype(x.dtype), x.device).get("w")
+    w = row.w(_config.state_dtype(x.dtype), x.device).get("w")
     return _run(row.functions()[0], kw, x, v0, ws, wv, w, backend=backend)
 
 
 def _oracle(row, kw, x, v0, ws, wv, w_dtype=torch.float64):
-    """_run on the float64 reference, on CPU, from the same (upcast) input values."""
+    """_run on the float64 reference, on CPU, from the same (upcast) input values; w_dtype: the
+    dtype whose w (the parametric LIF's) the kernel was given."""
     w = row.w(w_dtype).get("w")
     return _run(row.functions(on_reference=True)[0], kw, x.detach().double().cpu(),
                 None if v0 is None else v0.detach().double().cpu(), ws.double().cpu(), wv.double().cpu(),
@@ -150,12 +154,12 @@ def test_low_precision_equals_reference(backend, dtype, shape, row, kw, seed):
     x = make_x(shape, dtype, dev, seed=seed)
     v0 = make_v0(shape[1:], torch.float32, dev, seed=seed + 1)
     ws, wv = _weights(shape, dtype, dev, seed + 2)
-    safe = safe_neurons(cfg, x, v0, k=_k(row, torch.float64))
+    safe = safe_neurons(cfg, x, v0, k=_k(row, torch.float32))
     assert safe.float().mean() > 0.8, "too few neurons away from the boundaries: the test would prove little"
     s, v, gx, gv, _ = _kernel(row, kw, x, v0, ws, wv.float(), backend)
     assert s.dtype == dtype and v.dtype == torch.float32 and gx.dtype == dtype
     # The oracle: the float64 reference on the same (upcast) input values.
-    rs, rv, rgx, rgv, _ = _oracle(row, kw, x, v0, ws, wv)
+    rs, rv, rgx, rgv, _ = _oracle(row, kw, x, v0, ws, wv, w_dtype=torch.float32)
     T = shape[0]
     flat = lambda t: t.detach().cpu().double().reshape(T, -1)[:, safe]  # noqa: E731
     assert torch.equal(flat(s), flat(rs))
@@ -189,8 +193,9 @@ def _op_saved(row, kw, x, v0, save, backend="cpu"):
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("row, kw, n", _saved_cases())
 def test_saved_state_equals_reference(backend, row, kw, n, seed):
-    """The packed masks (and saved h, h and the initial state) equal those computed from the
-    reference, bit for bit, for every save kind the row's public functions produce."""
+    """For every save kind the row's public functions produce, the saved state equals the one
+    computed from the reference: packed masks bit for bit, h (h_v0: the initial state, then h) to
+    1e-13."""
     dev = DEVICE_OF[backend]
     x = make_x((4, n), torch.float64, dev, seed=seed)
     v0 = make_v0((n,), torch.float64, dev, seed=seed + 1)
@@ -243,7 +248,8 @@ def test_cpu_isa_paths_are_bit_identical(seed):
                     outs = []
                     for isa in ("avx2", "generic"):
                         torch.ops.sltt_kernels._cpu_isa(isa)
-                        saved = [_op_saved(row, kw, x, v0, save)[2] for save in row.save_kinds(kw, half=False)]
+                        saved = [_op_saved(row, kw, x, v0, save)[2]
+                                 for save in row.save_kinds(kw, half=dtype in _config.HALF_DTYPES)]
                         outs.append(_kernel(row, kw, x, v0, ws, wv.to(sdt), "cpu") + tuple(saved))
                     for a, b in zip(*outs):
                         if a is not None:
@@ -362,6 +368,10 @@ def test_nan_propagates_like_the_reference(backend, row, seed):
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 @pytest.mark.parametrize("row", model_rows(), ids=lambda r: r.name)
 def test_large_odd_n(backend, row, seed):
+    """Many blocks and an odd tail. Triton's interpreter (no GPU) takes 15-25 s per row here and
+    emulates every model's launch geometry alike, so there it runs the first row only."""
+    if backend == "triton" and not HAVE_CUDA_GPU and row is not model_rows()[0]:
+        pytest.skip("Triton interpreter: the launch geometry is checked on the first row")
     dev = DEVICE_OF[backend]
     kw = row.core_kw[0]  # LIF: the paper's neuron
     n = 300_007
