@@ -32,12 +32,18 @@ def prev_path(path: str) -> str:
 
 def save_checkpoint(obj, path: str) -> None:
     """Writes path atomically and keeps the previous file as path's .prev.pt: a crash or a bad
-    write leaves at least one good checkpoint."""
+    write leaves at least one good checkpoint (and no partial .tmp file); raises OSError."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        # a full disk or an interrupt: no partial file left beside the good checkpoint
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     if os.path.exists(path):
         os.replace(path, prev_path(path))
     os.replace(tmp, path)

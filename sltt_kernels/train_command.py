@@ -188,6 +188,7 @@ def _check_run_flags(args):
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     check_backend_name(args.backend)
+    _check_out(args.out)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA GPU")
     if args.tensorboard:
@@ -200,6 +201,20 @@ def _check_run_flags(args):
                          "--pack-spike-inputs too")
     if args.sync_bn and _device(args).type != "cuda":
         raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only")
+
+
+def _check_out(out: str) -> None:
+    """--out must be a folder that exists or can be made, writable: checked before any work, not
+    found out at the first checkpoint after an epoch of training."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file, not a folder")
+    parent = os.path.abspath(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"--out {out}: {parent} is a file, so the folder cannot be made")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {parent} is not writable")
 
 
 def fill_defaults(args, from_checkpoint=None):
@@ -654,6 +669,21 @@ class _nothing:
         return False
 
 
+def _raise_on_sigterm():
+    """SIGTERM (a scheduler's stop, torchrun stopping its processes) ends the run as Ctrl-C does:
+    with a message saying which checkpoint is kept, instead of dying without a word."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _write_summary(args, device, history, wall_s, d: Dist, backend):
     summary = dict(dataset=args.dataset, model=args.model, method=args.method, recipe=args.recipe, T=args.T,
                    K=args.K if args.method == "sltt-k" else None, neuron=args.neuron, epochs_done=len(history),
@@ -759,9 +789,32 @@ def _run(args, d: Dist, device):
                                               ("sync BN", args.sync_bn)) if on))
     say(f"sltt-train: {backend_line(args, device)}")
     writer = _tensorboard_writer(args) if args.tensorboard and d.main else None
-    step_rng = random.Random()
     t_start = time.time()
+    _raise_on_sigterm()
     end = args.epochs if args.stop_after is None else min(args.epochs, start_epoch + args.stop_after)
+    kept_epoch = [start_epoch]  # the epoch of the last checkpoint written (on resume: the one read)
+    try:
+        _train_epochs(args, d, device, net, model, opt, sched, scaler, autocast_dtype, loss_fn, train_ds, test_ds,
+                      history, start_epoch, end, writer, ckpt_path, say, kept_epoch)
+    except KeyboardInterrupt:
+        raise SystemExit(f"sltt-train: interrupted in epoch {len(history) + 1}; {_kept(args, kept_epoch[0])}") from None
+    if writer is not None:
+        writer.close()
+    if not d.main:
+        return None
+    return _write_summary(args, device, history, time.time() - t_start, d, backend)
+
+
+def _kept(args, epochs_done: int) -> str:
+    """What an interrupted or failed run leaves, and how to go on."""
+    if epochs_done == 0:
+        return "no epoch was completed, so no checkpoint was written"
+    return (f"the checkpoint of epoch {epochs_done} is kept in {args.out}: continue with --resume --out {args.out}")
+
+
+def _train_epochs(args, d, device, net, model, opt, sched, scaler, autocast_dtype, loss_fn, train_ds, test_ds,
+                  history, start_epoch, end, writer, ckpt_path, say, kept_epoch):
+    step_rng = random.Random()
     for epoch in range(start_epoch, end):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -778,18 +831,18 @@ def _run(args, d: Dist, device):
         history.append(rec)
         say(f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train {100 * rec['train_acc']:.2f}%  "
             f"test {100 * rec['test_acc']:.2f}% (top-5 {100 * test_top5:.2f}%)  {rec['epoch_s']:.1f}s  "
-            f"{rec['images_per_s']:.0f} img/s  saved/step {rec['saved_per_step_MB'] or 0:.2f} MB  "
+            f"{rec['images_per_s']:.1f} img/s  saved/step {rec['saved_per_step_MB'] or 0:.2f} MB  "
             f"peak {rec['peak_memory_MB']:.0f} MB")
         if writer is not None:
             _log_tensorboard(writer, rec)
         if d.main:
-            save_checkpoint(training_state(net, opt, sched, scaler, device, epoch + 1, history, vars(args)),
-                            ckpt_path)
-    if writer is not None:
-        writer.close()
-    if not d.main:
-        return None
-    return _write_summary(args, device, history, time.time() - t_start, d, backend)
+            try:
+                save_checkpoint(training_state(net, opt, sched, scaler, device, epoch + 1, history, vars(args)),
+                                ckpt_path)
+            except OSError as e:
+                raise SystemExit(f"sltt-train: could not write the checkpoint of epoch {epoch + 1} to {ckpt_path} "
+                                 f"({e.strerror or e}); {_kept(args, kept_epoch[0])}") from e
+            kept_epoch[0] = epoch + 1
 
 
 if __name__ == "__main__":

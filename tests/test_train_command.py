@@ -3,6 +3,7 @@
 progress lines, --tensorboard, --compile, and values refused before any data is loaded."""
 
 import glob
+import os
 import math
 import pickle
 
@@ -283,3 +284,65 @@ def test_compile_reaches_the_accuracy_of_eager_on_digits(tmp_path):
     # the checkpoint of a compiled run is the plain model's (no _orig_mod. prefix)
     ck = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=True)
     assert ck["model"].keys() == torch.load(tmp_path / "eager" / "checkpoint.pt", weights_only=True)["model"].keys()
+
+
+# ---------------------------------------------------------------------------------------------
+# what an interrupted or failed run says and keeps (issue 23 items 6, 7)
+
+
+def test_out_under_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    for out, match in ((tmp_path / "f", "is a file, not a folder"), (tmp_path / "f" / "run", "is a file, so")):
+        with pytest.raises(SystemExit):
+            train_command.parse_args(["--dataset", "digits", "--out", str(out)])
+        assert match in capsys.readouterr().err
+
+
+def test_a_failed_checkpoint_write_says_which_checkpoint_is_kept(tmp_path, monkeypatch):
+    from sltt_kernels import checkpoint
+
+    real = train_command.save_checkpoint
+    calls = []
+
+    def full_disk_at_the_second(obj, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(obj, path)
+
+    monkeypatch.setattr(train_command, "save_checkpoint", full_disk_at_the_second)
+    with pytest.raises(SystemExit, match=r"checkpoint of epoch 2 .*No space left on device.*checkpoint of epoch 1 "
+                                         r"is kept in .*--resume"):
+        _main(tmp_path, "--epochs", "3")
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+    # the writer itself leaves no partial file when the write fails midway
+    def torch_save_fails(obj, f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", torch_save_fails)
+    with pytest.raises(OSError):
+        checkpoint.save_checkpoint({"a": 1}, str(tmp_path / "c.pt"))
+    assert not (tmp_path / "c.pt.tmp").exists() and not (tmp_path / "c.pt").exists()
+
+
+def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "sltt_kernels.train", *QUICK[:-5], "--T", "2", "--epochs", "500",
+                             "--max-iterations", "2", "--no-progress", "--out", str(out)],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode not in (0, -signal.SIGTERM)
+    kept = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+    assert f"the checkpoint of epoch {kept} is kept in {out}: continue with --resume --out {out}" in err
