@@ -652,6 +652,8 @@ def train_one_epoch(model, opt, train_ds, args, device, epoch, step_rng, autocas
         correct += topk_correct(res.output, y, 1)
         seen += len(y)
         bar.update()
+        if _SIGNALLED:
+            raise KeyboardInterrupt
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -679,9 +681,15 @@ def _raise_on_sigterm():
         return  # signal handlers can only be set from the main thread
 
     def interrupt(signum, frame):
+        _SIGNALLED.append(signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+# signals received: the handler's KeyboardInterrupt can land in a __del__ (SavedTensorMeter's),
+# where Python prints and drops it, so the training loop also looks here after each iteration
+_SIGNALLED = []
 
 
 def _write_summary(args, device, history, wall_s, d: Dist, backend):

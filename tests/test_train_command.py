@@ -335,7 +335,7 @@ def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path):
 
     out = tmp_path / "run"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "sltt_kernels.train", *QUICK[:-5], "--T", "2", "--epochs", "500",
+    proc = subprocess.Popen([sys.executable, "-m", "sltt_kernels.train", "--dataset", "digits", "--T", "2", "--epochs", "500",
                              "--max-iterations", "2", "--no-progress", "--out", str(out)],
                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
