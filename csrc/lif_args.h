@@ -24,7 +24,8 @@ struct FwdArgs {
   const S* k;        // [1] learnable 1/tau, or nullptr for the constants in p
   X* spikes;         // [T, N]
   S* v_last;         // [N]
-  int32_t* mask;     // Save::Sg: [T, W]; SgSpike, SgReset: [2, T, W]; else nullptr (W = ceil(N/32))
+  int32_t* mask;     // Save::Sg, SpikeState: [T, W]; SgSpike, SgReset: [2, T, W]; else nullptr
+                     // (W = ceil(N/32))
   S* h;              // Save::H: [T, N]; Save::HV0: [T + 1, N]; else nullptr
   X* d16;            // Save::H16: [T, N] h - theta in X (16-bit); else nullptr
   int64_t T;
@@ -40,6 +41,7 @@ struct BwdArgs {
   const S* h;            // as in FwdArgs
   const X* d16;          // as in FwdArgs
   const S* k;            // as in FwdArgs
+  const S* v_new;        // Save::SpikeState: [N] the step's output state (T = 1); else nullptr
   X* grad_x;             // [T, N]
   S* grad_v0;            // [N]: BPTT writes dL/dv0; nullptr to skip
   S* grad_k;             // [N] per-neuron partial sums of dL/dk (summed by the binding), or nullptr

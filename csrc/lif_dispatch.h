@@ -31,6 +31,13 @@ constexpr bool backward_reads_state_before(){
   return NeuronModel<NM>::kResetAtNextCharge && R == Reset::Hard;
 }
 
+// Save::SpikeState: the backward rebuilds d = h - theta from the spike bit and the output state,
+// which holds h - theta (fired) or h (not) only for a soft reset applied at the step that fires.
+template <Neuron NM, Reset R>
+constexpr bool spike_state_serves() {
+  return NeuronModel<NM>::has_reset(R) && R == Reset::Soft && !NeuronModel<NM>::kResetAtNextCharge;
+}
+
 template <Save SV>
 constexpr bool is_mask(){ return SV == Save::Sg || SV == Save::SgSpike || SV == Save::SgReset; }
 
@@ -45,6 +52,7 @@ constexpr bool fwd_has_kernel() {
     case Save::H16: return kH16;
     case Save::SgSpike:
     case Save::SgReset: return R == Reset::Hard && SV == hard_reset_planes<NM>();
+    case Save::SpikeState: return spike_state_serves<NM, R>();
   }
   return false;
 }
@@ -66,6 +74,7 @@ constexpr bool bptt_has_kernel() {
     case Save::H: return !backward_reads_state_before<NM, R>();
     case Save::H16: return kH16 && !backward_reads_state_before<NM, R>();
     case Save::HV0: return M::kLearnableK || backward_reads_state_before<NM, R>();
+    case Save::SpikeState: return false;  // one SLTT step only
   }
   return false;
 }
@@ -89,6 +98,25 @@ bool bwd_sltt(L& l, Neuron nm, Reset reset, Surrogate sg, Save save) {
           return false;
         } else {
           l.template bwd<kSlttNeuron, Reset::Soft, true, SG, kRead, Grad::SLTT>();
+          return true;
+        }
+      });
+    } else if constexpr (SV == Save::SpikeState) {
+      // the reconstruction holds for the soft reset of a reset-now model (spike_state_serves);
+      // the rest of SLTT's backward is the shared kernel's, as for H. A 1-bit surrogate keeps
+      // its window mask (Sg), so the continuous ones only.
+      bool serves = false;
+      with_constant(nm, [&](auto nm_c) {
+        serves = reset == Reset::Soft && spike_state_serves<decltype(nm_c)::value, Reset::Soft>();
+        return true;
+      });
+      if (!serves) return false;
+      return with_constant(sg, [&](auto sg_c) {
+        constexpr Surrogate SG = decltype(sg_c)::value;
+        if constexpr (SurrogateFormula<SG>::kOneBit) {
+          return false;
+        } else {
+          l.template bwd<kSlttNeuron, Reset::Soft, true, SG, Save::SpikeState, Grad::SLTT>();
           return true;
         }
       });

@@ -98,6 +98,10 @@ SLTT_DEFINE_ENUM(Reset, "reset", SLTT_RESETS)
 //            time constant (and of the leaky model's reset to zero) needs
 //   H16:     d = h[t] - theta in x's 16-bit type (fp16, bf16 input), sign kept      [T, N]
 //            exactly: half of H's bytes, error bounded (docs/design.md, section 3)
+//   SpikeState: 1 bit per element, s[t], for one SLTT step of a soft-reset, reset-now    [1, W]
+//            model (LIF, IF) with a continuous surrogate: the backward also reads the step's
+//            own output state v[t] (v = h - theta where it fired, else h, the same rounding),
+//            so d = h - theta is v or v - theta bit for bit (docs/design.md, section 3)
 // W = ceil(N / 32) words per step; bit j of word w is neuron 32 w + j.
 #define SLTT_SAVES(X)          \
   X(None, 0, "none")           \
@@ -106,7 +110,8 @@ SLTT_DEFINE_ENUM(Reset, "reset", SLTT_RESETS)
   X(SgReset, 4, "sg_reset")    \
   X(H, 3, "h")                 \
   X(HV0, 5, "h_v0")            \
-  X(H16, 6, "h16")
+  X(H16, 6, "h16")              \
+  X(SpikeState, 7, "spike_state")
 SLTT_DEFINE_ENUM(Save, "save", SLTT_SAVES)
 
 #define SLTT_GRADS(X)  \

@@ -217,7 +217,8 @@ inline at::Tensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor
 // Shape of the saved tensor for T steps of N neurons.
 inline std::vector<int64_t> saved_shape(Save s, int64_t T, int64_t N) {
   switch (s) {
-    case Save::Sg: return {T, lif_mask_words(N)};
+    case Save::Sg:
+    case Save::SpikeState: return {T, lif_mask_words(N)};
     case Save::SgSpike:
     case Save::SgReset: return {2, T, lif_mask_words(N)};
     case Save::H:
@@ -228,6 +229,18 @@ inline std::vector<int64_t> saved_shape(Save s, int64_t T, int64_t N) {
 }
 
 inline bool saves_h(Save s) { return s == Save::H || s == Save::HV0; }
+
+// The save kinds kept as int32 bit planes.
+inline bool saves_mask(Save s) {
+  return s == Save::Sg || s == Save::SgSpike || s == Save::SgReset || s == Save::SpikeState;
+}
+
+// Save::SpikeState rebuilds d from the step's output state, which exists for one step only: the
+// multi-step ops refuse it (a raw call would otherwise read a state it was never given).
+inline void check_not_spike_state(const NeuronOptions& o, const char* op) {
+  TORCH_CHECK_VALUE(o.save != Save::SpikeState, "sltt_kernels: save='spike_state' serves the single-step ops only (",
+                    op, " got it)");
+}
 
 inline bool is_16bit(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
 
@@ -289,7 +302,7 @@ inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Te
 
 template <typename X, typename S>
 FwdArgs<X, S> fwd_args(const FwdTensors& f, const NeuronOptions& o) {
-  const bool mask = o.save == Save::Sg || o.save == Save::SgSpike || o.save == Save::SgReset;
+  const bool mask = saves_mask(o.save);
   FwdArgs<X, S> a;
   a.x = static_cast<const X*>(f.x.const_data_ptr());
   a.v0 = f.v0.defined() ? static_cast<const S*>(f.v0.const_data_ptr()) : nullptr;
@@ -310,6 +323,7 @@ struct BwdTensors {
   at::Tensor grad_v_last;  // [...] contiguous, or undefined
   at::Tensor saved;
   at::Tensor k;            // [1], or undefined
+  at::Tensor v_new;        // [N] contiguous (Save::SpikeState), or undefined
   at::Tensor grad_x;       // [T, ...]
   at::Tensor grad_v0;      // [...]
   at::Tensor grad_k_partial;  // [N] with k, else undefined
@@ -318,7 +332,8 @@ struct BwdTensors {
 };
 
 inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::Tensor>& gv_last,
-                              const at::Tensor& saved, const c10::optional<at::Tensor>& k, const NeuronOptions& o) {
+                              const at::Tensor& saved, const c10::optional<at::Tensor>& k, const NeuronOptions& o,
+                              const c10::optional<at::Tensor>& v_new = c10::nullopt) {
   check_input(gs_in, "grad_spikes", /*multistep=*/true);
   TORCH_CHECK_VALUE(o.save != Save::None,
                     "sltt_kernels: the forward saved nothing (save='none'), so there is no backward");
@@ -331,6 +346,16 @@ inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::T
   check_saved(saved, o, b.grad_spikes, b.T, b.N);
   b.saved = saved;
   b.k = checked_k(k, b.grad_spikes, o);
+  const bool has_v_new = v_new.has_value() && v_new->defined();
+  if (o.save == Save::SpikeState) {
+    // d = h - theta is rebuilt from the step's output state: without it there is nothing to read
+    TORCH_CHECK_VALUE(has_v_new, "sltt_kernels: v_new (the step's output state) is needed by save='spike_state'");
+    check_state(*v_new, "v_new", b.grad_spikes, state_shape);
+    b.v_new = v_new->contiguous();
+  } else {
+    TORCH_CHECK_VALUE(!has_v_new, "sltt_kernels: v_new is read only with save='spike_state', got save='",
+                      name_of(o.save), "'");
+  }
   if (gv_last.has_value() && gv_last->defined()) {
     // checked in both modes: a wrong tensor is a mistake even where SLTT does not read it
     check_state(*gv_last, "grad_v_last", b.grad_spikes, state_shape);
@@ -351,11 +376,11 @@ BwdArgs<X, S> bwd_args(const BwdTensors& b, const NeuronOptions& o) {
   BwdArgs<X, S> a;
   a.grad_spikes = static_cast<const X*>(b.grad_spikes.const_data_ptr());
   a.grad_v_last = b.grad_v_last.defined() ? static_cast<const S*>(b.grad_v_last.const_data_ptr()) : nullptr;
-  const bool mask = o.save == Save::Sg || o.save == Save::SgSpike || o.save == Save::SgReset;
-  a.mask = mask ? b.saved.const_data_ptr<int32_t>() : nullptr;
+  a.mask = saves_mask(o.save) ? b.saved.const_data_ptr<int32_t>() : nullptr;
   a.h = saves_h(o.save) ? static_cast<const S*>(b.saved.const_data_ptr()) : nullptr;
   a.d16 = o.save == Save::H16 ? static_cast<const X*>(b.saved.const_data_ptr()) : nullptr;
   a.k = b.k.defined() ? static_cast<const S*>(b.k.const_data_ptr()) : nullptr;
+  a.v_new = b.v_new.defined() ? static_cast<const S*>(b.v_new.const_data_ptr()) : nullptr;
   a.grad_x = static_cast<X*>(b.grad_x.mutable_data_ptr());
   a.grad_v0 = o.grad == Grad::BPTT ? static_cast<S*>(b.grad_v0.mutable_data_ptr()) : nullptr;
   a.grad_k = b.grad_k_partial.defined() ? static_cast<S*>(b.grad_k_partial.mutable_data_ptr()) : nullptr;
@@ -393,8 +418,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_bwd_op(BwdFn run, const
                                                                const c10::optional<at::Tensor>& grad_v_last,
                                                                const at::Tensor& saved,
                                                                const c10::optional<at::Tensor>& k,
-                                                               const NeuronOptions& o) {
-  BwdTensors b = prepare_bwd(grad_spikes, grad_v_last, saved, k, o);
+                                                               const NeuronOptions& o,
+                                                               const c10::optional<at::Tensor>& v_new = c10::nullopt) {
+  BwdTensors b = prepare_bwd(grad_spikes, grad_v_last, saved, k, o, v_new);
   if (b.N > 0) check_launched(run(b, o), o, "backward");
   return {b.grad_x, b.grad_v0, grad_k_of(b, b.grad_spikes)};
 }
@@ -413,7 +439,8 @@ template <typename BwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::Tensor& grad_spike,
                                                           const c10::optional<at::Tensor>& grad_v_new,
                                                           const at::Tensor& saved, const c10::optional<at::Tensor>& k,
-                                                          const NeuronOptions& o) {
+                                                          const NeuronOptions& o,
+                                                          const c10::optional<at::Tensor>& v_new) {
   check_input(grad_spike, "grad_spike", /*multistep=*/false);
   const int64_t N = grad_spike.numel();
   c10::optional<at::Tensor> gv;
@@ -421,7 +448,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::
     check_state(*grad_v_new, "grad_v_new", grad_spike, grad_spike.sizes());
     gv = grad_v_new->reshape({N});
   }
-  auto out = multistep_bwd_op(run, grad_spike.reshape({1, N}), gv, saved, k, o);
+  c10::optional<at::Tensor> state;
+  if (v_new.has_value() && v_new->defined()) {
+    check_state(*v_new, "v_new", grad_spike, grad_spike.sizes());
+    state = v_new->reshape({N});
+  }
+  auto out = multistep_bwd_op(run, grad_spike.reshape({1, N}), gv, saved, k, o, state);
   return {std::get<0>(out).view(grad_spike.sizes()), std::get<1>(out).view(grad_spike.sizes()), std::get<2>(out)};
 }
 
@@ -440,12 +472,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_fwd_##PREFIX(                                  \
       const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& k            \
           SLTT_NEURON_PARAMS) {                                                                                   \
-    return ::sltt::multistep_fwd_op(FWD, x, v0, k, SLTT_PARSE_NEURON_PARAMS);                                 \
+    const auto o = SLTT_PARSE_NEURON_PARAMS;                                                                  \
+    ::sltt::check_not_spike_state(o, "neuron_multistep_fwd");                                                 \
+    return ::sltt::multistep_fwd_op(FWD, x, v0, k, o);                                                        \
   }                                                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_bwd_##PREFIX(                                  \
       const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,   \
       const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS) {                                               \
-    return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved, k, SLTT_PARSE_NEURON_PARAMS);       \
+    const auto o = SLTT_PARSE_NEURON_PARAMS;                                                                  \
+    ::sltt::check_not_spike_state(o, "neuron_multistep_bwd");                                                 \
+    return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved, k, o);                              \
   }                                                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_fwd_##PREFIX(                                       \
       const at::Tensor& x, const at::Tensor& v, const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS) {     \
@@ -453,8 +489,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::
   }                                                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_bwd_##PREFIX(                                       \
       const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,     \
-      const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS) {                                               \
-    return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved, k, SLTT_PARSE_NEURON_PARAMS);              \
+      const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS, const c10::optional<at::Tensor>& v_new) {       \
+    return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved, k, SLTT_PARSE_NEURON_PARAMS, v_new);       \
   }
 
 }  // namespace sltt

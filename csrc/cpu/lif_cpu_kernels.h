@@ -119,6 +119,7 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   using M = NeuronModel<NM>;
   constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
   constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
+  constexpr bool kSpikeBit = SV == Save::SpikeState;  // plane 0 holds s[t] rather than sg != 0
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
   const NeuronParams<S> p = with_k(a.p, a.k);
@@ -156,11 +157,12 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
       if (kH) ht[i] = h;
       if constexpr (kD16) dt[i] = Store16<X>::from(float(h - p.theta));
       if (kMask) sg_flags[i] = lif_rect_window(p, h) ? ~0u : 0u;
+      if (kSpikeBit) sg_flags[i] = spike ? ~0u : 0u;
       if (SV == Save::SgSpike) plane1_flags[i] = spike ? ~0u : 0u;
       if (SV == Save::SgReset) plane1_flags[i] = M::reset_flag(p, v_prev) ? ~0u : 0u;
       v[i] = M::template reset<R>(p, h, spike);
     }
-    if (kMask) pack_flags(sg_flags, len, a.mask + t * W + n0 / 32);
+    if (kMask || kSpikeBit) pack_flags(sg_flags, len, a.mask + t * W + n0 / 32);
     if (kTwoPlanes) pack_flags(plane1_flags, len, a.mask + (T + t) * W + n0 / 32);
   }
   for (int64_t i = 0; i < len; ++i) a.v_last[n0 + i] = v[i];
@@ -171,6 +173,7 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
   using M = NeuronModel<NM>;
   constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
   constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
+  constexpr bool kSpikeBit = SV == Save::SpikeState;  // s[t] bits and the output state (T = 1)
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
   const NeuronParams<S> p = with_k(a.p, a.k);
@@ -193,7 +196,8 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
     // HV0: the row before h[t] holds h[t-1] (or, at t = 0, the state v[-1] itself)
     const S* __restrict prev_row = SV == Save::HV0 ? a.h + t * N + n0 : nullptr;
     const X* __restrict dt = kD16 ? a.d16 + t * N + n0 : nullptr;
-    if (kMask) unpack_flags(a.mask + t * W + n0 / 32, len, sg_flags);
+    if (kMask || kSpikeBit) unpack_flags(a.mask + t * W + n0 / 32, len, sg_flags);
+    const S* __restrict vt = kSpikeBit ? a.v_new + n0 : nullptr;
     if (kTwoPlanes) unpack_flags(a.mask + (T + t) * W + n0 / 32, len, plane1_flags);
     prefetch_next_block(gst, n0, N, false);
     prefetch_next_block(gxt, n0, N, true);
@@ -213,6 +217,13 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
         h = d + p.theta;
         sg = lif_surrogate_d<SG>(p, d);
         spike = M::fire_d(d);
+      } else if constexpr (kSpikeBit) {
+        // the forward's soft reset wrote v = h - theta where it fired and v = h where not, so
+        // this is the forward's own subtraction h - theta, to the bit
+        spike = sg_flags[i] != 0u;
+        const S d = spike ? vt[i] : vt[i] - p.theta;
+        h = d + p.theta;
+        sg = lif_surrogate_d<SG>(p, d);
       } else {
         sg = sg_flags[i] ? p.inv_width : S(0);
         if (SV == Save::SgSpike) spike = plane1_flags[i] != 0u;

@@ -76,7 +76,8 @@ template <typename X, typename S, Neuron NM, Reset R, Save SV>
 __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a) {
   using M = NeuronModel<NM>;
   constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
-  constexpr bool kMask = SV == Save::Sg || kTwoPlanes;
+  constexpr bool kSpikeBit = SV == Save::SpikeState;  // plane 0 holds s[t] rather than sg != 0
+  constexpr bool kMask = SV == Save::Sg || kTwoPlanes || kSpikeBit;
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
@@ -114,7 +115,7 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
         v = M::template reset<R>(p, h, spike);
       }
       if (kMask) {
-        const unsigned sg_bits = __ballot_sync(0xffffffffu, live && lif_rect_window(p, h));
+        const unsigned sg_bits = __ballot_sync(0xffffffffu, live && (kSpikeBit ? spike : lif_rect_window(p, h)));
         if (writes_word) a.mask[t * W + word] = int32_t(sg_bits);
       }
       if (kTwoPlanes) {
@@ -134,6 +135,7 @@ struct BwdLoads {
   S h;              // Save::H, HV0: h[t]
   S before;         // Save::HV0: the row before h[t]
   X d16;            // Save::H16: h[t] - theta in 16 bits
+  S v;              // Save::SpikeState: the step's output state
   uint32_t plane0;  // the masks: this warp's word of row t (sg != 0)
   uint32_t plane1;  // and of the second plane (spike or reset flag)
 };
@@ -142,6 +144,7 @@ template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG,
 __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a) {
   using M = NeuronModel<NM>;
   constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
+  constexpr bool kSpikeBit = SV == Save::SpikeState;  // s[t] bits and the output state (T = 1)
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
@@ -171,6 +174,7 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
       if (!kH && !kD16) {
         in[j].plane0 = uint32_t(a.mask[t * W + word]);  // one word for the whole warp: a broadcast
         if (kTwoPlanes) in[j].plane1 = uint32_t(a.mask[(T + t) * W + word]);
+        if (kSpikeBit) in[j].v = a.v_new[n];
       }
     }
 #pragma unroll
@@ -191,6 +195,13 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
         h = d + p.theta;
         sg = lif_surrogate_d<SG>(p, d);
         spike = M::fire_d(d);
+      } else if constexpr (kSpikeBit) {
+        // the forward's soft reset wrote v = h - theta where it fired and v = h where not, so
+        // this is the forward's own subtraction h - theta, to the bit
+        spike = (in[j].plane0 >> bit) & 1u;
+        const S d = spike ? in[j].v : in[j].v - p.theta;
+        h = d + p.theta;
+        sg = lif_surrogate_d<SG>(p, d);
       } else {
         sg = ((in[j].plane0 >> bit) & 1u) ? p.inv_width : S(0);
         if (kTwoPlanes) {
