@@ -26,7 +26,7 @@ FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 # The codes are the tuples' positions, the codes csrc's lists give (X(enumerator, code, name) in
 # csrc/lif_math.h; tests/test_csrc_lists.py compares them).
-SAVE_KINDS = ("none", "sg", "sg_spike", "h", "sg_reset", "h_v0", "h16")
+SAVE_KINDS = ("none", "sg", "sg_spike", "h", "sg_reset", "h_v0", "h16", "spike_state")
 RESETS = ("soft", "hard", "none")
 SURROGATE_KINDS = _surrogate.KINDS  # the surrogate registry's names, in code order
 
@@ -62,12 +62,25 @@ class NeuronArgs(NamedTuple):
         """These arguments with the save kind `save`."""
         return self._replace(save=save)
 
-    def save_kind(self, needs_grad: bool, learn_k: bool = False, half: bool = False) -> str:
+    def save_kind(self, needs_grad: bool, learn_k: bool = False, half: bool = False, step: bool = False) -> str:
         """What the forward keeps for the backward (docs/design.md, section 3). half: x is
         float16 or bfloat16, so h - theta is kept in 16 bits where h would be kept, for the
-        continuous surrogates (rect's window edge is a jump: rounding d could cross it)."""
+        continuous surrogates (rect's window edge is a jump: rounding d could cross it).
+        step: the single-step op, whose backward can also read the step's output state, so an
+        SLTT step of a soft-reset, reset-now model keeps only the spike bit ('spike_state'),
+        whatever the input dtype (the state is float32 or float64, so d is rebuilt exactly)."""
         kind = self._save_kind(needs_grad, learn_k)
+        if step and kind == "h" and self.spike_state_serves():
+            return "spike_state"
         return "h16" if (half and kind == "h" and self.surrogate != "rect") else kind
+
+    def spike_state_serves(self) -> bool:
+        """Whether save='spike_state' can serve these arguments (on the step ops): an SLTT
+        backward (no temporal path), a soft reset applied at the step that fires (so v[t] is
+        h - theta or h, as the forward rounded them), and a continuous surrogate (rect keeps its
+        1-bit window mask)."""
+        return (self.grad == "sltt" and self.reset == "soft" and not self.model.reset_later
+                and self.surrogate != "rect")
 
     def _save_kind(self, needs_grad: bool, learn_k: bool) -> str:
         if not needs_grad:
@@ -287,6 +300,8 @@ def check_args(args: NeuronArgs, has_k: bool = False) -> NeuronArgs:
         allowed.add("h")  # the backward from h serves every reset-now configuration
     if "h" in allowed and surrogate != "rect":
         allowed.add("h16")  # h - theta in 16 bits, for float16 / bfloat16 input (checked with x)
+    if cfg.spike_state_serves():
+        allowed.add("spike_state")  # the step ops only (check_fwd / check_bwd refuse the multi-step ones)
     if save not in allowed:
         raise ValueError(f"save={save!r} cannot serve this configuration (neuron={neuron!r}, reset={reset!r}, "
                          f"surrogate={surrogate!r}, grad={grad!r}{', with k' if has_k else ''}); "
@@ -352,7 +367,7 @@ def mask_words(n: int) -> int:
 
 def saved_shape(save: str, T, N) -> tuple:
     """Shape of the `saved` output for T steps of N neurons (docs/design.md, section 3)."""
-    if save == "sg":
+    if save in ("sg", "spike_state"):
         return (T, mask_words(N))
     if save in ("sg_spike", "sg_reset"):
         return (2, T, mask_words(N))

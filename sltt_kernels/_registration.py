@@ -15,6 +15,7 @@ import typing
 import torch
 
 from . import _ext
+from . import memory as _memory
 from ._config import (
     NeuronArgs,
     check_args,
@@ -39,12 +40,30 @@ OPS = {
     "neuron_step_bwd": ("Tensor grad_spike, Tensor? grad_v_new, Tensor saved, Tensor? k",
                      "(Tensor grad_x, Tensor grad_v, Tensor grad_k)"),
 }
+# Arguments after the neuron arguments. The step backward's v_new is the step's output state,
+# which save='spike_state' reads to rebuild h - theta (docs/design.md, section 3); last and
+# optional, so the calls written before it keep their positions.
+TRAILING = {"neuron_step_bwd": ", Tensor? v_new=None"}
 TRITON_PREFIX = "triton_"
 
+
+def split_v_new(args, kwargs=None):
+    """(neuron arguments, v_new) of a step backward call's arguments after its four tensors: the
+    dispatcher passes the trailing v_new positionally when it was given, else not at all."""
+    n = len(NeuronArgs._fields)
+    v_new = args[n] if len(args) > n else (kwargs or {}).get("v_new")
+    return tuple(args[:n]), v_new
+
+
+def _schema(name: str) -> str:
+    tensors, returns = OPS[name]
+    return f"({tensors}, {NEURON_SCHEMA}{TRAILING.get(name, '')}) -> {returns}"
+
+
 _LIB = torch.library.Library("sltt_kernels", "FRAGMENT")
-for _name, (_tensors, _returns) in OPS.items():
+for _name in OPS:
     for _prefix in ("", TRITON_PREFIX):
-        _LIB.define(f"{_prefix}{_name}({_tensors}, {NEURON_SCHEMA}) -> {_returns}")
+        _LIB.define(f"{_prefix}{_name}{_schema(_name)}")
 
 
 def op(name: str, triton: bool = False):
@@ -67,9 +86,16 @@ def neuron_args_of_call(args, kwargs, tensors: int) -> NeuronArgs:
 # in C++: csrc/lif_options.h)
 
 
+def _check_spike_state_step(args: NeuronArgs, multistep: bool) -> None:
+    if multistep and args.save == "spike_state":
+        raise ValueError("save='spike_state' serves the single-step ops only (it reads the step's output state "
+                         "in backward)")
+
+
 def check_fwd(x, v, k, args, multistep: bool) -> NeuronArgs:
     """Checks a forward op's arguments; returns the normalised NeuronArgs."""
     args = check_args(NeuronArgs(*args), has_k=k is not None)
+    _check_spike_state_step(args, multistep)
     check_input(x, "x", multistep)
     if multistep:
         if v is not None:
@@ -82,9 +108,11 @@ def check_fwd(x, v, k, args, multistep: bool) -> NeuronArgs:
     return args
 
 
-def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool) -> NeuronArgs:
-    """Checks a backward op's arguments; returns the normalised NeuronArgs."""
+def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None) -> NeuronArgs:
+    """Checks a backward op's arguments; returns the normalised NeuronArgs. v_new: the step's
+    output state, given exactly when save='spike_state' (the step backward only)."""
     args = check_args(NeuronArgs(*args), has_k=k is not None)
+    _check_spike_state_step(args, multistep)
     check_input(grad_spikes, "grad_spikes" if multistep else "grad_spike", multistep)
     state_shape = grad_spikes.shape[1:] if multistep else grad_spikes.shape
     if grad_v is not None:
@@ -96,6 +124,12 @@ def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool) -> NeuronArg
     check_saved(saved, args, grad_spikes, T, N)
     if k is not None:
         check_k(k, grad_spikes, exact_dtype=True)
+    if args.save == "spike_state":
+        if v_new is None:
+            raise ValueError("v_new (the step's output state) is needed by save='spike_state'")
+        check_state(v_new, "v_new", grad_spikes, state_shape, exact_dtype=True)
+    elif v_new is not None:
+        raise ValueError(f"v_new is read only with save='spike_state', got save={args.save!r}")
     return args
 
 
@@ -116,8 +150,8 @@ def _fake_fwd(x, v, k, args, multistep: bool):
     return spikes, v_last, saved
 
 
-def _fake_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool):
-    check_bwd(grad_spikes, grad_v, saved, k, args, multistep)
+def _fake_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None):
+    check_bwd(grad_spikes, grad_v, saved, k, args, multistep, v_new=v_new)
     state_shape = grad_spikes.shape[1:] if multistep else grad_spikes.shape
     sdt = state_dtype(grad_spikes.dtype)
     has_grad_k = k is not None and NeuronArgs(*args).save == "h_v0"
@@ -141,8 +175,9 @@ def _register_fakes(triton: bool):
         return _fake_fwd(x, v, k, args, False)
 
     @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_step_bwd", lib=_LIB)
-    def _(grad_spike, grad_v_new, saved, k, *args):
-        return _fake_bwd(grad_spike, grad_v_new, saved, k, args, False)
+    def _(grad_spike, grad_v_new, saved, k, *args, **kwargs):
+        args, v_new = split_v_new(args, kwargs)
+        return _fake_bwd(grad_spike, grad_v_new, saved, k, args, False, v_new=v_new)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +192,13 @@ def _setup_context(ctx, inputs, output):
     ctx.has_v = v is not None
     ctx.k_shape = None if k is None else k.shape
     ctx.spikes_like = (spikes.shape, spikes.dtype, spikes.device)
-    ctx.save_for_backward(saved, k)
+    # save='spike_state' (one SLTT step) keeps the spike bit and reads h - theta from the step's
+    # output state v_new, the tensor the caller keeps as its state until the next step: saving it
+    # here costs no memory, and autograd's version counter refuses a backward after an in-place
+    # change of it (sltt_kernels/memory.py says how SavedTensorMeter counts it)
+    if args.save == "spike_state" and not torch.compiler.is_compiling():
+        _memory.note_step_state(v_last)
+    ctx.save_for_backward(saved, k, v_last if args.save == "spike_state" else None)
     ctx.mark_non_differentiable(saved)
     if args.grad == "sltt":
         ctx.mark_non_differentiable(v_last)
@@ -173,7 +214,7 @@ def _make_backward(bwd_op):
                 "sltt_kernels: higher-order gradients (autograd.grad with create_graph=True) are not supported "
                 "by the fused ops; use backend='reference' for them"
             )
-        saved, k = ctx.saved_tensors
+        saved, k, v_new = ctx.saved_tensors
         args = ctx.args
         if args.save == "none":
             raise RuntimeError("sltt_kernels: backward through a forward that saved nothing (it ran without grad)")
@@ -183,7 +224,8 @@ def _make_backward(bwd_op):
         if grad_spikes is None:  # only the state reached the loss
             shape, dtype, device = ctx.spikes_like
             grad_spikes = torch.zeros(shape, dtype=dtype, device=device)
-        grad_x, grad_v, grad_k = bwd_op(grad_spikes, grad_v_last if bptt else None, saved, k, *args)
+        extra = (v_new,) if args.save == "spike_state" else ()  # the step backward's trailing v_new
+        grad_x, grad_v, grad_k = bwd_op(grad_spikes, grad_v_last if bptt else None, saved, k, *args, *extra)
         has_grad_k = ctx.k_shape is not None and args.save == "h_v0"
         return (grad_x, grad_v if (bptt and ctx.has_v) else None,
                 grad_k.reshape(ctx.k_shape) if has_grad_k else None) + (None,) * len(args)
@@ -233,8 +275,7 @@ def _legacy_alias(new_name: str):
 LEGACY_NAMES = {f"{prefix}lif_{name[len('neuron_'):]}": f"{prefix}{name}"
                 for name in OPS for prefix in ("", TRITON_PREFIX)}
 for _old, _new in LEGACY_NAMES.items():
-    _tensors, _returns = OPS[_new[len(TRITON_PREFIX):] if _new.startswith(TRITON_PREFIX) else _new]
-    _LIB.define(f"{_old}({_tensors}, {NEURON_SCHEMA}) -> {_returns}")
+    _LIB.define(f"{_old}{_schema(_new[len(TRITON_PREFIX):] if _new.startswith(TRITON_PREFIX) else _new)}")
     _LIB.impl(_old, _legacy_alias(_new), "CompositeImplicitAutograd")
 
 # The compiled CPU/CUDA implementations register themselves against the schemas above.

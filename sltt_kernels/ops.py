@@ -47,7 +47,7 @@ def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, m
     grad_on = torch.is_grad_enabled()
     learn_k = grad_on and k is not None and k.requires_grad
     needs_grad = grad_on and (x.requires_grad or (v is not None and v.requires_grad) or learn_k)
-    save = cfg.save_kind(needs_grad, learn_k, half=x.dtype in _config.HALF_DTYPES)
+    save = cfg.save_kind(needs_grad, learn_k, half=x.dtype in _config.HALF_DTYPES, step=not multistep)
     if which == "triton":
         from .triton import ops as _triton_ops  # noqa: F401  (registers the Triton kernels on first use)
     fwd = _registration.op("neuron_multistep_fwd" if multistep else "neuron_step_fwd", triton=which == "triton")

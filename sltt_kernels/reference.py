@@ -211,7 +211,8 @@ def saved_state(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor] = N
 
     save defaults to cfg.save_kind(True, k is not None). 'sg': pack_bits(sg != 0); 'sg_spike':
     that and pack_bits(s) stacked [2, T, W]; 'sg_reset': that and the reset flags [v[t-1] > theta];
-    'h': h [T, N]; 'h_v0': the initial state, then h [T + 1, N].
+    'h': h [T, N]; 'h_v0': the initial state, then h [T + 1, N]; 'spike_state' (one SLTT step,
+    whose backward also reads the output state): pack_bits(s) [T, W].
     """
     save = save or cfg.save_kind(True, k is not None, half=x.dtype in _config.HALF_DTYPES)
     with torch.no_grad():
@@ -230,7 +231,10 @@ def saved_state(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor] = N
         return pack_bits(window)
     if save == "sg_spike":
         return torch.stack([pack_bits(window), pack_bits(s != 0)])
+    if save == "spike_state":
+        return pack_bits(s != 0)
     if save == "sg_reset":
         v_prev = torch.cat([v_init, v.reshape(T, -1)[:-1]])
         return torch.stack([pack_bits(window), pack_bits(v_prev > cfg.v_threshold)])
-    raise ValueError(f"save must be 'sg', 'sg_spike', 'sg_reset', 'h' or 'h_v0', got {save!r}")
+    raise ValueError(f"save must be 'sg', 'sg_spike', 'sg_reset', 'spike_state', 'h', 'h16' or 'h_v0', "
+                     f"got {save!r}")

@@ -48,6 +48,7 @@ SAVE_H = tl.constexpr(SAVE_CODES["h"])
 SAVE_SG_RESET = tl.constexpr(SAVE_CODES["sg_reset"])
 SAVE_H_V0 = tl.constexpr(SAVE_CODES["h_v0"])
 SAVE_H16 = tl.constexpr(SAVE_CODES["h16"])
+SAVE_SPIKE_STATE = tl.constexpr(SAVE_CODES["spike_state"])
 # Order of the constants in the params tensor.
 PARAM_NAMES = ("lam", "c", "theta", "v_r", "alpha", "alpha2", "half_width", "inv_width")
 
@@ -276,6 +277,9 @@ def _lif_fwd_kernel(
         if SAVE == SAVE_SG_SPIKE:
             spike_words = _pack_bits(spike & live, BLOCK)
             tl.store(mask_ptr + (T + t64) * W + words, spike_words, mask=word_live)
+        if SAVE == SAVE_SPIKE_STATE:  # its one plane holds s[t] (the backward reads v from the state)
+            spike_words = _pack_bits(spike & live, BLOCK)
+            tl.store(mask_ptr + t64 * W + words, spike_words, mask=word_live)
         if SAVE == SAVE_SG_RESET:
             reset_words = _pack_bits(reset_flag & live, BLOCK)
             tl.store(mask_ptr + (T + t64) * W + words, reset_words, mask=word_live)
@@ -326,6 +330,16 @@ def _lif_bwd_kernel(
             h = d + theta
             sg = _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE_FMA)
             spike = _fire_d(d, NEURON)
+        elif SAVE == SAVE_SPIKE_STATE:
+            # one step (T = 1): s[t] from the bits, and h_ptr is the step's output state v. The
+            # forward's soft reset wrote v = h - theta where it fired and v = h where not, so d
+            # below is the forward's own subtraction h - theta, to the bit
+            spike_word = tl.load(mask_ptr + t64 * W + word_of, mask=live, other=0)
+            spike = ((spike_word >> bit_of) & 1) != 0
+            v_new = tl.load(h_ptr + offs, mask=live, other=0.0)
+            d = tl.where(spike, v_new, v_new - theta)
+            h = d + theta
+            sg = _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE_FMA)
         else:
             sg_word = tl.load(mask_ptr + t64 * W + word_of, mask=live, other=0)
             sg = tl.where(((sg_word >> bit_of) & 1) != 0, inv_width, 0.0).to(theta.dtype)

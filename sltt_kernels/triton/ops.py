@@ -23,7 +23,7 @@ BLOCK = 1024
 NUM_WARPS = 4
 
 # Which `saved` the kernels read as mask words, and which as state (h, or h - theta in 16 bits).
-MASK_SAVES = ("sg", "sg_spike", "sg_reset")
+MASK_SAVES = ("sg", "sg_spike", "sg_reset", "spike_state")
 STATE_SAVES = ("h", "h_v0", "h16")
 
 _params_cache: dict = {}
@@ -96,7 +96,7 @@ def _fwd(x, v0, k, args: NeuronArgs):
     return spikes, v_last, saved
 
 
-def _bwd(grad_spikes, grad_v_last, saved, k, args: NeuronArgs):
+def _bwd(grad_spikes, grad_v_last, saved, k, args: NeuronArgs, v_new=None):
     gs = grad_spikes.contiguous()
     T = gs.shape[0]
     state_shape = gs.shape[1:]
@@ -116,7 +116,9 @@ def _bwd(grad_spikes, grad_v_last, saved, k, args: NeuronArgs):
         with _device_ctx(gs):
             _launch(
                 K.lif_bwd, N, gs, grad_v_last if grad_v_last is not None else grad_v0,
-                saved if save in MASK_SAVES else grad_v0, saved if save in STATE_SAVES else grad_v0,
+                saved if save in MASK_SAVES else grad_v0,
+                # spike_state: the kernel reads the step's output state where the others read h
+                saved if save in STATE_SAVES else (v_new.contiguous() if save == "spike_state" else grad_v0),
                 k if k is not None else grad_v0, grad_x, grad_v0,
                 grad_k_partial if learn_k else grad_v0, _params(gs.device, sdt, args), T, N,
                 DETACH=bool(args.detach_reset), SURROGATE=K.SURROGATE_CODES[args.surrogate],
@@ -148,11 +150,13 @@ def _register():
         return s.view(x.shape), v_new.view(x.shape), saved
 
     @torch.library.register_kernel("sltt_kernels::triton_neuron_step_bwd", devices, lib=_registration._LIB)
-    def _(grad_spike, grad_v_new, saved, k, *args):
-        args = _registration.check_bwd(grad_spike, grad_v_new, saved, k, args, False)
+    def _(grad_spike, grad_v_new, saved, k, *args, **kwargs):
+        args, v_new = _registration.split_v_new(args, kwargs)  # the schema's trailing Tensor? v_new
+        args = _registration.check_bwd(grad_spike, grad_v_new, saved, k, args, False, v_new=v_new)
         n = grad_spike.numel()
         gv = None if grad_v_new is None else grad_v_new.reshape(n)
-        gx, gv0, gk = _bwd(grad_spike.reshape(1, n), gv, saved, k, args)
+        gx, gv0, gk = _bwd(grad_spike.reshape(1, n), gv, saved, k, args,
+                           v_new=None if v_new is None else v_new.reshape(n))
         return gx.view(grad_spike.shape), gv0.view(grad_spike.shape), gk
 
 
