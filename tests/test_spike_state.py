@@ -106,7 +106,8 @@ def test_autograd_through_the_public_step_function(backend, dtype):
     dev = DEVICE_OF[backend]
     from sltt_kernels.neurons.lif import lif_step
     x, v, gs = _inputs((5, 33), dtype, dev, seed=7)
-    kw = dict(tau=1.1, v_threshold=1.0, v_reset=None, decay_input=False, surrogate="triangle", grad="sltt", backend=backend)
+    kw = dict(tau=1.1, v_threshold=1.0, v_reset=None, decay_input=False, surrogate="triangle", grad="sltt",
+              backend=backend)
     xa = x.clone().requires_grad_()
     s, v_new = lif_step(xa, v, **kw)
     assert s.grad_fn is not None
@@ -203,7 +204,8 @@ def test_torch_compile_equals_eager(backend):
     dev = DEVICE_OF[backend]
     from sltt_kernels.neurons.lif import lif_step
     x, v, gs = _inputs((4, 33), torch.float32, dev, seed=9)
-    kw = dict(tau=1.1, v_threshold=1.0, v_reset=None, decay_input=False, surrogate="triangle", grad="sltt", backend=backend)
+    kw = dict(tau=1.1, v_threshold=1.0, v_reset=None, decay_input=False, surrogate="triangle", grad="sltt",
+              backend=backend)
 
     def step(x, v):
         s, v_new = lif_step(x, v, **kw)
