@@ -22,7 +22,8 @@ needs_sources = pytest.mark.skipif(not os.path.isdir(CSRC), reason="csrc/ not pr
 CODES = {
     "SLTT_NEURONS": {"lif": 0, "if": 1, "leaky": 2},
     "SLTT_SURROGATES": {"rect": 0, "triangle": 1, "sigmoid": 2, "atan": 3, "fast_sigmoid": 4},
-    "SLTT_SAVES": {"none": 0, "sg": 1, "sg_spike": 2, "h": 3, "sg_reset": 4, "h_v0": 5, "h16": 6},
+    "SLTT_SAVES": {"none": 0, "sg": 1, "sg_spike": 2, "h": 3, "sg_reset": 4, "h_v0": 5, "h16": 6,
+                   "spike_state": 7},
     "SLTT_RESETS": {"soft": 0, "hard": 1, "none": 2},
     "SLTT_GRADS": {"bptt": 0, "sltt": 1},
 }
@@ -107,7 +108,7 @@ def test_parse_errors_name_every_value_of_the_list_in_order():
         "neuron": "'lif', 'if' or 'leaky'",
         "reset": "'soft', 'hard' or 'none'",
         "surrogate": "'rect', 'triangle', 'sigmoid', 'atan' or 'fast_sigmoid'",
-        "save": "'none', 'sg', 'sg_spike', 'sg_reset', 'h', 'h_v0' or 'h16'",
+        "save": "'none', 'sg', 'sg_spike', 'sg_reset', 'h', 'h_v0', 'h16' or 'spike_state'",
         "grad": "'bptt' or 'sltt'",
     }
     with torch.inference_mode():  # the native op itself, without the Python validator
