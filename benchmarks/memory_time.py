@@ -470,7 +470,9 @@ def run(args):
     print("\n## The paper (Table S2, ResNet-18, CIFAR-10, batch 128, V100): " +
           "; ".join(f"T={T}: BPTT {v['bptt_mem']} {v['bptt_time']}, SLTT {v['sltt_mem']} {v['sltt_time']}"
                     for T, v in PAPER_V100.items()))
-    stem = f"memory_time_{device.type}{('_' + args.tag) if args.tag else ''}"
+    # the quick run's files are its own: it must not overwrite a committed full table
+    tag = args.tag or ("quick" if args.quick else "")
+    stem = f"memory_time_{device.type}{('_' + tag) if tag else ''}"
     written = C.write_outputs(args.out, stem, header, rows, csv_too=not args.no_csv)
     print(f"\nwrote {' and '.join(written)}")
     if not args.no_plot:
