@@ -99,8 +99,16 @@ def set_grad_mode(net: nn.Module, grad_mode: str) -> nn.Module:
     return net
 
 
+def _ddp(model: nn.Module):
+    """The DistributedDataParallel wrapper of `model`, looking through torch.compile's wrapper
+    (torch.compile(DDP(net))), or None."""
+    inner = getattr(model, "_orig_mod", model)
+    return inner if isinstance(inner, nn.parallel.DistributedDataParallel) else None
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    ddp = _ddp(model)
+    return ddp.module if ddp is not None else getattr(model, "_orig_mod", model)
 
 
 def _is_foreign_neuron(m: nn.Module) -> bool:
@@ -226,7 +234,7 @@ def sltt_step(
     rng = generator if generator is not None else random
     bp_steps = set(range(T)) if K is None else set(rng.sample(range(T), K))
     last_bp = max(bp_steps)
-    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+    ddp = _ddp(model)
     optimizer.zero_grad(set_to_none=True)
     reset_net(net)
     total_out = 0.0
@@ -234,7 +242,7 @@ def sltt_step(
     for t in range(T):
         xt = x if static else x[t]
         bp = t in bp_steps
-        sync_ctx = model.no_sync() if (ddp and bp and t != last_bp) else contextlib.nullcontext()
+        sync_ctx = ddp.no_sync() if (ddp is not None and bp and t != last_bp) else contextlib.nullcontext()
         with sync_ctx:
             with torch.set_grad_enabled(bp), _autocast(x, autocast_dtype):
                 out = model(xt)
