@@ -57,7 +57,7 @@ export SLTT_KERNELS_NO_JIT=1
 SETUP_INSTALL=("$PY" benchmarks/device_wheel.py install "$WHEEL")
 SETUP_BUILD=(env SLTT_KERNELS_FORCE_CUDA=1 "$PY" setup.py build_ext --inplace)
 TESTS=(env SLTT_KERNELS_REQUIRE_EXTENSION=1 SLTT_KERNELS_NO_JIT=1 "$PY" -m pytest -q -p no:cacheprovider
-       tests/test_cuda.py tests/test_triton.py tests/test_kernels.py tests/test_ops.py -k "cuda or triton")
+       tests/kernels/test_cuda.py tests/kernels/test_triton.py tests/kernels/test_kernels.py tests/ops/test_ops.py -k "cuda or triton")
 KERNELS=("$PY" benchmarks/kernels.py --device cuda --T 6 --N 64M --dtype fp32 bf16 --repeats 20
          --out "$OUT" --no-plot --no-csv)
 MEMORY=("$PY" benchmarks/memory_time.py --device cuda --T 6 --iters 10 --warmup 3 --out "$OUT" --no-plot --no-csv)

@@ -14,7 +14,7 @@ import torch
 
 from sltt_kernels import _config, _ext
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CSRC = os.path.join(ROOT, "csrc")
 needs_sources = pytest.mark.skipif(not os.path.isdir(CSRC), reason="csrc/ not present (tests run outside a checkout)")
 

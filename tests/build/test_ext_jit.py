@@ -20,7 +20,7 @@ import torch
 
 from sltt_kernels import _build_facts, _ext, _jit_build
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CSRC = os.path.join(ROOT, "csrc")
 needs_checkout = pytest.mark.skipif(not os.path.isfile(os.path.join(CSRC, "ops.cpp")), reason="no csrc/ (not a checkout)")
 

@@ -17,7 +17,7 @@ pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
 
 from sltt_kernels import train_command  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # 3 iterations of the digits model per epoch, 2 epochs: seconds, and a cosine step between them
 RUN = ["--dataset", "digits", "--T", "2", "--epochs", "2", "--max-iterations", "3", "--no-progress", "--seed", "3"]
 
@@ -77,7 +77,7 @@ def test_two_processes_train_as_one_and_resume_with_two_or_one(tmp_path):
 
 def test_a_failing_process_stops_the_run_with_a_message(tmp_path):
     start = time.monotonic()
-    res = _torchrun([os.path.join(ROOT, "tests", "ddp_train_failing.py"), *RUN, "--out", str(tmp_path / "r")],
+    res = _torchrun([os.path.join(ROOT, "tests", "training", "ddp_train_failing.py"), *RUN, "--out", str(tmp_path / "r")],
                     timeout=180)
     assert res.returncode != 0
     assert "process 1 of 2 failed: RuntimeError: injected failure of process 1" in res.stderr

@@ -14,7 +14,7 @@ from sltt_kernels import _ext
 
 from helpers import HAVE_EXT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def _run(code, **env):
     full = dict(os.environ, **env)

@@ -4,7 +4,7 @@ which process 1 fails in its first epoch, to check that the others stop with a c
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from sltt_kernels import train_command  # noqa: E402
 

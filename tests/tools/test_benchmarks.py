@@ -9,7 +9,7 @@ import torch
 
 import sltt_kernels
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH = os.path.join(ROOT, "benchmarks")
 pytestmark = pytest.mark.skipif(not os.path.isdir(BENCH), reason="benchmarks/ not present (tests run outside a checkout)")
 
@@ -42,7 +42,9 @@ def test_memory_time_runs_and_sltt_memory_is_flat(tmp_path, capsys):
     saved = {(r["T"], r["method"]): r["saved_MB"] for r in rows}
     assert saved[(1, "sltt")] == saved[(3, "sltt")] == saved[(3, "sltt-k")]
     assert saved[(3, "bptt")] == pytest.approx(3 * saved[(1, "bptt")], rel=0.02)
-    assert (tmp_path / "memory_time_cpu.json").exists() and (tmp_path / "memory_time_cpu.csv").exists()
+    # a CPU run without --full is the quick one: its own files, never over a committed full table
+    assert (tmp_path / "memory_time_cpu_quick.json").exists() and (tmp_path / "memory_time_cpu_quick.csv").exists()
+    assert not (tmp_path / "memory_time_cpu.json").exists()
 
 
 def test_memory_time_variants_are_the_paper_neuron_and_rect():
@@ -65,7 +67,7 @@ def test_memory_time_one_T_plots_bars(tmp_path):
     memory_time = _import("memory_time")
     memory_time.main(["--T", "2", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--methods", "sltt",
                       "--variants", "rect", "--threads", "1", "--device", "cpu", "--out", str(tmp_path)])
-    assert (tmp_path / "memory_time_cpu.png").stat().st_size > 0
+    assert (tmp_path / "memory_time_cpu_quick.png").stat().st_size > 0
 
 
 BAD_ARGS = [
@@ -155,7 +157,7 @@ def test_memory_time_quick_run_shows_sltt_memory_flat_in_T_up_front_estimate(tmp
     out = capsys.readouterr().out
     head, rest = out.split("## Headline", 1)
     assert "quick run" in head and "s on 2 cores" in head  # the estimate comes before any work
-    written = json.loads((tmp_path / "memory_time_cpu.json").read_text())
+    written = json.loads((tmp_path / "memory_time_cpu_quick.json").read_text())
     saved = {(r["T"], r["method"]): r["saved_MB"] for r in written["rows"] + written["machine"]["saved_only_rows"]}
     assert saved[(1, "sltt")] == saved[(2, "sltt")] == saved[(3, "sltt")]
     assert saved[(3, "bptt")] == pytest.approx(3 * saved[(1, "bptt")], rel=0.02)

@@ -15,7 +15,7 @@ import zipfile
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH = os.path.join(ROOT, "benchmarks")
 SUITE = os.path.join(BENCH, "device_suite.sh")
 pytestmark = pytest.mark.skipif(not os.path.isfile(SUITE) or shutil.which("bash") is None,

@@ -9,7 +9,7 @@ import pytest
 
 import sltt_kernels
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "examples")
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES),
                                 reason="examples/ not present (tests run outside a checkout)")

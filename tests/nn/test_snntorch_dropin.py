@@ -490,7 +490,7 @@ def test_same_behaviour_without_snntorch(tmp_path):
         torch.save(dict(bases=[c.__name__ for c in type(lif).__mro__], sd=lif.state_dict(),
                         other_sd=other.state_dict(), out=out, reset=lif.reset_mem()), r"{tmp_path / 'out.pt'}")
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(Path(__file__).resolve().parents[2]))
     got = torch.load(tmp_path / "out.pt")
     assert "Leaky" in got["bases"] and not any(b in got["bases"] for b in ("SpikingNeuron", "LIF"))
     torch.manual_seed(0)

@@ -334,7 +334,7 @@ def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path):
     import time
 
     out = tmp_path / "run"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen([sys.executable, "-m", "sltt_kernels.train", "--dataset", "digits", "--T", "2", "--epochs", "500",
                              "--max-iterations", "2", "--no-progress", "--out", str(out)],
                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
