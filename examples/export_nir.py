@@ -3,7 +3,7 @@
 NIR (the Neuromorphic Intermediate Representation) is how SNN models move between snnTorch,
 Norse, Sinabs, Rockpool, Lava and neuromorphic chips. NIR's neurons reset to a value, so the
 network uses a hard reset (v_reset=0.0); a batch norm right after a conv is folded into it.
-snnTorch reads such graphs too (`snntorch.import_nir.import_from_nir`; tests/test_nir.py).
+snnTorch reads such graphs too (`snntorch.import_nir.import_from_nir`; tests/interop/test_nir.py).
 
     pip install nir
     python examples/export_nir.py            # --small: seconds (what CI runs)

@@ -70,7 +70,7 @@ def main():
     print(f"largest loss difference {gap:.2e}; time snnTorch {seconds['snntorch']:.2f} s, "
           f"fused {seconds['fused']:.2f} s")
     # float32: the fused fast sigmoid rounds differently from snnTorch's by an ulp or so, and spikes
-    # near the threshold carry that on; in float64 the weights agree to 1e-10 (tests/test_snntorch_dropin.py)
+    # near the threshold carry that on; in float64 the weights agree to 1e-10 (tests/nn/test_snntorch_dropin.py)
     assert gap < 5e-2, "the two loss curves differ"
 
 

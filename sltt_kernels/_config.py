@@ -25,7 +25,7 @@ GRAD_MODES = ("bptt", "sltt")
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 # The codes are the tuples' positions, the codes csrc's lists give (X(enumerator, code, name) in
-# csrc/lif_math.h; tests/test_csrc_lists.py compares them).
+# csrc/lif_math.h; tests/kernels/test_csrc_lists.py compares them).
 SAVE_KINDS = ("none", "sg", "sg_spike", "h", "sg_reset", "h_v0", "h16", "spike_state")
 RESETS = ("soft", "hard", "none")
 SURROGATE_KINDS = _surrogate.KINDS  # the surrogate registry's names, in code order

@@ -119,7 +119,7 @@ EPS = {torch.float64: 2.0**-52, torch.float32: 2.0**-23, torch.float16: 2.0**-10
 
 
 # ---------------------------------------------------------------------------------------------
-# The equivalence suite's rows (tests/test_kernels.py): one per public function family of each
+# The equivalence suite's rows (tests/kernels/test_kernels.py): one per public function family of each
 # registered neuron model, LIF one row like the others.
 
 
@@ -135,7 +135,7 @@ class ModelRow:
     keyword -> the values the property test draws; learnable_w: takes w (1/tau = sigmoid(w)), a
     one-element tensor whose gradient is checked; tiny_d: (keywords, gain): a hard (or no)
     reset, theta = 0.25 and a continuous surrogate, under which the first step's h is gain * v0
-    without input (with k = 0.5 for the parametric LIF): tests/test_half_saved.py sets h a hair
+    without input (with k = 0.5 for the parametric LIF): tests/kernels/test_half_saved.py sets h a hair
     off the threshold with it."""
 
     name: str
@@ -270,7 +270,7 @@ def row_cases(which: str = "core", where=None):
     return out
 
 
-# The test row of every registered neuron model (tests/test_registry.py checks each has one):
+# The test row of every registered neuron model (tests/ops/test_registry.py checks each has one):
 # checked configurations covering its resets (the core keyword sets of its rows with constant
 # parameters), run through the kernels by the registry tests.
 MODEL_CASES = {

@@ -31,7 +31,7 @@ class BaseNode(MemoryModule):
     """The state, step modes and v_seq of every neuron here; subclasses say which neuron runs
     (`_config_now()`, `_k()`). grad_mode='bptt' back-propagates through time (across
     single-step calls too, until `reset()`); 'sltt' drops the temporal path. `neuron_model` names
-    the registered model a class runs (sltt_kernels/neurons/; tests/test_registry.py checks that
+    the registered model a class runs (sltt_kernels/neurons/; tests/ops/test_registry.py checks that
     every model has a module)."""
 
     neuron_model: str = ""

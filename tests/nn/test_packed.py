@@ -397,7 +397,7 @@ def test_untraceable_forward_and_unknown_inputs_stay_dense():
 
 
 # ---------------------------------------------------------------------------------------------
-# The kernel sources compile alone (no torch header), as tests/test_cuda_build.py checks the neurons'
+# The kernel sources compile alone (no torch header), as tests/build/test_cuda_build.py checks the neurons'
 
 import os  # noqa: E402
 import shutil  # noqa: E402

@@ -1,7 +1,7 @@
 """replace_neurons on models built with the other libraries' neurons beyond SpikingJelly's LIFNode
 (IF and parametric LIF from SpikingJelly, Leaky from snnTorch): the same outputs and gradients in
 float64 to 1e-10, and a report of what it keeps. (The kernels' equivalence for every model is
-tests/test_kernels.py.)"""
+tests/kernels/test_kernels.py.)"""
 
 import copy
 
