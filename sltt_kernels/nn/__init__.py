@@ -4,17 +4,16 @@
 from . import functional
 from .functional import detach_net, reset_net, set_step_mode
 from .layers import FoldTime, ScaledWSConv2d, StepBatchNorm2d, TimeDropout
-from .leaky import Leaky
+from . import leaky as _leaky
+from . import neurons as _neurons
 from .memory_module import MemoryModule
-from .neurons import (
-    BaseNode,
-    IFNode,
-    LIFNode,
-    OTTTLIFNode,
-    PaperLIFNode,
-    ParametricLIFNode,
-    SLTTLIFNode,
-)
+from .neurons import BaseNode
+
+# Every neuron module (a BaseNode subclass defined in neurons.py or leaky.py: LIFNode, IFNode, ...,
+# Leaky, SnnTorchLeaky) is exported, so a new model's module needs no line here.
+NEURON_MODULES = {name: obj for module in (_neurons, _leaky) for name, obj in vars(module).items()
+                  if isinstance(obj, type) and issubclass(obj, BaseNode) and obj.__module__ == module.__name__}
+globals().update(NEURON_MODULES)
 from .packed import (
     PackedConv1d,
     PackedConv2d,
@@ -27,16 +26,8 @@ from .packed import (
 from .recompute import ResidualAdd
 from .replace import replace_neurons
 
-__all__ = [
-    "BaseNode",
+__all__ = list(NEURON_MODULES) + [
     "MemoryModule",
-    "LIFNode",
-    "IFNode",
-    "ParametricLIFNode",
-    "SLTTLIFNode",
-    "PaperLIFNode",
-    "OTTTLIFNode",
-    "Leaky",
     "FoldTime",
     "StepBatchNorm2d",
     "ScaledWSConv2d",
