@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import _registration
 from ..spike_pack import pack_ops
+from ._dynamic import dynamic_name, original_class
 from .recompute import Recipe, attach_recipe, is_dense
 
 __all__ = [
@@ -337,19 +338,11 @@ _DYNAMIC: Dict[str, type] = {}
 DYNAMIC_PREFIX = "PackedSub__"
 
 
-def _escape(s: str) -> str:
-    return s.replace("_", "_0").replace(".", "_1")
-
-
-def _unescape(s: str) -> str:
-    return s.replace("_1", ".").replace("_0", "_")
-
-
 def packed_class(cls: type) -> type:
     """The packed subclass of a conv/linear class (PackedConv2d for nn.Conv2d, made on demand for others)."""
     if cls in _EXACT:
         return _EXACT[cls]
-    name = f"{DYNAMIC_PREFIX}{_escape(cls.__module__)}__{_escape(cls.__qualname__)}"
+    name = dynamic_name(DYNAMIC_PREFIX, cls)
     if name not in _DYNAMIC:
         mixin = _PackedLinearMixin if issubclass(cls, nn.Linear) else _PackedConvMixin
         _DYNAMIC[name] = type(name, (mixin, cls), {"__module__": __name__, "__qualname__": name,
@@ -359,13 +352,7 @@ def packed_class(cls: type) -> type:
 
 def __getattr__(name: str):
     if name.startswith(DYNAMIC_PREFIX):
-        module, _, qualname = name[len(DYNAMIC_PREFIX):].partition("__")
-        import importlib
-
-        cls = importlib.import_module(_unescape(module))
-        for part in _unescape(qualname).split("."):
-            cls = getattr(cls, part)
-        return packed_class(cls)
+        return packed_class(original_class(DYNAMIC_PREFIX, name))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

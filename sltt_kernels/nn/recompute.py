@@ -33,6 +33,8 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import torch
 from torch import nn
 
+from ._dynamic import dynamic_name, original_class
+
 __all__ = ["ResidualAdd", "Recipe", "attach_recipe", "find_recipe", "recompute_class", "is_recomputing",
            "is_batch_norm"]
 
@@ -225,19 +227,11 @@ _DYNAMIC: Dict[str, type] = {}
 DYNAMIC_PREFIX = "RecomputeInput__"
 
 
-def _escape(s: str) -> str:
-    return s.replace("_", "_0").replace(".", "_1")
-
-
-def _unescape(s: str) -> str:
-    return s.replace("_1", ".").replace("_0", "_")
-
-
 def recompute_class(cls: type) -> type:
     """The subclass of a batch-norm class whose instances recompute their input in backward."""
     if issubclass(cls, _RecomputeInputMixin):
         return cls
-    name = f"{DYNAMIC_PREFIX}{_escape(cls.__module__)}__{_escape(cls.__qualname__)}"
+    name = dynamic_name(DYNAMIC_PREFIX, cls)
     if name not in _DYNAMIC:
         _DYNAMIC[name] = type(name, (_RecomputeInputMixin, cls),
                               {"__module__": __name__, "__qualname__": name,
@@ -247,11 +241,5 @@ def recompute_class(cls: type) -> type:
 
 def __getattr__(name: str):
     if name.startswith(DYNAMIC_PREFIX):
-        import importlib
-
-        module, _, qualname = name[len(DYNAMIC_PREFIX):].partition("__")
-        cls = importlib.import_module(_unescape(module))
-        for part in _unescape(qualname).split("."):
-            cls = getattr(cls, part)
-        return recompute_class(cls)
+        return recompute_class(original_class(DYNAMIC_PREFIX, name))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
