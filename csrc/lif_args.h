@@ -21,7 +21,12 @@ template <typename X, typename S>
 struct FwdArgs {
   const X* x;        // [T, N] input
   const S* v0;       // [N] initial state, or nullptr for v_r
-  const S* k;        // [1] learnable 1/tau, or nullptr for the constants in p
+  const S* k;        // the model's k (LIF: 1/tau; leaky: beta), one (k_step 0) or one per neuron
+                     // (k_step 1), or nullptr for the constants in p
+  int64_t k_step;
+  const S* theta;    // the threshold, one (theta_step 0) or one per neuron (theta_step 1), or
+                     // nullptr for p.theta
+  int64_t theta_step;
   X* spikes;         // [T, N]
   S* v_last;         // [N]
   int32_t* mask;     // Save::Sg, SpikeState: [T, W]; SgSpike, SgReset: [2, T, W]; else nullptr
@@ -41,13 +46,33 @@ struct BwdArgs {
   const S* h;            // as in FwdArgs
   const X* d16;          // as in FwdArgs
   const S* k;            // as in FwdArgs
+  int64_t k_step;
+  const S* theta;        // as in FwdArgs
+  int64_t theta_step;
   const S* v_new;        // Save::SpikeState: [N] the step's output state (T = 1); else nullptr
   X* grad_x;             // [T, N]
   S* grad_v0;            // [N]: BPTT writes dL/dv0; nullptr to skip
-  S* grad_k;             // [N] per-neuron partial sums of dL/dk (summed by the binding), or nullptr
+  S* grad_k;             // [N] dL/dk of each neuron (summed by the binding for one k), or nullptr
+  S* grad_theta;         // [N] dL/dtheta of each neuron (summed likewise), or nullptr
   int64_t T;
   int64_t N;
   NeuronParams<S> p;
 };
+
+// The parameters of neuron n: p with its k and threshold where they are tensors. One k or
+// threshold is read through a step of 0, so every neuron reads element 0.
+template <typename M, typename A>
+LIF_HD auto params_at(const A& a, int64_t n) {
+  auto p = a.p;
+  if (a.k) p = M::with_k(p, a.k[n * a.k_step]);
+  if (a.theta) p.theta = a.theta[n * a.theta_step];
+  return p;
+}
+
+// True when every neuron has the same parameters (no tensor, or one-element tensors).
+template <typename A>
+LIF_HD bool uniform_params(const A& a) {
+  return (!a.k || a.k_step == 0) && (!a.theta || a.theta_step == 0);
+}
 
 }  // namespace sltt

@@ -60,7 +60,7 @@ constexpr bool fwd_has_kernel() {
 // BPTT: the model's resets; with the flag detached or not (a model whose reset is always
 // detached runs the detached kernels only); the mask kinds for a 1-bit surrogate where sg and
 // at most one flag suffice; h wherever it holds what the backward reads; HV0 for a learnable k
-// and for what needs the state before step 0.
+// or threshold (every model) and for what needs the state before step 0.
 template <Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, bool kH16>
 constexpr bool bptt_has_kernel() {
   using M = NeuronModel<NM>;
@@ -73,7 +73,7 @@ constexpr bool bptt_has_kernel() {
     case Save::SgReset: return kOneBit && R == Reset::Hard && Detach && SV == hard_reset_planes<NM>();
     case Save::H: return !backward_reads_state_before<NM, R>();
     case Save::H16: return kH16 && !backward_reads_state_before<NM, R>();
-    case Save::HV0: return M::kLearnableK || backward_reads_state_before<NM, R>();
+    case Save::HV0: return true;  // a learnable k or threshold, and what needs the state before step 0
     case Save::SpikeState: return false;  // one SLTT step only
   }
   return false;
@@ -81,7 +81,7 @@ constexpr bool bptt_has_kernel() {
 
 // SLTT ignores the temporal path (gx = c gs sg), so without HV0 neither the model, the reset nor
 // detach matter: one instantiation serves them all, the first model's with a detached soft
-// reset, and a two-plane mask is read as its plane 0, the sg plane. HV0 (a learnable k) rebuilds
+// reset, and a two-plane mask is read as its plane 0, the sg plane. HV0 (a learnable k or threshold) rebuilds
 // v[t-1], which needs the model's reset.
 constexpr Neuron kSlttNeuron = EnumInfo<Neuron>::kItems[0].value;
 static_assert(NeuronModel<kSlttNeuron>::has_reset(Reset::Soft), "SLTT's shared kernel uses a soft reset");
@@ -123,21 +123,17 @@ bool bwd_sltt(L& l, Neuron nm, Reset reset, Surrogate sg, Save save) {
     } else if constexpr (SV == Save::HV0) {
       return with_constant(nm, [&](auto nm_c) {
         constexpr Neuron NM = decltype(nm_c)::value;
-        if constexpr (!NeuronModel<NM>::kLearnableK) {
-          return false;
-        } else {
-          return with_constant(reset, [&](auto r_c) {
-            constexpr Reset R = decltype(r_c)::value;
-            if constexpr (!NeuronModel<NM>::has_reset(R)) {
-              return false;
-            } else {
-              return with_constant(sg, [&](auto sg_c) {
-                l.template bwd<NM, R, true, decltype(sg_c)::value, Save::HV0, Grad::SLTT>();
-                return true;
-              });
-            }
-          });
-        }
+        return with_constant(reset, [&](auto r_c) {
+          constexpr Reset R = decltype(r_c)::value;
+          if constexpr (!NeuronModel<NM>::has_reset(R)) {
+            return false;
+          } else {
+            return with_constant(sg, [&](auto sg_c) {
+              l.template bwd<NM, R, true, decltype(sg_c)::value, Save::HV0, Grad::SLTT>();
+              return true;
+            });
+          }
+        });
       });
     } else {
       return false;

@@ -162,18 +162,6 @@ LIF_HD NeuronParams<S> cast_params(const NeuronParams<D>& d) {
   return p;
 }
 
-// A learnable time constant arrives as a one-element tensor k = 1/tau (read on the device,
-// so no host synchronisation): lam = 1 - k, c = k or 1.
-template <typename S>
-LIF_HD NeuronParams<S> with_k(NeuronParams<S> p, const S* k) {
-  if (k) {
-    const S kv = *k;
-    p.lam = S(1) - kv;
-    p.c = p.c_is_k ? kv : S(1);
-  }
-  return p;
-}
-
 LIF_HD float lif_fma(float a, float b, float c) { return fmaf(a, b, c); }
 LIF_HD double lif_fma(double a, double b, double c) { return fma(a, b, c); }
 LIF_HD float lif_exp(float a) { return expf(a); }

@@ -200,18 +200,47 @@ inline void check_state(const at::Tensor& v, const char* name, const at::Tensor&
   TORCH_CHECK_VALUE(v.sizes() == shape, "sltt_kernels: ", name, " must have shape ", shape, ", got ", v.sizes());
 }
 
-// A learnable k = 1/tau: one element in the state dtype, on the input's device, for a model
-// with a learnable k (kLearnableK: LIF; an IF neuron has no time constant, the leaky one's
-// decay is beta).
-inline at::Tensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like, const NeuronOptions& o) {
-  if (!k.has_value() || !k->defined()) return at::Tensor();
+// A per-neuron parameter tensor as the kernels read it: one element (step 0) or one per neuron
+// (step 1), contiguous; undefined when the op was not given one.
+struct ParamTensor {
+  at::Tensor t;
+  int64_t step = 0;
+  bool defined() const { return t.defined(); }
+  template <typename S>
+  const S* ptr() const { return t.defined() ? static_cast<const S*>(t.const_data_ptr()) : nullptr; }
+};
+
+// k or threshold: in the state dtype, on the input's device, with one element or the state's
+// shape (one per neuron).
+inline ParamTensor checked_param(const c10::optional<at::Tensor>& given, const char* name, const at::Tensor& like,
+                                 at::IntArrayRef state_shape) {
+  ParamTensor out;
+  if (!given.has_value() || !given->defined()) return out;
+  const at::Tensor& t = *given;
+  check_device(t, name, like, "the input");
+  TORCH_CHECK_TYPE(t.scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: ", name, " must be ",
+                   state_dtype(like.scalar_type()), ", got ", t.scalar_type());
+  if (t.numel() == 1) {
+    out.t = t.reshape({1}).contiguous();
+    out.step = 0;
+    return out;
+  }
+  TORCH_CHECK_VALUE(t.sizes() == state_shape, "sltt_kernels: ", name,
+                    " must have one element or the state's shape ", state_shape, " (one per neuron), got shape ",
+                    t.sizes());
+  out.t = t.reshape({t.numel()}).contiguous();
+  out.step = 1;
+  return out;
+}
+
+// The model's k (LIF: 1/tau, lam = 1 - k; leaky: beta = lam), for a model that takes one
+// (kLearnableK; an IF neuron has no time constant).
+inline ParamTensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like, const NeuronOptions& o,
+                             at::IntArrayRef state_shape) {
+  if (!k.has_value() || !k->defined()) return ParamTensor();
   TORCH_CHECK_VALUE(traits_of(o.neuron).learnable_k,
                     "sltt_kernels: k (a learnable time constant) is not supported by neuron='", name_of(o.neuron), "'");
-  check_device(*k, "k", like, "the input");
-  TORCH_CHECK_TYPE(k->scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: k must be ",
-                   state_dtype(like.scalar_type()), ", got ", k->scalar_type());
-  TORCH_CHECK_VALUE(k->numel() == 1, "sltt_kernels: k must have one element, got shape ", k->sizes());
-  return k->reshape({1}).contiguous();
+  return checked_param(k, "k", like, state_shape);
 }
 
 // Shape of the saved tensor for T steps of N neurons.
@@ -272,7 +301,8 @@ inline void check_saved(const at::Tensor& saved, const NeuronOptions& o, const a
 struct FwdTensors {
   at::Tensor x;       // [T, ...] contiguous
   at::Tensor v0;      // [...] contiguous, or undefined
-  at::Tensor k;       // [1], or undefined
+  ParamTensor k;          // [1] or [N], or undefined
+  ParamTensor threshold;  // [1] or [N], or undefined
   at::Tensor spikes;  // [T, ...]
   at::Tensor v_last;  // [...]
   at::Tensor saved;   // see lif_math.h, Save
@@ -281,7 +311,8 @@ struct FwdTensors {
 };
 
 inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0,
-                              const c10::optional<at::Tensor>& k, const NeuronOptions& o) {
+                              const c10::optional<at::Tensor>& k, const NeuronOptions& o,
+                              const c10::optional<at::Tensor>& threshold) {
   check_input(x_in, "x", /*multistep=*/true);
   FwdTensors f;
   f.x = x_in.contiguous();
@@ -293,7 +324,8 @@ inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Te
     check_state(*v0, "v0", f.x, state_shape);
     f.v0 = v0->contiguous();
   }
-  f.k = checked_k(k, f.x, o);
+  f.k = checked_k(k, f.x, o, state_shape);
+  f.threshold = checked_param(threshold, "threshold", f.x, state_shape);
   f.spikes = at::empty(f.x.sizes(), f.x.options());
   f.v_last = at::empty(state_shape, f.x.options().dtype(sdt));
   f.saved = at::empty(saved_shape(o.save, f.T, f.N), f.x.options().dtype(saved_dtype(o.save, f.x.scalar_type())));
@@ -306,7 +338,10 @@ FwdArgs<X, S> fwd_args(const FwdTensors& f, const NeuronOptions& o) {
   FwdArgs<X, S> a;
   a.x = static_cast<const X*>(f.x.const_data_ptr());
   a.v0 = f.v0.defined() ? static_cast<const S*>(f.v0.const_data_ptr()) : nullptr;
-  a.k = f.k.defined() ? static_cast<const S*>(f.k.const_data_ptr()) : nullptr;
+  a.k = f.k.ptr<S>();
+  a.k_step = f.k.step;
+  a.theta = f.threshold.ptr<S>();
+  a.theta_step = f.threshold.step;
   a.spikes = static_cast<X*>(f.spikes.mutable_data_ptr());
   a.v_last = static_cast<S*>(f.v_last.mutable_data_ptr());
   a.mask = mask ? f.saved.mutable_data_ptr<int32_t>() : nullptr;
@@ -322,18 +357,22 @@ struct BwdTensors {
   at::Tensor grad_spikes;  // [T, ...] contiguous
   at::Tensor grad_v_last;  // [...] contiguous, or undefined
   at::Tensor saved;
-  at::Tensor k;            // [1], or undefined
+  ParamTensor k;           // [1] or [N], or undefined
+  ParamTensor threshold;   // [1] or [N], or undefined
   at::Tensor v_new;        // [N] contiguous (Save::SpikeState), or undefined
   at::Tensor grad_x;       // [T, ...]
   at::Tensor grad_v0;      // [...]
   at::Tensor grad_k_partial;  // [N] with k, else undefined
+  at::Tensor grad_theta_partial;  // [N] with a threshold tensor, else undefined
+  std::vector<int64_t> state_shape;
   int64_t T;
   int64_t N;
 };
 
 inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::Tensor>& gv_last,
                               const at::Tensor& saved, const c10::optional<at::Tensor>& k, const NeuronOptions& o,
-                              const c10::optional<at::Tensor>& v_new = c10::nullopt) {
+                              const c10::optional<at::Tensor>& v_new,
+                              const c10::optional<at::Tensor>& threshold) {
   check_input(gs_in, "grad_spikes", /*multistep=*/true);
   TORCH_CHECK_VALUE(o.save != Save::None,
                     "sltt_kernels: the forward saved nothing (save='none'), so there is no backward");
@@ -345,7 +384,9 @@ inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::T
   const auto sdt = state_dtype(b.grad_spikes.scalar_type());
   check_saved(saved, o, b.grad_spikes, b.T, b.N);
   b.saved = saved;
-  b.k = checked_k(k, b.grad_spikes, o);
+  b.state_shape = state_shape.vec();
+  b.k = checked_k(k, b.grad_spikes, o, state_shape);
+  b.threshold = checked_param(threshold, "threshold", b.grad_spikes, state_shape);
   const bool has_v_new = v_new.has_value() && v_new->defined();
   if (o.save == Save::SpikeState) {
     // d = h - theta is rebuilt from the step's output state: without it there is nothing to read
@@ -365,9 +406,11 @@ inline BwdTensors prepare_bwd(const at::Tensor& gs_in, const c10::optional<at::T
   // SLTT: no gradient reaches v0.
   b.grad_v0 = o.grad == Grad::BPTT ? at::empty(state_shape, b.grad_spikes.options().dtype(sdt))
                                    : at::zeros(state_shape, b.grad_spikes.options().dtype(sdt));
-  // The gradient of k is computed where the forward saved what it needs (h_v0); a constant k
-  // only sets the parameters.
+  // The gradients of k and the threshold are computed where the forward saved what they need
+  // (h_v0); elsewhere they only set the parameters.
   if (b.k.defined() && o.save == Save::HV0) b.grad_k_partial = at::zeros({b.N}, b.grad_spikes.options().dtype(sdt));
+  if (b.threshold.defined() && o.save == Save::HV0)
+    b.grad_theta_partial = at::zeros({b.N}, b.grad_spikes.options().dtype(sdt));
   return b;
 }
 
@@ -379,20 +422,28 @@ BwdArgs<X, S> bwd_args(const BwdTensors& b, const NeuronOptions& o) {
   a.mask = saves_mask(o.save) ? b.saved.const_data_ptr<int32_t>() : nullptr;
   a.h = saves_h(o.save) ? static_cast<const S*>(b.saved.const_data_ptr()) : nullptr;
   a.d16 = o.save == Save::H16 ? static_cast<const X*>(b.saved.const_data_ptr()) : nullptr;
-  a.k = b.k.defined() ? static_cast<const S*>(b.k.const_data_ptr()) : nullptr;
+  a.k = b.k.ptr<S>();
+  a.k_step = b.k.step;
+  a.theta = b.threshold.ptr<S>();
+  a.theta_step = b.threshold.step;
   a.v_new = b.v_new.defined() ? static_cast<const S*>(b.v_new.const_data_ptr()) : nullptr;
   a.grad_x = static_cast<X*>(b.grad_x.mutable_data_ptr());
   a.grad_v0 = o.grad == Grad::BPTT ? static_cast<S*>(b.grad_v0.mutable_data_ptr()) : nullptr;
   a.grad_k = b.grad_k_partial.defined() ? static_cast<S*>(b.grad_k_partial.mutable_data_ptr()) : nullptr;
+  a.grad_theta = b.grad_theta_partial.defined() ? static_cast<S*>(b.grad_theta_partial.mutable_data_ptr()) : nullptr;
   a.T = b.T;
   a.N = b.N;
   a.p = cast_params<S>(o.params());
   return a;
 }
 
-inline at::Tensor grad_k_of(const BwdTensors& b, const at::Tensor& like) {
-  if (!b.grad_k_partial.defined()) return at::empty({0}, like.options().dtype(state_dtype(like.scalar_type())));
-  return b.grad_k_partial.sum();
+// The gradient of a parameter tensor from its per-neuron sums: summed for one element (a
+// 0-dim tensor), else in the state's shape; empty where it was not computed.
+inline at::Tensor param_grad(const at::Tensor& partial, const ParamTensor& param, const BwdTensors& b) {
+  if (!partial.defined())
+    return at::empty({0}, b.grad_spikes.options().dtype(state_dtype(b.grad_spikes.scalar_type())));
+  if (param.step == 0) return partial.sum();
+  return partial.view(b.state_shape);
 }
 
 // The four ops, given a backend's multi-step forward and backward:
@@ -407,40 +458,55 @@ template <typename FwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_fwd_op(FwdFn run, const at::Tensor& x,
                                                                const c10::optional<at::Tensor>& v0,
                                                                const c10::optional<at::Tensor>& k,
-                                                               const NeuronOptions& o) {
-  FwdTensors f = prepare_fwd(x, v0, k, o);
+                                                               const NeuronOptions& o,
+                                                               const c10::optional<at::Tensor>& threshold) {
+  FwdTensors f = prepare_fwd(x, v0, k, o, threshold);
   if (f.N > 0) check_launched(run(f, o), o, "forward");
   return {f.spikes, f.v_last, f.saved};
 }
 
+using BwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
 template <typename BwdFn>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_bwd_op(BwdFn run, const at::Tensor& grad_spikes,
-                                                               const c10::optional<at::Tensor>& grad_v_last,
-                                                               const at::Tensor& saved,
-                                                               const c10::optional<at::Tensor>& k,
-                                                               const NeuronOptions& o,
-                                                               const c10::optional<at::Tensor>& v_new = c10::nullopt) {
-  BwdTensors b = prepare_bwd(grad_spikes, grad_v_last, saved, k, o, v_new);
+BwdOut multistep_bwd_op(BwdFn run, const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last,
+                        const at::Tensor& saved, const c10::optional<at::Tensor>& k, const NeuronOptions& o,
+                        const c10::optional<at::Tensor>& v_new, const c10::optional<at::Tensor>& threshold) {
+  BwdTensors b = prepare_bwd(grad_spikes, grad_v_last, saved, k, o, v_new, threshold);
   if (b.N > 0) check_launched(run(b, o), o, "backward");
-  return {b.grad_x, b.grad_v0, grad_k_of(b, b.grad_spikes)};
+  return {b.grad_x, b.grad_v0, param_grad(b.grad_k_partial, b.k, b), param_grad(b.grad_theta_partial, b.threshold, b)};
 }
 
-// One step is the multi-step op with T = 1 on [1, N] views.
+// One step is the multi-step op with T = 1 on [1, N] views; a per-neuron k or threshold of the
+// step's shape is read as [N], and its gradient comes back in that shape.
+inline c10::optional<at::Tensor> flat_param(const c10::optional<at::Tensor>& t, int64_t N) {
+  if (!t.has_value() || !t->defined() || t->numel() == 1 || t->numel() != N) return t;
+  return t->reshape({N});
+}
+
+inline at::Tensor unflat_grad(const at::Tensor& g, const c10::optional<at::Tensor>& param) {
+  if (g.dim() == 1 && g.numel() > 0 && param.has_value() && param->defined() && param->numel() == g.numel())
+    return g.view(param->sizes());
+  return g;
+}
+
 template <typename FwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> step_fwd_op(FwdFn run, const at::Tensor& x, const at::Tensor& v,
-                                                          const c10::optional<at::Tensor>& k, const NeuronOptions& o) {
+                                                          const c10::optional<at::Tensor>& k, const NeuronOptions& o,
+                                                          const c10::optional<at::Tensor>& threshold) {
   check_input(x, "x", /*multistep=*/false);
   check_state(v, "v", x, x.sizes());
-  auto out = multistep_fwd_op(run, x.reshape({1, x.numel()}), v.reshape({x.numel()}), k, o);
+  const int64_t N = x.numel();
+  // a parameter of the wrong shape is refused by name before the flattening could hide it
+  checked_param(threshold, "threshold", x, x.sizes());
+  if (k.has_value() && k->defined()) checked_k(k, x, o, x.sizes());
+  auto out = multistep_fwd_op(run, x.reshape({1, N}), v.reshape({N}), flat_param(k, N), o, flat_param(threshold, N));
   return {std::get<0>(out).view(x.sizes()), std::get<1>(out).view(x.sizes()), std::get<2>(out)};
 }
 
 template <typename BwdFn>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::Tensor& grad_spike,
-                                                          const c10::optional<at::Tensor>& grad_v_new,
-                                                          const at::Tensor& saved, const c10::optional<at::Tensor>& k,
-                                                          const NeuronOptions& o,
-                                                          const c10::optional<at::Tensor>& v_new) {
+BwdOut step_bwd_op(BwdFn run, const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new,
+                   const at::Tensor& saved, const c10::optional<at::Tensor>& k, const NeuronOptions& o,
+                   const c10::optional<at::Tensor>& v_new, const c10::optional<at::Tensor>& threshold) {
   check_input(grad_spike, "grad_spike", /*multistep=*/false);
   const int64_t N = grad_spike.numel();
   c10::optional<at::Tensor> gv;
@@ -453,8 +519,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::
     check_state(*v_new, "v_new", grad_spike, grad_spike.sizes());
     state = v_new->reshape({N});
   }
-  auto out = multistep_bwd_op(run, grad_spike.reshape({1, N}), gv, saved, k, o, state);
-  return {std::get<0>(out).view(grad_spike.sizes()), std::get<1>(out).view(grad_spike.sizes()), std::get<2>(out)};
+  checked_param(threshold, "threshold", grad_spike, grad_spike.sizes());
+  if (k.has_value() && k->defined()) checked_k(k, grad_spike, o, grad_spike.sizes());
+  auto out = multistep_bwd_op(run, grad_spike.reshape({1, N}), gv, saved, flat_param(k, N), o, state,
+                              flat_param(threshold, N));
+  return {std::get<0>(out).view(grad_spike.sizes()), std::get<1>(out).view(grad_spike.sizes()),
+          unflat_grad(std::get<2>(out), k), unflat_grad(std::get<3>(out), threshold)};
 }
 
 // The neuron arguments of the schema as C++ parameters, from SLTT_NEURON_ARGS. Each comes with
@@ -471,26 +541,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> step_bwd_op(BwdFn run, const at::
 #define SLTT_DEFINE_OPS(PREFIX, FWD, BWD)                                                                     \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_fwd_##PREFIX(                                  \
       const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& k            \
-          SLTT_NEURON_PARAMS) {                                                                                   \
+          SLTT_NEURON_PARAMS, const c10::optional<at::Tensor>& threshold) {                                    \
     const auto o = SLTT_PARSE_NEURON_PARAMS;                                                                  \
     ::sltt::check_not_spike_state(o, "neuron_multistep_fwd");                                                 \
-    return ::sltt::multistep_fwd_op(FWD, x, v0, k, o);                                                        \
+    return ::sltt::multistep_fwd_op(FWD, x, v0, k, o, threshold);                                             \
   }                                                                                                           \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_bwd_##PREFIX(                                  \
+  ::sltt::BwdOut neuron_multistep_bwd_##PREFIX(                                                                \
       const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,   \
-      const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS) {                                               \
+      const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS, const c10::optional<at::Tensor>& threshold) {   \
     const auto o = SLTT_PARSE_NEURON_PARAMS;                                                                  \
     ::sltt::check_not_spike_state(o, "neuron_multistep_bwd");                                                 \
-    return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved, k, o);                              \
+    return ::sltt::multistep_bwd_op(BWD, grad_spikes, grad_v_last, saved, k, o, c10::nullopt, threshold);    \
   }                                                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_fwd_##PREFIX(                                       \
-      const at::Tensor& x, const at::Tensor& v, const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS) {     \
-    return ::sltt::step_fwd_op(FWD, x, v, k, SLTT_PARSE_NEURON_PARAMS);                                       \
+      const at::Tensor& x, const at::Tensor& v, const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS,      \
+      const c10::optional<at::Tensor>& threshold) {                                                           \
+    return ::sltt::step_fwd_op(FWD, x, v, k, SLTT_PARSE_NEURON_PARAMS, threshold);                            \
   }                                                                                                           \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_bwd_##PREFIX(                                       \
+  ::sltt::BwdOut neuron_step_bwd_##PREFIX(                                                                     \
       const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,     \
-      const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS, const c10::optional<at::Tensor>& v_new) {       \
-    return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved, k, SLTT_PARSE_NEURON_PARAMS, v_new);       \
+      const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS, const c10::optional<at::Tensor>& v_new,        \
+      const c10::optional<at::Tensor>& threshold) {                                                           \
+    return ::sltt::step_bwd_op(BWD, grad_spike, grad_v_new, saved, k, SLTT_PARSE_NEURON_PARAMS, v_new,       \
+                               threshold);                                                                    \
   }
 
 }  // namespace sltt

@@ -63,7 +63,8 @@ class NeuronArgs(NamedTuple):
         return self._replace(save=save)
 
     def save_kind(self, needs_grad: bool, learn_k: bool = False, half: bool = False, step: bool = False) -> str:
-        """What the forward keeps for the backward (docs/design.md, section 3). half: x is
+        """What the forward keeps for the backward (docs/design.md, section 3). learn_k: a
+        parameter tensor (k or the threshold) needs its gradient, which h_v0 gives. half: x is
         float16 or bfloat16, so h - theta is kept in 16 bits where h would be kept, for the
         continuous surrogates (rect's window edge is a jump: rounding d could cross it).
         step: the single-step op, whose backward can also read the step's output state, so an
@@ -110,8 +111,8 @@ class NeuronModel:
     name: the `neuron` op argument (csrc/neurons/neurons.h's list names it the same); code: its
     csrc enum value; resets: the resets it has; strict_fire: fires on h > theta (else h >=
     theta); reset_later: the reset of step t-1 is applied at step t's charge (so the state is h
-    itself); learnable_k: takes k = 1/tau as a tensor; check_values(args): its value rules beyond
-    the shared ones (raises ValueError); charge(args, v, x, k) and reset(args, h, s): the
+    itself); learnable_k: takes k as a tensor (LIF: 1/tau; leaky: beta); check_values(args): its value rules beyond
+    the shared ones (raises ValueError); charge(args, v, x, k, theta) and reset(args, h, s, theta): the
     reference's equations; counts: reset -> (FLOPs, ACs) per element-step of the forward, as
     SpikingJelly's op counters count the same neuron (counters.py); functions: its public
     multi-step and one-step functions; configs: its keyword checkers (keywords -> NeuronArgs)."""
@@ -225,6 +226,15 @@ _PLAIN = (bool, int, float, str, type(None))
 _checked: dict = {}
 
 
+def tensor_or_number(value, placeholder: float):
+    """A neuron parameter that may be a tensor (per neuron, or learnable): (the number for the
+    checked configuration, the tensor or None). A tensor's configuration holds `placeholder`,
+    which the kernels replace with the tensor's values."""
+    if isinstance(value, torch.Tensor):
+        return placeholder, value
+    return value, None
+
+
 def cached(make):
     """Caches a checked configuration on its arguments' types and values, when every argument is
     a plain immutable value (or an immutable surrogate object): an online loop checks the same
@@ -266,9 +276,10 @@ def __getattr__(name: str):
 # Raw op arguments (what the Triton ops and the fake kernels are given)
 
 
-def check_args(args: NeuronArgs, has_k: bool = False) -> NeuronArgs:
+def check_args(args: NeuronArgs, has_k: bool = False, has_threshold: bool = False) -> NeuronArgs:
     """Checks raw op arguments against every rule; returns them as a NeuronArgs of Python values.
-    Strings must be spelled as the native ops spell them (lower case)."""
+    Strings must be spelled as the native ops spell them (lower case). has_k, has_threshold: the
+    op was given k or a threshold tensor (either may be learnable: h_v0 serves)."""
     if not isinstance(args, NeuronArgs):
         args = NeuronArgs(*args)
     neuron = choice("neuron", args.neuron, tuple(MODELS), exact=True)
@@ -292,8 +303,8 @@ def check_args(args: NeuronArgs, has_k: bool = False) -> NeuronArgs:
     if has_k and not model.learnable_k:
         raise ValueError(f"k (a learnable time constant) is not supported by neuron={neuron!r}")
     allowed = {"none", cfg.save_kind(True)}
-    if has_k:
-        allowed.add("h_v0")  # a learnable k; a constant one serves every save kind of its model
+    if has_k or has_threshold:
+        allowed.add("h_v0")  # a learnable k or threshold; a constant one serves every save kind
     if model.reset_later:  # the backward from h (h_v0 where the zero reset needs the state)
         allowed.add("h_v0" if reset == "hard" and grad == "bptt" else "h")
     else:
@@ -304,7 +315,8 @@ def check_args(args: NeuronArgs, has_k: bool = False) -> NeuronArgs:
         allowed.add("spike_state")  # the step ops only (check_fwd / check_bwd refuse the multi-step ones)
     if save not in allowed:
         raise ValueError(f"save={save!r} cannot serve this configuration (neuron={neuron!r}, reset={reset!r}, "
-                         f"surrogate={surrogate!r}, grad={grad!r}{', with k' if has_k else ''}); "
+                         f"surrogate={surrogate!r}, grad={grad!r}{', with k' if has_k else ''}"
+                         f"{', with a threshold tensor' if has_threshold else ''}); "
                          f"expected one of {sorted(allowed)}")
     return cfg.args(save)
 
@@ -350,15 +362,26 @@ def check_state(v, name: str, x: torch.Tensor, shape, exact_dtype: bool = False)
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(v.shape)}")
 
 
-def check_k(k, x: torch.Tensor, exact_dtype: bool = False) -> None:
-    """k = 1/tau of a parametric neuron: one element, on x's device."""
-    if not isinstance(k, torch.Tensor):
-        raise TypeError(f"k must be a torch.Tensor, got {type(k).__name__}")
-    check_device(k, "k", x)
-    if exact_dtype and k.dtype != state_dtype(x.dtype):
-        raise TypeError(f"k must be {state_dtype(x.dtype)}, got {k.dtype}")
-    if k.numel() != 1:
-        raise ValueError(f"k must have one element, got shape {tuple(k.shape)}")
+def check_param(t, name: str, x: torch.Tensor, state_shape, exact_dtype: bool = False) -> None:
+    """A neuron parameter given as a tensor (k, threshold): on x's device, floating, with one
+    element or the state's shape `state_shape` (one per neuron); with exact_dtype (the raw ops),
+    in the state dtype of x."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    check_device(t, name, x)
+    if exact_dtype and t.dtype != state_dtype(x.dtype):
+        raise TypeError(f"{name} must be {state_dtype(x.dtype)}, got {t.dtype}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
+    if t.numel() != 1 and tuple(t.shape) != tuple(state_shape):
+        raise ValueError(f"{name} must have one element or the state's shape {tuple(state_shape)} (one per neuron), "
+                         f"got shape {tuple(t.shape)}")
+
+
+def check_k(k, x: torch.Tensor, exact_dtype: bool = False, state_shape=None) -> None:
+    """The model's k (LIF: 1/tau; leaky: beta) as a tensor: one element, or one per neuron (the
+    state's shape), on x's device."""
+    check_param(k, "k", x, x.shape[1:] if state_shape is None else state_shape, exact_dtype)
 
 
 def mask_words(n: int) -> int:

@@ -20,7 +20,7 @@ from ._config import (
     NeuronArgs,
     check_args,
     check_input,
-    check_k,
+    check_param,
     check_saved,
     check_state,
     saved_dtype,
@@ -35,29 +35,50 @@ NEURON_SCHEMA = ", ".join(f"{_SCHEMA_TYPE[t]} {name}" for name, t in typing.get_
 OPS = {
     "neuron_multistep_fwd": ("Tensor x, Tensor? v0, Tensor? k", "(Tensor spikes, Tensor v_last, Tensor saved)"),
     "neuron_multistep_bwd": ("Tensor grad_spikes, Tensor? grad_v_last, Tensor saved, Tensor? k",
-                          "(Tensor grad_x, Tensor grad_v0, Tensor grad_k)"),
+                          "(Tensor grad_x, Tensor grad_v0, Tensor grad_k, Tensor grad_threshold)"),
     "neuron_step_fwd": ("Tensor x, Tensor v, Tensor? k", "(Tensor spike, Tensor v_new, Tensor saved)"),
     "neuron_step_bwd": ("Tensor grad_spike, Tensor? grad_v_new, Tensor saved, Tensor? k",
-                     "(Tensor grad_x, Tensor grad_v, Tensor grad_k)"),
+                     "(Tensor grad_x, Tensor grad_v, Tensor grad_k, Tensor grad_threshold)"),
 }
-# Arguments after the neuron arguments. The step backward's v_new is the step's output state,
-# which save='spike_state' reads to rebuild h - theta (docs/design.md, section 3); last and
-# optional, so the calls written before it keep their positions.
-TRAILING = {"neuron_step_bwd": ", Tensor? v_new=None"}
+# Arguments after the neuron arguments, optional and last, so the calls written before them keep
+# their positions. The step backward's v_new is the step's output state, which save='spike_state'
+# reads to rebuild h - theta (docs/design.md, section 3). threshold: the firing threshold as a
+# tensor of one element or of the state's shape (one per neuron), replacing v_threshold; the
+# backward ops return its gradient (where the forward saved h_v0; else an empty tensor), as they
+# do k's (docs/design.md, section 2.6).
+TRAILING = {
+    "neuron_multistep_fwd": ", Tensor? threshold=None",
+    "neuron_multistep_bwd": ", Tensor? threshold=None",
+    "neuron_step_fwd": ", Tensor? threshold=None",
+    "neuron_step_bwd": ", Tensor? v_new=None, Tensor? threshold=None",
+}
 TRITON_PREFIX = "triton_"
 
 
-def split_v_new(args, kwargs=None):
-    """(neuron arguments, v_new) of a step backward call's arguments after its four tensors: the
-    dispatcher passes the trailing v_new positionally when it was given, else not at all."""
+def split_trailing(name: str, args, kwargs=None):
+    """(neuron arguments, {trailing name: value}) of a call's arguments after its leading tensors:
+    the dispatcher passes a trailing argument positionally when it was given, else not at all."""
     n = len(NeuronArgs._fields)
-    v_new = args[n] if len(args) > n else (kwargs or {}).get("v_new")
-    return tuple(args[:n]), v_new
+    names = [part.split("=")[0].split()[-1] for part in TRAILING[name].strip(", ").split(", ")]
+    extra = {key: (args[n + i] if len(args) > n + i else (kwargs or {}).get(key)) for i, key in enumerate(names)}
+    return tuple(args[:n]), extra
 
 
-def _schema(name: str) -> str:
+def split_v_new(args, kwargs=None):
+    """(neuron arguments, v_new) of a step backward call's arguments after its four tensors."""
+    neuron_args, extra = split_trailing("neuron_step_bwd", args, kwargs)
+    return neuron_args, extra["v_new"]
+
+
+def _schema(name: str, legacy: bool = False) -> str:
+    """The op's schema; legacy: the schema the op had under its old lif_* name (no threshold, so
+    three returns for the backward ops)."""
     tensors, returns = OPS[name]
-    return f"({tensors}, {NEURON_SCHEMA}{TRAILING.get(name, '')}) -> {returns}"
+    trailing = TRAILING[name]
+    if legacy:
+        returns = returns.replace(", Tensor grad_threshold", "")
+        trailing = ", Tensor? v_new=None" if name == "neuron_step_bwd" else ""
+    return f"({tensors}, {NEURON_SCHEMA}{trailing}) -> {returns}"
 
 
 _LIB = torch.library.Library("sltt_kernels", "FRAGMENT")
@@ -92,26 +113,29 @@ def _check_spike_state_step(args: NeuronArgs, multistep: bool) -> None:
                          "in backward)")
 
 
-def check_fwd(x, v, k, args, multistep: bool) -> NeuronArgs:
+def check_fwd(x, v, k, args, multistep: bool, threshold=None) -> NeuronArgs:
     """Checks a forward op's arguments; returns the normalised NeuronArgs."""
-    args = check_args(NeuronArgs(*args), has_k=k is not None)
+    args = check_args(NeuronArgs(*args), has_k=k is not None, has_threshold=threshold is not None)
     _check_spike_state_step(args, multistep)
     check_input(x, "x", multistep)
+    state_shape = x.shape[1:] if multistep else x.shape
     if multistep:
         if v is not None:
-            check_state(v, "v0", x, x.shape[1:], exact_dtype=True)
+            check_state(v, "v0", x, state_shape, exact_dtype=True)
     else:
-        check_state(v, "v", x, x.shape, exact_dtype=True)
+        check_state(v, "v", x, state_shape, exact_dtype=True)
     if k is not None:
-        check_k(k, x, exact_dtype=True)
+        check_param(k, "k", x, state_shape, exact_dtype=True)
+    if threshold is not None:
+        check_param(threshold, "threshold", x, state_shape, exact_dtype=True)
     saved_dtype(args.save, x.dtype)  # h16 needs 16-bit input
     return args
 
 
-def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None) -> NeuronArgs:
+def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None, threshold=None) -> NeuronArgs:
     """Checks a backward op's arguments; returns the normalised NeuronArgs. v_new: the step's
     output state, given exactly when save='spike_state' (the step backward only)."""
-    args = check_args(NeuronArgs(*args), has_k=k is not None)
+    args = check_args(NeuronArgs(*args), has_k=k is not None, has_threshold=threshold is not None)
     _check_spike_state_step(args, multistep)
     check_input(grad_spikes, "grad_spikes" if multistep else "grad_spike", multistep)
     state_shape = grad_spikes.shape[1:] if multistep else grad_spikes.shape
@@ -123,7 +147,9 @@ def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None) 
         N = N * d
     check_saved(saved, args, grad_spikes, T, N)
     if k is not None:
-        check_k(k, grad_spikes, exact_dtype=True)
+        check_param(k, "k", grad_spikes, state_shape, exact_dtype=True)
+    if threshold is not None:
+        check_param(threshold, "threshold", grad_spikes, state_shape, exact_dtype=True)
     if args.save == "spike_state":
         if v_new is None:
             raise ValueError("v_new (the step's output state) is needed by save='spike_state'")
@@ -137,8 +163,8 @@ def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None) 
 # Fake kernels
 
 
-def _fake_fwd(x, v, k, args, multistep: bool):
-    args = check_fwd(x, v, k, args, multistep)
+def _fake_fwd(x, v, k, args, multistep: bool, threshold=None):
+    args = check_fwd(x, v, k, args, multistep, threshold=threshold)
     T = x.shape[0] if multistep else 1
     state_shape = x.shape[1:] if multistep else x.shape
     N = 1
@@ -150,34 +176,45 @@ def _fake_fwd(x, v, k, args, multistep: bool):
     return spikes, v_last, saved
 
 
-def _fake_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None):
-    check_bwd(grad_spikes, grad_v, saved, k, args, multistep, v_new=v_new)
+def _fake_param_grad(param, computed: bool, like, sdt):
+    """The gradient output of k or the threshold: summed (0-dim) for one element, else in its
+    shape; empty where the backward does not compute it (as csrc/lif_options.h, param_grad)."""
+    if param is None or not computed:
+        return like.new_empty((0,), dtype=sdt)
+    return like.new_empty((), dtype=sdt) if param.numel() == 1 else like.new_empty(param.shape, dtype=sdt)
+
+
+def _fake_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None, threshold=None):
+    args = check_bwd(grad_spikes, grad_v, saved, k, args, multistep, v_new=v_new, threshold=threshold)
     state_shape = grad_spikes.shape[1:] if multistep else grad_spikes.shape
     sdt = state_dtype(grad_spikes.dtype)
-    has_grad_k = k is not None and NeuronArgs(*args).save == "h_v0"
-    grad_k = grad_spikes.new_empty((), dtype=sdt) if has_grad_k else grad_spikes.new_empty((0,), dtype=sdt)
-    return grad_spikes.new_empty(grad_spikes.shape), grad_spikes.new_empty(state_shape, dtype=sdt), grad_k
+    computed = args.save == "h_v0"
+    return (grad_spikes.new_empty(grad_spikes.shape), grad_spikes.new_empty(state_shape, dtype=sdt),
+            _fake_param_grad(k, computed, grad_spikes, sdt), _fake_param_grad(threshold, computed, grad_spikes, sdt))
 
 
 def _register_fakes(triton: bool):
     prefix = TRITON_PREFIX if triton else ""
 
     @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_multistep_fwd", lib=_LIB)
-    def _(x, v0, k, *args):
-        return _fake_fwd(x, v0, k, args, True)
+    def _(x, v0, k, *args, **kwargs):
+        args, extra = split_trailing("neuron_multistep_fwd", args, kwargs)
+        return _fake_fwd(x, v0, k, args, True, **extra)
 
     @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_multistep_bwd", lib=_LIB)
-    def _(grad_spikes, grad_v_last, saved, k, *args):
-        return _fake_bwd(grad_spikes, grad_v_last, saved, k, args, True)
+    def _(grad_spikes, grad_v_last, saved, k, *args, **kwargs):
+        args, extra = split_trailing("neuron_multistep_bwd", args, kwargs)
+        return _fake_bwd(grad_spikes, grad_v_last, saved, k, args, True, **extra)
 
     @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_step_fwd", lib=_LIB)
-    def _(x, v, k, *args):
-        return _fake_fwd(x, v, k, args, False)
+    def _(x, v, k, *args, **kwargs):
+        args, extra = split_trailing("neuron_step_fwd", args, kwargs)
+        return _fake_fwd(x, v, k, args, False, **extra)
 
     @torch.library.register_fake(f"sltt_kernels::{prefix}neuron_step_bwd", lib=_LIB)
     def _(grad_spike, grad_v_new, saved, k, *args, **kwargs):
-        args, v_new = split_v_new(args, kwargs)
-        return _fake_bwd(grad_spike, grad_v_new, saved, k, args, False, v_new=v_new)
+        args, extra = split_trailing("neuron_step_bwd", args, kwargs)
+        return _fake_bwd(grad_spike, grad_v_new, saved, k, args, False, **extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,11 +223,14 @@ def _register_fakes(triton: bool):
 
 def _setup_context(ctx, inputs, output):
     x, v, k, *rest = inputs
-    args = NeuronArgs(*rest)
+    n = len(NeuronArgs._fields)
+    args = NeuronArgs(*rest[:n])
+    threshold = rest[n] if len(rest) > n else None
     spikes, v_last, saved = output
     ctx.args = args
     ctx.has_v = v is not None
     ctx.k_shape = None if k is None else k.shape
+    ctx.threshold_shape = None if threshold is None else threshold.shape
     ctx.spikes_like = (spikes.shape, spikes.dtype, spikes.device)
     # save='spike_state' (one SLTT step) keeps the spike bit and reads h - theta from the step's
     # output state v_new, the tensor the caller keeps as its state until the next step: saving it
@@ -198,7 +238,7 @@ def _setup_context(ctx, inputs, output):
     # change of it (sltt_kernels/memory.py says how SavedTensorMeter counts it)
     if args.save == "spike_state" and not torch.compiler.is_compiling():
         _memory.note_step_state(v_last)
-    ctx.save_for_backward(saved, k, v_last if args.save == "spike_state" else None)
+    ctx.save_for_backward(saved, k, v_last if args.save == "spike_state" else None, threshold)
     ctx.mark_non_differentiable(saved)
     if args.grad == "sltt":
         ctx.mark_non_differentiable(v_last)
@@ -214,21 +254,28 @@ def _make_backward(bwd_op):
                 "sltt_kernels: higher-order gradients (autograd.grad with create_graph=True) are not supported "
                 "by the fused ops; use backend='reference' for them"
             )
-        saved, k, v_new = ctx.saved_tensors
+        saved, k, v_new, threshold = ctx.saved_tensors
         args = ctx.args
+        nones = (None,) * (len(args) + 1)  # the neuron arguments and the threshold
         if args.save == "none":
             raise RuntimeError("sltt_kernels: backward through a forward that saved nothing (it ran without grad)")
         bptt = args.grad == "bptt"
         if grad_spikes is None and (grad_v_last is None or not bptt):
-            return (None,) * (3 + len(args))
+            return (None,) * 3 + nones
         if grad_spikes is None:  # only the state reached the loss
             shape, dtype, device = ctx.spikes_like
             grad_spikes = torch.zeros(shape, dtype=dtype, device=device)
-        extra = (v_new,) if args.save == "spike_state" else ()  # the step backward's trailing v_new
-        grad_x, grad_v, grad_k = bwd_op(grad_spikes, grad_v_last if bptt else None, saved, k, *args, *extra)
-        has_grad_k = ctx.k_shape is not None and args.save == "h_v0"
-        return (grad_x, grad_v if (bptt and ctx.has_v) else None,
-                grad_k.reshape(ctx.k_shape) if has_grad_k else None) + (None,) * len(args)
+        extra = {"threshold": threshold} if threshold is not None else {}
+        if args.save == "spike_state":
+            extra["v_new"] = v_new  # the step backward's trailing v_new
+        grad_x, grad_v, grad_k, grad_threshold = bwd_op(grad_spikes, grad_v_last if bptt else None, saved, k, *args,
+                                                        **extra)
+        learned = args.save == "h_v0"  # where the kernels compute the parameters' gradients
+        return ((grad_x, grad_v if (bptt and ctx.has_v) else None,
+                 grad_k.reshape(ctx.k_shape) if (ctx.k_shape is not None and learned) else None)
+                + (None,) * len(args)
+                + (grad_threshold.reshape(ctx.threshold_shape) if (ctx.threshold_shape is not None and learned)
+                   else None,))
 
     return backward
 
@@ -262,20 +309,22 @@ for _triton in (False, True):
 
 def _legacy_alias(new_name: str):
     target = getattr(torch.ops.sltt_kernels, new_name)
+    backward = new_name.endswith("_bwd")
 
     def call(*args):
-        return target(*args)
+        out = target(*args)
+        return tuple(out[:3]) if backward else out  # the old backward ops had no grad_threshold
 
     return call
 
 
 # The names these ops had before they served every neuron model (lif_multistep_fwd, ...): aliases
-# that decompose into the ops above, so raw calls written against the old names keep working
-# (autograd, fake kernels and torch.compile come from the ops they call).
+# with their old schemas that decompose into the ops above, so raw calls written against the old
+# names keep working (autograd, fake kernels and torch.compile come from the ops they call).
 LEGACY_NAMES = {f"{prefix}lif_{name[len('neuron_'):]}": f"{prefix}{name}"
                 for name in OPS for prefix in ("", TRITON_PREFIX)}
 for _old, _new in LEGACY_NAMES.items():
-    _LIB.define(f"{_old}{_schema(_new[len(TRITON_PREFIX):] if _new.startswith(TRITON_PREFIX) else _new)}")
+    _LIB.define(f"{_old}{_schema(_new[len(TRITON_PREFIX):] if _new.startswith(TRITON_PREFIX) else _new, legacy=True)}")
     _LIB.impl(_old, _legacy_alias(_new), "CompositeImplicitAutograd")
 
 # The compiled CPU/CUDA implementations register themselves against the schemas above.

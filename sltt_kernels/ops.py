@@ -14,27 +14,54 @@ import torch
 
 from . import _config, _registration, reference
 from ._backend import select_backend
-from ._config import NeuronArgs, check_input, check_k, check_state, state_dtype
+from ._config import NeuronArgs, check_input, check_state, state_dtype
 
 __all__ = ["run_neuron"]
 
 
+def neuron_param(t, name: str, x: torch.Tensor, state_shape) -> torch.Tensor:
+    """A neuron parameter given as a tensor (k, beta, a threshold): one element, or a shape that
+    broadcasts to the state's shape `state_shape` (a per-channel [C, 1, 1] of a conv layer's
+    [B, C, H, W] state, a per-feature [F] of [B, F]), expanded to it: one value per neuron. The
+    expansion is a view, so autograd sums each neuron's gradient back into the given shape."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    _config.check_device(t, name, x)
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
+    if t.numel() == 1:
+        return t
+    try:
+        shape = torch.broadcast_shapes(t.shape, state_shape)
+    except RuntimeError:
+        shape = None
+    if shape is None or tuple(shape) != tuple(state_shape):
+        raise ValueError(f"{name} must have one element or a shape that broadcasts to the state's shape "
+                         f"{tuple(state_shape)} (one value per neuron), got shape {tuple(t.shape)}")
+    return t.expand(state_shape)
+
+
 def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, multistep: bool,
-               backend: str = "auto", k: Optional[torch.Tensor] = None):
+               backend: str = "auto", k: Optional[torch.Tensor] = None, threshold: Optional[torch.Tensor] = None):
     """A validated neuron on x ([T, ...] if multistep, else one step [...]) from state v.
 
+    k: the model's k (LIF: 1/tau; leaky: beta) and threshold (replacing cfg.v_threshold) as
+    tensors: one element, or a shape that broadcasts to the state's (one per neuron); their
+    gradients reach them when they require grad.
     Returns (spikes in x's dtype, the new state in the state dtype)."""
     check_input(x, "x", multistep=multistep)
     state_shape = x.shape[1:] if multistep else x.shape
     if v is not None:
         check_state(v, "v0" if multistep else "v", x, state_shape)
     if k is not None:
-        check_k(k, x)
+        k = neuron_param(k, "k", x, state_shape)
+    if threshold is not None:
+        threshold = neuron_param(threshold, "threshold", x, state_shape)
     which = select_backend(x, backend)
     if which == "reference":
-        return reference.run(cfg, x, v, k, multistep)
+        return reference.run(cfg, x, v, k, multistep, threshold=threshold)
     if not torch.compiler.is_compiling():
-        _refuse_transforms(x, v, k)
+        _refuse_transforms(x, v, k, threshold)
     sdt = state_dtype(x.dtype)
     if v is not None:
         v = v.to(sdt)
@@ -44,14 +71,17 @@ def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, m
         v = torch.full(x.shape, cfg.v_reset, dtype=sdt, device=x.device)
     if k is not None:
         k = k.to(sdt)
+    if threshold is not None:
+        threshold = threshold.to(sdt)
     grad_on = torch.is_grad_enabled()
-    learn_k = grad_on and k is not None and k.requires_grad
-    needs_grad = grad_on and (x.requires_grad or (v is not None and v.requires_grad) or learn_k)
-    save = cfg.save_kind(needs_grad, learn_k, half=x.dtype in _config.HALF_DTYPES, step=not multistep)
+    learn = grad_on and ((k is not None and k.requires_grad) or (threshold is not None and threshold.requires_grad))
+    needs_grad = grad_on and (x.requires_grad or (v is not None and v.requires_grad) or learn)
+    save = cfg.save_kind(needs_grad, learn, half=x.dtype in _config.HALF_DTYPES, step=not multistep)
     if which == "triton":
         from .triton import ops as _triton_ops  # noqa: F401  (registers the Triton kernels on first use)
     fwd = _registration.op("neuron_multistep_fwd" if multistep else "neuron_step_fwd", triton=which == "triton")
-    spikes, v_new, _ = fwd(x, v, k, *cfg.args(save))
+    extra = {} if threshold is None else {"threshold": threshold}
+    spikes, v_new, _ = fwd(x, v, k, *cfg.args(save), **extra)
     return spikes, v_new
 
 

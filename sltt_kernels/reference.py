@@ -35,7 +35,7 @@ from typing import Optional
 import torch
 
 from . import _config
-from ._config import NeuronArgs, check_input, check_k, check_state, state_dtype
+from ._config import NeuronArgs, check_input, check_param, check_state, state_dtype
 from .surrogate import spike, surrogate_grad
 
 __all__ = [
@@ -106,19 +106,27 @@ def _initial_state(cfg: NeuronArgs, x_step: torch.Tensor, v0: Optional[torch.Ten
     return v0.to(dtype)
 
 
-def _run(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor], k, record: bool):
+def _param(t, sdt):
+    """k or the threshold as the equations read it: one element as a 0-d tensor, else as given
+    (the state's shape, or a shape that broadcasts to it)."""
+    t = t.to(sdt)
+    return t.reshape(()) if t.numel() == 1 else t
+
+
+def _run(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor], k, record: bool, threshold=None):
     model = cfg.model
     v = _initial_state(cfg, x[0], v0)
     sdt = v.dtype
     if k is not None:
-        k = k.to(sdt).reshape(())
+        k = _param(k, sdt)
+    theta = cfg.v_threshold if threshold is None else _param(threshold, sdt)
     spikes, hs, vs = [], [], []
     for t in range(x.shape[0]):
         if cfg.grad == "sltt":
             v = v.detach()
-        h = model.charge(cfg, v, x[t].to(sdt), k)
-        s = spike(h - cfg.v_threshold, cfg.surrogate, cfg.surrogate_alpha, strict=model.strict_fire)
-        v = model.reset(cfg, h, s)
+        h = model.charge(cfg, v, x[t].to(sdt), k, theta)
+        s = spike(h - theta, cfg.surrogate, cfg.surrogate_alpha, strict=model.strict_fire)
+        v = model.reset(cfg, h, s, theta)
         spikes.append(s)
         if record:
             hs.append(h)
@@ -130,23 +138,29 @@ def _run(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor], k, record
     return out_spikes, v_last
 
 
-def run(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor] = None, k=None, multistep: bool = True):
-    """A checked NeuronArgs on x: [T, ...] (multistep) or one step [...]; returns (spikes, v)."""
+def run(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor] = None, k=None, multistep: bool = True,
+        threshold=None):
+    """A checked NeuronArgs on x: [T, ...] (multistep) or one step [...]; returns (spikes, v).
+    k (the model's k: LIF 1/tau, leaky beta) and threshold (replacing cfg.v_threshold): tensors
+    of one element or of the state's shape."""
     check_input(x, "x", multistep=multistep)
+    state_shape = x.shape[1:] if multistep else x.shape
     if v is not None:
-        check_state(v, "v0" if multistep else "v", x, x.shape[1:] if multistep else x.shape)
+        check_state(v, "v0" if multistep else "v", x, state_shape)
     if k is not None:
-        check_k(k, x)
+        check_param(k, "k", x, state_shape)
+    if threshold is not None:
+        check_param(threshold, "threshold", x, state_shape)
     if multistep:
-        return _run(cfg, x, v, k, record=False)
-    s, v_new = _run(cfg, x.unsqueeze(0), v, k, record=False)
+        return _run(cfg, x, v, k, record=False, threshold=threshold)
+    s, v_new = _run(cfg, x.unsqueeze(0), v, k, record=False, threshold=threshold)
     return s[0], v_new
 
 
-def multistep_states(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor] = None, k=None):
+def multistep_states(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor] = None, k=None, threshold=None):
     """The whole trajectory: (spikes [T, ...], h [T, ...], v [T, ...]); h and v in the state dtype."""
     check_input(x, "x", multistep=True)
-    return _run(cfg, x, v0, k, record=True)
+    return _run(cfg, x, v0, k, record=True, threshold=threshold)
 
 
 def multistep_backward(cfg: NeuronArgs, h: torch.Tensor, grad_spikes: torch.Tensor,

@@ -73,6 +73,31 @@ LIF_HD void prefetch_next_block(const P* row, int64_t n0, int64_t N, bool for_wr
 #endif
 }
 
+// The parameters of one block's neurons (lam, c, theta: what k and a threshold tensor set),
+// copied to arrays the inner loops read contiguously, the same shared values where no tensor
+// sets them: the loops then have no branch on where a parameter comes from.
+template <typename S>
+struct BlockParams {
+  S lam[kBlock];
+  S c[kBlock];
+  S theta[kBlock];
+  template <typename M, typename A>
+  LIF_HD void fill(const A& a, const NeuronParams<S>& p, bool uniform, int64_t n0, int64_t len) {
+    for (int64_t i = 0; i < len; ++i) {
+      const NeuronParams<S> q = uniform ? p : params_at<M>(a, n0 + i);
+      lam[i] = q.lam;
+      c[i] = q.c;
+      theta[i] = q.theta;
+    }
+  }
+  LIF_HD NeuronParams<S> at(NeuronParams<S> p, int64_t i) const {
+    p.lam = lam[i];
+    p.c = c[i];
+    p.theta = theta[i];
+    return p;
+  }
+};
+
 #if LIF_CPU_LANES
 // The forward without saved state (inference) when x is in the state dtype: chunks of one cache
 // line of neurons take all T steps with the state in registers, reading and writing T rows of one
@@ -122,10 +147,11 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   constexpr bool kSpikeBit = SV == Save::SpikeState;  // plane 0 holds s[t] rather than sg != 0
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
-  const NeuronParams<S> p = with_k(a.p, a.k);
+  const NeuronParams<S> p = params_at<M>(a, n0);
+  const bool uniform = uniform_params(a);
 #if LIF_CPU_LANES
   if constexpr (InRegisters && SV == Save::None && std::is_same<X, S>::value) {
-    const int64_t done = lif_fwd_lanes<S, NM, R>(a, p, n0, len);
+    const int64_t done = uniform ? lif_fwd_lanes<S, NM, R>(a, p, n0, len) : 0;
     n0 += done;
     len -= done;
     if (len == 0) return;
@@ -137,6 +163,9 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   S v[kBlock];
   uint32_t sg_flags[kBlock];
   uint32_t plane1_flags[kBlock];
+  BlockParams<S> bp;
+  bp.template fill<M>(a, p, uniform, n0, len);
+  const NeuronParams<S> p0 = p;
   for (int64_t i = 0; i < len; ++i) v[i] = a.v0 ? a.v0[n0 + i] : p.v_r;
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
   if (SV == Save::HV0)
@@ -150,6 +179,7 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
     prefetch_next_block(xt, n0, N, false);
     prefetch_next_block(st, n0, N, true);
     for (int64_t i = 0; i < len; ++i) {
+      const NeuronParams<S> p = bp.at(p0, i);
       const S v_prev = v[i];
       const S h = M::template charge<R>(p, v_prev, S(xt[i]));
       const bool spike = M::fire(p, h);
@@ -176,19 +206,23 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
   constexpr bool kSpikeBit = SV == Save::SpikeState;  // s[t] bits and the output state (T = 1)
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
-  const NeuronParams<S> p = with_k(a.p, a.k);
+  const NeuronParams<S> p0 = params_at<M>(a, n0);
+  BlockParams<S> bp;
+  bp.template fill<M>(a, p0, uniform_params(a), n0, len);
   const bool learn_k = a.grad_k != nullptr;
+  const bool learn_theta = a.grad_theta != nullptr;
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t W = lif_mask_words(N);
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
   S gv[kBlock];
   S gk[kBlock];
+  S gtheta[kBlock];
   uint32_t sg_flags[kBlock];
   uint32_t plane1_flags[kBlock];
   if (G == Grad::BPTT)
     for (int64_t i = 0; i < len; ++i) gv[i] = a.grad_v_last ? a.grad_v_last[n0 + i] : S(0);
-  for (int64_t i = 0; i < len; ++i) gk[i] = S(0);
+  for (int64_t i = 0; i < len; ++i) gk[i] = gtheta[i] = S(0);
   for (int64_t t = T - 1; t >= 0; --t) {
     const X* __restrict gst = a.grad_spikes + t * N + n0;
     X* __restrict gxt = a.grad_x + t * N + n0;
@@ -203,6 +237,7 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
     prefetch_next_block(gxt, n0, N, true);
     if (kH) prefetch_next_block(ht, n0, N, false);
     for (int64_t i = 0; i < len; ++i) {
+      const NeuronParams<S> p = bp.at(p0, i);
       S h = S(0);
       S sg;
       bool spike = false;
@@ -236,11 +271,14 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
         reset_flag = M::reset_flag(p, v_prev);
       }
       S gh = S(gst[i]) * sg;
+      const S gv_in = G == Grad::BPTT ? gv[i] : S(0);  // dL/dv[t] from the steps after t
       if (G == Grad::BPTT) {
         gh = lif_fma(gv[i], M::template dv_dh<R, Detach>(p, h, spike, sg), gh);
         gv[i] = M::template dcharge_dv<R>(p, reset_flag) * gh;
       }
-      if (SV == Save::HV0 && learn_k) gk[i] = lif_fma(gh, M::dcharge_dk(p, v_prev, h), gk[i]);
+      if (SV == Save::HV0 && learn_k) gk[i] = lif_fma(gh, M::template dcharge_dk<R>(p, v_prev, h, reset_flag), gk[i]);
+      if (SV == Save::HV0 && learn_theta)
+        gtheta[i] += threshold_grad<M, R, Detach>(p, S(gst[i]), gv_in, gh, h, sg, spike, reset_flag);
       gxt[i] = X(p.c * gh);
     }
   }
@@ -248,6 +286,8 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
     for (int64_t i = 0; i < len; ++i) a.grad_v0[n0 + i] = gv[i];
   if (learn_k)
     for (int64_t i = 0; i < len; ++i) a.grad_k[n0 + i] = gk[i];
+  if (learn_theta)
+    for (int64_t i = 0; i < len; ++i) a.grad_theta[n0 + i] = gtheta[i];
 }
 
 // Range drivers over blocks [b0, b1). The AVX2+FMA copies are the same code compiled for

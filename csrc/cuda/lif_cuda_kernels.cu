@@ -81,11 +81,11 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
-  const NeuronParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t n = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const bool live = n < N;
+  const NeuronParams<S> p = params_at<M>(a, live ? n : 0);
   // Threads past N stay in the loop: every lane must take part in the ballots.
   const int64_t word = n >> 5;
   const int64_t W = lif_mask_words(N);
@@ -148,17 +148,19 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
   constexpr bool kH = SV == Save::H || SV == Save::HV0;
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
-  const NeuronParams<S> p = with_k(a.p, a.k);
   const int64_t N = a.N;
   const int64_t T = a.T;
   const int64_t n = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (n >= N) return;  // no warp collectives here
+  const NeuronParams<S> p = params_at<M>(a, n);
   const int64_t W = lif_mask_words(N);
   const int64_t word = n >> 5;
   const int bit = int(n & 31);
   const bool learn_k = a.grad_k != nullptr;
+  const bool learn_theta = a.grad_theta != nullptr;
   S gv = S(0);
   S gk = S(0);
+  S gtheta = S(0);
   if (G == Grad::BPTT && a.grad_v_last) gv = a.grad_v_last[n];
   for (int64_t t0 = T - 1; t0 >= 0; t0 -= kBatch) {
     BwdLoads<X, S> in[kBatch];
@@ -217,16 +219,20 @@ __global__ void __launch_bounds__(kThreads) lif_bwd_kernel(const BwdArgs<X, S> a
         reset_flag = M::reset_flag(p, v_prev);
       }
       S gh = to_state(in[j].g) * sg;
+      const S gv_in = gv;  // dL/dv[t] from the steps after t (0 for SLTT)
       if (G == Grad::BPTT) {
         gh = lif_fma(gv, M::template dv_dh<R, Detach>(p, h, spike, sg), gh);
         gv = M::template dcharge_dv<R>(p, reset_flag) * gh;
       }
-      if (SV == Save::HV0 && learn_k) gk = lif_fma(gh, M::dcharge_dk(p, v_prev, h), gk);
+      if (SV == Save::HV0 && learn_k) gk = lif_fma(gh, M::template dcharge_dk<R>(p, v_prev, h, reset_flag), gk);
+      if (SV == Save::HV0 && learn_theta)
+        gtheta += threshold_grad<M, R, Detach>(p, to_state(in[j].g), gv_in, gh, h, sg, spike, reset_flag);
       a.grad_x[t * N + n] = Store<X>::from(p.c * gh);
     }
   }
   if (G == Grad::BPTT && a.grad_v0) a.grad_v0[n] = gv;
   if (learn_k) a.grad_k[n] = gk;
+  if (learn_theta) a.grad_theta[n] = gtheta;
 }
 
 inline unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }

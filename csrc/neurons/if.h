@@ -19,7 +19,9 @@ struct NeuronModel<Neuron::IF> : ResetNowModel {
   template <Reset R, typename S>
   static LIF_HD S dcharge_dv(const NeuronParams<S>&, bool) { return S(1); }
   template <typename S>
-  static LIF_HD S dcharge_dk(const NeuronParams<S>&, S, S) { return S(0); }
+  static LIF_HD NeuronParams<S> with_k(NeuronParams<S> p, S) { return p; }  // never called: no k
+  template <Reset R, typename S>
+  static LIF_HD S dcharge_dk(const NeuronParams<S>&, S, S, bool) { return S(0); }
 };
 
 }  // namespace sltt

@@ -14,7 +14,7 @@ template <>
 struct NeuronModel<Neuron::Leaky> {
   static constexpr bool has_reset(Reset r) { return r == Reset::Soft || r == Reset::Hard || r == Reset::None; }
   static constexpr bool kResetAtNextCharge = true;
-  static constexpr bool kLearnableK = false;  // its decay is beta, a number
+  static constexpr bool kLearnableK = true;  // k is beta itself: lam = k
   static constexpr bool kNoLeak = false;
   static constexpr bool kUnitGainDetachedReset = true;
 
@@ -41,8 +41,25 @@ struct NeuronModel<Neuron::Leaky> {
   static LIF_HD S dcharge_dv(const NeuronParams<S>& p, bool r) {
     return (R == Reset::Hard && r) ? S(0) : p.lam;
   }
+  // k = beta, one number or one per neuron: lam = k.
   template <typename S>
-  static LIF_HD S dcharge_dk(const NeuronParams<S>&, S, S) { return S(0); }
+  static LIF_HD NeuronParams<S> with_k(NeuronParams<S> p, S k) {
+    p.lam = k;
+    return p;
+  }
+  // dh/dbeta: the previous membrane, zeroed where the zero reset applies (r: its reset flag).
+  template <Reset R, typename S>
+  static LIF_HD S dcharge_dk(const NeuronParams<S>&, S v_prev, S, bool r) {
+    return (R == Reset::Hard && r) ? S(0) : v_prev;
+  }
+  // The threshold's derivatives: the reset flag is detached, so theta reaches the state only
+  // through the subtraction of the charge (dh/dtheta = -r).
+  template <Reset R, typename S>
+  static LIF_HD S dv_ds(const NeuronParams<S>&, S) { return S(0); }
+  template <Reset R, typename S>
+  static LIF_HD S dv_dtheta(bool) { return S(0); }
+  template <Reset R, typename S>
+  static LIF_HD S dcharge_dtheta(bool r) { return (R == Reset::Soft && r) ? S(-1) : S(0); }
 };
 
 }  // namespace sltt

@@ -14,6 +14,14 @@ struct NeuronModel<Neuron::LIF> : ResetNowModel {
   static constexpr bool kNoLeak = false;
   static constexpr bool kUnitGainDetachedReset = false;
 
+  // k = 1/tau, one number or one per neuron (read on the device: no host synchronisation):
+  // lam = 1 - k, c = k (decay_input) or 1.
+  template <typename S>
+  static LIF_HD NeuronParams<S> with_k(NeuronParams<S> p, S k) {
+    p.lam = S(1) - k;
+    p.c = p.c_is_k ? k : S(1);
+    return p;
+  }
   // h = v_r + lam (v - v_r) + c x, as fma(lam, v - v_r, fma(c, x, v_r)): one fixed order that
   // every backend uses, so h, the spikes and the masks agree bit for bit.
   template <Reset R, typename S>
@@ -24,10 +32,13 @@ struct NeuronModel<Neuron::LIF> : ResetNowModel {
   template <Reset R, typename S>
   static LIF_HD S dcharge_dv(const NeuronParams<S>& p, bool) { return p.lam; }
   // dh[t]/dk for a learnable k = 1/tau (lam = 1 - k, c = k or 1). With c = k, x is not saved:
-  // h - v_prev = k (x - (v_prev - v_r)), so dh/dk = (h - v_prev) / k.
-  template <typename S>
-  static LIF_HD S dcharge_dk(const NeuronParams<S>& p, S v_prev, S h) {
-    return p.c_is_k ? (h - v_prev) / p.c : p.v_r - v_prev;
+  // h - v_prev = k (x - (v_prev - v_r)), so dh/dk = (h - v_prev) / k. At k = 0 (a sigmoid(w)
+  // that underflowed) that reads 0/0: 0 is returned, which gives dL/dw = dL/dk k (1 - k) = 0, the
+  // reference's answer (dL/dk itself would need x).
+  template <Reset R, typename S>
+  static LIF_HD S dcharge_dk(const NeuronParams<S>& p, S v_prev, S h, bool) {
+    if (!p.c_is_k) return p.v_r - v_prev;
+    return p.c == S(0) ? S(0) : (h - v_prev) / p.c;
   }
 };
 

@@ -25,9 +25,11 @@ SLTT_DEFINE_ENUM(Neuron, "neuron", SLTT_NEURONS)
 //   has_reset(r)            which resets the model has
 //   kResetAtNextCharge      a spike's reset is applied at the next step's charge, read from the
 //                           previous state (leaky), rather than at the step that fires
-//   kLearnableK             takes a learnable k = 1/tau (a tensor): lam = 1 - k
+//   kLearnableK             takes k as a tensor (LIF: 1/tau, lam = 1 - k; leaky: beta = lam)
 //   kNoLeak                 decay and input_gain are fixed at 1 (IF)
 //   kUnitGainDetachedReset  input_gain is fixed at 1 and the reset is detached (leaky)
+// and the derivatives a learnable k or threshold needs: with_k (k's parameters), dcharge_dk,
+// dv_ds, dv_dtheta, dcharge_dtheta (threshold_grad, below, combines them).
 template <Neuron NM>
 struct NeuronModel;
 
@@ -36,3 +38,18 @@ struct NeuronModel;
 #include "lif.h"
 #include "if.h"
 #include "leaky.h"
+
+namespace sltt {
+
+// dL/dtheta of one element-step (docs/design.md, section 2.5): theta reaches the loss through
+// the spike (ds/dtheta = -sg, on the spike's own gradient and, unless detached, the reset's),
+// through the reset with the spike held, and through the charge (the leaky model's subtraction).
+// gs: dL/ds[t]; gv: dL/dv[t] from later steps; gh: dL/dh[t].
+template <typename M, Reset R, bool Detach, typename S>
+LIF_HD S threshold_grad(const NeuronParams<S>& p, S gs, S gv, S gh, S h, S sg, bool spike, bool reset_flag) {
+  const S through_spike = Detach ? gs : lif_fma(gv, M::template dv_ds<R>(p, h), gs);
+  return -sg * through_spike + gv * M::template dv_dtheta<R, S>(spike) +
+         gh * M::template dcharge_dtheta<R, S>(reset_flag);
+}
+
+}  // namespace sltt

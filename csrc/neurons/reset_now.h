@@ -35,6 +35,19 @@ struct ResetNowModel {
     if (Detach) return keep;
     return lif_fma(-(h - p.v_r), sg, keep);
   }
+  // The reset's derivatives besides dv_dh, for a threshold whose gradient is asked for: dv/ds
+  // through the spike (soft: v = h - theta s; hard: v = h + (v_r - h) s) and dv/dtheta with the
+  // spike held (soft: -s). The charge does not read theta.
+  template <Reset R, typename S>
+  static LIF_HD S dv_ds(const NeuronParams<S>& p, S h) {
+    return R == Reset::Soft ? -p.theta : p.v_r - h;
+  }
+  template <Reset R, typename S>
+  static LIF_HD S dv_dtheta(bool spike) {
+    return (R == Reset::Soft && spike) ? S(-1) : S(0);
+  }
+  template <Reset R, typename S>
+  static LIF_HD S dcharge_dtheta(bool) { return S(0); }
   // The flag a charge reads from the previous state (none here).
   template <typename S>
   static LIF_HD bool reset_flag(const NeuronParams<S>&, S) { return false; }

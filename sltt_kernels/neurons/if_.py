@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from .. import _config
-from .._config import NeuronArgs, NeuronModel, cached
+from .._config import NeuronArgs, NeuronModel, cached, tensor_or_number
 from ..ops import run_neuron
 from .lif import reset_now, reset_now_config
 
@@ -32,32 +32,36 @@ def check_values(args: NeuronArgs) -> None:
                          f"{args.input_gain}")
 
 
-def charge(args: NeuronArgs, v, x, k):
+def charge(args: NeuronArgs, v, x, k, theta):
     return v + x
 
 
-def if_multistep(x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, v_threshold: float = 1.0,
+def if_multistep(x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, v_threshold=1.0,
                  v_reset: Optional[float] = 0.0, detach_reset: bool = False, surrogate="sigmoid",
                  grad: str = "bptt", backend: str = "auto"):
     """Fused multi-step integrate-and-fire neuron (SpikingJelly's IFNode): h = v + x, no leak.
 
-    x: [T, ...]; v0: [...]. Returns (spikes [T, ...] in x's dtype, v_last [...] in the state dtype).
+    x: [T, ...]; v0: [...]; v_threshold: a number, or a tensor of one element or of a shape that
+    broadcasts to [...] (one per neuron; learnable: its gradient is computed in the backward).
+    Returns (spikes [T, ...] in x's dtype, v_last [...] in the state dtype).
 
     Example:
         >>> spikes, v = if_multistep(torch.randn(4, 8, 16), v_reset=None, surrogate="rect")
     """
+    v_threshold, threshold = tensor_or_number(v_threshold, 1.0)
     cfg = if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset, surrogate=surrogate,
                     grad=grad)
-    return run_neuron(cfg, x, v0, multistep=True, backend=backend)
+    return run_neuron(cfg, x, v0, multistep=True, backend=backend, threshold=threshold)
 
 
-def if_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, v_threshold: float = 1.0,
+def if_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, v_threshold=1.0,
             v_reset: Optional[float] = 0.0, detach_reset: bool = False, surrogate="sigmoid", grad: str = "bptt",
             backend: str = "auto"):
-    """One IF time step: x, v: [...]. Returns (spike, v_new)."""
+    """One IF time step: x, v: [...]; v_threshold as if_multistep. Returns (spike, v_new)."""
+    v_threshold, threshold = tensor_or_number(v_threshold, 1.0)
     cfg = if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset, surrogate=surrogate,
                     grad=grad)
-    return run_neuron(cfg, x, v, multistep=False, backend=backend)
+    return run_neuron(cfg, x, v, multistep=False, backend=backend, threshold=threshold)
 
 
 MODEL = _config.register(NeuronModel(

@@ -6,7 +6,8 @@ Python knows of the model. Its kernel math is csrc/neurons/lif.h; docs/design.md
     reset   soft: v[t] = h[t] - theta s[t]               hard: v[t] = s[t] ? v_r : h[t]
 
 The parametric LIF is this model with k = 1/tau = sigmoid(w) a tensor (lam = 1 - k, c = k or 1),
-whose gradient the fused backward returns.
+one value or one per neuron, whose gradient the fused backward returns; the threshold may be a
+tensor too (docs/design.md, section 2.6).
 
 Example:
     >>> x = torch.randn(6, 32, 128, requires_grad=True)
@@ -20,7 +21,7 @@ from typing import Optional
 import torch
 
 from .. import _config
-from .._config import NeuronArgs, NeuronModel, cached, flag, grad_mode, number, surrogate_of
+from .._config import NeuronArgs, NeuronModel, cached, flag, grad_mode, number, surrogate_of, tensor_or_number
 from ..ops import run_neuron
 from ..reference import hard_reset
 
@@ -74,17 +75,18 @@ def decay_and_gain(args: NeuronArgs, k):
     return 1 - k, (k if args.decay_input else 1.0)
 
 
-def charge(args: NeuronArgs, v, x, k):
+def charge(args: NeuronArgs, v, x, k, theta):
     lam, c = decay_and_gain(args, k)
     return args.v_reset + lam * (v - args.v_reset) + c * x
 
 
-def reset_now(args: NeuronArgs, h, s):
-    """The reset of the models that reset at the step that fires (LIF, IF)."""
+def reset_now(args: NeuronArgs, h, s, theta):
+    """The reset of the models that reset at the step that fires (LIF, IF); theta: the threshold
+    (args.v_threshold, or a tensor of one element or one per neuron)."""
     if args.detach_reset:
         s = s.detach()
     if args.reset == "soft":
-        return h - args.v_threshold * s
+        return h - theta * s
     return hard_reset(h, s, args.v_reset)
 
 
@@ -93,13 +95,14 @@ def reset_now(args: NeuronArgs, h, s):
 
 
 def lif_multistep(x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, tau: float = 2.0,
-                  v_threshold: float = 1.0, v_reset: Optional[float] = 0.0, decay_input: bool = True,
+                  v_threshold=1.0, v_reset: Optional[float] = 0.0, decay_input: bool = True,
                   detach_reset: bool = False, surrogate="sigmoid", grad: str = "bptt", backend: str = "auto"):
     """Fused multi-step LIF neuron (SpikingJelly's LIFNode; docs/design.md, section 2.1).
 
     x: [T, ...] (time first, as SpikingJelly's step_mode='m'), float32/float64/float16/bfloat16.
     v0: [...] initial membrane potential (default v_reset, or 0 for soft reset).
-    tau >= 1; v_reset=None is a soft reset; surrogate: 'rect' | 'triangle' | 'sigmoid' | 'atan'
+    tau >= 1; v_threshold: a number, or a tensor of one element or of a shape that broadcasts to
+    [...] (one per neuron; learnable: the fused backward computes its gradient); v_reset=None is a soft reset; surrogate: 'rect' | 'triangle' | 'sigmoid' | 'atan'
     or an object of sltt_kernels.surrogate; grad: 'bptt' or 'sltt' (no gradient along time,
     none to v0, and v_last carries none); backend: 'auto' | 'cpu' | 'cuda' | 'triton' | 'reference'.
 
@@ -110,12 +113,13 @@ def lif_multistep(x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, tau: fl
         >>> spikes, v = lif_multistep(x, tau=2.0, v_reset=None, decay_input=False, surrogate="rect", grad="sltt")
         >>> spikes.sum().backward()
     """
+    v_threshold, threshold = tensor_or_number(v_threshold, 1.0)
     cfg = lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
                      detach_reset=detach_reset, surrogate=surrogate, grad=grad)
-    return run_neuron(cfg, x, v0, multistep=True, backend=backend)
+    return run_neuron(cfg, x, v0, multistep=True, backend=backend, threshold=threshold)
 
 
-def lif_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, tau: float = 2.0, v_threshold: float = 1.0,
+def lif_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, tau: float = 2.0, v_threshold=1.0,
              v_reset: Optional[float] = 0.0, decay_input: bool = True, detach_reset: bool = False,
              surrogate="sigmoid", grad: str = "bptt", backend: str = "auto"):
     """One LIF time step: the same keywords as `lif_multistep`.
@@ -129,44 +133,52 @@ def lif_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, tau: float = 
         >>> for x_t in torch.randn(4, 8, 16).unbind(0):
         ...     s, v = lif_step(x_t, v, surrogate="rect", grad="sltt")
     """
+    v_threshold, threshold = tensor_or_number(v_threshold, 1.0)
     cfg = lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
                      detach_reset=detach_reset, surrogate=surrogate, grad=grad)
-    return run_neuron(cfg, x, v, multistep=False, backend=backend)
+    return run_neuron(cfg, x, v, multistep=False, backend=backend, threshold=threshold)
 
 
 def plif_multistep(x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, w: torch.Tensor,
-                   v_threshold: float = 1.0, v_reset: Optional[float] = 0.0, decay_input: bool = True,
+                   v_threshold=1.0, v_reset: Optional[float] = 0.0, decay_input: bool = True,
                    detach_reset: bool = False, surrogate="sigmoid", grad: str = "bptt", backend: str = "auto"):
     """Fused multi-step parametric LIF (SpikingJelly's ParametricLIFNode): 1/tau = sigmoid(w),
-    with w a learnable one-element tensor whose gradient the fused backward computes.
+    with w a learnable tensor whose gradient the fused backward computes.
 
-    x: [T, ...]; v0: [...]; w: [] or [1]. Returns (spikes [T, ...], v_last [...]).
+    x: [T, ...]; v0: [...]; w: one element, or a shape that broadcasts to [...] (one time constant
+    per neuron or channel, e.g. [C, 1, 1]); v_threshold as lif_multistep.
+    Returns (spikes [T, ...], v_last [...]).
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor(0.0))    # tau = 2
         >>> spikes, v = plif_multistep(torch.randn(4, 8, 16), w=w)
         >>> spikes.sum().backward()                         # w.grad
     """
+    v_threshold, threshold = tensor_or_number(v_threshold, 1.0)
     cfg = plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input, detach_reset=detach_reset,
                       surrogate=surrogate, grad=grad)
-    return run_neuron(cfg, x, v0, multistep=True, backend=backend, k=plif_k(w, x))
+    return run_neuron(cfg, x, v0, multistep=True, backend=backend, k=plif_k(w, x), threshold=threshold)
 
 
-def plif_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, w: torch.Tensor, v_threshold: float = 1.0,
+def plif_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, w: torch.Tensor, v_threshold=1.0,
               v_reset: Optional[float] = 0.0, decay_input: bool = True, detach_reset: bool = False,
               surrogate="sigmoid", grad: str = "bptt", backend: str = "auto"):
     """One parametric-LIF step: x, v: [...]; w as plif_multistep. Returns (spike, v_new)."""
+    v_threshold, threshold = tensor_or_number(v_threshold, 1.0)
     cfg = plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input, detach_reset=detach_reset,
                       surrogate=surrogate, grad=grad)
-    return run_neuron(cfg, x, v, multistep=False, backend=backend, k=plif_k(w, x))
+    return run_neuron(cfg, x, v, multistep=False, backend=backend, k=plif_k(w, x), threshold=threshold)
 
 
 def plif_k(w, x) -> torch.Tensor:
-    """k = 1/tau = sigmoid(w) of a parametric LIF, w checked and named as the caller passed it."""
+    """k = 1/tau = sigmoid(w) of a parametric LIF, w checked and named as the caller passed it
+    (its shape against the state's is checked by run_neuron, as k's)."""
     if not isinstance(w, torch.Tensor):
         raise TypeError(f"w must be a torch.Tensor (1/tau = sigmoid(w)), got {type(w).__name__}")
-    if w.numel() != 1 or not w.is_floating_point():
-        raise ValueError(f"w must be one floating-point number, got shape {tuple(w.shape)} {w.dtype}")
+    if not w.is_floating_point():
+        raise TypeError(f"w must be a floating tensor, got {w.dtype}")
+    if w.numel() == 0:
+        raise ValueError(f"w must have one element or one per neuron, got shape {tuple(w.shape)}")
     if isinstance(x, torch.Tensor):
         _config.check_device(w, "w", x)  # the ops see k = sigmoid(w)
     return torch.sigmoid(w)

@@ -123,22 +123,29 @@ def _spike_grad(spike_grad) -> _surrogate.SurrogateFunction:
                          "are accepted too") from None
 
 
-def _one_number(name: str, value) -> torch.Tensor:
+def _one_number(name: str, value, per_neuron: bool = False) -> torch.Tensor:
     """A buffer as snnTorch makes it (torch.as_tensor of the value; a tensor is kept), checked
-    to hold one finite number: per-neuron values are not fused (issue 22, item 14)."""
+    to hold finite numbers: one, or (per_neuron: beta, threshold) one per neuron or channel."""
     if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must hold one number: a per-neuron {name} (shape {tuple(value.shape)}) is not "
-                             "fused; keep snntorch.Leaky for it")
+        if value.numel() != 1 and not per_neuron:
+            raise ValueError(f"{name} must hold one number, got shape {tuple(value.shape)}")
+        if value.numel() == 0:
+            raise ValueError(f"{name} must hold at least one number, got shape {tuple(value.shape)}")
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{name} must be a real number, got a {value.dtype} tensor")
         tensor = value
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         tensor = torch.as_tensor(value)
+    elif per_neuron and type(value).__module__ == "numpy" and hasattr(value, "dtype"):
+        # a numpy array (snnTorch's NIR import passes its per-neuron beta so): as snnTorch's
+        # torch.as_tensor makes it, if it holds real numbers
+        if value.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers, got a numpy array of {value.dtype}")
+        return _one_number(name, torch.as_tensor(value), per_neuron)
     else:
-        raise TypeError(f"{name} must be a number or a one-element tensor, got {type(value).__name__}")
+        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
     if not bool(torch.isfinite(tensor.detach()).all()):
-        raise ValueError(f"{name} must be finite, got {float(tensor)}")
+        raise ValueError(f"{name} must be finite, got {tensor.detach().flatten()[:8].tolist()}")
     return tensor
 
 
@@ -162,13 +169,12 @@ class _SnnTorchState:
                        learn_graded_spikes_factor) -> None:
         _refuse(inhibition, "inhibition=True")
         _refuse(bool(state_quant), "state_quant")
-        _refuse(learn_beta, "learn_beta=True (a learnable beta)")
-        _refuse(learn_threshold, "learn_threshold=True (a learnable threshold)")
-        _refuse(isinstance(beta, nn.Parameter) or isinstance(threshold, nn.Parameter),
-                "a learnable (nn.Parameter) beta or threshold")
         self._check_mechanism(reset_mechanism)
-        # snnTorch's buffers and parameter, its names and order, so checkpoints load strictly both ways
-        self.register_buffer("threshold", _one_number("threshold", threshold))
+        # snnTorch's buffers and parameters, its names and order, so checkpoints load strictly both
+        # ways; beta and threshold may hold one number or one per neuron (a shape that broadcasts
+        # to the membrane's), learnable (learn_beta / learn_threshold, or an nn.Parameter given)
+        # with the fused backward computing their gradients
+        self._register_param("threshold", _one_number("threshold", threshold, per_neuron=True), learn_threshold)
         factor = _one_number("graded_spikes_factor", graded_spikes_factor)
         if learn_graded_spikes_factor or isinstance(factor, nn.Parameter):
             # learnable: the spikes times this tensor, its gradient from autograd (sum of grad * spike)
@@ -176,7 +182,7 @@ class _SnnTorchState:
         else:
             self.register_buffer("graded_spikes_factor", factor)
         self.register_buffer("reset_mechanism_val", torch.as_tensor(RESET_MECHANISMS.index(reset_mechanism)))
-        self.register_buffer("beta", _one_number("beta", beta))
+        self._register_param("beta", _one_number("beta", beta, per_neuron=True), learn_beta)
         self.spike_grad = spike_grad
         self.init_hidden = bool(init_hidden)
         self.output = bool(output)
@@ -190,6 +196,12 @@ class _SnnTorchState:
         self.v = torch.zeros(0)
         self._numbers()
         self._join_snntorch_instances()
+
+    def _register_param(self, name: str, value: torch.Tensor, learn: bool) -> None:
+        if learn or isinstance(value, nn.Parameter):
+            setattr(self, name, value if isinstance(value, nn.Parameter) else nn.Parameter(value))
+        else:
+            self.register_buffer(name, value)
 
     def _join_snntorch_instances(self) -> None:
         """snnTorch's utils.reset / backprop reset the neurons its class-level list holds
@@ -209,10 +221,11 @@ class _SnnTorchState:
 
     # -- the buffers as Python numbers ---------------------------------------------------------
 
-    def _numbers(self) -> Tuple[float, float, Optional[float], str]:
-        """(beta clamped to [0, 1] as snnTorch's forward does, threshold, graded_spikes_factor
-        (None when it is a learnable parameter: the forward multiplies by the tensor), reset
-        mechanism), read from the buffers. Kept until a buffer changes (another tensor or
+    def _numbers(self) -> Tuple[Optional[float], Optional[float], Optional[float], str]:
+        """(beta clamped to [0, 1] as snnTorch's forward does, threshold, graded_spikes_factor,
+        reset mechanism), read from the buffers; beta, threshold or the factor is None when it is
+        a learnable parameter or (beta, threshold) holds one value per neuron: the forward then
+        passes the tensor (`_k`, `_threshold`) or multiplies by it. Kept until a buffer changes (another tensor or
         an in-place write, as load_state_dict's): reading a CUDA buffer waits for the device.
         Under torch.compile the kept numbers are used as they are (renewed by every eager call,
         load_state_dict and .to(); an in-place write to a buffer between compiled calls is not
@@ -222,7 +235,10 @@ class _SnnTorchState:
             return cache[2]
         factor = self.graded_spikes_factor
         learnable = isinstance(factor, nn.Parameter)  # an optimizer writes it every step: not read
-        tensors = (self.beta, self.threshold, self.reset_mechanism_val) + (() if learnable else (factor,))
+        as_number = {name: not isinstance(t, nn.Parameter) and t.numel() == 1
+                     for name, t in (("beta", self.beta), ("threshold", self.threshold))}
+        tensors = ((self.reset_mechanism_val,) + tuple(getattr(self, n) for n, one in as_number.items() if one)
+                   + (() if learnable else (factor,)))
         try:
             versions = tuple(t._version for t in tensors)
         except RuntimeError:  # an inference-mode tensor has no version counter: read every time
@@ -230,16 +246,16 @@ class _SnnTorchState:
         if (cache is not None and versions is not None and cache[1] == versions
                 and all(a is b for a, b in zip(cache[0], tensors))):
             return cache[2]
-        for name, t in (("beta", self.beta), ("threshold", self.threshold), ("graded_spikes_factor", factor)):
-            if t.numel() != 1:
-                raise ValueError(f"{type(self).__name__}: {name} must hold one number, got shape {tuple(t.shape)} "
-                                 "(a per-neuron value is not fused; keep snntorch.Leaky for it)")
+        if factor.numel() != 1:
+            raise ValueError(f"{type(self).__name__}: graded_spikes_factor must hold one number, got shape "
+                             f"{tuple(factor.shape)}")
         code = int(self.reset_mechanism_val)
         if not 0 <= code < len(RESET_MECHANISMS):
             raise ValueError(f"{type(self).__name__}: reset_mechanism_val must be 0, 1 or 2 (subtract, zero, none), "
                              f"got {code}")
-        beta = min(max(float(self.beta), 0.0), 1.0)
-        numbers_now = (beta, float(self.threshold), None if learnable else float(factor), RESET_MECHANISMS[code])
+        beta = min(max(float(self.beta), 0.0), 1.0) if as_number["beta"] else None
+        threshold = float(self.threshold) if as_number["threshold"] else None
+        numbers_now = (beta, threshold, None if learnable else float(factor), RESET_MECHANISMS[code])
         self.__dict__["_numbers_cache"] = (tensors, versions, numbers_now)
         return numbers_now
 
@@ -255,6 +271,14 @@ class _SnnTorchState:
         if not self.beta.is_meta:
             self._numbers()
         return out
+
+    def _beta_tensor(self) -> Optional[torch.Tensor]:
+        """beta as the forward uses it when it is a tensor (learnable or per neuron): clamped to
+        [0, 1] as snnTorch's forward does (the clamp's gradient is autograd's); else None."""
+        return None if self._numbers()[0] is not None else self.beta.clamp(0, 1)
+
+    def _threshold(self) -> Optional[torch.Tensor]:
+        return None if self._numbers()[1] is not None else self.threshold
 
     # -- snnTorch's attributes -----------------------------------------------------------------
 
@@ -343,10 +367,19 @@ class _SnnTorchState:
 
     def _repr_common(self) -> str:
         beta, threshold, factor, mech = self._numbers()
+        beta = float("nan") if beta is None else beta  # a tensor: named below
+        threshold = float("nan") if threshold is None else threshold
         graded = (", learn_graded_spikes_factor=True" if factor is None
                   else f", graded_spikes_factor={factor:.6g}" if factor != 1.0 else "")
         graded += ", surrogate_disable=True" if self.surrogate_disable else ""
-        return (f"beta={beta:.6g}, threshold={threshold:.6g}, spike_grad={self.spike_grad!r}, reset_mechanism={mech!r}"
+        text = {"beta": f"{beta:.6g}", "threshold": f"{threshold:.6g}"}
+        for name in text:
+            t = getattr(self, name)
+            if isinstance(t, nn.Parameter) or t.numel() != 1:
+                text[name] = (f"{'learnable ' if isinstance(t, nn.Parameter) else ''}"
+                              f"{'per-neuron ' if t.numel() != 1 else ''}tensor{list(t.shape)}")
+        return (f"beta={text['beta']}, threshold={text['threshold']}, spike_grad={self.spike_grad!r}, "
+                f"reset_mechanism={mech!r}"
                 f"{graded}, init_hidden={self.init_hidden}, output={self.output}, step_mode={self.step_mode!r}, "
                 f"grad_mode={self.grad_mode!r}, backend={self.backend!r}")
 
@@ -358,13 +391,14 @@ class Leaky(_SnnTorchState, BaseNode, *_ROOT):
 
     Shapes: step_mode='s': cur [B, ...] -> spk [B, ...]; 'm': cur [T, B, ...] -> spk [T, B, ...]
     and mem of the last step. spk in cur's dtype (times graded_spikes_factor); mem float32
-    (float64 for float64 input). beta, threshold, graded_spikes_factor: one number each (a
-    Python number or a one-element tensor; beta is clamped to [0, 1] as snnTorch's forward
-    does). spike_grad: snnTorch's surrogate.atan() (the default) or fast_sigmoid(), or one of
+    (float64 for float64 input). beta, threshold: a number or a tensor of one value or one per
+    neuron (a shape that broadcasts to the membrane's: [F] for [B, F], [C, 1, 1] for [B, C, H, W]),
+    learnable with learn_beta / learn_threshold (or given as nn.Parameter), their gradients from
+    the fused backward; beta is clamped to [0, 1] as snnTorch's forward does.
+    graded_spikes_factor: one number. spike_grad: snnTorch's surrogate.atan() (the default) or fast_sigmoid(), or one of
     sltt_kernels.surrogate's; surrogate_disable=True: the spikes carry no gradient.
     learn_graded_spikes_factor=True makes the spike factor a parameter (autograd's gradient).
-    Not fused (ValueError, keep snntorch.Leaky): per-neuron or learnable beta / threshold,
-    inhibition, state_quant; reset_delay=False is `SnnTorchLeaky`.
+    Not fused (ValueError, keep snntorch.Leaky): inhibition, state_quant; reset_delay=False is `SnnTorchLeaky`.
 
     With snnTorch installed this is a `snntorch.Leaky`: `snntorch.utils.reset(net)` zeroes and
     detaches its `mem`. Setting reset_mechanism changes the dynamics from the next step (snnTorch
@@ -396,8 +430,12 @@ class Leaky(_SnnTorchState, BaseNode, *_ROOT):
 
     def _config_now(self):
         beta, threshold, _, mech = self._numbers()
-        return _config.leaky_config(beta=beta, threshold=threshold, reset_mechanism=mech, surrogate=self.spike_grad,
-                                    grad=self.grad_mode)
+        # a tensor beta or threshold: the configuration holds a placeholder the kernels replace
+        return _config.leaky_config(beta=0.5 if beta is None else beta, threshold=1.0 if threshold is None else threshold,
+                                    reset_mechanism=mech, surrogate=self.spike_grad, grad=self.grad_mode)
+
+    def _k(self) -> Optional[torch.Tensor]:
+        return self._beta_tensor()  # the leaky model's k is beta
 
     def extra_repr(self) -> str:
         return self._repr_common()
@@ -446,13 +484,21 @@ class SnnTorchLeaky(_SnnTorchState, LIFNode, *_ROOT):
                              "use sltt_kernels.nn.Leaky")
 
     def _lif_values(self):
+        """(tau, v_threshold, v_reset) as LIFNode reads them; tau 2.0 and v_threshold 1.0 are
+        placeholders where beta or the threshold is a tensor (`_k`, `_threshold` pass it)."""
         beta, threshold, _, mech = self._numbers()
         if mech == "none":
             raise ValueError(f"{type(self).__name__}: reset_mechanism 'none' (reset_mechanism_val 2) is not this neuron; "
                              "use sltt_kernels.nn.Leaky")
-        if not beta < 1.0:
+        if beta is not None and not beta < 1.0:
             raise ValueError(f"{type(self).__name__}: beta must be < 1 (tau = 1 / (1 - beta)), got {beta}")
-        return 1.0 / (1.0 - beta), threshold, (0.0 if mech == "zero" else None)
+        tau = 2.0 if beta is None else 1.0 / (1.0 - beta)
+        return tau, 1.0 if threshold is None else threshold, (0.0 if mech == "zero" else None)
+
+    def _k(self) -> Optional[torch.Tensor]:
+        # the LIF's k = 1/tau = 1 - beta (lam = 1 - k rounds back to beta within an ulp)
+        beta = self._beta_tensor()
+        return None if beta is None else 1.0 - beta
 
     # LIFNode's attributes, from snnTorch's buffers
     tau = property(lambda self: self._lif_values()[0], doc="1 / (1 - beta)")

@@ -61,6 +61,11 @@ class BaseNode(MemoryModule):
         raise NotImplementedError
 
     def _k(self) -> Optional[torch.Tensor]:
+        """The model's k as a tensor (a learnable or per-neuron time constant), else None."""
+        return None
+
+    def _threshold(self) -> Optional[torch.Tensor]:
+        """The threshold as a tensor (learnable or per neuron), else None: the configuration's."""
         return None
 
     def _state_tensor(self, v, x: torch.Tensor, multistep: bool) -> Optional[torch.Tensor]:
@@ -94,7 +99,8 @@ class BaseNode(MemoryModule):
     def _step(self, x: torch.Tensor, states: tuple) -> Tuple[torch.Tensor, tuple]:
         new = dict(zip(self._memories, states))
         spike, new["v"] = run_neuron(self._config_now(), x, self._state_tensor(new["v"], x, multistep=False),
-                                     multistep=False, backend=self.backend, k=self._k())
+                                     multistep=False, backend=self.backend, k=self._k(),
+                                     threshold=self._threshold())
         if self.store_v_seq:  # single-step: v_seq grows by one step per call until reset()
             new["v_seq"] = _v_seq_with(new["v_seq"], new["v"])
         return spike, tuple(new.values())
@@ -107,14 +113,16 @@ class BaseNode(MemoryModule):
         new = dict(zip(self._memories, states))
         v0 = self._state_tensor(new["v"], x_seq, multistep=True)
         if not self.store_v_seq:
-            spikes, new["v"] = run_neuron(cfg, x_seq, v0, multistep=True, backend=self.backend, k=self._k())
+            spikes, new["v"] = run_neuron(cfg, x_seq, v0, multistep=True, backend=self.backend, k=self._k(),
+                                     threshold=self._threshold())
             return spikes, tuple(new.values())
         # v_seq: one step at a time, so every v[t] is an output (the gradients are the same)
         spikes, vs = [], []
         v = v0 if v0 is not None else torch.full_like(x_seq[0], cfg.v_reset, dtype=_config.state_dtype(x_seq.dtype),
                                                       memory_format=torch.contiguous_format)
         for t in range(x_seq.shape[0]):
-            s, v = run_neuron(cfg, x_seq[t], v, multistep=False, backend=self.backend, k=self._k())
+            s, v = run_neuron(cfg, x_seq[t], v, multistep=False, backend=self.backend, k=self._k(),
+                                     threshold=self._threshold())
             spikes.append(s)
             vs.append(v)
         new["v"], new["v_seq"] = v, torch.stack(vs)

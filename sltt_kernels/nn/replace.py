@@ -92,10 +92,14 @@ def _snntorch_buffer(m: nn.Module, name: str, default):
     return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
+def _snntorch_param(m: nn.Module, name: str, default):
+    """beta or threshold of snnTorch neuron m: a learnable one is the same nn.Parameter (an
+    optimizer that holds it keeps training it), a buffer a copy (_snntorch_buffer)."""
+    value = getattr(m, name, default)
+    return value if isinstance(value, nn.Parameter) else _snntorch_buffer(m, name, default)
+
+
 def _from_snntorch(m: nn.Module, backend: str):
-    learnable = [name for name in ("beta", "threshold") if isinstance(getattr(m, name, None), nn.Parameter)]
-    if learnable:
-        return None, f"learnable {' and '.join(learnable)} (learn_{' / learn_'.join(learnable)}): not fused"
     if isinstance(getattr(m, "graded_spikes_factor", None), nn.Parameter):
         # kept, as graded spikes are: its parameter stays where the optimizer has it
         return None, "learnable graded_spikes_factor (learn_graded_spikes_factor=True): graded spikes stay snnTorch's"
@@ -106,10 +110,6 @@ def _from_snntorch(m: nn.Module, backend: str):
         return None, "a per-neuron graded_spikes_factor"
     if float(factor) != 1.0:
         return None, f"graded spikes (graded_spikes_factor={float(factor)})"
-    for name in ("beta", "threshold"):
-        value = getattr(m, name)
-        if isinstance(value, torch.Tensor) and value.numel() != 1:
-            return None, f"a per-neuron {name} (shape {tuple(value.shape)}): one number per layer is fused"
     mech = getattr(m, "reset_mechanism", "subtract")
     if mech not in RESET_MECHANISMS:
         return None, f"reset_mechanism={mech!r}"
@@ -120,13 +120,13 @@ def _from_snntorch(m: nn.Module, backend: str):
         return None, str(err).replace("spike_grad: ", "its surrogate: ", 1)
     if spike_grad is None and not disabled:
         return None, f"its surrogate {m.spike_grad!r} is not one of snnTorch's (atan and fast_sigmoid are fused)"
-    beta = _snntorch_buffer(m, "beta", None)
+    beta = _snntorch_param(m, "beta", None)
     delayed = bool(getattr(m, "reset_delay", True))
-    if not delayed and (mech == "none" or not float(beta) < 1.0):
+    if not delayed and (mech == "none" or bool((torch.as_tensor(beta).detach() >= 1.0).any())):
         return None, "reset_delay=False needs reset_mechanism 'subtract' or 'zero' and beta < 1"
     cls = Leaky if delayed else SnnTorchLeaky
     # the buffers copied as they are (dtype, device, shape), so the state_dict stays snnTorch's
-    new = cls(beta, _snntorch_buffer(m, "threshold", 1.0), spike_grad, surrogate_disable=disabled,
+    new = cls(beta, _snntorch_param(m, "threshold", 1.0), spike_grad, surrogate_disable=disabled,
               init_hidden=bool(getattr(m, "init_hidden", False)), reset_mechanism=mech,
               output=bool(getattr(m, "output", False)),
               graded_spikes_factor=_snntorch_buffer(m, "graded_spikes_factor", 1.0), reset_delay=delayed,
@@ -224,9 +224,10 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
     (its default reset_delay=True exactly; reset_delay=False as SnnTorchLeaky, exact under the
     condition the report notes) with surrogate atan() or fast_sigmoid(), its buffers (beta,
     threshold, graded_spikes_factor, reset_mechanism_val) copied as they are, so its state_dict
-    keys and checkpoints still fit (surrogate_disable too); snnTorch's neurons with a learnable
-    or per-neuron beta, threshold or spike factor, graded spikes, inhibition, state quantisation
-    or another surrogate are kept. A neuron used in several places is replaced in all of them by
+    keys and checkpoints still fit (surrogate_disable too); a learnable beta or threshold
+    (learn_beta / learn_threshold) is the same nn.Parameter in the new neuron, and a per-neuron
+    one is fused too; snnTorch's neurons with a learnable or per-neuron spike factor, graded
+    spikes, inhibition, state quantisation or another surrogate are kept. A neuron used in several places is replaced in all of them by
     one new module; state held mid-sequence and `store_v_seq` carry over. Anything else that
     looks like a neuron is left in place and listed, with the reason, in the report. Raises
     ValueError if the model has none of these neurons. SpikingJelly's reset_net cache for

@@ -207,32 +207,76 @@ def _dcharge_dv(reset_flag, lam, zero, NEURON: tl.constexpr, RESET: tl.constexpr
 
 
 @triton.jit
-def _dcharge_dk(v_prev, h, c, v_r, C_IS_K: tl.constexpr):
-    """LIF with k = 1/tau: dh/dk = (h - v_prev) / k with c = k, else v_r - v_prev."""
-    if C_IS_K:
-        return (h - v_prev) / c
+def _dcharge_dk(v_prev, h, c, v_r, reset_flag, NEURON: tl.constexpr, RESET: tl.constexpr, C_IS_K: tl.constexpr):
+    """dh/dk. LIF (k = 1/tau): (h - v_prev) / k with c = k (0 at k = 0, where dL/dw = dL/dk k (1 - k)
+    is 0), else v_r - v_prev. Leaky (k = beta): v_prev, 0 where the zero reset applied."""
+    if NEURON == LEAKY:
+        if RESET == HARD:
+            return tl.where(reset_flag, 0.0, v_prev).to(v_prev.dtype)
+        else:
+            return v_prev
+    elif C_IS_K:
+        return tl.where(c == 0.0, 0.0, (h - v_prev) / tl.where(c == 0.0, 1.0, c)).to(v_prev.dtype)
     else:
         return v_r - v_prev
 
 
 @triton.jit
-def _params(params_ptr, k_ptr, HAS_K: tl.constexpr, C_IS_K: tl.constexpr):
+def _threshold_grad(gs, gv, gh, h, sg, spike, reset_flag, theta, v_r, NEURON: tl.constexpr, RESET: tl.constexpr,
+                    DETACH: tl.constexpr):
+    """dL/dtheta of one element-step (csrc/neurons/neurons.h, threshold_grad): through the spike
+    (ds/dtheta = -sg), through the reset with the spike held, and through the leaky charge."""
+    if NEURON == LEAKY:
+        through_spike = gs
+        direct = gh * tl.where(reset_flag, -1.0, 0.0).to(gh.dtype) if RESET == SOFT else gh * 0.0
+    else:
+        if DETACH:
+            through_spike = gs
+        elif RESET == HARD:
+            through_spike = gs + gv * (v_r - h)
+        else:
+            through_spike = gs + gv * (-theta)
+        if RESET == SOFT:
+            direct = gv * tl.where(spike, -1.0, 0.0).to(gv.dtype)
+        else:
+            direct = gv * 0.0
+    return -sg * through_spike + direct
+
+
+@triton.jit
+def _params(params_ptr, k_ptr, theta_ptr, offs, live, HAS_K: tl.constexpr, K_PER_NEURON: tl.constexpr,
+            HAS_THETA: tl.constexpr, THETA_PER_NEURON: tl.constexpr, C_IS_K: tl.constexpr, NEURON: tl.constexpr):
+    """lam, c and theta: the constants, or k (LIF: 1/tau, lam = 1 - k, c = k or 1; leaky: beta = lam)
+    and the threshold read on the device, one value or one per neuron."""
     lam = tl.load(params_ptr + 0)
     c = tl.load(params_ptr + 1)
-    if HAS_K:  # a learnable k = 1/tau, read on the device
-        k = tl.load(k_ptr).to(lam.dtype)
-        lam = 1.0 - k
-        if C_IS_K:
-            c = k
+    theta = tl.load(params_ptr + 2)
+    if HAS_THETA:
+        if THETA_PER_NEURON:
+            theta = tl.load(theta_ptr + offs, mask=live, other=1.0).to(lam.dtype)
         else:
-            c = lam * 0.0 + 1.0
-    return lam, c
+            theta = tl.load(theta_ptr).to(lam.dtype)
+    if HAS_K:
+        if K_PER_NEURON:
+            k = tl.load(k_ptr + offs, mask=live, other=0.5).to(lam.dtype)
+        else:
+            k = tl.load(k_ptr).to(lam.dtype)
+        if NEURON == LEAKY:
+            lam = k
+        else:
+            lam = 1.0 - k
+            if C_IS_K:
+                c = k
+            else:
+                c = lam * 0.0 + 1.0
+    return lam, c, theta
 
 
 @triton.jit
 def _lif_fwd_kernel(
-    x_ptr, v0_ptr, k_ptr, spikes_ptr, v_last_ptr, mask_ptr, h_ptr, params_ptr, T, N,
-    NEURON: tl.constexpr, RESET: tl.constexpr, HAS_V0: tl.constexpr, HAS_K: tl.constexpr, C_IS_K: tl.constexpr,
+    x_ptr, v0_ptr, k_ptr, theta_ptr, spikes_ptr, v_last_ptr, mask_ptr, h_ptr, params_ptr, T, N,
+    NEURON: tl.constexpr, RESET: tl.constexpr, HAS_V0: tl.constexpr, HAS_K: tl.constexpr, K_PER_NEURON: tl.constexpr,
+    HAS_THETA: tl.constexpr, THETA_PER_NEURON: tl.constexpr, C_IS_K: tl.constexpr,
     SAVE: tl.constexpr, EMULATE_FMA: tl.constexpr, BLOCK: tl.constexpr,
 ):
     # SAVE: one of the SAVE_* codes above (docs/design.md, section 3)
@@ -243,13 +287,13 @@ def _lif_fwd_kernel(
     W = (N64 + 31) // 32
     words = pid * (BLOCK // 32) + tl.arange(0, BLOCK // 32)
     word_live = words < W
-    lam, c = _params(params_ptr, k_ptr, HAS_K, C_IS_K)
-    theta = tl.load(params_ptr + 2)
+    lam, c, theta = _params(params_ptr, k_ptr, theta_ptr, offs, live, HAS_K, K_PER_NEURON, HAS_THETA,
+                            THETA_PER_NEURON, C_IS_K, NEURON)
     v_r = tl.load(params_ptr + 3)
     half_width = tl.load(params_ptr + 6)
-    zero = tl.zeros([BLOCK], dtype=theta.dtype)
+    zero = tl.zeros([BLOCK], dtype=v_r.dtype)
     if HAS_V0:
-        v = tl.load(v0_ptr + offs, mask=live, other=0.0).to(theta.dtype)
+        v = tl.load(v0_ptr + offs, mask=live, other=0.0).to(zero.dtype)
     else:
         v = zero + v_r
     if SAVE == SAVE_H_V0:
@@ -258,7 +302,7 @@ def _lif_fwd_kernel(
         t64 = tl.full([], t, tl.int64)
         row = t64 * N64
         # no `other`: dead lanes are never stored, and the interpreter mis-casts a bf16 `other`
-        x = tl.load(x_ptr + row + offs, mask=live).to(theta.dtype)
+        x = tl.load(x_ptr + row + offs, mask=live).to(zero.dtype)
         reset_flag = _reset_flag(v, theta, NEURON)
         h = _charge(v, x, lam, c, theta, v_r, zero, NEURON, RESET, EMULATE_FMA)
         spike = _fire(h, theta, NEURON)
@@ -289,10 +333,12 @@ def _lif_fwd_kernel(
 
 @triton.jit
 def _lif_bwd_kernel(
-    gs_ptr, gv_last_ptr, mask_ptr, h_ptr, k_ptr, gx_ptr, gv0_ptr, gk_ptr, params_ptr, T, N,
+    gs_ptr, gv_last_ptr, mask_ptr, h_ptr, k_ptr, theta_ptr, gx_ptr, gv0_ptr, gk_ptr, gtheta_ptr, params_ptr, T, N,
     NEURON: tl.constexpr, RESET: tl.constexpr, DETACH: tl.constexpr, SURROGATE: tl.constexpr, SAVE: tl.constexpr,
     BPTT: tl.constexpr, HAS_GV_LAST: tl.constexpr, WRITE_GV0: tl.constexpr, HAS_K: tl.constexpr,
-    C_IS_K: tl.constexpr, LEARN_K: tl.constexpr, EMULATE_FMA: tl.constexpr, BLOCK: tl.constexpr,
+    K_PER_NEURON: tl.constexpr, HAS_THETA: tl.constexpr, THETA_PER_NEURON: tl.constexpr,
+    C_IS_K: tl.constexpr, LEARN_K: tl.constexpr, LEARN_THETA: tl.constexpr, EMULATE_FMA: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -301,18 +347,19 @@ def _lif_bwd_kernel(
     W = (N64 + 31) // 32
     word_of = offs // 32
     bit_of = (offs % 32).to(tl.int32)
-    lam, c = _params(params_ptr, k_ptr, HAS_K, C_IS_K)
-    theta = tl.load(params_ptr + 2)
+    lam, c, theta = _params(params_ptr, k_ptr, theta_ptr, offs, live, HAS_K, K_PER_NEURON, HAS_THETA,
+                            THETA_PER_NEURON, C_IS_K, NEURON)
     v_r = tl.load(params_ptr + 3)
     alpha = tl.load(params_ptr + 4)
     alpha2 = tl.load(params_ptr + 5)
     half_width = tl.load(params_ptr + 6)
     inv_width = tl.load(params_ptr + 7)
-    zero = tl.zeros([BLOCK], dtype=theta.dtype)
+    zero = tl.zeros([BLOCK], dtype=v_r.dtype)
     gv = zero
     gk = zero
+    gtheta = zero
     if BPTT and HAS_GV_LAST:
-        gv = tl.load(gv_last_ptr + offs, mask=live, other=0.0).to(theta.dtype)
+        gv = tl.load(gv_last_ptr + offs, mask=live, other=0.0).to(zero.dtype)
     for step in range(T):
         t64 = tl.full([], T - 1 - step, tl.int64)
         row = t64 * N64
@@ -326,7 +373,7 @@ def _lif_bwd_kernel(
             spike = _fire(h, theta, NEURON)
         elif SAVE == SAVE_H16:
             # the decisions from d itself, whose sign the 16-bit store keeps exactly
-            d = tl.load(h_ptr + row + offs, mask=live, other=0.0).to(theta.dtype)
+            d = tl.load(h_ptr + row + offs, mask=live, other=0.0).to(zero.dtype)
             h = d + theta
             sg = _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE_FMA)
             spike = _fire_d(d, NEURON)
@@ -342,7 +389,7 @@ def _lif_bwd_kernel(
             sg = _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE, EMULATE_FMA)
         else:
             sg_word = tl.load(mask_ptr + t64 * W + word_of, mask=live, other=0)
-            sg = tl.where(((sg_word >> bit_of) & 1) != 0, inv_width, 0.0).to(theta.dtype)
+            sg = tl.where(((sg_word >> bit_of) & 1) != 0, inv_width, 0.0).to(zero.dtype)
             if SAVE == SAVE_SG_SPIKE or SAVE == SAVE_SG_RESET:
                 plane1 = tl.load(mask_ptr + (T + t64) * W + word_of, mask=live, other=0)
                 flag = ((plane1 >> bit_of) & 1) != 0
@@ -357,18 +404,24 @@ def _lif_bwd_kernel(
             after_reset = _reset(before, _fire(before, theta, NEURON), theta, v_r, NEURON, RESET)
             v_prev = tl.where(t64 == 0, before, after_reset)
             reset_flag = _reset_flag(v_prev, theta, NEURON)
-        gh = tl.load(gs_ptr + row + offs, mask=live).to(theta.dtype) * sg
+        gs = tl.load(gs_ptr + row + offs, mask=live).to(zero.dtype)
+        gh = gs * sg
+        gv_in = gv  # dL/dv[t] from the steps after t (0 for SLTT)
         if BPTT:
             gh = _fma(gv, _dv_dh(h, spike, sg, theta, v_r, zero, NEURON, RESET, DETACH, EMULATE_FMA), gh,
                       EMULATE_FMA)
             gv = _dcharge_dv(reset_flag, lam, zero, NEURON, RESET) * gh
         if LEARN_K:
-            gk = _fma(gh, _dcharge_dk(v_prev, h, c, v_r, C_IS_K), gk, EMULATE_FMA)
+            gk = _fma(gh, _dcharge_dk(v_prev, h, c, v_r, reset_flag, NEURON, RESET, C_IS_K), gk, EMULATE_FMA)
+        if LEARN_THETA:
+            gtheta += _threshold_grad(gs, gv_in, gh, h, sg, spike, reset_flag, theta, v_r, NEURON, RESET, DETACH)
         tl.store(gx_ptr + row + offs, (c * gh).to(gx_ptr.dtype.element_ty), mask=live)
     if BPTT and WRITE_GV0:
         tl.store(gv0_ptr + offs, gv, mask=live)
     if LEARN_K:
         tl.store(gk_ptr + offs, gk, mask=live)
+    if LEARN_THETA:
+        tl.store(gtheta_ptr + offs, gtheta, mask=live)
 
 
 def _tuned(kernel):
