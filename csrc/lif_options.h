@@ -53,6 +53,26 @@ struct NeuronArgs {
 #undef SLTT_ARG_FIELD_
 };
 
+// The model's traits at run time (csrc/neurons/neurons.h says what each means).
+struct ModelTraits {
+  bool learnable_k;
+  bool no_leak;
+  bool unit_gain_detached_reset;
+  bool k_sets_gain;
+  bool (*has_reset)(Reset);
+};
+
+inline ModelTraits traits_of(Neuron nm) {
+  ModelTraits t{false, false, false, false, [](Reset) { return false; }};
+  with_constant(nm, [&](auto nm_c) {
+    using M = NeuronModel<decltype(nm_c)::value>;
+    t = ModelTraits{M::kLearnableK, M::kNoLeak, M::kUnitGainDetachedReset, M::kKSetsGain,
+                    [](Reset r) { return M::has_reset(r); }};
+    return true;
+  });
+  return t;
+}
+
 // The arguments parsed: strings become enums (decay is lam, input_gain c, v_threshold theta,
 // v_reset v_r, surrogate_alpha alpha in the kernels' NeuronParams).
 struct NeuronOptions {
@@ -70,7 +90,9 @@ struct NeuronOptions {
     p.alpha2 = surrogate_alpha * surrogate_alpha;
     p.half_width = surrogate_alpha * 0.5;
     p.inv_width = 1.0 / surrogate_alpha;
-    p.c_is_k = decay_input;  // read only with a learnable k
+    // read only with a k tensor, and only for a model whose k sets the gain (kKSetsGain), whatever
+    // a raw call passes for another (SLTT's shared kernel reads every model's k as the LIF's)
+    p.c_is_k = decay_input && traits_of(neuron).k_sets_gain;
     return p;
   }
 };
@@ -115,24 +137,6 @@ inline void check_number(const char* name, double v, double low = -INFINITY, boo
   TORCH_CHECK_VALUE(low_inclusive ? v >= low : v > low, "sltt_kernels: ", name, " must be ",
                     low_inclusive ? ">= " : "> ", low, ", got ", v);
   TORCH_CHECK_VALUE(v <= high, "sltt_kernels: ", name, " must be <= ", high, ", got ", v);
-}
-
-// The model's traits at run time (csrc/neurons/neurons.h says what each means).
-struct ModelTraits {
-  bool learnable_k;
-  bool no_leak;
-  bool unit_gain_detached_reset;
-  bool (*has_reset)(Reset);
-};
-
-inline ModelTraits traits_of(Neuron nm) {
-  ModelTraits t{false, false, false, [](Reset) { return false; }};
-  with_constant(nm, [&](auto nm_c) {
-    using M = NeuronModel<decltype(nm_c)::value>;
-    t = ModelTraits{M::kLearnableK, M::kNoLeak, M::kUnitGainDetachedReset, [](Reset r) { return M::has_reset(r); }};
-    return true;
-  });
-  return t;
 }
 
 // The value rules of the neuron arguments, read from the model's traits. sltt_kernels/_config.py

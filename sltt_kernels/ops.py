@@ -42,19 +42,21 @@ def neuron_param(t, name: str, x: torch.Tensor, state_shape) -> torch.Tensor:
 
 
 def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, multistep: bool,
-               backend: str = "auto", k: Optional[torch.Tensor] = None, threshold: Optional[torch.Tensor] = None):
+               backend: str = "auto", k: Optional[torch.Tensor] = None, threshold: Optional[torch.Tensor] = None,
+               k_name: str = "k"):
     """A validated neuron on x ([T, ...] if multistep, else one step [...]) from state v.
 
     k: the model's k (LIF: 1/tau; leaky: beta) and threshold (replacing cfg.v_threshold) as
     tensors: one element, or a shape that broadcasts to the state's (one per neuron); their
-    gradients reach them when they require grad.
+    gradients reach them when they require grad. k_name: what the caller calls k, for the errors
+    ('beta', 'w').
     Returns (spikes in x's dtype, the new state in the state dtype)."""
     check_input(x, "x", multistep=multistep)
     state_shape = x.shape[1:] if multistep else x.shape
     if v is not None:
         check_state(v, "v0" if multistep else "v", x, state_shape)
     if k is not None:
-        k = neuron_param(k, "k", x, state_shape)
+        k = neuron_param(k, k_name, x, state_shape)
     if threshold is not None:
         threshold = neuron_param(threshold, "threshold", x, state_shape)
     which = select_backend(x, backend)

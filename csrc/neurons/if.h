@@ -11,6 +11,7 @@ namespace sltt {
 template <>
 struct NeuronModel<Neuron::IF> : ResetNowModel {
   static constexpr bool kLearnableK = false;  // no time constant
+  static constexpr bool kKSetsGain = false;
   static constexpr bool kNoLeak = true;
   static constexpr bool kUnitGainDetachedReset = false;
 

@@ -15,6 +15,7 @@ struct NeuronModel<Neuron::Leaky> {
   static constexpr bool has_reset(Reset r) { return r == Reset::Soft || r == Reset::Hard || r == Reset::None; }
   static constexpr bool kResetAtNextCharge = true;
   static constexpr bool kLearnableK = true;  // k is beta itself: lam = k
+  static constexpr bool kKSetsGain = false;
   static constexpr bool kNoLeak = false;
   static constexpr bool kUnitGainDetachedReset = true;
 

@@ -11,6 +11,7 @@ namespace sltt {
 template <>
 struct NeuronModel<Neuron::LIF> : ResetNowModel {
   static constexpr bool kLearnableK = true;
+  static constexpr bool kKSetsGain = true;  // c = k with decay_input
   static constexpr bool kNoLeak = false;
   static constexpr bool kUnitGainDetachedReset = false;
 

@@ -26,6 +26,7 @@ SLTT_DEFINE_ENUM(Neuron, "neuron", SLTT_NEURONS)
 //   kResetAtNextCharge      a spike's reset is applied at the next step's charge, read from the
 //                           previous state (leaky), rather than at the step that fires
 //   kLearnableK             takes k as a tensor (LIF: 1/tau, lam = 1 - k; leaky: beta = lam)
+//   kKSetsGain              k also sets the input gain when decay_input (LIF: c = k)
 //   kNoLeak                 decay and input_gain are fixed at 1 (IF)
 //   kUnitGainDetachedReset  input_gain is fixed at 1 and the reset is detached (leaky)
 // and the derivatives a learnable k or threshold needs: with_k (k's parameters), dcharge_dk,

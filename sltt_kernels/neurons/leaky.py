@@ -67,7 +67,8 @@ def _run_leaky(x, mem, beta, threshold, reset_mechanism, surrogate, grad, backen
     threshold, threshold_t = tensor_or_number(threshold, 1.0)
     cfg = leaky_config(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism, surrogate=surrogate,
                        grad=grad)
-    return run_neuron(cfg, x, mem, multistep=multistep, backend=backend, k=beta_t, threshold=threshold_t)
+    return run_neuron(cfg, x, mem, multistep=multistep, backend=backend, k=beta_t, threshold=threshold_t,
+                      k_name="beta")
 
 
 def leaky_multistep(x: torch.Tensor, mem0: Optional[torch.Tensor] = None, *, beta, threshold=1.0,

@@ -157,7 +157,8 @@ def plif_multistep(x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, w: tor
     v_threshold, threshold = tensor_or_number(v_threshold, 1.0)
     cfg = plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input, detach_reset=detach_reset,
                       surrogate=surrogate, grad=grad)
-    return run_neuron(cfg, x, v0, multistep=True, backend=backend, k=plif_k(w, x), threshold=threshold)
+    return run_neuron(cfg, x, v0, multistep=True, backend=backend, k=plif_k(w, x), threshold=threshold,
+                      k_name="w")
 
 
 def plif_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, w: torch.Tensor, v_threshold=1.0,
@@ -167,7 +168,8 @@ def plif_step(x: torch.Tensor, v: Optional[torch.Tensor] = None, *, w: torch.Ten
     v_threshold, threshold = tensor_or_number(v_threshold, 1.0)
     cfg = plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input, detach_reset=detach_reset,
                       surrogate=surrogate, grad=grad)
-    return run_neuron(cfg, x, v, multistep=False, backend=backend, k=plif_k(w, x), threshold=threshold)
+    return run_neuron(cfg, x, v, multistep=False, backend=backend, k=plif_k(w, x), threshold=threshold,
+                      k_name="w")
 
 
 def plif_k(w, x) -> torch.Tensor:

@@ -163,6 +163,7 @@ class _SnnTorchState:
     convention. The subclass says which neuron runs (`_config_now`)."""
 
     reset_delay: bool
+    k_name = "beta"
 
     def _init_snntorch(self, beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition, learn_beta,
                        learn_threshold, reset_mechanism, state_quant, output, graded_spikes_factor,

@@ -35,6 +35,7 @@ class BaseNode(MemoryModule):
     every model has a module)."""
 
     neuron_model: str = ""
+    k_name: str = "k"  # what the module calls the tensor `_k()` derives from, for the errors
 
     def __init__(self, v_reset_value: float, step_mode: str, grad_mode: str, backend: str, store_v_seq: bool):
         super().__init__()
@@ -100,7 +101,7 @@ class BaseNode(MemoryModule):
         new = dict(zip(self._memories, states))
         spike, new["v"] = run_neuron(self._config_now(), x, self._state_tensor(new["v"], x, multistep=False),
                                      multistep=False, backend=self.backend, k=self._k(),
-                                     threshold=self._threshold())
+                                     threshold=self._threshold(), k_name=self.k_name)
         if self.store_v_seq:  # single-step: v_seq grows by one step per call until reset()
             new["v_seq"] = _v_seq_with(new["v_seq"], new["v"])
         return spike, tuple(new.values())
@@ -114,7 +115,7 @@ class BaseNode(MemoryModule):
         v0 = self._state_tensor(new["v"], x_seq, multistep=True)
         if not self.store_v_seq:
             spikes, new["v"] = run_neuron(cfg, x_seq, v0, multistep=True, backend=self.backend, k=self._k(),
-                                     threshold=self._threshold())
+                                     threshold=self._threshold(), k_name=self.k_name)
             return spikes, tuple(new.values())
         # v_seq: one step at a time, so every v[t] is an output (the gradients are the same)
         spikes, vs = [], []
@@ -122,7 +123,7 @@ class BaseNode(MemoryModule):
                                                       memory_format=torch.contiguous_format)
         for t in range(x_seq.shape[0]):
             s, v = run_neuron(cfg, x_seq[t], v, multistep=False, backend=self.backend, k=self._k(),
-                                     threshold=self._threshold())
+                                     threshold=self._threshold(), k_name=self.k_name)
             spikes.append(s)
             vs.append(v)
         new["v"], new["v_seq"] = v, torch.stack(vs)
@@ -304,6 +305,7 @@ class ParametricLIFNode(BaseNode):
     """
 
     neuron_model = "lif"  # the LIF model with a learnable k = 1/tau
+    k_name = "w"
 
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,

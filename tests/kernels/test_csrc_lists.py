@@ -161,9 +161,9 @@ def test_fast_sigmoid_through_the_native_ops_equals_the_formula(T, N, detach):
     spikes_ref, h_ref, gx_ref, gv0_ref = _lif_bptt_by_hand(x, gs, 0.5, 0.5, 1.0, slope, detach)
     with torch.inference_mode():
         spikes, _, saved = _native("neuron_multistep_fwd")(x, None, None, *args)
-        gx, gv0, _ = _native("neuron_multistep_bwd")(gs, None, saved, None, *args)
+        gx, gv0, _, _ = _native("neuron_multistep_bwd")(gs, None, saved, None, *args)
         sltt_args = _args(surrogate_alpha=slope, detach_reset=detach, grad="sltt")
-        gx_sltt, gv0_sltt, _ = _native("neuron_multistep_bwd")(gs, None, saved, None, *sltt_args)
+        gx_sltt, gv0_sltt, _, _ = _native("neuron_multistep_bwd")(gs, None, saved, None, *sltt_args)
     assert torch.equal(spikes, spikes_ref)
     torch.testing.assert_close(saved, h_ref, rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(gx, gx_ref, rtol=1e-12, atol=1e-13)
@@ -187,7 +187,7 @@ def test_fast_sigmoid_is_computed_in_its_documented_order_and_keeps_nan():
         # IF from v0 = 0 with T = 1: h = x exactly
         _, _, saved = _native("neuron_multistep_fwd")(h, None, None, *args)
         gs = torch.ones_like(h)
-        gx, _, _ = _native("neuron_multistep_bwd")(gs, None, saved, None, *args)
+        gx = _native("neuron_multistep_bwd")(gs, None, saved, None, *args)[0]
     assert torch.equal(saved[~saved.isnan()], h[~h.isnan()])
     d = (h.double() - 1.0).to(torch.float32).double()  # h - theta in float32
     fma = (slope * d.abs() + 1.0).to(torch.float32)  # slope * |d| + 1 is exact in float64 here
@@ -206,7 +206,7 @@ def test_fast_sigmoid_saves_h16_and_never_a_bit_mask():
     args = _args(save="h16", grad="sltt")
     with torch.inference_mode():
         _, _, saved = _native("neuron_multistep_fwd")(x, None, None, *args)
-        gx, _, _ = _native("neuron_multistep_bwd")(torch.ones_like(x), None, saved, None, *args)
+        gx = _native("neuron_multistep_bwd")(torch.ones_like(x), None, saved, None, *args)[0]
         expected = (0.5 * _fast_sigmoid(25.0, saved.double())).to(torch.float16)
         torch.testing.assert_close(gx, expected, rtol=2e-3, atol=1e-6)
         _, _, mask = _native("neuron_multistep_fwd")(x.double(), None, None, *_args(surrogate="rect", save="sg"))

@@ -38,8 +38,8 @@ def test_cuda_equals_cpu_kernel_bit_for_bit(dtype, kw):
     cfg = config_of(kw)
     gs = torch.randn(5, 3, 331, generator=torch.Generator().manual_seed(3)).to(dtype)
     gv = torch.randn(3, 331, generator=torch.Generator().manual_seed(4), dtype=sdt)
-    gx_c, gv0_c, _ = torch.ops.sltt_kernels.neuron_multistep_bwd(gs, gv, saved_c, None, *cfg.args(save))
-    gx_g, gv0_g, _ = torch.ops.sltt_kernels.neuron_multistep_bwd(gs.cuda(), gv.cuda(), saved_g, None, *cfg.args(save))
+    gx_c, gv0_c, _, _ = torch.ops.sltt_kernels.neuron_multistep_bwd(gs, gv, saved_c, None, *cfg.args(save))
+    gx_g, gv0_g, _, _ = torch.ops.sltt_kernels.neuron_multistep_bwd(gs.cuda(), gv.cuda(), saved_g, None, *cfg.args(save))
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     if dtype in (torch.float16, torch.bfloat16):
         tol = dict(rtol=1e-2, atol=1e-2)

@@ -50,7 +50,7 @@ def _both(backend, cfg, x, v, gs):
         args = cfg.args(save)
         s, v_new, saved = fwd(x, v, None, *args)
         extra = (v_new,) if save == "spike_state" else ()
-        gx, gv, gk = bwd(gs, None, saved, None, *args, *extra)
+        gx, gv, gk, _ = bwd(gs, None, saved, None, *args, *extra)
         assert torch.equal(gv, torch.zeros_like(gv))  # SLTT: nothing reaches the previous state
         out[save] = (s, v_new, saved, gx)
     return out["h"], out["spike_state"]

@@ -27,7 +27,7 @@ def _fwd_bwd(backend, kw, x, v0, gs, gv):
     fwd = backend_op(backend, "neuron_multistep_fwd")
     bwd = backend_op(backend, "neuron_multistep_bwd")
     s, v, saved = fwd(x, v0, None, *cfg.args(save))
-    gx, gv0, _ = bwd(gs, gv, saved, None, *cfg.args(save))
+    gx, gv0, _, _ = bwd(gs, gv, saved, None, *cfg.args(save))
     return s, v, saved, gx, gv0
 
 
@@ -122,11 +122,16 @@ COMPILE_SCRIPT = textwrap.dedent(
         s_ty = "*fp64" if x_ty == "fp64" else "*fp32"
         for neuron, reset, save in [(0, 0, 1), (0, 1, 2), (0, 1, 3), (0, 0, 5), (1, 0, 1), (1, 1, 3),
                                     (2, 0, 1), (2, 1, 4), (2, 1, 5), (2, 2, 3)]:
-            sig = dict(x_ptr=ptr[x_ty], v0_ptr=s_ty, k_ptr=s_ty, spikes_ptr=ptr[x_ty], v_last_ptr=s_ty,
-                       mask_ptr="*i32", h_ptr=s_ty, params_ptr=s_ty, T="i32", N="i32", NEURON="constexpr",
-                       RESET="constexpr", HAS_V0="constexpr", HAS_K="constexpr", C_IS_K="constexpr",
-                       SAVE="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
-            consts = dict(NEURON=neuron, RESET=reset, HAS_V0=True, HAS_K=save == 5 and neuron == 0, C_IS_K=True,
+            sig = dict(x_ptr=ptr[x_ty], v0_ptr=s_ty, k_ptr=s_ty, theta_ptr=s_ty, spikes_ptr=ptr[x_ty],
+                       v_last_ptr=s_ty, mask_ptr="*i32", h_ptr=s_ty, params_ptr=s_ty, T="i32", N="i32",
+                       NEURON="constexpr", RESET="constexpr", HAS_V0="constexpr", HAS_K="constexpr",
+                       K_PER_NEURON="constexpr", HAS_THETA="constexpr", THETA_PER_NEURON="constexpr",
+                       C_IS_K="constexpr", SAVE="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
+            # a learnable k where the model has one (per neuron for the leaky model), a per-neuron
+            # threshold with h_v0
+            has_k = save == 5 and neuron != 1
+            consts = dict(NEURON=neuron, RESET=reset, HAS_V0=True, HAS_K=has_k, K_PER_NEURON=has_k and neuron == 2,
+                          HAS_THETA=save == 5, THETA_PER_NEURON=save == 5, C_IS_K=True,
                           SAVE=save, EMULATE_FMA=False, BLOCK=1024)
             check(triton.compile(ASTSource(fn=K._lif_fwd_kernel, signature=sig, constexprs=consts), target=target),
                   ("fwd", x_ty, neuron, reset, save))
@@ -135,18 +140,22 @@ COMPILE_SCRIPT = textwrap.dedent(
             (0, 0, False, 0, 1, True, False), (0, 1, True, 0, 2, True, False), (0, 1, False, 0, 3, True, False),
             (0, 0, False, 1, 3, True, False), (0, 1, False, 2, 5, True, True), (0, 0, True, 3, 5, False, True),
             (1, 0, False, 0, 1, True, False), (1, 1, False, 2, 3, True, False),
-            (2, 0, True, 3, 3, True, False), (2, 1, True, 0, 4, True, False), (2, 1, True, 3, 5, True, False),
+            (2, 0, True, 3, 3, True, False), (2, 1, True, 0, 4, True, False), (2, 1, True, 3, 5, True, True),
             (0, 0, True, 0, 1, False, False),
         ]:
             sig = dict(gs_ptr=ptr[x_ty], gv_last_ptr=s_ty, mask_ptr="*i32", h_ptr=s_ty, k_ptr=s_ty,
-                       gx_ptr=ptr[x_ty], gv0_ptr=s_ty, gk_ptr=s_ty, params_ptr=s_ty, T="i32", N="i32",
-                       NEURON="constexpr", RESET="constexpr", DETACH="constexpr", SURROGATE="constexpr",
-                       SAVE="constexpr", BPTT="constexpr", HAS_GV_LAST="constexpr", WRITE_GV0="constexpr",
-                       HAS_K="constexpr", C_IS_K="constexpr", LEARN_K="constexpr", EMULATE_FMA="constexpr",
-                       BLOCK="constexpr")
+                       theta_ptr=s_ty, gx_ptr=ptr[x_ty], gv0_ptr=s_ty, gk_ptr=s_ty, gtheta_ptr=s_ty, params_ptr=s_ty,
+                       T="i32", N="i32", NEURON="constexpr", RESET="constexpr", DETACH="constexpr",
+                       SURROGATE="constexpr", SAVE="constexpr", BPTT="constexpr", HAS_GV_LAST="constexpr",
+                       WRITE_GV0="constexpr", HAS_K="constexpr", K_PER_NEURON="constexpr", HAS_THETA="constexpr",
+                       THETA_PER_NEURON="constexpr", C_IS_K="constexpr", LEARN_K="constexpr",
+                       LEARN_THETA="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
+            # h_v0 (save 5): a learnable per-neuron threshold too, and k per neuron for the leaky model
+            learn_theta = save == 5
             consts = dict(NEURON=neuron, RESET=reset, DETACH=detach, SURROGATE=sg, SAVE=save, BPTT=bptt,
-                          HAS_GV_LAST=True, WRITE_GV0=bptt, HAS_K=learn_k, C_IS_K=True, LEARN_K=learn_k,
-                          EMULATE_FMA=False, BLOCK=1024)
+                          HAS_GV_LAST=True, WRITE_GV0=bptt, HAS_K=learn_k, K_PER_NEURON=learn_k and neuron == 2,
+                          HAS_THETA=learn_theta, THETA_PER_NEURON=learn_theta, C_IS_K=True, LEARN_K=learn_k,
+                          LEARN_THETA=learn_theta, EMULATE_FMA=False, BLOCK=1024)
             check(triton.compile(ASTSource(fn=K._lif_bwd_kernel, signature=sig, constexprs=consts), target=target),
                   ("bwd", x_ty, neuron, reset, detach, sg, save, bptt))
             n += 1

@@ -197,9 +197,10 @@ def test_snntorch_neurons_that_are_kept_say_why():
     snn = pytest.importorskip("snntorch", reason="snnTorch not installed")
     net = nn.Sequential(nn.Linear(3, 3), snn.Leaky(beta=torch.full((3,), 0.5)), snn.Leaky(0.5, threshold=torch.ones(3)),
                         snn.Leaky(0.5, surrogate_disable=True), snn.Leaky(0.5, learn_threshold=True),
-                        snn.Leaky(0.5, reset_delay=False, reset_mechanism="none"))
+                        snn.Leaky(0.5, reset_delay=False, reset_mechanism="none"),
+                        snn.Leaky(0.5, graded_spikes_factor=torch.ones(3)))
     report = sltt_kernels.replace_neurons(net)
-    assert [path for path, _, _ in report.replaced] == ["3"] and net[3].surrogate_disable  # its spikes: no gradient
+    # per-neuron and learnable beta / threshold are fused (docs/design.md, section 2.6)
+    assert [path for path, _, _ in report.replaced] == ["1", "2", "3", "4"] and net[3].surrogate_disable
     why = {path: reason for path, _, reason in report.skipped}
-    assert "per-neuron beta" in why["1"] and "per-neuron threshold" in why["2"]
-    assert "learnable threshold" in why["4"] and "reset_delay=False" in why["5"]
+    assert "reset_delay=False" in why["5"] and "per-neuron graded_spikes_factor" in why["6"]

@@ -103,12 +103,12 @@ def test_replace_snntorch_default_leaky(reset_mechanism, snntorch_float64_spikes
 
 def test_replace_reports_what_it_keeps():
     snn = pytest.importorskip("snntorch", reason="snnTorch not installed")
-    net = nn.Sequential(nn.Linear(3, 3), snn.Leaky(beta=0.9, learn_beta=True), snn.Leaky(beta=0.5),
+    net = nn.Sequential(nn.Linear(3, 3), snn.Leaky(beta=0.9, learn_graded_spikes_factor=True), snn.Leaky(beta=0.5),
                         snn.Leaky(beta=0.5, spike_grad=snn.surrogate.sigmoid()))
     report = sltt_kernels.replace_neurons(net)
     assert [p for p, _, _ in report.replaced] == ["2"]
     kept = {p: why for p, _, why in report.skipped}
-    assert "learnable beta" in kept["1"] and "sigmoid()" in kept["3"]
+    assert "learnable graded_spikes_factor" in kept["1"] and "sigmoid()" in kept["3"]
     assert "could not replace 2" in str(report)
 
 

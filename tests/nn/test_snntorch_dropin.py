@@ -425,10 +425,11 @@ def test_constructor_takes_snntorchs_positional_order():
 
 
 def test_what_is_not_fused_is_refused_with_the_argument_named():
-    for kw, match in [(dict(learn_beta=True), "learn_beta"), (dict(learn_threshold=True), "learn_threshold"),
-                      (dict(inhibition=True), "inhibition"), (dict(reset_delay=False), "SnnTorchLeaky"), (dict(beta=torch.rand(3)), "per-neuron beta"),
-                      (dict(threshold=torch.ones(2)), "per-neuron threshold"),
-                      (dict(beta=float("nan")), "beta must be finite")]:
+    for kw, match in [(dict(inhibition=True), "inhibition"), (dict(reset_delay=False), "SnnTorchLeaky"),
+                      (dict(beta=torch.empty(0)), "beta must hold at least one number"),
+                      (dict(graded_spikes_factor=torch.ones(2)), "graded_spikes_factor must hold one number"),
+                      (dict(beta=float("nan")), "beta must be finite"),
+                      (dict(threshold=torch.tensor([1.0, float("inf")])), "threshold must be finite")]:
         kw = {"beta": 0.5, **kw}
         with pytest.raises(ValueError, match=match):
             Leaky(**kw)
