@@ -195,11 +195,20 @@ def multistep_backward(cfg: NeuronArgs, h: torch.Tensor, grad_spikes: torch.Tens
 def store_d16(d: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """d = h - theta in a 16-bit dtype as the kernels store it (save 'h16'): rounded to nearest
     even, but a nonzero d that would round to zero becomes the smallest subnormal of its sign, so
-    d's sign (the spike decision) survives exactly."""
+    d's sign (the spike decision) survives exactly, and a finite d that would round to +-inf
+    becomes the largest finite value of its sign (float16: +-65504), so that the backward's
+    h - v_r stays finite (an inf there times a zero surrogate is NaN). An inf or NaN d stays.
+
+    >>> store_d16(torch.tensor([-1e5, 3e-9, -float("inf")]), torch.float16)
+    tensor([-6.5504e+04,  5.9605e-08,        -inf], dtype=torch.float16)
+    """
     q = d.to(dtype)
     tiny = torch.tensor(1, dtype=torch.int16).view(dtype).to(d.dtype)  # the smallest subnormal
     lost = (q == 0) & (d != 0)
-    return torch.where(lost, torch.where(d > 0, tiny, -tiny).to(dtype), q)
+    q = torch.where(lost, torch.where(d > 0, tiny, -tiny).to(dtype), q)
+    top = torch.finfo(dtype).max
+    overflow = q.isinf() & d.isfinite()
+    return torch.where(overflow, torch.where(d > 0, top, -top).to(dtype), q)
 
 
 def pack_bits(flags: torch.Tensor) -> torch.Tensor:

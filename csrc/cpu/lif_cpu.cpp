@@ -5,6 +5,8 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <cmath>
+#include <limits>
 
 #include "../lif_dispatch.h"
 #include "../lif_options.h"
@@ -13,13 +15,19 @@
 namespace sltt {
 
 // Save::H16 on the CPU: c10's conversions round to nearest even; a nonzero d that would round
-// to zero is kept as the smallest subnormal of its sign, so the spike decision stays exact.
+// to zero is kept as the smallest subnormal of its sign, so the spike decision stays exact; a
+// finite d that would round to +-inf (float16: |d| >= 65520) is kept as the largest finite value
+// of its sign, because the backward's h - v_r times a zero surrogate would make an inf a NaN. An
+// inf or NaN d stays what it is.
 template <typename H>
 struct C10Store16 {
   static constexpr bool kIs16 = true;
   static H from(float d) {
     const H q(d);
-    if (float(q) == 0.0f && d != 0.0f) return H(d > 0.0f ? 0x0001 : 0x8001, H::from_bits());
+    const float r = float(q);
+    if (r == 0.0f && d != 0.0f) return H(d > 0.0f ? 0x0001 : 0x8001, H::from_bits());
+    if (std::isinf(r) && std::isfinite(d))
+      return d > 0.0f ? std::numeric_limits<H>::max() : std::numeric_limits<H>::lowest();
     return q;
   }
   static float to(H q) { return float(q); }

@@ -16,13 +16,16 @@
 namespace sltt {
 
 // Save::H16 on the GPU: round to nearest even; a nonzero d that would round to zero is kept as
-// the smallest subnormal of its sign, so the spike decision stays exact.
+// the smallest subnormal of its sign, so the spike decision stays exact; a finite d that would
+// round to +-inf is kept as the largest finite value of its sign (an inf d would make the
+// backward's h - v_r times a zero surrogate a NaN). An inf or NaN d stays what it is.
 template <>
 struct Store16<cuda::half_bits> {
   static constexpr bool kIs16 = true;
   __device__ static cuda::half_bits from(float d) {
     cuda::half_bits q{__half_as_ushort(__float2half_rn(d))};
     if ((q.bits & 0x7fffu) == 0 && d != 0.0f) q.bits = d > 0.0f ? 0x0001 : 0x8001;
+    if ((q.bits & 0x7fffu) == 0x7c00u && isfinite(d)) q.bits = d > 0.0f ? 0x7bff : 0xfbff;  // +-65504
     return q;
   }
   __device__ static float to(cuda::half_bits q) { return __half2float(__ushort_as_half(q.bits)); }
@@ -33,6 +36,7 @@ struct Store16<cuda::bf16_bits> {
   __device__ static cuda::bf16_bits from(float d) {
     cuda::bf16_bits q{__bfloat16_as_ushort(__float2bfloat16_rn(d))};
     if ((q.bits & 0x7fffu) == 0 && d != 0.0f) q.bits = d > 0.0f ? 0x0001 : 0x8001;
+    if ((q.bits & 0x7fffu) == 0x7f80u && isfinite(d)) q.bits = d > 0.0f ? 0x7f7f : 0xff7f;  // +-max finite
     return q;
   }
   __device__ static float to(cuda::bf16_bits q) { return __bfloat162float(__ushort_as_bfloat16(q.bits)); }

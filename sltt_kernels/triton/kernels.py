@@ -96,19 +96,30 @@ def _surrogate_d(d, alpha, alpha2, half_width, inv_width, SURROGATE: tl.constexp
 @triton.jit
 def _store_d16(d, OUT_DTYPE: tl.constexpr):
     """d (float32) in a 16-bit dtype, rounded to nearest even, with a nonzero d that would round
-    to zero kept as the smallest subnormal of its sign (save 'h16'; csrc Store16). bfloat16 is
+    to zero kept as the smallest subnormal of its sign, and a finite d that would round to +-inf
+    kept as the largest finite value of its sign (save 'h16'; csrc Store16). bfloat16 is
     rounded by hand: the interpreter's float32 -> bfloat16 cast truncates."""
     if OUT_DTYPE == tl.bfloat16:
         bits = d.to(tl.int32, bitcast=True)
         rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
         nan_bits = (bits >> 16) | 0x40
         q = tl.where(d != d, nan_bits, rounded).to(tl.int16).to(tl.bfloat16, bitcast=True)
+        max_bits: tl.constexpr = 0x7F7F  # the largest finite bfloat16
     else:
         q = d.to(tl.float16)
+        max_bits: tl.constexpr = 0x7BFF  # 65504
     tiny = tl.full(d.shape, 1, tl.int16).to(OUT_DTYPE, bitcast=True)
     neg_tiny = tl.full(d.shape, -32767, tl.int16).to(OUT_DTYPE, bitcast=True)  # 0x8001
-    lost = (q.to(tl.float32) == 0.0) & (d != 0.0)
-    return tl.where(lost, tl.where(d > 0.0, tiny, neg_tiny), q)
+    q32 = q.to(tl.float32)
+    lost = (q32 == 0.0) & (d != 0.0)
+    q = tl.where(lost, tl.where(d > 0.0, tiny, neg_tiny), q)
+    # an inf d (or NaN) stays what it is; a finite one must not become inf: the backward's
+    # h - v_r times a zero surrogate would turn it into a NaN. Beyond float32's largest finite
+    # value lies only inf.
+    top = tl.full(d.shape, max_bits, tl.int16).to(OUT_DTYPE, bitcast=True)
+    neg_top = tl.full(d.shape, max_bits - 0x8000, tl.int16).to(OUT_DTYPE, bitcast=True)  # sign bit set
+    overflow = (tl.abs(q32) > 3.4028234663852886e38) & (tl.abs(d) <= 3.4028234663852886e38)
+    return tl.where(overflow, tl.where(d > 0.0, top, neg_top), q)
 
 
 @triton.jit
