@@ -36,3 +36,18 @@ def seed(request) -> int:
     yield value
     torch.random.set_rng_state(torch_state)
     random.setstate(random_state)
+
+
+@pytest.fixture
+def snntorch_spikes_keep_dtype(monkeypatch):
+    """snnTorch's surrogates return float32 spikes whatever the input dtype (so a float64 network
+    of its neurons computes its gradients through float32 spikes); here its atan and fast sigmoid
+    keep the input's dtype. The values (0 and 1) and the backward are snnTorch's own."""
+    snn_surrogate = pytest.importorskip("snntorch.surrogate", reason="snnTorch not installed")
+    for cls in (snn_surrogate.ATan, snn_surrogate.FastSigmoid):
+        original = cls.forward
+
+        def forward(ctx, input_, param, _original=original):
+            return _original(ctx, input_, param).to(input_.dtype)
+
+        monkeypatch.setattr(cls, "forward", staticmethod(forward))

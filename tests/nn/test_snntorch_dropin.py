@@ -77,20 +77,6 @@ def _distance(a, b):
     return max(float((p.double() - q.double()).abs().max()) for p, q in zip(a, b))
 
 
-@pytest.fixture
-def snntorch_spikes_keep_dtype(monkeypatch):
-    """snnTorch's surrogates return float32 spikes whatever the input dtype (so a float64 network
-    of its neurons fails at the next layer); here its atan and fast sigmoid keep the input's
-    dtype. The values (0 and 1) and the backward are snnTorch's own."""
-    for cls in (snn_surrogate.ATan, snn_surrogate.FastSigmoid):
-        original = cls.forward
-
-        def forward(ctx, input_, param, _original=original):
-            return _original(ctx, input_, param).to(input_.dtype)
-
-        monkeypatch.setattr(cls, "forward", staticmethod(forward))
-
-
 SURROGATES = [pytest.param(lambda: snn_surrogate.atan(), id="atan"),
               pytest.param(lambda: snn_surrogate.fast_sigmoid(slope=25), id="fast_sigmoid", marks=needs_fast_sigmoid)]
 
@@ -274,8 +260,11 @@ def test_numbers_follow_the_buffers():
     assert lif(x, torch.zeros(3, 4))[0].sum() == (x > 0.25).sum()
     lif.double()
     assert lif.beta.dtype == torch.float64 and lif(x.double())[1].dtype == torch.float64
-    lif.beta = torch.rand(4)
-    with pytest.raises(ValueError, match="beta must hold one number"):
+    lif.beta = torch.tensor([0.5, 0.6, 0.7, 0.8], dtype=torch.float64)  # per neuron: read as a tensor
+    mem = torch.rand(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(lif(x.double(), mem)[1], lif.beta * mem + x.double() - 0.25 * (mem > 0.25).double())
+    lif.beta = torch.rand(5)
+    with pytest.raises(ValueError, match="beta must have one element or a shape that broadcasts"):
         lif(x)
 
 
