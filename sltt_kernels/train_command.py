@@ -35,8 +35,16 @@ line (loss, train and test top-1, test top-5, images/s, the bytes the model save
 per time step, peak memory) and writes a checkpoint atomically to --out, keeping the previous one
 (checkpoint.prev.pt) so that one bad write never loses the run. --resume continues where the last
 good checkpoint stopped, with the checkpoint's settings: a flag that conflicts with them is
-refused, except --epochs, which is applied (the cosine schedule is recomputed for the new length).
-A JSON summary goes to --out/summary.json.
+refused, except --epochs, which is applied (the cosine schedule is recomputed for the new length);
+a run that has trained --epochs epochs already has nothing to train (asking for fewer is an error)
+and its summary is left as it was. A JSON summary goes to --out/summary.json.
+
+Every value and path is checked before any data or model is loaded, and a bad one is an error
+naming the flag and the value. --K is SLTT-K's alone (with --method sltt or bptt it is refused);
+the recipe's K, when --K is not given, is lowered to T when T is smaller. ImageNet's val/ is
+labelled by train/'s class folders; a folder with more classes than the model's outputs (1000),
+a class folder without images, or a val/ class unknown to train/ is refused before training; an
+image that cannot be decoded is named when it is read.
 """
 
 from __future__ import annotations
@@ -187,10 +195,10 @@ def _check_run_flags(args):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    check_backend_name(args.backend)
-    _check_out(args.out)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA GPU")
+    _check_backend(args.backend, _device(args).type)
+    _check_out(args.out)
     if args.tensorboard:
         try:
             import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
@@ -201,6 +209,30 @@ def _check_run_flags(args):
                          "--pack-spike-inputs too")
     if args.sync_bn and _device(args).type != "cuda":
         raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only")
+
+
+def _check_backend(backend: str, device_type: str) -> None:
+    """--backend: a known name, usable here and on the run's device (the model's first forward
+    would find out otherwise, after the data and the model are loaded). No tensor is made: under
+    torchrun this runs before each process picks its GPU."""
+    try:
+        name = check_backend_name(backend)
+    except ValueError as e:
+        raise ValueError(f"--backend {backend}: {e}") from None
+    if name in ("auto", "reference"):
+        return
+    if name in ("cpu", "cuda") and device_type != name:
+        raise ValueError(f"--backend {name} runs the neurons on {name} tensors, but the run is on --device "
+                         f"{device_type}")
+    if name == "triton" and device_type == "cpu":
+        from . import triton as _triton
+
+        if not _triton.interpreting():
+            raise ValueError("--backend triton on --device cpu needs TRITON_INTERPRET=1 (slow); --backend cpu is "
+                             "the fast CPU kernel")
+    reason = available_backends()[name]
+    if reason is not None:
+        raise ValueError(f"--backend {name} is not available here: {reason}")
 
 
 def _check_out(out: str) -> None:
@@ -233,25 +265,47 @@ def fill_defaults(args, from_checkpoint=None):
     for flag in ("lr", "weight_decay", "momentum", "tau", "dropout", "loss_lambda"):
         if not math.isfinite(getattr(args, flag)):
             raise ValueError(f"--{flag.replace('_', '-')} must be a finite number, got {getattr(args, flag)}")
-    if args.T < 1:
-        raise ValueError(f"--T must be >= 1, got {args.T}")
-    if args.method == "sltt-k" and not 1 <= args.K <= args.T:
-        raise ValueError(f"--K must lie in [1, T={args.T}], got {args.K}")
+    for flag, least in (("T", 1), ("epochs", 1), ("batch_size", 1), ("image_size", 1)):
+        if getattr(args, flag) < least:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= {least}, got {getattr(args, flag)}")
+    _fill_K(args)
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
     if not 0.0 <= args.loss_lambda <= 1.0:
         raise ValueError(f"--loss-lambda must lie in [0, 1], got {args.loss_lambda}")
     if args.tau <= 1.0:
         raise ValueError(f"--tau must be > 1 (the decay is 1 - 1/tau), got {args.tau}")
-    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
-        raise ValueError("--epochs and --batch-size must be >= 1 and --lr > 0")
-    if args.weight_decay < 0 or not 0.0 <= args.momentum < 1.0:
-        raise ValueError(f"--weight-decay must be >= 0 and --momentum in [0, 1), got {args.weight_decay} and "
-                         f"{args.momentum}")
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.weight_decay < 0:
+        raise ValueError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if not 0.0 <= args.momentum < 1.0:
+        raise ValueError(f"--momentum must lie in [0, 1), got {args.momentum}")
     if args.recipe == "paper-finetune" and not args.pretrained and not args.resume:
         raise ValueError("--recipe paper-finetune fine-tunes a T=1 model: give --pretrained CHECKPOINT")
     _fill_neuron(args)
     return args
+
+
+def _fill_K(args):
+    """SLTT-K's K. Given (--K), it must lie in [1, T], and only --method sltt-k takes it: an
+    error, not a warning, for the other methods, where it would do nothing (a user who gives it
+    most likely meant sltt-k, and a long run of the wrong method costs more than a retyped
+    command). The recipe's K (not given) is a default: above T it becomes T, said in the log, so
+    that --method sltt-k --T 1 runs instead of blaming a --K nobody gave."""
+    given = "K" in args.explicit
+    if given and args.method != "sltt-k":
+        raise ValueError(f"--K {args.K}: only --method sltt-k back-propagates K of the T steps; --method "
+                         f"{args.method} would ignore it (drop --K, or give --method sltt-k)")
+    if args.method != "sltt-k":
+        return
+    if given and not 1 <= args.K <= args.T:
+        raise ValueError(f"--K must lie in [1, T={args.T}] for --method sltt-k, got --K {args.K}")
+    if not given and args.K > args.T:
+        args.notes = getattr(args, "notes", []) + [
+            f"K={args.T}: the recipe's K={args.K} is more than --T {args.T} (every step back-propagated"
+            + (", the same as --method sltt)" if args.T == 1 else ")")]
+        args.K = args.T
 
 
 def _fill_neuron(args):
@@ -770,14 +824,22 @@ def _run(args, d: Dist, device):
             notes = reconcile_resume(args, ck["args"])
         except (CheckpointError, ValueError) as e:
             raise SystemExit(f"sltt-train: {e}")
+        if ck["epoch"] >= args.epochs:
+            return _nothing_to_train(args, ck, used, d, say)
     if args.batch_size % d.world:
         raise SystemExit(f"sltt-train: --batch-size {args.batch_size} (the global batch) does not split evenly over "
                          f"{d.world} processes")
+    info = DATASETS[args.dataset]
     try:
-        train_ds = load_dataset(args.dataset, args.data_dir, train=True, T=args.T, image_size=args.image_size)
-        test_ds = load_dataset(args.dataset, args.data_dir, train=False, T=args.T, image_size=args.image_size)
+        # num_classes: the model's outputs; an ImageNet folder with more classes is refused here
+        train_ds = load_dataset(args.dataset, args.data_dir, train=True, T=args.T, image_size=args.image_size,
+                                num_classes=info.num_classes)
+        test_ds = load_dataset(args.dataset, args.data_dir, train=False, T=args.T, image_size=args.image_size,
+                               num_classes=info.num_classes)
     except DataError as e:
         raise SystemExit(f"sltt-train: {e}")
+    for note in getattr(args, "notes", []) + _data_notes(args, train_ds, test_ds):
+        say(f"sltt-train: {note}")
     net, opt, sched, scaler, autocast_dtype, loss_fn = _setup(args, device)
     if args.sync_bn:
         net = convert_sync_batchnorm(net)
@@ -806,11 +868,56 @@ def _run(args, d: Dist, device):
                       history, start_epoch, end, writer, ckpt_path, say, kept_epoch)
     except KeyboardInterrupt:
         raise SystemExit(f"sltt-train: interrupted in epoch {len(history) + 1}; {_kept(args, kept_epoch[0])}") from None
+    except DataError as e:
+        # an image that cannot be decoded, found when it is read: its path, not a traceback
+        raise SystemExit(f"sltt-train: {_data_error_text(e)}; {_kept(args, kept_epoch[0])}") from None
     if writer is not None:
         writer.close()
     if not d.main:
         return None
     return _write_summary(args, device, history, time.time() - t_start, d, backend)
+
+
+def _data_notes(args, train_ds, test_ds) -> list:
+    """What the log should say about the data: a validation split that lacks some of the training
+    classes (its labels keep the training numbering, so nothing shifts, but its accuracy covers
+    fewer classes)."""
+    missing = getattr(test_ds, "missing_classes", None)
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [f"the test split lacks {len(missing)} of the {len(train_ds.classes)} training classes ({shown}); "
+            f"its labels keep the training split's numbering"]
+
+
+def _data_error_text(e: DataError) -> str:
+    """The message of a DataError raised while reading a sample. From a DataLoader worker it
+    arrives re-raised with the worker's traceback in its text: keep the original's last line."""
+    text = str(e).strip()
+    if "Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    return last.split("DataError: ", 1)[-1]
+
+
+def _nothing_to_train(args, ck, used, d: Dist, say):
+    """--resume of a run that already has --epochs epochs (or more): nothing is trained and
+    summary.json is left as it is. Asking for fewer epochs than were trained is an error (the run
+    cannot be shortened); asking for as many returns the run's summary."""
+    done = ck["epoch"]
+    if args.epochs < done:
+        raise SystemExit(f"sltt-train: --epochs {args.epochs}: the checkpoint {used} has already trained {done} "
+                         f"epochs, so there is nothing to train (give --epochs above {done} to train on); "
+                         f"{os.path.join(args.out, 'summary.json')} is left as it was")
+    say(f"sltt-train: nothing to train: the checkpoint {used} has trained all {done} epochs of the run (give "
+        f"--epochs above {done} to train on); {os.path.join(args.out, 'summary.json')} is left as it was")
+    if not d.main:
+        return None
+    try:
+        with open(os.path.join(args.out, "summary.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _kept(args, epochs_done: int) -> str:
