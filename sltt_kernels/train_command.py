@@ -755,8 +755,11 @@ def _write_summary(args, device, history, wall_s, d: Dist, backend):
                    wall_s=wall_s, device=device.type, world_size=d.world, backend=backend,
                    compile=args.compile, pack_spike_inputs=args.pack_spike_inputs, recompute=args.recompute,
                    sync_bn=args.sync_bn, torch=torch.__version__, history=history)
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
+    path = os.path.join(args.out, "summary.json")
+    # written beside and then moved over the old one: an interrupt or a full disk never leaves half a file
+    with open(path + ".tmp", "w") as f:
         json.dump(summary, f, indent=1)
+    os.replace(path + ".tmp", path)
     print(f"summary: {os.path.join(args.out, 'summary.json')}  final test accuracy "
           f"{100 * (summary['final_test_acc'] or 0):.2f}%")
     return summary
@@ -780,9 +783,17 @@ def _log_tensorboard(writer, rec):
 
 def main(argv=None):
     args = parse_args(argv)
+    # SIGTERM and Ctrl-C end the run with a word from here on (an interrupt inside training says
+    # which checkpoint is kept: _run; before or after it: here)
+    _SIGNALLED.clear()  # a signal of an earlier run in this process is not this run's
+    _raise_on_sigterm()
     d, device = _init_processes(args)
+    args.training_began = False
     try:
-        result = _run(args, d, device)
+        try:
+            result = _run(args, d, device)
+        except KeyboardInterrupt:
+            raise SystemExit(_interrupted_outside_training(args)) from None
         if d.active:
             import torch.distributed as dist
 
@@ -798,6 +809,17 @@ def main(argv=None):
             sys.stderr.flush()
             os._exit(1)  # no clean shutdown: a collective of the process group would wait for the dead peer
         raise
+
+
+def _interrupted_outside_training(args) -> str:
+    """The message of a SIGTERM or Ctrl-C before the first epoch began or after the last ended."""
+    if args.training_began:
+        return (f"sltt-train: interrupted after training, while writing the summary; the last epoch's checkpoint is "
+                f"kept in {args.out}: --resume --out {args.out} writes the summary")
+    text = "sltt-train: interrupted before training began; nothing was written"
+    if args.resume:
+        text += f" (the checkpoint in {args.out} is as it was: continue with --resume --out {args.out})"
+    return text
 
 
 def _run(args, d: Dist, device):
@@ -825,7 +847,11 @@ def _run(args, d: Dist, device):
         except (CheckpointError, ValueError) as e:
             raise SystemExit(f"sltt-train: {e}")
         if ck["epoch"] >= args.epochs:
-            return _nothing_to_train(args, ck, used, d, say)
+            return _nothing_to_train(args, ck, used, d, device, say)
+    if args.pretrained is not None and not os.path.isfile(args.pretrained):
+        # read once the model is built, after the data: a wrong path is found out here instead
+        # (not in parse_args, which names a file only to be read later)
+        raise SystemExit(f"sltt-train: --pretrained {args.pretrained}: no such file")
     if args.batch_size % d.world:
         raise SystemExit(f"sltt-train: --batch-size {args.batch_size} (the global batch) does not split evenly over "
                          f"{d.world} processes")
@@ -860,7 +886,7 @@ def _run(args, d: Dist, device):
     say(f"sltt-train: {backend_line(args, device)}")
     writer = _tensorboard_writer(args) if args.tensorboard and d.main else None
     t_start = time.time()
-    _raise_on_sigterm()
+    args.training_began = True
     end = args.epochs if args.stop_after is None else min(args.epochs, start_epoch + args.stop_after)
     kept_epoch = [start_epoch]  # the epoch of the last checkpoint written (on resume: the one read)
     try:
@@ -900,24 +926,33 @@ def _data_error_text(e: DataError) -> str:
     return last.split("DataError: ", 1)[-1]
 
 
-def _nothing_to_train(args, ck, used, d: Dist, say):
-    """--resume of a run that already has --epochs epochs (or more): nothing is trained and
-    summary.json is left as it is. Asking for fewer epochs than were trained is an error (the run
-    cannot be shortened); asking for as many returns the run's summary."""
+def _nothing_to_train(args, ck, used, d: Dist, device, say):
+    """--resume of a run that has trained --epochs epochs or more: nothing is trained, and
+    summary.json is left as it is. Asking for fewer epochs than were trained is an error (a run
+    cannot be shortened); asking for as many returns the run's summary. A summary that is missing
+    (the run stopped between its last checkpoint and the summary) or older than the checkpoint is
+    written from the checkpoint's history, with wall_s None: no time was spent training here."""
     done = ck["epoch"]
+    summary_path = os.path.join(args.out, "summary.json")
     if args.epochs < done:
         raise SystemExit(f"sltt-train: --epochs {args.epochs}: the checkpoint {used} has already trained {done} "
                          f"epochs, so there is nothing to train (give --epochs above {done} to train on); "
-                         f"{os.path.join(args.out, 'summary.json')} is left as it was")
+                         f"{summary_path} is left as it was")
     say(f"sltt-train: nothing to train: the checkpoint {used} has trained all {done} epochs of the run (give "
-        f"--epochs above {done} to train on); {os.path.join(args.out, 'summary.json')} is left as it was")
+        f"--epochs above {done} to train on)")
     if not d.main:
         return None
     try:
-        with open(os.path.join(args.out, "summary.json")) as f:
-            return json.load(f)
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if isinstance(summary, dict) and summary.get("epochs_done") == done:
+            say(f"sltt-train: {summary_path} is left as it was")
+            return summary
     except (OSError, ValueError):
-        return None
+        pass
+    say(f"sltt-train: {summary_path} is missing or older than the checkpoint: written from its history")
+    return _write_summary(args, device, list(ck["history"]), None, d,
+                          select_backend(torch.empty(0, device=device), args.backend))
 
 
 def _kept(args, epochs_done: int) -> str:

@@ -211,14 +211,16 @@ CUDA = torch.cuda.is_available()
     (["--method", "sltt", "--K", "2"], "--K 2: only --method sltt-k back-propagates K of the T steps; --method sltt"),
     (["--method", "bptt", "--K", "1"], "--K 1: only --method sltt-k .*--method bptt would ignore it"),
     (["--K", "2"], "--K 2: only --method sltt-k"),  # the recipe's method is sltt
+    (["--pretrained", "/nonexistent/in1.pt"], "--pretrained /nonexistent/in1.pt: no such file"),
 ])
 def test_bad_values_are_refused_naming_flag_and_value_before_any_work(flags, match, capsys, monkeypatch, tmp_path):
     _no_data_no_model(monkeypatch)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         train_command.main(["--dataset", "digits", "--out", str(tmp_path / "run"), *flags])
-    err = capsys.readouterr().err
-    assert re.search(match, err), err
-    assert "Traceback" not in err
+    # argparse's errors go to stderr (exit 2); the later checks' SystemExit carries its message
+    said = capsys.readouterr().err + str(exc.value.code)
+    assert re.search(match, said), said
+    assert "Traceback" not in said
 
 
 @pytest.mark.parametrize("make, match", [
@@ -278,7 +280,8 @@ def test_resume_with_nothing_to_train_says_so_and_keeps_the_summary(tmp_path, mo
     assert (summary.read_bytes(), os.stat(summary).st_mtime_ns) == before
     # the run is complete: nothing to train either, said, and the summary returned as it is
     again = train_command.main(["--resume", "--out", str(out), "--no-progress"])
-    assert "nothing to train: the checkpoint" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "nothing to train: the checkpoint" in said and "summary.json is left as it was" in said
     assert again == json.loads(before[0]) and again["wall_s"] == first["wall_s"]
     assert (summary.read_bytes(), os.stat(summary).st_mtime_ns) == before
 
@@ -303,6 +306,39 @@ def test_interrupt_says_what_was_kept(tmp_path, monkeypatch, at_epoch, kept):
     assert f"interrupted in epoch {at_epoch + 1}; {kept}" in str(exc.value.code)
     if at_epoch:
         assert f"continue with --resume --out {tmp_path / 'run'}" in str(exc.value.code)
+
+
+def test_interrupt_before_training_says_nothing_was_written(tmp_path, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_command, "load_dataset", interrupted)
+    with pytest.raises(SystemExit, match="interrupted before training began; nothing was written$"):
+        train_command.main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "run")])
+
+
+def test_interrupt_while_writing_the_summary_then_resume_writes_it(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    train_command.main([*QUICK, "--epochs", "2", "--stop-after", "1", "--out", str(out)])
+    real = train_command._write_summary
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_command, "_write_summary", interrupted)
+    with pytest.raises(SystemExit, match="interrupted after training, while writing the summary; the last epoch's "
+                                         f"checkpoint is kept in {re.escape(str(out))}"):
+        train_command.main(["--resume", "--out", str(out), "--no-progress"])
+    assert json.loads((out / "summary.json").read_text())["epochs_done"] == 1  # the stopped run's
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(train_command, "_write_summary", real)
+    _no_data_no_model(monkeypatch)
+    capsys.readouterr()
+    summary = train_command.main(["--resume", "--out", str(out), "--no-progress"])
+    assert "summary.json is missing or older than the checkpoint: written from its history" in capsys.readouterr().out
+    assert summary["epochs_done"] == 2 and summary["wall_s"] is None
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert not (out / "summary.json.tmp").exists()
 
 
 # ---------------------------------------------------------------------------------------------

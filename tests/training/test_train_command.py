@@ -220,7 +220,7 @@ def test_sync_bn_on_cpu_is_refused(capsys):
     (["--momentum", "nan"], "--momentum must be a finite number"),
     (["--tau", "inf"], "--tau must be a finite number"),
     (["--weight-decay=-1e-4"], "--weight-decay must be >= 0"),
-    (["--momentum", "1.0"], r"--momentum in \[0, 1\)"),
+    (["--momentum", "1.0"], r"--momentum must lie in \[0, 1\), got 1\.0"),
     (["--workers", "-1"], "--workers must be >= 0"),
     (["--stop-after", "0"], "--stop-after must be >= 1"),
     (["--max-iterations", "0"], "--max-iterations must be >= 1"),
