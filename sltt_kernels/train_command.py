@@ -65,7 +65,8 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from . import models
-from ._backend import available_backends, check_backend_name, select_backend
+from ._backend import ALIASES as BACKEND_ALIASES
+from ._backend import BACKENDS, available_backends, check_backend_name, select_backend
 from .checkpoint import (CheckpointError, load_pretrained, load_resume_checkpoint, restore_training_state,
                          save_checkpoint, training_state)
 from .data import DATASETS, DataError, load_dataset
@@ -121,7 +122,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper")
     p.add_argument("--method", choices=["bptt", "sltt", "sltt-k"], help="default: sltt")
-    p.add_argument("--K", type=int, help="time steps back-propagated by sltt-k (recipe: 4 DVS-Gesture, else 2)")
+    p.add_argument("--K", type=int, help="time steps back-propagated by sltt-k, 1..T (recipe: 4 DVS-Gesture, else 2, "
+                   "lowered to T when T is smaller); refused with the other methods")
     p.add_argument("--T", type=int, help="time steps")
     p.add_argument("--model", choices=list(MODEL_BUILDERS))
     p.add_argument("--dataset", choices=list(DATASETS), help="default: digits")
@@ -215,10 +217,10 @@ def _check_backend(backend: str, device_type: str) -> None:
     """--backend: a known name, usable here and on the run's device (the model's first forward
     would find out otherwise, after the data and the model are loaded). No tensor is made: under
     torchrun this runs before each process picks its GPU."""
-    try:
-        name = check_backend_name(backend)
-    except ValueError as e:
-        raise ValueError(f"--backend {backend}: {e}") from None
+    if backend not in BACKENDS and backend not in BACKEND_ALIASES:
+        raise ValueError(f"--backend {backend}: not a backend; choose one of {', '.join(BACKENDS)} (or SpikingJelly's "
+                         f"{', '.join(BACKEND_ALIASES)})")
+    name = check_backend_name(backend)
     if name in ("auto", "reference"):
         return
     if name in ("cpu", "cuda") and device_type != name:

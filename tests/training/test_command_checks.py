@@ -200,7 +200,7 @@ CUDA = torch.cuda.is_available()
     (["--T", "0"], "--T must be >= 1, got 0"),
     (["--workers", "-1"], "--workers must be >= 0, got -1"),
     (["--stop-after", "-1"], "--stop-after must be >= 1, got -1"),
-    (["--backend", "bogus"], "--backend bogus: backend must be one of"),
+    (["--backend", "bogus"], "--backend bogus: not a backend; choose one of auto, reference, cpu, cuda, triton"),
     pytest.param(["--device", "cuda"], "--device cuda: torch sees no CUDA GPU",
                  marks=pytest.mark.skipif(CUDA, reason="a GPU is here")),
     pytest.param(["--backend", "cuda"], "--backend cuda runs the neurons on cuda tensors, but the run is on --device cpu",
