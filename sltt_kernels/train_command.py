@@ -504,9 +504,11 @@ def _loader(ds, args, shuffle, epoch, d: Dist = None):
     sampler = DistributedSampler(ds, num_replicas=d.world, rank=d.rank, shuffle=shuffle, seed=args.seed * 1000,
                                  drop_last=drop_last)
     sampler.set_epoch(epoch)
+    # the loader's generator only draws the workers' seeds (the sampler shuffles on its own): one
+    # per process, or worker i of every process would replay the same augmentation draws
     return DataLoader(ds, batch_size=args.batch_size // d.world, sampler=sampler, num_workers=args.workers,
                       drop_last=drop_last, worker_init_fn=_reseed_worker if args.workers else None,
-                      generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+                      generator=torch.Generator().manual_seed(args.seed * 1000 + epoch + 7919 * d.rank))
 
 
 class _PlainProgress:
@@ -759,9 +761,14 @@ def _write_summary(args, device, history, wall_s, d: Dist, backend):
                    sync_bn=args.sync_bn, torch=torch.__version__, history=history)
     path = os.path.join(args.out, "summary.json")
     # written beside and then moved over the old one: an interrupt or a full disk never leaves half a file
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(path + ".tmp", path)
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(path + ".tmp", path)
+    except BaseException:
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        raise
     print(f"summary: {os.path.join(args.out, 'summary.json')}  final test accuracy "
           f"{100 * (summary['final_test_acc'] or 0):.2f}%")
     return summary
@@ -903,7 +910,12 @@ def _run(args, d: Dist, device):
         writer.close()
     if not d.main:
         return None
-    return _write_summary(args, device, history, time.time() - t_start, d, backend)
+    try:
+        return _write_summary(args, device, history, time.time() - t_start, d, backend)
+    except OSError as e:
+        raise SystemExit(f"sltt-train: could not write {os.path.join(args.out, 'summary.json')} ({e.strerror or e}); "
+                         f"the checkpoint of epoch {kept_epoch[0]} is kept in {args.out}: --resume --out {args.out} "
+                         f"writes the summary") from e
 
 
 def _data_notes(args, train_ds, test_ds) -> list:

@@ -179,6 +179,19 @@ def test_imagenet_loader_workers_draw_their_own_augmentation(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(batches, again))
 
 
+def test_each_process_workers_draw_their_own_augmentation():
+    from sltt_kernels.data import TensorImages
+
+    ds = TensorImages(torch.rand(1, 3, 32, 32).expand(8, 3, 32, 32).contiguous(), torch.zeros(8, dtype=torch.long),
+                      augment=True)
+    args = train_command.parse_args(["--dataset", "cifar10", "--batch-size", "4", "--workers", "1", "--seed", "0"])
+    # ranks 0 and 1 of 2 (no process group needed: the sampler is told its rank); the same image
+    # everywhere, so equal batches would be the same draws replayed by worker 0 of each process
+    per_rank = [[x for x, _ in train_command._loader(ds, args, True, 0, train_command.Dist(rank, 2))]
+                for rank in (0, 1)]
+    assert all(not torch.equal(a, b) for a, b in zip(*per_rank))
+
+
 # ---------------------------------------------------------------------------------------------
 # flags (item 9): refused before any data or model, naming the flag and the value
 
@@ -339,6 +352,23 @@ def test_interrupt_while_writing_the_summary_then_resume_writes_it(tmp_path, mon
     assert summary["epochs_done"] == 2 and summary["wall_s"] is None
     assert summary == json.loads((out / "summary.json").read_text())
     assert not (out / "summary.json.tmp").exists()
+
+
+def test_a_failed_summary_write_leaves_no_partial_file_and_says_what_is_kept(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+
+    def full_disk(obj, f, **kw):
+        f.write('{"partial": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_command.json, "dump", full_disk)
+    with pytest.raises(SystemExit, match=r"could not write .*summary\.json \(No space left on device\); the checkpoint "
+                                         r"of epoch 1 is kept in .*--resume --out .* writes the summary"):
+        train_command.main([*QUICK, "--epochs", "1", "--out", str(out)])
+    assert not (out / "summary.json").exists() and not (out / "summary.json.tmp").exists()
+    monkeypatch.undo()
+    summary = train_command.main(["--resume", "--out", str(out), "--no-progress"])
+    assert summary["epochs_done"] == 1 and json.loads((out / "summary.json").read_text()) == summary
 
 
 # ---------------------------------------------------------------------------------------------
