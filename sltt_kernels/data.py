@@ -350,7 +350,8 @@ class ImageFolderDataset(Dataset):
             raise DataError(f"{root}: class folder{'s' if len(unknown) > 1 else ''} "
                             f"{', '.join(os.path.join(root, n) for n in unknown[:5])}"
                             f"{f' (and {len(unknown) - 5} more)' if len(unknown) > 5 else ''} "
-                            f"not among the {len(classes)} training classes: its labels would have no meaning")
+                            f"not among the {len(classes)} training classes: no label fits it (every split is "
+                            f"labelled by the training split's class folders)")
         self.classes = list(classes)
         present_set = set(present)
         self.missing_classes = [name for name in self.classes if name not in present_set]
@@ -440,10 +441,14 @@ def load_dataset(name: str, data_dir: Optional[str], train: bool, T: int = 1, im
     malformed folder.
 
     Example:
-        >>> test = load_dataset("imagenet", "~/imagenet", train=False)   # val/, train/'s labels
+        >>> test = load_dataset("imagenet", "/data/imagenet", train=False)   # val/, train/'s labels
     """
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)):
+        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__} {num_classes!r}")
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if name == "digits":
         return _digits(train)
     if not data_dir:

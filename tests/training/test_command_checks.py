@@ -111,6 +111,10 @@ def test_more_classes_than_outputs_is_refused_naming_the_folder_and_both_numbers
                                             "model has 2 outputs"):
             load_dataset("imagenet", str(tmp_path), train=train, image_size=8, num_classes=2)
     assert len(load_dataset("imagenet", str(tmp_path), train=True, image_size=8, num_classes=3)) == 6
+    with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
+        load_dataset("imagenet", str(tmp_path), train=True, num_classes=0)
+    with pytest.raises(TypeError, match="num_classes must be an int, got float 2.0"):
+        load_dataset("imagenet", str(tmp_path), train=True, num_classes=2.0)
 
 
 def test_command_refuses_1001_classes_before_the_model_is_built(tmp_path, monkeypatch):
@@ -216,8 +220,8 @@ CUDA = torch.cuda.is_available()
     (["--backend", "bogus"], "--backend bogus: not a backend; choose one of auto, reference, cpu, cuda, triton"),
     pytest.param(["--device", "cuda"], "--device cuda: torch sees no CUDA GPU",
                  marks=pytest.mark.skipif(CUDA, reason="a GPU is here")),
-    pytest.param(["--backend", "cuda"], "--backend cuda runs the neurons on cuda tensors, but the run is on --device cpu",
-                 marks=pytest.mark.skipif(CUDA, reason="a GPU is here")),
+    pytest.param(["--backend", "cuda"],
+                 "--backend cuda runs the neurons on cuda tensors, but the run is on --device cpu", marks=pytest.mark.skipif(CUDA, reason="a GPU is here")),
     (["--device", "cpu", "--backend", "cuda"], "--backend cuda runs the neurons on cuda tensors"),
     (["--method", "sltt-k", "--T", "2", "--K", "3"], r"--K must lie in \[1, T=2\] for --method sltt-k, got --K 3"),
     (["--method", "sltt-k", "--K", "0"], r"--K must lie in \[1, T=4\] for --method sltt-k, got --K 0"),
