@@ -175,3 +175,36 @@ def test_pack_spike_inputs_checks_backend_at_the_call(value, error):
     with pytest.raises(error, match=r"^backend must be.*'auto', 'reference', 'cpu', 'cuda', 'triton'"):
         pack_spike_inputs(net, backend=value)
     assert type(net[2]) is nn.Linear  # nothing was changed
+
+
+def test_snntorch_leaky_forward_of_a_list_is_a_type_error():
+    from sltt_kernels.nn import Leaky
+
+    with pytest.raises(TypeError, match=r"^Leaky: x must be a torch.Tensor .*got list"):
+        Leaky(beta=0.5)([0.25, 1.5])
+
+
+def test_snntorch_leaky_grad_mode_and_backend_are_named_as_such():
+    from sltt_kernels.nn import Leaky
+
+    with pytest.raises(ValueError, match=r"^grad_mode must be one of"):
+        Leaky(beta=0.5, grad_mode="online")
+    n = Leaky(beta=0.5)
+    with pytest.raises(ValueError, match=r"^backend must be one of"):
+        n.backend = "gpu"
+
+
+# replace_neurons ---------------------------------------------------------------------------------
+
+
+def test_replace_neurons_refuses_a_model_that_is_not_a_module_and_a_verbose_that_is_not_a_bool():
+    from torch import nn
+
+    from sltt_kernels.nn import replace_neurons
+
+    with pytest.raises(TypeError, match=r"^replace_neurons: model must be an nn.Module, got list"):
+        replace_neurons([nn.Linear(2, 2)])
+    with pytest.raises(TypeError, match=r"^verbose must be True or False, got 'yes'"):
+        replace_neurons(nn.Sequential(nn.Linear(2, 2)), verbose="yes")
+    with pytest.raises(ValueError, match=r"^backend must be one of"):
+        replace_neurons(nn.Sequential(nn.Linear(2, 2)), backend="gpu")
