@@ -213,6 +213,9 @@ def spikingjelly_rules(counter_kind: str) -> Dict[object, Callable]:
     Example:
         >>> counter = op_counter.ACCounter(extra_rules=spikingjelly_rules("ACCounter"))
     """
+    if not isinstance(counter_kind, str):
+        raise TypeError(f"spikingjelly_rules: counter_kind must be a string, one of {sorted(_SJ_RULES)}; got "
+                        f"{type(counter_kind).__name__} {counter_kind!r}")
     if counter_kind not in _SJ_RULES:
         raise ValueError(f"spikingjelly_rules: counter_kind must be one of {sorted(_SJ_RULES)}, got {counter_kind!r}")
     fwd, bwd = _SJ_RULES[counter_kind]

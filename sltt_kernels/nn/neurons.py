@@ -410,6 +410,9 @@ class OTTTLIFNode(LIFNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = False, v_threshold: float = 1.0,
                  v_reset: Optional[float] = None, surrogate_function=None, detach_reset: bool = True,
                  step_mode: str = "s", store_v_seq: bool = False, backend: str = "auto"):
+        if not isinstance(step_mode, str):
+            raise TypeError(f"OTTTLIFNode: step_mode must be a string, 's'; got "
+                            f"{type(step_mode).__name__} {step_mode!r}")
         if step_mode != "s":
             raise ValueError(f"OTTTLIFNode is single-step only: step_mode must be 's', got {step_mode!r}")
         super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,

@@ -208,3 +208,21 @@ def test_replace_neurons_refuses_a_model_that_is_not_a_module_and_a_verbose_that
         replace_neurons(nn.Sequential(nn.Linear(2, 2)), verbose="yes")
     with pytest.raises(ValueError, match=r"^backend must be one of"):
         replace_neurons(nn.Sequential(nn.Linear(2, 2)), backend="gpu")
+
+
+def test_ottt_lif_node_step_mode_that_is_not_a_string_is_a_type_error():
+    from sltt_kernels.nn import OTTTLIFNode
+
+    with pytest.raises(TypeError, match=r"^OTTTLIFNode: step_mode must be a string"):
+        OTTTLIFNode(step_mode=None)
+    with pytest.raises(ValueError, match=r"single-step only"):
+        OTTTLIFNode(step_mode="m")
+
+
+def test_counter_rules_of_a_counter_kind_that_is_not_a_string_is_a_type_error():
+    from sltt_kernels import counters
+
+    with pytest.raises(TypeError, match=r"^spikingjelly_rules: counter_kind must be a string"):
+        counters.spikingjelly_rules(None)
+    with pytest.raises(ValueError, match=r"counter_kind must be one of"):
+        counters.spikingjelly_rules("Nope")
