@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Dict, NamedTuple, Tuple
 
@@ -171,14 +172,19 @@ def check_registry() -> None:
 
 
 def number(name: str, value, *, low=None, low_inclusive=True, high=None, high_inclusive=True) -> float:
-    """A finite Python float from a number (or a one-element tensor, read now), else an error
-    naming the argument."""
+    """A finite Python float from a real number: a Python int or float, a NumPy scalar or 0-d
+    array (np.float32(2.0)), any numbers.Real, or a one-element tensor (read now); else an error
+    naming the argument. bool and complex values are refused (TypeError): True is not a time
+    constant, and a complex one has no order."""
+    given = type(value).__name__
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
+    elif not isinstance(value, (int, float, torch.SymInt, torch.SymFloat)):
+        value = _real_scalar(name, value)
     if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt, torch.SymFloat)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise TypeError(f"{name} must be a real number, got {given} {value!r}")
     # + 0.0 turns -0.0 into 0.0: the two are one setting, and the configuration cache (keyed on
     # values, where -0.0 == 0.0) must not hand one call's zero sign to another
     value = float(value) + 0.0
@@ -190,6 +196,21 @@ def number(name: str, value, *, low=None, low_inclusive=True, high=None, high_in
         raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
     if high is not None and (value > high or (value == high and not high_inclusive)):
         raise ValueError(f"{name} must be {'<=' if high_inclusive else '<'} {high}, got {value}")
+    return value
+
+
+def _real_scalar(name: str, value):
+    """A NumPy scalar or 0-d array as the Python value .item() gives (bool and complex stay what
+    they are, for number() to refuse), another numbers.Real as a float; anything else unchanged
+    (number() names its type). NumPy is not imported: its scalars and arrays are recognised by
+    their 0-d shape and .item(), as torch's own one-element tensors are."""
+    shape = getattr(value, "shape", None)
+    if shape is not None and callable(getattr(value, "item", None)):
+        if tuple(shape) != ():
+            raise ValueError(f"{name} must be a number, got a {type(value).__name__} of shape {tuple(shape)}")
+        return value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
     return value
 
 

@@ -156,7 +156,19 @@ def _cached_build(directory: str):
     return library, dict(info, path=library)
 
 
+ANOTHER_LOADED = "another sltt_kernels._C is already loaded in this process"
+
+
 def _load_library(path: str):
+    loaded = sys.modules.get("sltt_kernels._C")
+    if loaded is not None:
+        # its ops are registered: loading a second library registers them again, which aborts
+        # the process (_ext.load(force=True) after the prebuilt extension loaded, say)
+        where = getattr(loaded, "__file__", None)
+        if where is not None and os.path.realpath(where) == os.path.realpath(path):
+            return loaded
+        raise ImportError(f"{ANOTHER_LOADED} ({where or 'no file'}): a second one cannot be loaded beside it; "
+                          "start a new Python process")
     spec = importlib.util.spec_from_file_location(
         "sltt_kernels._C", path, loader=importlib.machinery.ExtensionFileLoader("sltt_kernels._C", path))
     module = importlib.util.module_from_spec(spec)
@@ -298,6 +310,8 @@ def load_or_build():
     module, info, damaged = _load_cached(folder(with_cuda))
     if module is not None:
         return module, dict(info, why_not_cuda=why_not_cuda) if not with_cuda else info, None
+    if damaged is not None and ANOTHER_LOADED in damaged:  # a build would load beside it too
+        return None, None, f"the cached build was not loaded: {damaged}"
     ok, why = jit_decision()
     if ok is None:
         return None, None, why + (f"; the cache holds {damaged}" if damaged else "")

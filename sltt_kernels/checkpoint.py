@@ -16,7 +16,8 @@ import sys
 import torch
 
 __all__ = ["CheckpointError", "CKPT_KEYS", "save_checkpoint", "prev_path", "read_checkpoint",
-           "load_resume_checkpoint", "load_pretrained", "training_state", "restore_training_state", "cosine_lr"]
+           "load_resume_checkpoint", "load_pretrained", "training_state", "restore_training_state",
+           "restore_rng_states", "cosine_lr"]
 
 CKPT_KEYS = ("model", "optimizer", "scheduler", "torch_rng", "epoch", "history", "args")
 
@@ -136,7 +137,26 @@ def restore_training_state(ck: dict, used: str, net, opt, sched, scaler, device,
         sched._last_lr = [g["lr"] for g in opt.param_groups]
     if scaler is not None and ck.get("scaler"):
         scaler.load_state_dict(ck["scaler"])
-    torch.set_rng_state(ck["torch_rng"])
-    if device.type == "cuda" and "cuda_rng" in ck:
-        torch.cuda.set_rng_state(ck["cuda_rng"], device)
+    restore_rng_states(ck, device)
     return start_epoch, history
+
+
+def restore_rng_states(ck: dict, device) -> None:
+    """Sets torch's CPU generator from ck["torch_rng"] and, on a CUDA device, that device's from
+    ck["cuda_rng"]. Both setters take CPU byte tensors only: a checkpoint read with a
+    map_location onto a GPU (torch.load(path, map_location="cuda"), as a resume on --device cuda
+    would) holds them on the GPU, so they are moved back to the CPU first.
+
+    Example:
+        >>> ck = torch.load("runs/x/checkpoint.pt", map_location="cuda", weights_only=True)
+        >>> restore_rng_states(ck, torch.device("cuda"))
+    """
+    torch.set_rng_state(_cpu_byte_state(ck["torch_rng"], "torch_rng"))
+    if torch.device(device).type == "cuda" and "cuda_rng" in ck:
+        torch.cuda.set_rng_state(_cpu_byte_state(ck["cuda_rng"], "cuda_rng"), device)
+
+
+def _cpu_byte_state(state, key: str):
+    if not isinstance(state, torch.Tensor):
+        raise CheckpointError(f"the checkpoint's {key} is a {type(state).__name__}, not an RNG state tensor")
+    return state.to(device="cpu", dtype=torch.uint8)

@@ -21,10 +21,17 @@ compare), and for snnTorch's Leaky, which has no SpikingJelly twin, our estimate
 way.
 
 ParametricLIFNode's sigmoid(w) runs in Python before our op, so SpikingJelly's counters count
-it themselves. ACCounter counts an add of two binary tensors as their non-zeros; our ops count
-every add, an upper bound that equals SpikingJelly's count except when v and x are both
-all-0/1. The backward ops count 2x the forward's FLOPs (a pointwise op's usual ratio: an
-estimate, not SpikingJelly's count, which depends on its surrogate's autograd graph). MACs and
+it themselves. ACCounter counts an add or subtraction of two binary (all 0/1) tensors as their
+non-zeros, not as one per element. Where that happens inside a LIF neuron on every sample, ours
+count it the same: without input decay SpikingJelly charges h = v - (v - v_r) / tau + x, and from
+the reset state v = v_r = 0 its v - (v - v_r) / tau subtracts two zero tensors (0 ACs, where the
+per-element count has one per neuron): the first step of a call is counted from the state the op
+is given (_first_sub_correction), and a single-step module gives it every step's. The counts then
+equal SpikingJelly's, except where a later step of a multi-step call starts from a state that is
+all 0/1 again, or where the input x itself is all 0/1 (spikes fed straight into a neuron): ours
+count one AC per element there, an upper bound. The backward ops count 2x the forward's FLOPs (a
+pointwise op's usual ratio: an estimate, not SpikingJelly's count, which depends on its
+surrogate's autograd graph). MACs and
 SynOps are 0 (no matmul or convolution inside a neuron), as SpikingJelly counts its neurons.
 
 A counter's `ignore_modules` that names SpikingJelly's LIFNode / IFNode / ParametricLIFNode /
@@ -128,8 +135,54 @@ def _bwd_flops(args, kwargs, out) -> int:
     return neuron_flops(neuron_args_of_call(args, kwargs, tensors=4), _element_steps(args, kwargs), backward=True)
 
 
-def _fwd_acs(args, kwargs, out) -> int:
-    return neuron_acs(neuron_args_of_call(args, kwargs, tensors=3), _element_steps(args, kwargs))
+def _fwd_acs(args, kwargs, out, multistep: bool) -> int:
+    nargs = neuron_args_of_call(args, kwargs, tensors=3)
+    x = args[0] if args else kwargs["x"]
+    state = _tensor_arg(args, kwargs, 1, "v0" if multistep else "v")
+    k = _tensor_arg(args, kwargs, 2, "k")
+    first = x[0] if multistep and x.dim() > 0 else x
+    return neuron_acs(nargs, x.numel()) + _first_sub_correction(nargs, first.numel(), state, k)
+
+
+def _fwd_acs_multistep(args, kwargs, out) -> int:
+    return _fwd_acs(args, kwargs, out, multistep=True)
+
+
+def _fwd_acs_step(args, kwargs, out) -> int:
+    return _fwd_acs(args, kwargs, out, multistep=False)
+
+
+def _tensor_arg(args, kwargs, position: int, name: str):
+    value = kwargs[name] if name in kwargs else (args[position] if len(args) > position else None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _binary_nonzeros(t: torch.Tensor):
+    """SpikingJelly's ACCounter test of an operand: its non-zeros when every element is 0 or 1,
+    else None."""
+    if not bool(((t == 0) | (t == 1)).all()):
+        return None
+    return int(t.count_nonzero())
+
+
+def _first_sub_correction(args: NeuronArgs, n: int, state, k) -> int:
+    """ACs to add to the per-element count for the first step of a call (n neurons), where
+    SpikingJelly's count differs from the per-step one: its LIF without input decay charges
+    h = v - (v - v_r) / tau + x, and its ACCounter counts the subtraction v - q (q = (v - v_r) / tau)
+    as the non-zeros of v and q when both are all 0 or 1, not as n. That is the case from the
+    reset state v = v_r = 0 (both zeros: 0 ACs), every sample's first step. A step op sees its
+    state, so each step is counted as SpikingJelly counts it; a multi-step op sees only its
+    starting state (v0, or v_r everywhere when v0 is None), so its first step is."""
+    if args.neuron != "lif" or args.decay_input or n == 0:
+        return 0
+    v_r = float(args.v_reset)
+    if state is None:  # the kernel starts from v_r: q is 0, v is v_r everywhere (n non-zeros if v_r is 1)
+        return -n if v_r == 0.0 else 0
+    gain = k if k is not None else 1.0 - float(args.decay)  # 1 / tau
+    nonzeros_v = _binary_nonzeros(state)
+    nonzeros_q = None if nonzeros_v is None else _binary_nonzeros((state - v_r) * gain)
+    counted = n if nonzeros_q is None else nonzeros_v + nonzeros_q
+    return counted - n
 
 
 def _zero(args, kwargs, out) -> int:
@@ -146,7 +199,7 @@ def _memory_access(args, kwargs, out) -> int:
 # the counter counts the forward only (as SpikingJelly's ACCounter)
 _SJ_RULES: Dict[str, tuple] = {
     "FlopCounter": (_fwd_flops, _bwd_flops),
-    "ACCounter": (_fwd_acs, None),
+    "ACCounter": ({"multistep": _fwd_acs_multistep, "step": _fwd_acs_step}, None),
     "MACCounter": (_zero, _zero),
     "SynOpCounter": (_zero, _zero),
     "MemoryAccessCounter": (_memory_access, _memory_access),
@@ -160,10 +213,16 @@ def spikingjelly_rules(counter_kind: str) -> Dict[object, Callable]:
     Example:
         >>> counter = op_counter.ACCounter(extra_rules=spikingjelly_rules("ACCounter"))
     """
+    if not isinstance(counter_kind, str):
+        raise TypeError(f"spikingjelly_rules: counter_kind must be a string, one of {sorted(_SJ_RULES)}; got "
+                        f"{type(counter_kind).__name__} {counter_kind!r}")
     if counter_kind not in _SJ_RULES:
         raise ValueError(f"spikingjelly_rules: counter_kind must be one of {sorted(_SJ_RULES)}, got {counter_kind!r}")
     fwd, bwd = _SJ_RULES[counter_kind]
-    rules = {target: fwd for target in FORWARD_OPS}
+    if isinstance(fwd, dict):  # a rule per op kind: the step op's second argument is v, the multi-step op's v0
+        rules = {target: fwd["multistep" if "multistep" in target.name() else "step"] for target in FORWARD_OPS}
+    else:
+        rules = {target: fwd for target in FORWARD_OPS}
     if bwd is not None:
         rules.update({target: bwd for target in BACKWARD_OPS})
     return rules

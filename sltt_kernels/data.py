@@ -7,7 +7,8 @@
   defaults (probability 0.5, area 2-40 %, aspect 0.4-2.5, one random grey value 0-255), flip;
 - DVS-Gesture / DVS-CIFAR10: frames through SpikingJelly's dataset classes; DVS-CIFAR10 frames
   resized to 48x48 and split by sample index (0-899 of each class train, 900-999 test);
-- ImageNet: a folder in ImageFolder layout (train/<class>/*.JPEG, val/<class>/*), decoded with
+- ImageNet: a folder in ImageFolder layout (train/<class>/*.JPEG, val/<class>/*), both splits
+  labelled by train/'s sorted class folders (a class missing from val/ shifts no label), decoded with
   PIL; RandomResizedCrop + flip for training, Resize(256/224 of the size) + CenterCrop for
   validation; ImageNet mean/std normalisation. No download.
 
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 __all__ = ["DATASETS", "DatasetInfo", "load_dataset", "DataError", "TensorImages", "ImageFolderDataset",
-           "cutout_params", "split_cifar10_dvs", "read_cifar_batch"]
+           "cutout_params", "split_cifar10_dvs", "read_cifar_batch", "class_folders"]
 
 
 class DataError(ValueError):
@@ -301,33 +302,71 @@ def _pil():
     return Image
 
 
+def class_folders(root: str, layout: str = "one folder per class") -> List[str]:
+    """The class folders of root (ImageFolder layout), sorted by name: its sub-folders, hidden
+    ones (a name starting with '.', such as .ipynb_checkpoints) left out so that they never take
+    a label. DataError naming root when it is missing or has none.
+
+    Example:
+        >>> class_folders("imagenet/train")[:2]          # ['n01440764', 'n01443537']
+    """
+    if not os.path.isdir(root):
+        raise DataError(f"{root} does not exist: expected {layout}")
+    names = sorted(d for d in os.listdir(root) if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
+    if not names:
+        raise DataError(f"{root} has no class folders: expected {layout}")
+    return names
+
+
 class ImageFolderDataset(Dataset):
-    """Images in ImageFolder layout (root/<class>/<image>), classes sorted by folder name.
+    """Images in ImageFolder layout (root/<class>/<image>).
+
+    classes: the class list that numbers the labels (class i is classes[i]); None: root's own
+    class folders (class_folders). A validation split passes its training split's list, so that
+    a class missing from it shifts no label: train cat, dog, fox and val without dog give val
+    labels cat 0, fox 2 (missing_classes lists dog). A folder of root that is not in classes,
+    and a class folder without an image (IMAGE_EXTENSIONS), are a DataError naming the folder.
 
     train: RandomResizedCrop(size) (area 8-100 %, aspect 3/4-4/3, 10 tries then a centre crop)
     and a horizontal flip; else Resize(round(size * 256 / 224)) of the short side and
-    CenterCrop(size). Returns ([3, size, size] normalised with ImageNet's mean/std, class).
+    CenterCrop(size). Returns ([3, size, size] float32 normalised with ImageNet's mean/std, class
+    int). An image that cannot be decoded is a DataError naming its path when it is read.
 
     Example:
-        >>> ds = ImageFolderDataset("imagenet/val", train=False)
-        >>> x, y = ds[0]                        # x: [3, 224, 224]
+        >>> classes = class_folders("imagenet/train")
+        >>> ds = ImageFolderDataset("imagenet/val", train=False, classes=classes)
+        >>> x, y = ds[0]                        # x: [3, 224, 224], y: its index in classes
     """
 
-    def __init__(self, root: str, train: bool, size: int = 224, layout: str = "one folder per class"):
+    def __init__(self, root: str, train: bool, size: int = 224, layout: str = "one folder per class",
+                 classes: Optional[Sequence[str]] = None):
         self.Image = _pil()
-        if not os.path.isdir(root):
-            raise DataError(f"{root} does not exist: expected {layout}")
-        self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-        if not self.classes:
-            raise DataError(f"{root} has no class folders: expected {layout}")
+        present = class_folders(root, layout)
+        if classes is None:
+            classes = present
+        index = {name: i for i, name in enumerate(classes)}
+        unknown = [name for name in present if name not in index]
+        if unknown:
+            raise DataError(f"{root}: class folder{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(os.path.join(root, n) for n in unknown[:5])}"
+                            f"{f' (and {len(unknown) - 5} more)' if len(unknown) > 5 else ''} "
+                            f"not among the {len(classes)} training classes: no label fits it (every split is "
+                            f"labelled by the training split's class folders)")
+        self.classes = list(classes)
+        present_set = set(present)
+        self.missing_classes = [name for name in self.classes if name not in present_set]
         self.samples = []
-        for c, name in enumerate(self.classes):
-            for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
+        for name in present:
+            found = 0
+            # followlinks: a class folder may be a link into another disk, as torchvision allows
+            for dirpath, _, files in sorted(os.walk(os.path.join(root, name), followlinks=True)):
                 for f in sorted(files):
                     if f.lower().endswith(IMAGE_EXTENSIONS):
-                        self.samples.append((os.path.join(dirpath, f), c))
-        if not self.samples:
-            raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+                        self.samples.append((os.path.join(dirpath, f), index[name]))
+                        found += 1
+            if not found:
+                raise DataError(f"{os.path.join(root, name)}: a class folder without images "
+                                f"({', '.join(IMAGE_EXTENSIONS)}); remove it or add its images")
         self.train, self.size = train, size
         self.generator = torch.Generator().manual_seed(0)
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -357,7 +396,8 @@ class ImageFolderDataset(Dataset):
             with self.Image.open(path) as im:
                 im = im.convert("RGB")
         except Exception as e:
-            raise DataError(f"{path}: not a readable image ({e})") from e
+            # named here: the bare PIL error says neither which file nor what to do
+            raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e}); remove or replace it") from e
         bilinear = self.Image.BILINEAR
         if self.train:
             rng = random.Random(int(torch.randint(0, 2**62, (), generator=self.generator)))
@@ -376,17 +416,39 @@ class ImageFolderDataset(Dataset):
         return (x - self.mean) / self.std, label
 
 
-def _imagenet(root: str, train: bool, size: int):
+def _imagenet(root: str, train: bool, size: int, num_classes: int):
+    """train/ or val/ of an ImageNet folder, both numbered by train/'s class folders, checked
+    before any image is decoded: the folders exist, train/ has at most num_classes classes (the
+    model's outputs), every class folder holds an image, val/ has no class unknown to train/."""
     info = DATASETS["imagenet"]
-    sub = os.path.join(root, "train" if train else "val")
-    return ImageFolderDataset(sub, train, size, layout=f"--data-dir {root} to contain {info.layout}")
+    layout = f"--data-dir {root} to contain {info.layout}"
+    train_dir = os.path.join(root, "train")
+    # val/ is numbered by train/'s list: read it for either split
+    classes = class_folders(train_dir, layout)
+    if len(classes) > num_classes:
+        raise DataError(f"{train_dir} has {len(classes)} class folders, but the model has {num_classes} outputs: "
+                        f"labels {num_classes}..{len(classes) - 1} would have none (at most {num_classes} classes)")
+    return ImageFolderDataset(train_dir if train else os.path.join(root, "val"), train, size, layout=layout,
+                              classes=classes)
 
 
-def load_dataset(name: str, data_dir: Optional[str], train: bool, T: int = 1, image_size: int = 224) -> Dataset:
+def load_dataset(name: str, data_dir: Optional[str], train: bool, T: int = 1, image_size: int = 224,
+                 num_classes: Optional[int] = None) -> Dataset:
     """The train or test split of a data set (see DATASETS for what data_dir must hold).
-    image_size: the crop of ImageNet images (224 in the paper)."""
+    image_size: the crop of ImageNet images (224 in the paper). num_classes: the outputs of the
+    model that will read it (default: the data set's, DATASETS[name].num_classes); an ImageNet
+    folder with more classes is a DataError. Raises DataError naming the path for a missing or
+    malformed folder.
+
+    Example:
+        >>> test = load_dataset("imagenet", "/data/imagenet", train=False)   # val/, train/'s labels
+    """
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)):
+        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__} {num_classes!r}")
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if name == "digits":
         return _digits(train)
     if not data_dir:
@@ -394,5 +456,6 @@ def load_dataset(name: str, data_dir: Optional[str], train: bool, T: int = 1, im
     if name.startswith("cifar"):
         return _cifar(name, data_dir, train)
     if name == "imagenet":
-        return _imagenet(data_dir, train, image_size)
+        return _imagenet(data_dir, train, image_size,
+                         DATASETS[name].num_classes if num_classes is None else num_classes)
     return _dvs(name, data_dir, train, T)

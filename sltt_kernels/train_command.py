@@ -35,8 +35,16 @@ line (loss, train and test top-1, test top-5, images/s, the bytes the model save
 per time step, peak memory) and writes a checkpoint atomically to --out, keeping the previous one
 (checkpoint.prev.pt) so that one bad write never loses the run. --resume continues where the last
 good checkpoint stopped, with the checkpoint's settings: a flag that conflicts with them is
-refused, except --epochs, which is applied (the cosine schedule is recomputed for the new length).
-A JSON summary goes to --out/summary.json.
+refused, except --epochs, which is applied (the cosine schedule is recomputed for the new length);
+a run that has trained --epochs epochs already has nothing to train (asking for fewer is an error)
+and its summary is left as it was. A JSON summary goes to --out/summary.json.
+
+Every value and path is checked before any data or model is loaded, and a bad one is an error
+naming the flag and the value. --K is SLTT-K's alone (with --method sltt or bptt it is refused);
+the recipe's K, when --K is not given, is lowered to T when T is smaller. ImageNet's val/ is
+labelled by train/'s class folders; a folder with more classes than the model's outputs (1000),
+a class folder without images, or a val/ class unknown to train/ is refused before training; an
+image that cannot be decoded is named when it is read.
 """
 
 from __future__ import annotations
@@ -57,7 +65,8 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from . import models
-from ._backend import available_backends, check_backend_name, select_backend
+from ._backend import ALIASES as BACKEND_ALIASES
+from ._backend import BACKENDS, available_backends, check_backend_name, select_backend
 from .checkpoint import (CheckpointError, load_pretrained, load_resume_checkpoint, restore_training_state,
                          save_checkpoint, training_state)
 from .data import DATASETS, DataError, load_dataset
@@ -113,7 +122,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper")
     p.add_argument("--method", choices=["bptt", "sltt", "sltt-k"], help="default: sltt")
-    p.add_argument("--K", type=int, help="time steps back-propagated by sltt-k (recipe: 4 DVS-Gesture, else 2)")
+    p.add_argument("--K", type=int, help="time steps back-propagated by sltt-k, 1..T (recipe: 4 DVS-Gesture, else 2, "
+                   "lowered to T when T is smaller); refused with the other methods")
     p.add_argument("--T", type=int, help="time steps")
     p.add_argument("--model", choices=list(MODEL_BUILDERS))
     p.add_argument("--dataset", choices=list(DATASETS), help="default: digits")
@@ -187,10 +197,10 @@ def _check_run_flags(args):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    check_backend_name(args.backend)
-    _check_out(args.out)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA GPU")
+    _check_backend(args.backend, _device(args).type)
+    _check_out(args.out)
     if args.tensorboard:
         try:
             import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
@@ -201,6 +211,30 @@ def _check_run_flags(args):
                          "--pack-spike-inputs too")
     if args.sync_bn and _device(args).type != "cuda":
         raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only")
+
+
+def _check_backend(backend: str, device_type: str) -> None:
+    """--backend: a known name, usable here and on the run's device (the model's first forward
+    would find out otherwise, after the data and the model are loaded). No tensor is made: under
+    torchrun this runs before each process picks its GPU."""
+    if backend not in BACKENDS and backend not in BACKEND_ALIASES:
+        raise ValueError(f"--backend {backend}: not a backend; choose one of {', '.join(BACKENDS)} (or SpikingJelly's "
+                         f"{', '.join(BACKEND_ALIASES)})")
+    name = check_backend_name(backend)
+    if name in ("auto", "reference"):
+        return
+    if name in ("cpu", "cuda") and device_type != name:
+        raise ValueError(f"--backend {name} runs the neurons on {name} tensors, but the run is on --device "
+                         f"{device_type}")
+    if name == "triton" and device_type == "cpu":
+        from . import triton as _triton
+
+        if not _triton.interpreting():
+            raise ValueError("--backend triton on --device cpu needs TRITON_INTERPRET=1 (slow); --backend cpu is "
+                             "the fast CPU kernel")
+    reason = available_backends()[name]
+    if reason is not None:
+        raise ValueError(f"--backend {name} is not available here: {reason}")
 
 
 def _check_out(out: str) -> None:
@@ -233,25 +267,47 @@ def fill_defaults(args, from_checkpoint=None):
     for flag in ("lr", "weight_decay", "momentum", "tau", "dropout", "loss_lambda"):
         if not math.isfinite(getattr(args, flag)):
             raise ValueError(f"--{flag.replace('_', '-')} must be a finite number, got {getattr(args, flag)}")
-    if args.T < 1:
-        raise ValueError(f"--T must be >= 1, got {args.T}")
-    if args.method == "sltt-k" and not 1 <= args.K <= args.T:
-        raise ValueError(f"--K must lie in [1, T={args.T}], got {args.K}")
+    for flag, least in (("T", 1), ("epochs", 1), ("batch_size", 1), ("image_size", 1)):
+        if getattr(args, flag) < least:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= {least}, got {getattr(args, flag)}")
+    _fill_K(args)
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
     if not 0.0 <= args.loss_lambda <= 1.0:
         raise ValueError(f"--loss-lambda must lie in [0, 1], got {args.loss_lambda}")
     if args.tau <= 1.0:
         raise ValueError(f"--tau must be > 1 (the decay is 1 - 1/tau), got {args.tau}")
-    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
-        raise ValueError("--epochs and --batch-size must be >= 1 and --lr > 0")
-    if args.weight_decay < 0 or not 0.0 <= args.momentum < 1.0:
-        raise ValueError(f"--weight-decay must be >= 0 and --momentum in [0, 1), got {args.weight_decay} and "
-                         f"{args.momentum}")
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.weight_decay < 0:
+        raise ValueError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if not 0.0 <= args.momentum < 1.0:
+        raise ValueError(f"--momentum must lie in [0, 1), got {args.momentum}")
     if args.recipe == "paper-finetune" and not args.pretrained and not args.resume:
         raise ValueError("--recipe paper-finetune fine-tunes a T=1 model: give --pretrained CHECKPOINT")
     _fill_neuron(args)
     return args
+
+
+def _fill_K(args):
+    """SLTT-K's K. Given (--K), it must lie in [1, T], and only --method sltt-k takes it: an
+    error, not a warning, for the other methods, where it would do nothing (a user who gives it
+    most likely meant sltt-k, and a long run of the wrong method costs more than a retyped
+    command). The recipe's K (not given) is a default: above T it becomes T, said in the log, so
+    that --method sltt-k --T 1 runs instead of blaming a --K nobody gave."""
+    given = "K" in args.explicit
+    if given and args.method != "sltt-k":
+        raise ValueError(f"--K {args.K}: only --method sltt-k back-propagates K of the T steps; --method "
+                         f"{args.method} would ignore it (drop --K, or give --method sltt-k)")
+    if args.method != "sltt-k":
+        return
+    if given and not 1 <= args.K <= args.T:
+        raise ValueError(f"--K must lie in [1, T={args.T}] for --method sltt-k, got --K {args.K}")
+    if not given and args.K > args.T:
+        args.notes = getattr(args, "notes", []) + [
+            f"K={args.T}: the recipe's K={args.K} is more than --T {args.T} (every step back-propagated"
+            + (", the same as --method sltt)" if args.T == 1 else ")")]
+        args.K = args.T
 
 
 def _fill_neuron(args):
@@ -448,9 +504,11 @@ def _loader(ds, args, shuffle, epoch, d: Dist = None):
     sampler = DistributedSampler(ds, num_replicas=d.world, rank=d.rank, shuffle=shuffle, seed=args.seed * 1000,
                                  drop_last=drop_last)
     sampler.set_epoch(epoch)
+    # the loader's generator only draws the workers' seeds (the sampler shuffles on its own): one
+    # per process, or worker i of every process would replay the same augmentation draws
     return DataLoader(ds, batch_size=args.batch_size // d.world, sampler=sampler, num_workers=args.workers,
                       drop_last=drop_last, worker_init_fn=_reseed_worker if args.workers else None,
-                      generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+                      generator=torch.Generator().manual_seed(args.seed * 1000 + epoch + 7919 * d.rank))
 
 
 class _PlainProgress:
@@ -701,8 +759,16 @@ def _write_summary(args, device, history, wall_s, d: Dist, backend):
                    wall_s=wall_s, device=device.type, world_size=d.world, backend=backend,
                    compile=args.compile, pack_spike_inputs=args.pack_spike_inputs, recompute=args.recompute,
                    sync_bn=args.sync_bn, torch=torch.__version__, history=history)
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    path = os.path.join(args.out, "summary.json")
+    # written beside and then moved over the old one: an interrupt or a full disk never leaves half a file
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(path + ".tmp", path)
+    except BaseException:
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        raise
     print(f"summary: {os.path.join(args.out, 'summary.json')}  final test accuracy "
           f"{100 * (summary['final_test_acc'] or 0):.2f}%")
     return summary
@@ -726,9 +792,17 @@ def _log_tensorboard(writer, rec):
 
 def main(argv=None):
     args = parse_args(argv)
+    # SIGTERM and Ctrl-C end the run with a word from here on (an interrupt inside training says
+    # which checkpoint is kept: _run; before or after it: here)
+    _SIGNALLED.clear()  # a signal of an earlier run in this process is not this run's
+    _raise_on_sigterm()
     d, device = _init_processes(args)
+    args.training_began = False
     try:
-        result = _run(args, d, device)
+        try:
+            result = _run(args, d, device)
+        except KeyboardInterrupt:
+            raise SystemExit(_interrupted_outside_training(args)) from None
         if d.active:
             import torch.distributed as dist
 
@@ -744,6 +818,17 @@ def main(argv=None):
             sys.stderr.flush()
             os._exit(1)  # no clean shutdown: a collective of the process group would wait for the dead peer
         raise
+
+
+def _interrupted_outside_training(args) -> str:
+    """The message of a SIGTERM or Ctrl-C before the first epoch began or after the last ended."""
+    if args.training_began:
+        return (f"sltt-train: interrupted after training, while writing the summary; the last epoch's checkpoint is "
+                f"kept in {args.out}: --resume --out {args.out} writes the summary")
+    text = "sltt-train: interrupted before training began; nothing was written"
+    if args.resume:
+        text += f" (the checkpoint in {args.out} is as it was: continue with --resume --out {args.out})"
+    return text
 
 
 def _run(args, d: Dist, device):
@@ -770,14 +855,26 @@ def _run(args, d: Dist, device):
             notes = reconcile_resume(args, ck["args"])
         except (CheckpointError, ValueError) as e:
             raise SystemExit(f"sltt-train: {e}")
+        if ck["epoch"] >= args.epochs:
+            return _nothing_to_train(args, ck, used, d, device, say)
+    if args.pretrained is not None and not os.path.isfile(args.pretrained):
+        # read once the model is built, after the data: a wrong path is found out here instead
+        # (not in parse_args, which names a file only to be read later)
+        raise SystemExit(f"sltt-train: --pretrained {args.pretrained}: no such file")
     if args.batch_size % d.world:
         raise SystemExit(f"sltt-train: --batch-size {args.batch_size} (the global batch) does not split evenly over "
                          f"{d.world} processes")
+    info = DATASETS[args.dataset]
     try:
-        train_ds = load_dataset(args.dataset, args.data_dir, train=True, T=args.T, image_size=args.image_size)
-        test_ds = load_dataset(args.dataset, args.data_dir, train=False, T=args.T, image_size=args.image_size)
+        # num_classes: the model's outputs; an ImageNet folder with more classes is refused here
+        train_ds = load_dataset(args.dataset, args.data_dir, train=True, T=args.T, image_size=args.image_size,
+                                num_classes=info.num_classes)
+        test_ds = load_dataset(args.dataset, args.data_dir, train=False, T=args.T, image_size=args.image_size,
+                               num_classes=info.num_classes)
     except DataError as e:
         raise SystemExit(f"sltt-train: {e}")
+    for note in getattr(args, "notes", []) + _data_notes(args, train_ds, test_ds):
+        say(f"sltt-train: {note}")
     net, opt, sched, scaler, autocast_dtype, loss_fn = _setup(args, device)
     if args.sync_bn:
         net = convert_sync_batchnorm(net)
@@ -798,7 +895,7 @@ def _run(args, d: Dist, device):
     say(f"sltt-train: {backend_line(args, device)}")
     writer = _tensorboard_writer(args) if args.tensorboard and d.main else None
     t_start = time.time()
-    _raise_on_sigterm()
+    args.training_began = True
     end = args.epochs if args.stop_after is None else min(args.epochs, start_epoch + args.stop_after)
     kept_epoch = [start_epoch]  # the epoch of the last checkpoint written (on resume: the one read)
     try:
@@ -806,11 +903,70 @@ def _run(args, d: Dist, device):
                       history, start_epoch, end, writer, ckpt_path, say, kept_epoch)
     except KeyboardInterrupt:
         raise SystemExit(f"sltt-train: interrupted in epoch {len(history) + 1}; {_kept(args, kept_epoch[0])}") from None
+    except DataError as e:
+        # an image that cannot be decoded, found when it is read: its path, not a traceback
+        raise SystemExit(f"sltt-train: {_data_error_text(e)}; {_kept(args, kept_epoch[0])}") from None
     if writer is not None:
         writer.close()
     if not d.main:
         return None
-    return _write_summary(args, device, history, time.time() - t_start, d, backend)
+    try:
+        return _write_summary(args, device, history, time.time() - t_start, d, backend)
+    except OSError as e:
+        raise SystemExit(f"sltt-train: could not write {os.path.join(args.out, 'summary.json')} ({e.strerror or e}); "
+                         f"the checkpoint of epoch {kept_epoch[0]} is kept in {args.out}: --resume --out {args.out} "
+                         f"writes the summary") from e
+
+
+def _data_notes(args, train_ds, test_ds) -> list:
+    """What the log should say about the data: a validation split that lacks some of the training
+    classes (its labels keep the training numbering, so nothing shifts, but its accuracy covers
+    fewer classes)."""
+    missing = getattr(test_ds, "missing_classes", None)
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [f"the test split lacks {len(missing)} of the {len(train_ds.classes)} training classes ({shown}); "
+            f"its labels keep the training split's numbering"]
+
+
+def _data_error_text(e: DataError) -> str:
+    """The message of a DataError raised while reading a sample. From a DataLoader worker it
+    arrives re-raised with the worker's traceback in its text: keep the original's last line."""
+    text = str(e).strip()
+    if "Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    return last.split("DataError: ", 1)[-1]
+
+
+def _nothing_to_train(args, ck, used, d: Dist, device, say):
+    """--resume of a run that has trained --epochs epochs or more: nothing is trained, and
+    summary.json is left as it is. Asking for fewer epochs than were trained is an error (a run
+    cannot be shortened); asking for as many returns the run's summary. A summary that is missing
+    (the run stopped between its last checkpoint and the summary) or older than the checkpoint is
+    written from the checkpoint's history, with wall_s None: no time was spent training here."""
+    done = ck["epoch"]
+    summary_path = os.path.join(args.out, "summary.json")
+    if args.epochs < done:
+        raise SystemExit(f"sltt-train: --epochs {args.epochs}: the checkpoint {used} has already trained {done} "
+                         f"epochs, so there is nothing to train (give --epochs above {done} to train on); "
+                         f"{summary_path} is left as it was")
+    say(f"sltt-train: nothing to train: the checkpoint {used} has trained all {done} epochs of the run (give "
+        f"--epochs above {done} to train on)")
+    if not d.main:
+        return None
+    try:
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if isinstance(summary, dict) and summary.get("epochs_done") == done:
+            say(f"sltt-train: {summary_path} is left as it was")
+            return summary
+    except (OSError, ValueError):
+        pass
+    say(f"sltt-train: {summary_path} is missing or older than the checkpoint: written from its history")
+    return _write_summary(args, device, list(ck["history"]), None, d,
+                          select_backend(torch.empty(0, device=device), args.backend))
 
 
 def _kept(args, epochs_done: int) -> str:

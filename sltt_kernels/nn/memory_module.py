@@ -65,6 +65,9 @@ class MemoryModule(_MemoryRoot):
 
     @step_mode.setter
     def step_mode(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"{type(self).__name__}: step_mode must be a string, one of {self.supported_step_mode()}; "
+                            f"got {type(value).__name__} {value!r}")
         if value not in self.supported_step_mode():
             raise ValueError(f"{type(self).__name__}: step_mode must be one of {self.supported_step_mode()}, "
                              f"got {value!r}")

@@ -39,12 +39,23 @@ class BaseNode(MemoryModule):
 
     def __init__(self, v_reset_value: float, step_mode: str, grad_mode: str, backend: str, store_v_seq: bool):
         super().__init__()
-        _config.choice("grad_mode", grad_mode, _config.GRAD_MODES)
         self.step_mode = step_mode
-        self.grad_mode = grad_mode
-        self.backend = check_backend_name(backend)
+        self.grad_mode = grad_mode  # checked by __setattr__, as every later assignment is
+        self.backend = backend
         self.register_memory("v", v_reset_value)
         self.store_v_seq = store_v_seq
+
+    # Attributes checked when set (in the constructor and after it), so that a wrong value fails
+    # at the assignment, naming the attribute, rather than at the first step under another name
+    # (the kernels' keyword is `grad`, the surrogate's `surrogate`).
+    def __setattr__(self, name: str, value) -> None:
+        if name == "grad_mode":
+            value = _config.grad_mode("grad_mode", value)
+        elif name == "backend":
+            value = check_backend_name(value)
+        elif name == "surrogate_function":
+            check_surrogate("surrogate_function", value)  # kept as given: a peer's object is read each step
+        super().__setattr__(name, value)
 
     @property
     def store_v_seq(self) -> bool:
@@ -53,7 +64,8 @@ class BaseNode(MemoryModule):
 
     @store_v_seq.setter
     def store_v_seq(self, value: bool) -> None:
-        object.__setattr__(self, "_store_v_seq", bool(value))
+        value = _config.flag("store_v_seq", value)
+        object.__setattr__(self, "_store_v_seq", value)
         if value and "v_seq" not in self._memories:
             self.register_memory("v_seq", None)
 
@@ -98,6 +110,7 @@ class BaseNode(MemoryModule):
     # (which recomputes through them) see exactly what forward does.
 
     def _step(self, x: torch.Tensor, states: tuple) -> Tuple[torch.Tensor, tuple]:
+        self._check_x(x, "one step [B, ...] for step_mode='s'")
         new = dict(zip(self._memories, states))
         spike, new["v"] = run_neuron(self._config_now(), x, self._state_tensor(new["v"], x, multistep=False),
                                      multistep=False, backend=self.backend, k=self._k(),
@@ -107,6 +120,7 @@ class BaseNode(MemoryModule):
         return spike, tuple(new.values())
 
     def _steps(self, x_seq: torch.Tensor, states: tuple) -> Tuple[torch.Tensor, tuple]:
+        self._check_x(x_seq, "[T, B, ...] for step_mode='m'")
         if x_seq.dim() < 2:
             raise ValueError(f"{type(self).__name__}(step_mode='m') needs x of shape [T, B, ...], "
                              f"got {tuple(x_seq.shape)}")
@@ -128,6 +142,10 @@ class BaseNode(MemoryModule):
             vs.append(v)
         new["v"], new["v_seq"] = v, torch.stack(vs)
         return torch.stack(spikes), tuple(new.values())
+
+    def _check_x(self, x, shape: str) -> None:
+        if not isinstance(x, torch.Tensor):  # a list or an array fails later with an AttributeError otherwise
+            raise TypeError(f"{type(self).__name__}: x must be a torch.Tensor ({shape}), got {type(x).__name__}")
 
     def _checked_states(self, states) -> tuple:
         states = tuple(states)
@@ -219,8 +237,22 @@ def _v_seq_with(seq, v: torch.Tensor) -> torch.Tensor:
     return torch.cat((seq, step))
 
 
-def surrogate_or(default, given):
-    return _surrogate.resolve(default if given is None else given)
+def check_surrogate(name: str, value):
+    """The surrogate object `value` stands for (ours, a name, a peer's), else the resolver's
+    error with the argument's own name (a module's argument is surrogate_function, not the
+    kernels' surrogate)."""
+    try:
+        return _surrogate.resolve(value)
+    except (TypeError, ValueError) as err:
+        message = str(err)
+        if message.startswith("surrogate "):
+            message = name + message[len("surrogate"):]
+        raise type(err)(message) from None
+
+
+def surrogate_or(default, given, name: str = "surrogate_function"):
+    """`given` resolved to a surrogate object (`default` when None); an error names `name`."""
+    return check_surrogate(name, default if given is None else given)
 
 
 class LIFNode(BaseNode):
@@ -240,6 +272,7 @@ class LIFNode(BaseNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "bptt"):
+        grad_mode = _config.grad_mode("grad_mode", grad_mode)  # the kernels' keyword is grad: name this one
         self_surrogate = surrogate_or(_surrogate.Sigmoid(), surrogate_function)  # SpikingJelly's default
         _config.lif_config(tau=tau, v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
                            detach_reset=detach_reset, surrogate=self_surrogate, grad=grad_mode)  # checks
@@ -276,6 +309,7 @@ class IFNode(BaseNode):
     def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0, surrogate_function=None,
                  detach_reset: bool = False, step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False,
                  grad_mode: str = "bptt"):
+        grad_mode = _config.grad_mode("grad_mode", grad_mode)  # the kernels' keyword is grad: name this one
         self_surrogate = surrogate_or(_surrogate.Sigmoid(), surrogate_function)
         _config.if_config(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
                           surrogate=self_surrogate, grad=grad_mode)
@@ -310,6 +344,7 @@ class ParametricLIFNode(BaseNode):
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Optional[float] = 0.0, surrogate_function=None, detach_reset: bool = False,
                  step_mode: str = "s", backend: str = "auto", store_v_seq: bool = False, grad_mode: str = "bptt"):
+        grad_mode = _config.grad_mode("grad_mode", grad_mode)  # the kernels' keyword is grad: name this one
         init_tau = _config.number("init_tau", init_tau, low=1.0, low_inclusive=False)
         self_surrogate = surrogate_or(_surrogate.Sigmoid(), surrogate_function)
         _config.plif_config(v_threshold=v_threshold, v_reset=v_reset, decay_input=decay_input,
@@ -385,6 +420,9 @@ class OTTTLIFNode(LIFNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = False, v_threshold: float = 1.0,
                  v_reset: Optional[float] = None, surrogate_function=None, detach_reset: bool = True,
                  step_mode: str = "s", store_v_seq: bool = False, backend: str = "auto"):
+        if not isinstance(step_mode, str):
+            raise TypeError(f"OTTTLIFNode: step_mode must be a string, 's'; got "
+                            f"{type(step_mode).__name__} {step_mode!r}")
         if step_mode != "s":
             raise ValueError(f"OTTTLIFNode is single-step only: step_mode must be 's', got {step_mode!r}")
         super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,

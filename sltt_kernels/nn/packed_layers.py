@@ -4,6 +4,9 @@ A convolution or linear layer saves its input for the weight gradient. When that
 (exactly 0.0 or 1.0) stored as float32, 31 of every 32 saved bits carry nothing. The layers here
 save such an input bit-packed, and unpack it in the backward: the unpacked tensor equals the
 input to the bit (values and strides), so the gradients are bit-identical to the dense layer's.
+The bits are kept through saved-tensor hooks (_PackedInput), so the unpacked input keeps the
+input's place in the graph: a backward with create_graph=True gives the dense layer's
+second-order gradients, the input's included.
 
 Exact by construction: the pack kernel (sltt_kernels.spike_pack: fused CPU/CUDA/Triton kernels)
 reports whether the input was "two-valued" - the bit pattern of every element that of
@@ -29,7 +32,7 @@ from torch import nn
 from .. import _registration
 from ..spike_pack import pack_ops
 from ._dynamic import dynamic_name, original_class
-from .recompute import Recipe, attach_recipe, is_dense
+from .recompute import Recipe, _hooks_enabled, attach_recipe, is_dense
 
 __all__ = [
     "spike_input_conv",
@@ -58,94 +61,149 @@ def _dense_permutation(x: torch.Tensor) -> Optional[List[int]]:
     return p if x.permute(p).is_contiguous() else None
 
 
-class _Saved:
-    """What a layer keeps of its input: the bits and scale, or the dense tensor."""
+class _PackedInput(torch.autograd.graph.saved_tensors_hooks):
+    """Saved-tensor hooks around one call of a packed layer: the layer's input x, when two-valued,
+    is kept as its bits and scale and unpacked when the backward reads it; every other saved
+    tensor (the weight, the bias, an x that is not two-valued) goes to the hooks that were active
+    outside (SavedTensorMeter, checkpointing, recompute's), and the bits and scale too.
 
-    @staticmethod
-    def pack(ctx, x: torch.Tensor, backend: str, module) -> List[torch.Tensor]:
-        """Tensors to save; sets ctx.packed and what unpacking needs."""
-        if getattr(module, "spike_pack_dense", False):  # an input known not to be spikes: as the plain layer
-            ctx.packed = False
-            module.__dict__.setdefault("_spike_pack_calls", [0, 0])[1] += 1
-            return [x]
-        perm = _dense_permutation(x)
-        ordered = x.permute(perm) if perm is not None else x.contiguous()
-        pack, unpack = pack_ops(x, backend)
-        bits, scale = pack(ordered)
-        ctx.packed = not bool(torch.isnan(scale))  # the host reads the verdict: see the module docstring
+    Saving x itself through hooks (rather than saving the bits in its place) keeps x's place in
+    the graph: autograd gives the unpacked tensor x's autograd history, so a backward run with
+    create_graph=True is differentiable through x as the dense layer's is (a second-order
+    gradient reaches x through the weight gradient).
+
+    Autograd checks no version of a tensor saved through hooks, so a tensor kept as it is (no
+    outer hooks) has its version checked here: an in-place change before the backward is
+    refused as the plain layer refuses it. The bits are a copy: an in-place change of a packed
+    x leaves the gradients those of the forward's x (as before)."""
+
+    def __init__(self):
+        top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+        outer = top(False) if top is not None else None
+        self.outer_pack, self.outer_unpack = outer if outer is not None else (None, None)
+        self.x = None  # the input, while the call runs (dropped after: the hooks outlive the call)
+        self.bits = None  # (bits, scale, unpack, shape, inverse permutation) when x is two-valued
+        self.packed = False
+        super().__init__(self._pack, self._unpack)
+
+    def __enter__(self) -> "_PackedInput":
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.x = self.bits = None
+        return super().__exit__(*exc)
+
+    def decide(self, x: torch.Tensor, backend: str, module) -> None:
+        """Runs the pack kernel on x (inside the layer's forward) and keeps its bits if x is
+        two-valued; counts the call as packed or dense on the module."""
+        self.x, self.packed = x, False
+        if not getattr(module, "spike_pack_dense", False):  # else: an input known not to be spikes
+            perm = _dense_permutation(x)
+            ordered = x.permute(perm) if perm is not None else x.contiguous()
+            pack, unpack = pack_ops(x, backend)
+            bits, scale = pack(ordered)
+            self.packed = not bool(torch.isnan(scale))  # the host reads the verdict: see the module docstring
+            if self.packed:
+                inverse = None if perm is None or perm == sorted(perm) else [perm.index(d) for d in range(len(perm))]
+                self.bits = (bits, scale, unpack, list(ordered.shape), inverse)
         if module is not None:
             calls = module.__dict__.setdefault("_spike_pack_calls", [0, 0])
-            calls[0 if ctx.packed else 1] += 1
-        if not ctx.packed:
-            return [x]
-        ctx.unpack = unpack
-        ctx.shape = list(ordered.shape)
-        ctx.inverse = None if perm is None or perm == sorted(perm) else [perm.index(d) for d in range(len(perm))]
-        return [bits, scale]
+            calls[0 if self.packed else 1] += 1
 
-    @staticmethod
-    def unpack(ctx, saved: List[torch.Tensor]) -> torch.Tensor:
-        if not ctx.packed:
-            return saved[0]
-        x = ctx.unpack(saved[0], saved[1], ctx.shape)
-        return x.permute(ctx.inverse) if ctx.inverse is not None else x
+    def _outer(self, t):
+        return self.outer_pack(t) if self.outer_pack is not None else t
+
+    def _outer_back(self, value):
+        return self.outer_unpack(value) if self.outer_unpack is not None else value
+
+    def _pack(self, t):
+        if self.bits is not None and t is self.x:
+            bits, scale, unpack, shape, inverse = self.bits
+            return True, (self._outer(bits), self._outer(scale), unpack, shape, inverse)
+        if self.outer_pack is None:
+            return False, (t, t._version)
+        return False, (self.outer_pack(t), None)
+
+    def _unpack(self, saved) -> torch.Tensor:
+        packed, value = saved
+        if not packed:
+            kept, version = value
+            if version is None:
+                return self.outer_unpack(kept)
+            if kept._version != version:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified by an inplace "
+                    f"operation: a {type(kept).__name__} of shape {list(kept.shape)} saved by a packed spike-input "
+                    f"layer is at version {kept._version}; expected version {version} instead.")
+            return kept
+        bits, scale, unpack, shape, inverse = value
+        # the unpacked tensor equals x to the bit, values and strides (so the backward kernels,
+        # which choose by memory format, take the dense layer's path)
+        x = unpack(self._outer_back(bits), self._outer_back(scale), shape)
+        return x.permute(inverse) if inverse is not None else x
 
 
 class _SpikeInputConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, backend, module):
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, backend, module, hooks):
         dim = weight.dim() - 2
         out = (F.conv1d, F.conv2d, F.conv3d)[dim - 1](x, weight, bias, stride, padding, dilation, groups)
         ctx.args = (list(stride), list(padding), list(dilation), groups, dim)
         ctx.bias_sizes = None if bias is None else list(bias.shape)
-        ctx.n_x = 0
-        saved = _Saved.pack(ctx, x, backend, module)
-        ctx.n_x = len(saved)
-        ctx.save_for_backward(*saved, weight)
+        hooks.decide(x, backend, module)
+        ctx.packed = hooks.packed
+        ctx.save_for_backward(x, weight)  # x through the hooks: its bits when two-valued
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        *saved, weight = ctx.saved_tensors
-        x = _Saved.unpack(ctx, saved)
+        x, weight = ctx.saved_tensors
         stride, padding, dilation, groups, dim = ctx.args
-        # what ConvolutionBackward0 (the dense layer's autograd node) calls, with the same tensors
+        # what ConvolutionBackward0 (the dense layer's autograd node) calls, with the same tensors;
+        # with create_graph=True it is recorded (its own backward is the dense layer's double backward)
         gx, gw, gb = torch.ops.aten.convolution_backward(
             grad_out, x, weight, ctx.bias_sizes, stride, padding, dilation, False, [0] * dim, groups,
             [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.bias_sizes is not None and ctx.needs_input_grad[2]])
-        return gx, gw, gb, None, None, None, None, None, None
+        return gx, gw, gb, None, None, None, None, None, None, None
 
 
 class _SpikeInputLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, backend, module):
+    def forward(ctx, x, weight, bias, backend, module, hooks):
         out = F.linear(x, weight, bias)
-        saved = _Saved.pack(ctx, x, backend, module)
-        ctx.has_bias = bias is not None
-        if bias is not None:
-            saved.append(bias)
-        ctx.save_for_backward(*saved, weight)
+        hooks.decide(x, backend, module)
+        ctx.packed = hooks.packed
+        ctx.save_for_backward(x, weight, bias)  # x through the hooks: its bits when two-valued
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        *saved, weight = ctx.saved_tensors
-        bias = saved.pop() if ctx.has_bias else None
-        x = _Saved.unpack(ctx, saved)
+        x, weight, bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
         # The dense layer's graph depends on the input's rank and strides (addmm, matmul, mm with
         # transposes); recomputing it on the restored input gives its exact gradients, for one
         # extra matrix product (linear layers are a small part of these networks' cost).
-        leaves = [t.detach().requires_grad_(need) if t is not None else None
-                  for t, need in zip((x, weight, bias), ctx.needs_input_grad[:3])]
-        wanted = [t for t, need in zip(leaves, ctx.needs_input_grad[:3]) if t is not None and need]
-        # The recomputation's own saved tensors (this restored input and the weight) live only
-        # during this backward: identity hooks keep them out of any outer saved-tensor hooks
-        # (such as SavedTensorMeter), which would count them as if kept since the forward.
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_same, _same):
-            out = F.linear(*leaves)
-        grads = iter(torch.autograd.grad(out, wanted, grad_out))
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradients must be differentiable, as the dense layer's are,
+            # so the recomputation runs on the saved tensors themselves (x's unpacked copy has
+            # x's autograd history: a second-order gradient reaches x, the weight and grad_out)
+            leaves = [x, weight, bias]
+            wanted = [t for t, need in zip(leaves, needs) if t is not None and need]
+            out = F.linear(x, weight, bias)
+            grads = iter(torch.autograd.grad(out, wanted, grad_out, create_graph=True))
+        else:
+            leaves = [t.detach().requires_grad_(need) if t is not None else None
+                      for t, need in zip((x, weight, bias), needs)]
+            wanted = [t for t, need in zip(leaves, needs) if t is not None and need]
+            # The recomputation's own saved tensors (this restored input and the weight) live only
+            # during this backward: identity hooks keep them out of any outer saved-tensor hooks
+            # (such as SavedTensorMeter), which would count them as if kept since the forward.
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_same, _same):
+                out = F.linear(*leaves)
+            grads = iter(torch.autograd.grad(out, wanted, grad_out))
         return tuple(next(grads) if (t is not None and need) else None
-                     for t, need in zip(leaves, ctx.needs_input_grad[:3])) + (None, None)
+                     for t, need in zip(leaves, needs)) + (None, None, None)
 
 
 def _same(t):
@@ -155,7 +213,8 @@ def _same(t):
 def _packs(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether this call saves anything worth packing: the weight gradient needs the input."""
     return (torch.is_grad_enabled() and weight.requires_grad and x.dtype in _registration.PACK_DTYPES
-            and not torch.compiler.is_compiling())
+            and not torch.compiler.is_compiling()
+            and _hooks_enabled())  # inside disable_saved_tensors_hooks: saved dense, as the plain layer saves it
 
 
 def _autocast(x, weight, bias):
@@ -185,9 +244,9 @@ def spike_input_conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     dim = weight.dim() - 2
     tup = lambda v: (v,) * dim if isinstance(v, int) else tuple(v)  # noqa: E731
     x, weight, bias, cast = _autocast(x, weight, bias)
-    with torch.autocast(x.device.type, enabled=False) if cast else _nullcontext():
+    with torch.autocast(x.device.type, enabled=False) if cast else _nullcontext(), _PackedInput() as hooks:
         out = _SpikeInputConv.apply(x, weight, bias, tup(stride), tup(padding), tup(dilation), groups, backend,
-                                    _module)
+                                    _module, hooks)
     if getattr(_module, "spike_recompute", False) and out.grad_fn is not None:
         # what a batch norm reading `out` (or x, through a ResidualAdd) needs to rebuild it in
         # backward instead of saving it: this call's saved tensors, through its autograd node
@@ -205,8 +264,7 @@ class _ConvInputRecipe(Recipe):
         self.node = node  # the call's autograd node (its ctx): its saved tensors live until its backward
 
     def rebuild(self) -> torch.Tensor:
-        *saved, _ = self.node.saved_tensors
-        return _Saved.unpack(self.node, saved)
+        return self.node.saved_tensors[0]  # unpacked by the call's _PackedInput hooks
 
 
 class _ConvOutputRecipe(_ConvInputRecipe):
@@ -217,8 +275,7 @@ class _ConvOutputRecipe(_ConvInputRecipe):
         self.bias = bias
 
     def rebuild(self) -> torch.Tensor:
-        *saved, weight = self.node.saved_tensors
-        x = _Saved.unpack(self.node, saved)
+        x, weight = self.node.saved_tensors
         stride, padding, dilation, groups, dim = self.node.args
         return (F.conv1d, F.conv2d, F.conv3d)[dim - 1](x, weight, self.bias, stride, padding, dilation, groups)
 
@@ -236,8 +293,8 @@ def spike_input_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[tor
     if not _packs(x, weight):
         return F.linear(x, weight, bias)
     x, weight, bias, cast = _autocast(x, weight, bias)
-    with torch.autocast(x.device.type, enabled=False) if cast else _nullcontext():
-        return _SpikeInputLinear.apply(x, weight, bias, backend, _module)
+    with torch.autocast(x.device.type, enabled=False) if cast else _nullcontext(), _PackedInput() as hooks:
+        return _SpikeInputLinear.apply(x, weight, bias, backend, _module, hooks)
 
 
 class _nullcontext:

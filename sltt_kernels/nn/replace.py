@@ -8,6 +8,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .. import _config
 from .. import surrogate as _surrogate
 from .._backend import check_backend_name
 from .leaky import RESET_MECHANISMS, Leaky, SnnTorchLeaky, snntorch_surrogate
@@ -239,7 +240,10 @@ def replace_neurons(model: nn.Module, backend: str = "auto", verbose: bool = Fal
         >>> report = replace_neurons(model)
         >>> print(report)
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"replace_neurons: model must be an nn.Module, got {type(model).__name__}")
     backend = check_backend_name(backend)
+    verbose = _config.flag("verbose", verbose)
     report = ReplaceReport()
     targets = []
     for path, m in model.named_modules(remove_duplicate=False):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._backend import check_backend_name
 from .layers import FoldTime, Scale, TimeDropout
 from .neurons import BaseNode
 from .packed_layers import is_packable_layer, is_packed, packed_class, unsupported_reason
@@ -248,6 +249,8 @@ def pack_spike_inputs(model: nn.Module, backend: str = "auto", recompute: bool =
         raise TypeError(f"pack_spike_inputs needs an nn.Module, got {type(model).__name__}")
     if not isinstance(recompute, bool):
         raise TypeError(f"pack_spike_inputs: recompute must be a bool, got {type(recompute).__name__}")
+    # now, not at the first forward (where the pack kernel picks its backend)
+    backend = check_backend_name(backend)
     analysis = _Analysis()
     analysis.module(model, "", [_Other("the model's input")])
     report = PackReport(recompute=recompute)

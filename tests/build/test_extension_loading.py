@@ -127,3 +127,54 @@ def test_no_build_and_no_way_to_compile_warns_once(tmp_path, cannot_compile):
     for said in (expected_reason, expected_fix, "reference", "pip install --no-build-isolation ."):
         assert said in warning["message"], (said, warning["message"])
     assert not cache.exists() or list(cache.iterdir()) == []  # nothing built, nothing left in the cache
+
+
+@pytest.mark.skipif(not HAVE_EXT, reason="no extension built")
+def test_a_forced_reload_never_loads_a_cached_build_beside_the_loaded_extension(tmp_path):
+    """_ext.load(force=True) after the prebuilt extension loaded, with a complete build of the same
+    sources in the cache: loading that second library registered the ops again and aborted the
+    process (it happened to the test above once another session had filled ~/.cache). Now the
+    cached build is not loaded, the reload says why, and the loaded extension keeps working."""
+    code = (
+        "import hashlib, json, os, shutil, sys, warnings\n"
+        "import torch, sltt_kernels\n"
+        "from sltt_kernels import _ext, _jit_build, _build_facts\n"
+        "assert _ext.available(), _ext.unavailable_reason()\n"
+        "first = sys.modules['sltt_kernels._C'].__file__\n"
+        "if _build_facts.source_dir() is None:\n"
+        "    print('no sources'); sys.exit(0)  # no cache key without them\n"
+        "key = _jit_build.cache_key(_build_facts.source_dir(), False)\n"
+        "folder = os.path.join(os.environ['SLTT_KERNELS_CACHE'], key)\n"
+        "os.makedirs(folder)\n"
+        "library = shutil.copy(first, os.path.join(folder, '_C.so'))  # a real library, complete and intact\n"
+        "data = open(library, 'rb').read()\n"
+        "json.dump(dict(torch=torch.__version__, with_cuda=False, path=library, so_size=len(data),\n"
+        "               so_sha256=hashlib.sha256(data).hexdigest()),\n"
+        "          open(os.path.join(folder, '_build_info.json'), 'w'))\n"
+        "real = _ext._read_build_info\n"
+        "_ext._read_build_info = lambda: dict(real(), torch='1.0.0+other')  # the prebuilt one does not fit\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    assert _ext.load(force=True) is None\n"
+        "print(json.dumps(dict(reason=_ext.unavailable_reason(), warnings=[str(w.message) for w in caught])))\n"
+        "_ext._read_build_info = real\n"
+        "assert _ext.load(force=True) is not None and sys.modules['sltt_kernels._C'].__file__ == first\n"
+        "s, v = sltt_kernels.lif_multistep(torch.randn(3, 5), backend='cpu')\n"
+        "print('still running', s.shape)\n")
+    import sltt_kernels
+
+    # the package this process imported (CI tests the installed one: the checkout has no compiled ops)
+    env = dict(os.environ, SLTT_KERNELS_CACHE=str(tmp_path / "cache"), SLTT_KERNELS_NO_JIT="1",
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(sltt_kernels.__file__))))
+    for name in ("PYTEST_CURRENT_TEST", "SLTT_KERNELS_JIT", "SLTT_KERNELS_DISABLE_EXTENSION", "SLTT_KERNELS_BACKEND"):
+        env.pop(name, None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr[-3000:])  # -6 (SIGABRT) before
+    lines = out.stdout.strip().splitlines()
+    if lines[-1] == "no sources":
+        pytest.skip("the imported package has no C++ sources (no cache key)")
+    seen = json.loads(lines[-2])
+    assert "already loaded in this process" in seen["reason"] and "built for torch 1.0.0" in seen["reason"]
+    assert len(seen["warnings"]) == 1 and "already loaded in this process" in seen["warnings"][0]
+    assert lines[-1] == "still running torch.Size([3, 5])"

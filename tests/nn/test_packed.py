@@ -433,3 +433,99 @@ def test_pack_header_compiles_without_torch(tmp_path):
     out = subprocess.run(["g++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", CSRC, "-c", str(src),
                           "-o", str(tmp_path / "h.o")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Second-order gradients (issue 23, item 10): create_graph=True through a packed layer gives the
+# dense layer's answer, the part that reaches the input through the weight gradient included
+
+
+def _second_order(layer, x0, scale0):
+    """First-order gradients with create_graph=True, then the gradients of a function of them:
+    [d/dx, d/dscale, d/dweight, d/dbias] of sum(g^3) over the first-order g (x = x0 * scale, so
+    that the layer's input has a history as well as being a leaf's product)."""
+    x_leaf = x0.clone().requires_grad_(True)
+    scale = scale0.clone().requires_grad_(True)
+    x = x_leaf * scale  # still two-valued ({0, scale}); a non-leaf input
+    params = [p for p in layer.parameters()]
+    out = layer(x)
+    w_out = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(7))
+    first = torch.autograd.grad((out * w_out).sum() + (out ** 2).sum(), [x_leaf] + params, create_graph=True)
+    loss = sum((g ** 3).sum() for g in first)
+    return [g for g in torch.autograd.grad(loss, [x_leaf, scale] + params, allow_unused=True)]
+
+
+@pytest.mark.parametrize("kind", ["linear", "linear3d", "transposed_linear", "linear_no_bias", "linear_empty",
+                                  "conv2d", "conv1d_groups", "conv2d_channels_last"])
+def test_second_order_gradient_through_a_packed_layer_equals_the_dense_layers(kind, seed):
+    torch.manual_seed(seed)
+    layer, x0 = {
+        "linear": (nn.Linear(13, 7), _spikes((5, 13), seed=seed)),
+        "linear3d": (nn.Linear(11, 3), _spikes((2, 4, 11), seed=seed)),
+        "transposed_linear": (nn.Linear(9, 4), _spikes((9, 17), seed=seed).t()),
+        "linear_no_bias": (nn.Linear(6, 5, bias=False), _spikes((3, 6), seed=seed)),
+        "linear_empty": (nn.Linear(6, 5), _spikes((0, 6), seed=seed)),
+        "conv2d": (nn.Conv2d(3, 4, 3, padding=1), _spikes((2, 3, 7, 5), seed=seed)),
+        "conv1d_groups": (nn.Conv1d(4, 6, 3, stride=2, groups=2), _spikes((2, 4, 11), seed=seed)),
+        "conv2d_channels_last": (nn.Conv2d(3, 4, 3),
+                                 _spikes((2, 3, 6, 7), seed=seed).contiguous(memory_format=torch.channels_last)),
+    }[kind]
+    layer = layer.double()
+    x0 = x0.double()
+    scale0 = torch.tensor(1.0, dtype=torch.float64)
+    packed = _packed_copy(layer)
+    want = _second_order(layer, x0, scale0)
+    got = _second_order(packed, x0, scale0)
+    if x0.numel():
+        assert packed._spike_pack_calls == [1, 0]  # the input was saved as bits
+    for name, a, b in zip(["x", "scale", "weight", "bias"], want, got):
+        if a is None:
+            assert b is None, name
+            continue
+        assert b is not None, name
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12, msg=name)
+    if x0.numel():
+        assert want[0].abs().sum() > 0  # the input's part is there to compare
+
+
+def test_second_order_gradient_through_spike_input_linear_and_conv_functions(seed):
+    torch.manual_seed(seed)
+    cases = ((P.spike_input_linear, torch.nn.functional.linear, (3, 10), (4, 10)),
+             (P.spike_input_conv, torch.nn.functional.conv2d, (2, 3, 6, 5), (4, 3, 3, 3)))
+    for fn, dense, x_shape, w_shape in cases:
+        w = torch.randn(w_shape, dtype=torch.float64, requires_grad=True)
+        x = _spikes(x_shape, seed=seed).double().requires_grad_(True)
+        results = []
+        for f in (fn, dense):
+            g = torch.autograd.grad((f(x, w) ** 2).sum(), [x, w], create_graph=True)
+            results.append(torch.autograd.grad(sum((t ** 3).sum() for t in g), [x, w]))
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_a_dense_saved_input_or_weight_changed_in_place_is_refused_as_by_the_dense_layer():
+    layer = nn.Linear(8, 3)
+    conv = nn.Conv2d(2, 3, 3)
+    for dense, x0 in ((layer, torch.randn(4, 8)), (conv, torch.randn(2, 2, 5, 5))):  # not two-valued: saved dense
+        for m in (dense, _packed_copy(dense)):
+            x = x0.clone().requires_grad_(True) * 1.0
+            out = m(x)
+            x.mul_(2.0)
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                out.sum().backward()
+            out = m(_spikes(x0.shape).requires_grad_(True))  # packed; the weight is saved for x's gradient
+            with torch.no_grad():
+                m.weight.add_(1.0)
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                out.sum().backward()
+
+
+def test_a_packed_input_changed_in_place_keeps_the_forwards_gradients():
+    torch.manual_seed(5)
+    layer = nn.Linear(8, 3)
+    packed = _packed_copy(layer)
+    x = _spikes((4, 8))
+    want = torch.autograd.grad(layer(x).sum(), layer.weight)[0]
+    out = packed(x)
+    x.fill_(0.5)  # after the forward: the bits are a copy of the forward's input
+    assert torch.equal(torch.autograd.grad(out.sum(), packed.weight)[0], want)

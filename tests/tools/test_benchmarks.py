@@ -394,3 +394,41 @@ def test_kernels_bytes_count_what_the_forward_saved():
     assert one_bit == (6 * 1000 * 8 + 750, 6 * 1000 * 8 + 750)
     four_bytes = kernels.fused_bytes(6, 1000, torch.float32, "train", saved_bytes=24000)
     assert four_bytes == (6 * 1000 * 8 + 24000, 6 * 1000 * 8 + 24000)
+
+
+def test_compile_time_times_eager_alone_and_in_turns_and_keeps_the_copies_equal(tmp_path, capsys):
+    compile_time = _import("compile_time")
+    # backend 'aot_eager': the same graphs and our ops' fake kernels, without inductor's code
+    # generation (minutes on a CPU); the benchmark itself uses inductor
+    rows = compile_time.main(["--model", "digits", "--T", "2", "--batch-size", "3", "--iters", "2", "--warmup", "1",
+                              "--alone", "2", "--compile-backend", "aot_eager", "--threads", "1", "--device", "cpu",
+                              "--out", str(tmp_path)])
+    assert [r["method"] for r in rows] == ["sltt", "bptt"]
+    for r in rows:
+        assert r["speedup"] == pytest.approx(r["eager_ms"] / r["compiled_ms"])
+        assert r["turns_vs_alone"] == pytest.approx(r["eager_ms"] / r["eager_alone_ms"])
+        assert r["eager_min_ms"] <= r["eager_ms"] <= r["eager_max_ms"]
+        assert r["compiled_min_ms"] <= r["compiled_ms"] <= r["compiled_max_ms"]
+        assert r["eager_alone_min_ms"] <= r["eager_alone_ms"] <= r["eager_alone_max_ms"]
+        # the compiled copy takes the eager one's updates (the alone ones too): same last loss
+        assert r["loss_gap"] < 1e-5, r
+        assert r["graph_breaks"] == 0 and r["graphs"] >= 1
+    data = json.loads((tmp_path / "compile_time_cpu.json").read_text())
+    # torch was loaded before the script here, so its OpenMP policy is not the script's to set
+    assert data["machine"]["omp_wait_policy_applied"] is False
+    assert data["machine"]["alone"] == 2 and data["machine"]["compile_backend"] == "aot_eager"
+    assert (tmp_path / "compile_time_cpu.csv").exists()
+    out = capsys.readouterr().out
+    assert "turns/alone" in out and "eager/compiled" in out
+
+
+@pytest.mark.parametrize("argv,flag", [(["--alone", "-1"], "--alone"), (["--warmup", "-1"], "--warmup"),
+                                       (["--iters", "0"], "--iters"), (["--compile-backend", "bogus"],
+                                                                       "--compile-backend"),
+                                       (["--methods", "sltt", "sltt"], "--methods")])
+def test_compile_time_rejects_bad_arguments_before_any_work(argv, flag, capsys, tmp_path):
+    compile_time = _import("compile_time")
+    with pytest.raises(SystemExit) as e:
+        compile_time.parse_args(["--out", str(tmp_path)] + argv)
+    assert e.value.code == 2
+    assert flag in capsys.readouterr().err.split("error:", 1)[1]
