@@ -185,10 +185,10 @@ class _SnnTorchState:
         self.register_buffer("reset_mechanism_val", torch.as_tensor(RESET_MECHANISMS.index(reset_mechanism)))
         self._register_param("beta", _one_number("beta", beta, per_neuron=True), learn_beta)
         self.spike_grad = spike_grad
-        self.init_hidden = bool(init_hidden)
-        self.output = bool(output)
+        self.init_hidden = _config.flag("init_hidden", init_hidden)
+        self.output = _config.flag("output", output)
         # surrogate_disable: spikes carry no gradient (snnTorch's Heaviside without a surrogate)
-        self.surrogate_disable = bool(surrogate_disable)
+        self.surrogate_disable = _config.flag("surrogate_disable", surrogate_disable)
         # what snnTorch's utilities may read on one of its neurons
         self.inhibition = False
         self.state_quant = False

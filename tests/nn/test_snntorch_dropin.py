@@ -426,6 +426,9 @@ def test_what_is_not_fused_is_refused_with_the_argument_named():
         Leaky("0.5")
     with pytest.raises(TypeError, match="threshold"):
         Leaky(0.5, threshold=True)
+    for name in ("init_hidden", "output", "surrogate_disable"):
+        with pytest.raises(TypeError, match=f"{name} must be True or False"):
+            Leaky(0.5, **{name: "yes"})
     with pytest.raises(TypeError, match="init_hidden=True"):
         Leaky(0.5, init_hidden=True)(torch.rand(2, 3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="reset_delay=True"):
