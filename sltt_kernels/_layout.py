@@ -13,7 +13,8 @@ that, and permuting the results back gives the same numbers, bit for bit, in x's
 
 Functions: storage_order (the permutation, or None for a tensor with gaps or overlaps, which
 the ops copy as before), in_storage_order (the views an op call takes, and the function that
-puts its outputs back).
+puts its outputs back), step_view (a per-neuron parameter viewed as in_storage_order views the
+state).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-__all__ = ["storage_order", "in_storage_order"]
+__all__ = ["storage_order", "in_storage_order", "step_view"]
 
 
 def storage_order(t: torch.Tensor, keep_first: bool = False) -> Optional[Tuple[int, ...]]:
@@ -82,3 +83,21 @@ def in_storage_order(x: torch.Tensor, v: Optional[torch.Tensor], multistep: bool
         return spikes.permute(back), v_new.permute(state_back)
 
     return x.permute(order), v_view, restore
+
+
+def step_view(t: Optional[torch.Tensor], x: torch.Tensor, multistep: bool) -> Optional[torch.Tensor]:
+    """A tensor of one step's shape (a per-neuron k or threshold, docs/design.md, section 2.6)
+    viewed in the order in_storage_order(x, ...) views the state; one element, None, or x in its
+    default order: unchanged.
+
+    Example:
+        >>> x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+        >>> step_view(torch.randn(2, 3, 4, 5), x, multistep=False).shape
+        torch.Size([2, 4, 5, 3])
+    """
+    if t is None or t.numel() == 1:
+        return t
+    order = storage_order(x, keep_first=multistep)
+    if order is None or order == tuple(range(x.dim())):
+        return t
+    return t.permute(tuple(d - 1 for d in order[1:]) if multistep else order)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from . import _config, _registration, reference
+from . import _config, _layout, _registration, reference
 from ._backend import select_backend
 from ._config import NeuronArgs, check_input, check_state, state_dtype
 
@@ -64,6 +64,11 @@ def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, m
         return reference.run(cfg, x, v, k, multistep, threshold=threshold)
     if not torch.compiler.is_compiling():
         _refuse_transforms(x, v, k, threshold)
+    # the neuron is elementwise: run it on x in its own memory order (channels_last, ...), so that
+    # neither x, its gradient nor the spikes the next layer reads are copied (_layout.py); the
+    # per-neuron parameters follow the state's order
+    k, threshold = _layout.step_view(k, x, multistep), _layout.step_view(threshold, x, multistep)
+    x, v, restore = _layout.in_storage_order(x, v, multistep)
     sdt = state_dtype(x.dtype)
     if v is not None:
         v = v.to(sdt)
@@ -84,7 +89,7 @@ def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, m
     fwd = _registration.op("neuron_multistep_fwd" if multistep else "neuron_step_fwd", triton=which == "triton")
     extra = {} if threshold is None else {"threshold": threshold}
     spikes, v_new, _ = fwd(x, v, k, *cfg.args(save), **extra)
-    return spikes, v_new
+    return restore(spikes, v_new)
 
 
 def _refuse_transforms(*tensors) -> None:

@@ -662,11 +662,15 @@ def _step_model(net, args, device, d: Dist):
     if args.compile:
         import torch._dynamo
 
-        # one graph per step mode, grad mode and batch size, each compiled for static shapes:
-        # dynamic shapes after a step-mode switch crashed inductor (issue 24); the limit covers
-        # train/eval x s/m x full/last batch x SLTT-K's no_grad steps
+        # one graph per step mode, grad mode and batch size, each compiled for static shapes: a
+        # step-mode switch changes the input's rank, which makes every size dynamic (H, W too), and
+        # inductor cannot order the strides of the time-folded input (pytorch/pytorch#185510; our
+        # fake kernels take symbolic sizes: tests/training/test_compile_dynamic.py). The limit covers
+        # train/eval x s/m x full/last batch x SLTT-K's no_grad steps. No layout optimization: it
+        # converts every conv weight to channels_last at each graph call, T times per SLTT iteration
+        # (0.73-0.86x eager with it, 1.04-1.08x without: benchmarks/compile_time.py)
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        model = torch.compile(net, dynamic=False)
+        model = torch.compile(net, dynamic=False, options={"layout_optimization": False})
     if d.active:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)

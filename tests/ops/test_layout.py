@@ -4,6 +4,8 @@ ops' contiguous() makes of x and of the gradient."""
 
 import pytest
 import torch
+
+import sltt_kernels
 from torch.profiler import ProfilerActivity, profile
 
 from sltt_kernels import _ext
@@ -147,8 +149,9 @@ def test_channels_last_through_the_ops_is_equal_in_its_layout_and_copies_nothing
         assert torch.equal(gv1, gv0)
     # the outputs keep x's layout, so the next channels_last layer takes them as they are
     assert _same_layout(s1, x) and _same_layout(v1, v) and _same_layout(gx1, x)
-    assert copies_plain > 0  # the ops copy a channels_last x (and its gradient) ...
-    assert copies_in_order == 0  # ... and nothing in its own order
+    # run_neuron runs the op in x's own order itself (ops.py): no copy either way (the raw ops
+    # copy a channels_last x and its gradient; a run_neuron that stopped viewing x so fails here)
+    assert copies_plain == 0 and copies_in_order == 0
 
 
 @needs_ops
@@ -160,3 +163,30 @@ def test_a_state_in_another_layout_still_gives_the_same_numbers():
     want = run_neuron(cfg, x, v, multistep=False, backend="cpu")
     got = _run(cfg, x, v, False, True)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu", "triton"])
+def test_per_neuron_params_follow_a_channels_last_input(backend):
+    """A per-neuron threshold and beta of a channels_last step are viewed in the order the state
+    is: the results and their gradients equal the default-layout call's."""
+    if backend != "reference" and sltt_kernels.available_backends()[backend] is not None:
+        pytest.skip(f"{backend} unavailable")
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(3, 2, 4, 3, 5, generator=g, dtype=torch.float64) * 2)
+    beta0 = torch.rand(4, 3, 5, generator=g, dtype=torch.float64) * 0.5 + 0.4
+    thr0 = torch.rand(2, 4, 3, 5, generator=g, dtype=torch.float64) + 0.5
+    outs = []
+    for layout in ("default", "channels_last"):
+        xl = x.clone()
+        if layout == "channels_last":  # each step [B, C, H, W] channels_last, time first
+            xl = torch.stack([s.contiguous(memory_format=torch.channels_last) for s in x]).requires_grad_(True)
+            xl = xl.detach().requires_grad_(True)
+            assert not xl.is_contiguous()
+        else:
+            xl.requires_grad_(True)
+        beta, thr = beta0.clone().requires_grad_(True), thr0.clone().requires_grad_(True)
+        s, v = sltt_kernels.leaky_multistep(xl, beta=beta, threshold=thr, backend=backend)
+        (s * torch.arange(s.numel(), dtype=s.dtype).reshape(s.shape).sin()).sum().backward()
+        outs.append((s, v, xl.grad, beta.grad, thr.grad))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
