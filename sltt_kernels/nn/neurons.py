@@ -99,9 +99,11 @@ class BaseNode(MemoryModule):
         cfg = self._config_now()
         if v == cfg.v_reset and multistep:
             return None  # the multi-step kernels start from v_r without a state tensor
-        # full_like (not full): the op SpikingJelly's neurons use here, which its op counters know
+        # full_like (not full): the op SpikingJelly's neurons use here, which its op counters know;
+        # in x's memory order, so a channels_last x and its state reach the op without a copy
+        # (ops.run_neuron runs it in that order)
         return torch.full_like(x[0] if multistep else x, v, dtype=_config.state_dtype(x.dtype),
-                               memory_format=torch.contiguous_format)
+                               memory_format=torch.preserve_format)
 
     # SpikingJelly 2.0's functional protocol (its base.MemoryModule): a step is a pure function
     # (inputs, states) -> (outputs, new states), the states in memory order, v first, then v_seq
@@ -134,7 +136,7 @@ class BaseNode(MemoryModule):
         # v_seq: one step at a time, so every v[t] is an output (the gradients are the same)
         spikes, vs = [], []
         v = v0 if v0 is not None else torch.full_like(x_seq[0], cfg.v_reset, dtype=_config.state_dtype(x_seq.dtype),
-                                                      memory_format=torch.contiguous_format)
+                                                      memory_format=torch.preserve_format)
         for t in range(x_seq.shape[0]):
             s, v = run_neuron(cfg, x_seq[t], v, multistep=False, backend=self.backend, k=self._k(),
                                      threshold=self._threshold(), k_name=self.k_name)
