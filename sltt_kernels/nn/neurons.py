@@ -59,15 +59,47 @@ class BaseNode(MemoryModule):
 
     @property
     def store_v_seq(self) -> bool:
-        """Whether v_seq (a memory) records v at every step: [T, B, ...]."""
+        """Whether the module's forward records v at every step in `v_seq` ([T, B, ...]; single-step
+        calls append one step each until reset()). As in SpikingJelly 2.0, v_seq is an attribute,
+        not a memory: the functional forwards and their states leave it alone."""
         return self._store_v_seq
 
     @store_v_seq.setter
     def store_v_seq(self, value: bool) -> None:
         value = _config.flag("store_v_seq", value)
         object.__setattr__(self, "_store_v_seq", value)
-        if value and "v_seq" not in self._memories:
-            self.register_memory("v_seq", None)
+        self.v_seq = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.v_seq = None
+
+    def detach(self) -> None:
+        super().detach()
+        if isinstance(self.v_seq, torch.Tensor):  # so detach_net is TBPTT with v_seq recorded too
+            self.v_seq = self.v_seq.detach()
+
+    def materialize_states(self, inputs: tuple, states: tuple, step_mode: str) -> tuple:
+        """States as the functional forward takes them (SpikingJelly 2.0's protocol; pure): a float
+        v becomes a tensor of one step's shape filled with it, in the state dtype; a tensor v of
+        another step shape (another batch size) starts from v_reset; the other states as given.
+
+        Example:
+            >>> (v,) = IFNode().materialize_states((torch.rand(2, 3),), (0.0,), "s")   # zeros [2, 3]
+        """
+        x = inputs[0][0] if step_mode == "m" else inputs[0]
+        if not isinstance(x, torch.Tensor):
+            return tuple(states)
+        sdt = _config.state_dtype(x.dtype)
+        v = states[0]
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = torch.full_like(x, float(v), dtype=sdt, memory_format=torch.preserve_format)
+        elif isinstance(v, torch.Tensor):
+            if v.shape != x.shape:
+                v = torch.full_like(x, self._config_now().v_reset, dtype=sdt, memory_format=torch.preserve_format)
+            elif v.dtype != sdt or v.device != x.device:
+                v = v.to(dtype=sdt, device=x.device)
+        return (v, *tuple(states)[1:])
 
     def _config_now(self):
         """The neuron's checked arguments now (what _config.lif_config and its siblings return)."""
@@ -106,10 +138,10 @@ class BaseNode(MemoryModule):
                                memory_format=torch.preserve_format)
 
     # SpikingJelly 2.0's functional protocol (its base.MemoryModule): a step is a pure function
-    # (inputs, states) -> (outputs, new states), the states in memory order, v first, then v_seq
-    # when store_v_seq (subclasses append theirs). The module's forward runs the same functions
-    # on its memories, so base.to_functional_forward and SpikingJelly's memopt checkpointing
-    # (which recomputes through them) see exactly what forward does.
+    # (inputs, states) -> (outputs, new states), the states in memory order, v first (subclasses
+    # append theirs). The module's forward runs the same functions on its memories, so
+    # base.to_functional_forward and SpikingJelly's memopt checkpointing (which recomputes through
+    # them) see exactly what forward does; only the forward records v_seq.
 
     def _step(self, x: torch.Tensor, states: tuple) -> Tuple[torch.Tensor, tuple]:
         self._check_x(x, "one step [B, ...] for step_mode='s'")
@@ -117,11 +149,11 @@ class BaseNode(MemoryModule):
         spike, new["v"] = run_neuron(self._config_now(), x, self._state_tensor(new["v"], x, multistep=False),
                                      multistep=False, backend=self.backend, k=self._k(),
                                      threshold=self._threshold(), k_name=self.k_name)
-        if self.store_v_seq:  # single-step: v_seq grows by one step per call until reset()
-            new["v_seq"] = _v_seq_with(new["v_seq"], new["v"])
         return spike, tuple(new.values())
 
-    def _steps(self, x_seq: torch.Tensor, states: tuple) -> Tuple[torch.Tensor, tuple]:
+    def _steps(self, x_seq: torch.Tensor, states: tuple, record: bool = False) -> Tuple[torch.Tensor, tuple]:
+        """T steps; record: also return v at every step ([T, B, ...], the forward's v_seq), else
+        None."""
         self._check_x(x_seq, "[T, B, ...] for step_mode='m'")
         if x_seq.dim() < 2:
             raise ValueError(f"{type(self).__name__}(step_mode='m') needs x of shape [T, B, ...], "
@@ -129,10 +161,10 @@ class BaseNode(MemoryModule):
         cfg = self._config_now()
         new = dict(zip(self._memories, states))
         v0 = self._state_tensor(new["v"], x_seq, multistep=True)
-        if not self.store_v_seq:
+        if not record:
             spikes, new["v"] = run_neuron(cfg, x_seq, v0, multistep=True, backend=self.backend, k=self._k(),
-                                     threshold=self._threshold(), k_name=self.k_name)
-            return spikes, tuple(new.values())
+                                          threshold=self._threshold(), k_name=self.k_name)
+            return spikes, tuple(new.values()), None
         # v_seq: one step at a time, so every v[t] is an output (the gradients are the same)
         spikes, vs = [], []
         v = v0 if v0 is not None else torch.full_like(x_seq[0], cfg.v_reset, dtype=_config.state_dtype(x_seq.dtype),
@@ -142,8 +174,8 @@ class BaseNode(MemoryModule):
                                      threshold=self._threshold(), k_name=self.k_name)
             spikes.append(s)
             vs.append(v)
-        new["v"], new["v_seq"] = v, torch.stack(vs)
-        return torch.stack(spikes), tuple(new.values())
+        new["v"] = v
+        return torch.stack(spikes), tuple(new.values()), torch.stack(vs)
 
     def _check_x(self, x, shape: str) -> None:
         if not isinstance(x, torch.Tensor):  # a list or an array fails later with an AttributeError otherwise
@@ -162,7 +194,7 @@ class BaseNode(MemoryModule):
         return type(self).forward is not BaseNode.forward
 
     def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs) -> Tuple[tuple, tuple]:
-        """One step as a pure function: inputs (x [B, ...],), states (v[, v_seq]) -> ((spike,),
+        """One step as a pure function: inputs (x [B, ...],), states (v,) -> ((spike,),
         new states). The module's memories are left alone (SpikingJelly 2.0's protocol).
 
         Example:
@@ -178,7 +210,7 @@ class BaseNode(MemoryModule):
 
     def multi_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs) -> Tuple[tuple, tuple]:
         """T steps as a pure function, on the fused multi-step kernel: inputs (x [T, B, ...],),
-        states (v[, v_seq]) -> ((spikes [T, B, ...],), new states).
+        states (v,) -> ((spikes [T, B, ...],), new states).
 
         Example:
             >>> n = IFNode(step_mode="m")
@@ -188,7 +220,7 @@ class BaseNode(MemoryModule):
         if self._forward_is_custom():
             return self._through_forward(inputs, states, "m", kwargs)
         _only_x(self, inputs, kwargs)
-        spikes, states = self._steps(inputs[0], states)
+        spikes, states, _ = self._steps(inputs[0], states)
         return (spikes,), states
 
     def _through_forward(self, inputs: tuple, states: tuple, step_mode: str, kwargs) -> Tuple[tuple, tuple]:
@@ -210,11 +242,15 @@ class BaseNode(MemoryModule):
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
         spike, states = self._step(x, tuple(self._memories.values()))
         self._commit(states)
+        if self.store_v_seq:  # single-step: v_seq grows by one step per call until reset()
+            self.v_seq = _v_seq_with(self.v_seq, self.v)
         return spike
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        spikes, states = self._steps(x_seq, tuple(self._memories.values()))
+        spikes, states, v_seq = self._steps(x_seq, tuple(self._memories.values()), record=self.store_v_seq)
         self._commit(states)
+        if self.store_v_seq:
+            self.v_seq = v_seq
         return spikes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -436,7 +472,7 @@ class OTTTLIFNode(LIFNode):
         return ("s",)  # its trace is per step; set_step_mode(net, 'm') fails here rather than later
 
     def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs) -> Tuple[tuple, tuple]:
-        """inputs (x,), states (v[, v_seq], trace) -> ((spike, trace) in training, else (spike,);
+        """inputs (x,), states (v, trace) -> ((spike, trace) in training, else (spike,);
         new states)."""
         states = self._checked_states(states)
         _only_x(self, inputs, kwargs)
@@ -455,4 +491,6 @@ class OTTTLIFNode(LIFNode):
     def forward(self, x: torch.Tensor):
         outputs, states = self.single_step_functional_forward((x,), tuple(self._memories.values()))
         self._commit(states)
+        if self.store_v_seq:
+            self.v_seq = _v_seq_with(self.v_seq, self.v)
         return outputs[0] if len(outputs) == 1 else list(outputs)

@@ -35,6 +35,9 @@ class ReplaceReport:
 
 def _sj_state_note(m: nn.Module, new: nn.Module) -> Optional[str]:
     """Carries a SpikingJelly neuron's state (v, v_seq) over; says so when there was any."""
+    v_seq = getattr(m, "v_seq", None)
+    if isinstance(v_seq, torch.Tensor) and getattr(new, "store_v_seq", False):
+        new.v_seq = v_seq  # the voltages recorded so far (an attribute, as SpikingJelly's)
     v = getattr(m, "v", 0.0)
     if isinstance(v, torch.Tensor):
         new.v = v

@@ -100,10 +100,10 @@ def test_single_step_v_seq_grows_restarts_and_detaches(cls):
 def test_store_v_seq_switched_on_after_construction(step_mode):
     n = IFNode(step_mode=step_mode)
     assert [name for name, _ in n.named_memories()] == ["v"]
-    n.store_v_seq = True  # as SpikingJelly allows: v_seq becomes a memory, reset with the others
+    n.store_v_seq = True  # as SpikingJelly 2.0 allows: v_seq an attribute the forward fills, not a memory
     x = torch.rand(3, 2, 4) * 2
     n(x) if step_mode == "m" else [n(x[t]) for t in range(3)]
-    assert n.v_seq.shape == (3, 2, 4) and [name for name, _ in n.named_memories()] == ["v", "v_seq"]
+    assert n.v_seq.shape == (3, 2, 4) and [name for name, _ in n.named_memories()] == ["v"]
     torch.testing.assert_close(n.v_seq[-1], n.v)
     n.reset()
     assert n.v_seq is None
