@@ -23,7 +23,10 @@ CFLAGS="-fsanitize=address -fno-omit-frame-pointer" LDFLAGS="-fsanitize=address"
 echo "asan build: $((SECONDS - start)) s"
 # the library must really be instrumented, or the run below proves nothing
 SO=$(ls "$WORK"/sltt_kernels/_C*.so)
-nm -D "$SO" | grep -q __asan_report || { echo "error: $SO is not built with AddressSanitizer"; exit 1; }
+# (the symbols go to a file first: with pipefail, `nm | grep -q` fails when grep stops reading
+# early and nm dies of SIGPIPE, which a larger symbol table made happen)
+nm -D "$SO" > "$WORK/symbols.txt"
+grep -q __asan_report "$WORK/symbols.txt" || { echo "error: $SO is not built with AddressSanitizer"; exit 1; }
 # libstdc++ is preloaded with libasan: python itself does not link it, and ASan's __cxa_throw
 # interceptor needs the real one at start-up, or the first C++ exception (a refused argument)
 # aborts. torch's own allocations are not instrumented; leaks at exit are the interpreter's.
