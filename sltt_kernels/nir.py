@@ -24,7 +24,9 @@ the other way round) runs the same per-step dynamics:
 
 What NIR cannot say raises a ValueError naming the module, never a wrong graph: a soft
 (subtractive) reset or none (NIR's neurons reset to v_reset), a learnable tau, beta or threshold
-(ParametricLIFNode), a batch norm that does not follow a Linear/Conv2d alone (the pre-activation
+(ParametricLIFNode, learn_beta, learn_threshold; a constant per-neuron beta or threshold is
+exported as the node's per-neuron arrays, which import_nir then refuses: its neurons take one
+value per layer), a batch norm that does not follow a Linear/Conv2d alone (the pre-activation
 networks' per-step BN after an addition), max pooling, and any other layer or operation. The
 surrogate gradient, grad_mode and detach_reset are training settings, not part of the graph;
 NIR fires on v > v_threshold and our LIF and IF on h >= v_threshold (equal only on a tie).
@@ -91,8 +93,10 @@ def _unwrap_fold_time(model: nn.Module) -> nn.Module:
 def _neuron_node(path: str, m: BaseNode, shape, dt: float):
     nir = _nir()
     kind = type(m).__name__
-    if m._k() is not None:
-        raise ValueError(f"export_nir: {kind} at '{path}' has a learnable tau, which NIR cannot represent")
+    k, theta = m._k(), m._threshold()
+    if (k is not None and k.requires_grad) or (theta is not None and theta.requires_grad):
+        raise ValueError(f"export_nir: {kind} at '{path}' has a learnable tau, beta or threshold, which NIR cannot "
+                         "represent")
     for attr in ("beta", "threshold"):
         if isinstance(getattr(m, attr, None), nn.Parameter):
             raise ValueError(f"export_nir: {kind} at '{path}' has a learnable {attr}, which NIR cannot represent")
@@ -104,17 +108,38 @@ def _neuron_node(path: str, m: BaseNode, shape, dt: float):
         raise ValueError(f"export_nir: {kind} at '{path}' has {what}; NIR's neurons reset to v_reset "
                          "(use v_reset=<a value> / reset_mechanism='zero' to export it)")
     full = lambda value: np.full(shape, value, dtype=np.float64)  # noqa: E731  (tau as given, not rounded)
+
+    def per_neuron(t: torch.Tensor, what: str) -> np.ndarray:
+        # a tensor parameter (one value per neuron or channel, docs/design.md, section 2.6) as the
+        # node's array over one sample's neurons
+        values = t.detach().to(torch.float64).cpu().numpy()
+        try:
+            return np.broadcast_to(values, shape).copy()
+        except ValueError:
+            raise ValueError(f"export_nir: {kind} at '{path}': its {what} of shape {values.shape} is not one value "
+                             f"per neuron of a sample {tuple(shape)}") from None
+
+    v_threshold = full(a.v_threshold) if theta is None else per_neuron(theta, "threshold")
     if a.neuron == "if":
-        return nir.IF(r=full(1.0 / dt), v_threshold=full(a.v_threshold), v_reset=full(a.v_reset))
+        return nir.IF(r=full(1.0 / dt), v_threshold=v_threshold, v_reset=full(a.v_reset))
     if a.neuron not in ("lif", "leaky"):
         raise ValueError(f"export_nir: {kind} at '{path}' (neuron model {a.neuron!r}) has no NIR node")
-    if a.decay >= 1.0:  # no leak at all: an integrator
+    if k is None:
+        decay, gain = full(a.decay), full(a.input_gain)
+    elif a.neuron == "leaky":  # k is beta
+        decay, gain = per_neuron(k, "beta"), full(a.input_gain)
+    else:  # k = 1/tau
+        k_values = per_neuron(k, "1/tau")
+        decay, gain = 1.0 - k_values, (k_values if a.decay_input else full(a.input_gain))
+    if np.all(decay >= 1.0):  # no leak at all: an integrator
         if a.v_reset != 0.0 and a.neuron == "lif":
             raise ValueError(f"export_nir: {kind} at '{path}': no leak with v_reset {a.v_reset} has no NIR node")
-        return nir.IF(r=full(a.input_gain / dt), v_threshold=full(a.v_threshold), v_reset=full(a.v_reset))
-    tau_steps = 1.0 / (1.0 - a.decay)
-    return nir.LIF(tau=full(tau_steps * dt), r=full(a.input_gain * tau_steps), v_leak=full(a.v_reset),
-                   v_threshold=full(a.v_threshold), v_reset=full(a.v_reset))
+        return nir.IF(r=gain / dt, v_threshold=v_threshold, v_reset=full(a.v_reset))
+    if np.any(decay >= 1.0):
+        raise ValueError(f"export_nir: {kind} at '{path}' has neurons with and without a leak: no one NIR node")
+    tau_steps = 1.0 / (1.0 - decay)
+    return nir.LIF(tau=tau_steps * dt, r=gain * tau_steps, v_leak=full(a.v_reset), v_threshold=v_threshold,
+                   v_reset=full(a.v_reset))
 
 
 def _fold_batch_norm(layer: nn.Module, bn: nn.Module) -> nn.Module:

@@ -311,6 +311,9 @@ class _SnnTorchState:
     def mem(self):
         """The membrane: an empty tensor before the first step (snnTorch's), then the last one."""
         v = self.v
+        if not isinstance(v, torch.Tensor):  # a number set by hand: snnTorch's utilities read mem.device
+            v = torch.as_tensor(float(v))
+            self.v = v
         if isinstance(v, torch.Tensor) and v._is_view():
             # the one-step op hands its state out as a view of a flat buffer, and snnTorch's
             # detach_hidden() (truncated BPTT) detaches `mem` in place, which a view refuses:
@@ -353,7 +356,12 @@ class _SnnTorchState:
                 # snnTorch: a membrane of another shape (its empty start, another batch size)
                 # starts from zeros
                 self.v = 0.0
-        spk = super().forward(input_)
+        try:
+            spk = super().forward(input_)
+        except BaseException:
+            if not isinstance(self.v, torch.Tensor):
+                self.v = v  # a step that failed leaves the membrane as it was (snnTorch reads mem.device)
+            raise
         if self.surrogate_disable:
             spk = spk.detach()
         # graded spikes (the reset still counts a spike as 1)

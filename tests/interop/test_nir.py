@@ -110,9 +110,14 @@ def test_residual_addition_becomes_two_edges_and_runs_the_same():
     (lambda: snn.Leaky(beta=0.9, init_hidden=True), r"soft \(subtractive\) reset"),
     (lambda: snn.Leaky(beta=0.9, reset_mechanism="none", init_hidden=True), "no reset"),
     (lambda: snn.ParametricLIFNode(), "learnable tau"),
+    (lambda: snn.Leaky(beta=torch.full((4,), 0.9), learn_beta=True, reset_mechanism="zero"), "learnable tau, beta"),
+    (lambda: snn.Leaky(beta=0.9, learn_threshold=True, reset_mechanism="zero"), "learnable tau, beta or threshold"),
+    # per sample (it broadcasts to the batch's state [2, 4], but a NIR node has no batch)
+    (lambda: snn.Leaky(beta=torch.full((2, 4), 0.9), reset_mechanism="zero"), r"beta of shape \(2, 4\) is not one value"),
     (lambda: nn.MaxPool1d(2), "no max pooling"),
     (lambda: nn.ReLU(), "ReLU"),
-], ids=["paper", "lif-soft", "leaky-subtract", "leaky-none", "plif", "maxpool", "relu"])
+], ids=["paper", "lif-soft", "leaky-subtract", "leaky-none", "plif", "learn-beta", "learn-threshold",
+        "beta-per-sample", "maxpool", "relu"])
 def test_what_nir_cannot_say_is_an_error_naming_the_module(make, words):
     net = nn.Sequential(nn.Linear(4, 4), make())
     with pytest.raises(ValueError, match=words) as e:
@@ -191,3 +196,19 @@ def test_we_read_snntorchs_export_and_run_it_the_same():
     assert all(isinstance(m, (snn.LIFNode, snn.FoldTime)) for m in ours.nodes.values())
     assert 0.05 < want.mean() < 0.95
     assert torch.equal(_run(ours, x), want)
+
+
+def test_per_neuron_beta_and_threshold_are_exported_per_neuron():
+    """A constant per-neuron beta and threshold become the node's per-neuron arrays (they used to
+    be read as the configuration's placeholders); our import refuses them by name."""
+    beta = torch.linspace(0.5, 0.9, 4)
+    threshold = torch.linspace(0.8, 1.4, 4)
+    net = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=beta, threshold=threshold, reset_mechanism="zero",
+                                                   init_hidden=True))
+    node = export_nir(net, torch.rand(2, 3)).nodes["1"]
+    dt = 1e-4  # the export's default step
+    np.testing.assert_allclose(node.v_threshold, threshold.double().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(1.0 - dt / node.tau, beta.double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(node.r * dt / node.tau, np.ones(4), rtol=1e-12)  # snnTorch adds the input whole
+    with pytest.raises(ValueError, match="different values of"):
+        import_nir(export_nir(net, torch.rand(2, 3)))
