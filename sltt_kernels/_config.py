@@ -399,12 +399,6 @@ def check_param(t, name: str, x: torch.Tensor, state_shape, exact_dtype: bool = 
                          f"got shape {tuple(t.shape)}")
 
 
-def check_k(k, x: torch.Tensor, exact_dtype: bool = False, state_shape=None) -> None:
-    """The model's k (LIF: 1/tau; leaky: beta) as a tensor: one element, or one per neuron (the
-    state's shape), on x's device."""
-    check_param(k, "k", x, x.shape[1:] if state_shape is None else state_shape, exact_dtype)
-
-
 def mask_words(n: int) -> int:
     return (n + 31) // 32
 

@@ -64,12 +64,6 @@ def split_trailing(name: str, args, kwargs=None):
     return tuple(args[:n]), extra
 
 
-def split_v_new(args, kwargs=None):
-    """(neuron arguments, v_new) of a step backward call's arguments after its four tensors."""
-    neuron_args, extra = split_trailing("neuron_step_bwd", args, kwargs)
-    return neuron_args, extra["v_new"]
-
-
 def _schema(name: str, legacy: bool = False) -> str:
     """The op's schema; legacy: the schema the op had under its old lif_* name (no threshold, so
     three returns for the backward ops)."""

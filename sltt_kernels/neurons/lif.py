@@ -53,7 +53,7 @@ def lif_config(*, tau, v_threshold, v_reset, decay_input, detach_reset, surrogat
 
 @cached
 def plif_config(*, v_threshold, v_reset, decay_input, detach_reset, surrogate, grad) -> NeuronArgs:
-    """Parametric LIF: the LIF model with k = 1/tau a tensor (checked by _config.check_k); the
+    """Parametric LIF: the LIF model with k = 1/tau a tensor (checked by _config.check_param); the
     decay and gain here are placeholders the kernels replace with k."""
     decay_input = flag("decay_input", decay_input)
     return reset_now_config("lif", 0.5, 0.5 if decay_input else 1.0, decay_input, v_threshold, v_reset, detach_reset,

@@ -21,17 +21,6 @@ from snntorch import utils as snn_utils  # noqa: E402
 BACKENDS = ["reference", "triton"] + (["cpu"] if HAVE_EXT else [])
 
 
-def _pair(cls_ours, seed, beta, threshold, **kw):
-    """snnTorch's neuron and ours built from the same values (copies), in float64."""
-    theirs = snn.Leaky(beta=beta.clone() if isinstance(beta, torch.Tensor) else beta,
-                       threshold=threshold.clone() if isinstance(threshold, torch.Tensor) else threshold,
-                       spike_grad=snn_surrogate.fast_sigmoid(slope=25), **kw).double()
-    ours = cls_ours(beta=beta.clone() if isinstance(beta, torch.Tensor) else beta,
-                    threshold=threshold.clone() if isinstance(threshold, torch.Tensor) else threshold,
-                    spike_grad=snn_surrogate.fast_sigmoid(slope=25), **kw).double()
-    return theirs, ours
-
-
 def _steps(neuron, x, init_hidden):
     """The loop of snnTorch's tutorials, one step at a time; returns (spikes, membranes)."""
     spikes, mems = [], []
@@ -59,8 +48,8 @@ def test_per_neuron_learnable_leaky_equals_snntorchs(backend, mech, shape, param
     beta = 0.6 + 0.35 * torch.rand(param_shape, generator=g, dtype=torch.float64)
     threshold = 0.7 + 0.6 * torch.rand(param_shape, generator=g, dtype=torch.float64)
     x = torch.rand(shape, generator=g, dtype=torch.float64) * 1.5
-    theirs, _ = _pair(Leaky, seed, beta, threshold, reset_mechanism=mech, learn_beta=learn[0],
-                      learn_threshold=learn[1])
+    theirs = snn.Leaky(beta=beta.clone(), threshold=threshold.clone(), spike_grad=snn_surrogate.fast_sigmoid(slope=25),
+                       reset_mechanism=mech, learn_beta=learn[0], learn_threshold=learn[1]).double()
     ours = Leaky(beta=beta.clone(), threshold=threshold.clone(), spike_grad=snn_surrogate.fast_sigmoid(slope=25),
                  reset_mechanism=mech, learn_beta=learn[0], learn_threshold=learn[1], backend=backend).double()
     # snnTorch's state_dict loads into ours as it is, parameters and buffers alike
