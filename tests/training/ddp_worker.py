@@ -66,3 +66,10 @@ def main():
 
 if __name__ == "__main__":
     main()
+    # torch 2.14.1's gloo backend sometimes aborts at interpreter exit, after a clean
+    # destroy_process_group ("terminate called without an active exception"; seen in 4 of 16 runs
+    # of a plain two-layer DDP script under load, without this library). Everything is saved and
+    # both ranks passed the barrier, so leave without running the static destructors.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
