@@ -349,3 +349,23 @@ def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path):
     assert proc.returncode not in (0, -signal.SIGTERM)
     kept = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
     assert f"the checkpoint of epoch {kept} is kept in {out}: continue with --resume --out {out}" in err
+
+
+def test_console_script_exits_0_after_a_run(tmp_path):
+    """`sltt-train` exits with what its function returns: the summary is written to a file, and the
+    exit status is 0 (main's summary dict, returned to the console script, would exit 1)."""
+    import subprocess
+    import sys
+    import tomllib
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        target = tomllib.load(f)["project"]["scripts"]["sltt-train"]
+    module, func = target.split(":")
+    # what a console-script wrapper runs
+    code = f"import sys; from {module} import {func}; sys.exit({func}())"
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-c", code, *QUICK, "--out", str(out)], cwd=root, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "{'dataset'" not in res.stderr and (out / "summary.json").exists()
