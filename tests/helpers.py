@@ -339,3 +339,25 @@ def reference_grads(kw, x, v0, w_spikes, w_v=None):
     return s.detach(), v.detach(), grads[0], gv
 
 
+
+
+class TwoLeakyLayers(torch.nn.Module):
+    """snnTorch's tutorial network: fc1 -> lif1 -> fc2 -> lif2 per time step, the membranes from
+    reset_mem(); returns lif2's spikes + membrane per step, [T, B, sizes[2]] for x [T, B, sizes[0]].
+
+    make_lif1, make_lif2: zero-argument callables that build the neurons (snnTorch's Leaky or ours),
+    called after the linear layers so that the layers' initial weights do not depend on them."""
+
+    def __init__(self, make_lif1: Callable, make_lif2: Callable, sizes: Tuple[int, int, int] = (8, 10, 3)):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(sizes[0], sizes[1]), torch.nn.Linear(sizes[1], sizes[2])
+        self.lif1, self.lif2 = make_lif1(), make_lif2()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mem1, mem2 = self.lif1.reset_mem(), self.lif2.reset_mem()
+        out = []
+        for t in range(x.shape[0]):
+            spk1, mem1 = self.lif1(self.fc1(x[t]), mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            out.append(spk2 + mem2)
+        return torch.stack(out)

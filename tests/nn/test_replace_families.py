@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import sltt_kernels
+from helpers import TwoLeakyLayers
 
 
 def _grads_equal(m1, m2):
@@ -70,24 +71,13 @@ def snntorch_float64_spikes(monkeypatch):
 def test_replace_snntorch_default_leaky(reset_mechanism, snntorch_float64_spikes):
     snn = snntorch_float64_spikes
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.fc2 = nn.Linear(10, 16), nn.Linear(16, 4)
-            self.lif1 = snn.Leaky(beta=0.8, reset_mechanism=reset_mechanism)  # reset_delay=True: the default
-            self.lif2 = snn.Leaky(beta=0.6, threshold=0.7, reset_mechanism=reset_mechanism)
-
-        def forward(self, x):
-            mem1, mem2 = self.lif1.reset_mem(), self.lif2.reset_mem()
-            out = []
-            for t in range(x.shape[0]):
-                spk1, mem1 = self.lif1(self.fc1(x[t]), mem1)
-                spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
-                out.append(spk2 + mem2)
-            return torch.stack(out)
+    def net_of_snntorch():
+        return TwoLeakyLayers(lambda: snn.Leaky(beta=0.8, reset_mechanism=reset_mechanism),  # reset_delay=True
+                              lambda: snn.Leaky(beta=0.6, threshold=0.7, reset_mechanism=reset_mechanism),
+                              sizes=(10, 16, 4))
 
     torch.manual_seed(0)
-    net = Net().double()
+    net = net_of_snntorch().double()
     ours = copy.deepcopy(net)
     report = sltt_kernels.replace_neurons(ours)
     assert [(p, o, type(n).__name__) for p, o, n in report.replaced] == [("lif1", "Leaky", "Leaky"),

@@ -17,6 +17,7 @@ from torch import nn
 import sltt_kernels
 from sltt_kernels.nn import Leaky
 from sltt_kernels.nn.leaky import SnnTorchLeaky
+from helpers import TwoLeakyLayers
 
 snn = pytest.importorskip("snntorch", reason="snnTorch not installed")
 from snntorch import surrogate as snn_surrogate  # noqa: E402
@@ -209,34 +210,21 @@ def test_state_dict_is_snntorchs(cfg):
         assert list(delayed) == list(theirs) and all(torch.equal(delayed[k], theirs[k]) for k in theirs)
 
 
-class _TwoLayer(nn.Module):
-    def __init__(self, cls, **kw):
-        super().__init__()
-        torch.manual_seed(3)
-        self.fc1, self.fc2 = nn.Linear(8, 10), nn.Linear(10, 3)
-        self.lif1 = cls(beta=0.9, **kw)
-        self.lif2 = cls(beta=0.9, **kw)
-
-    def forward(self, x):
-        mem1, mem2 = self.lif1.reset_mem(), self.lif2.reset_mem()
-        out = []
-        for t in range(x.shape[0]):
-            spk1, mem1 = self.lif1(self.fc1(x[t]), mem1)
-            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
-            out.append(spk2 + mem2)
-        return torch.stack(out)
+def _two_layer(cls, **kw):
+    torch.manual_seed(3)
+    return TwoLeakyLayers(lambda: cls(beta=0.9, **kw), lambda: cls(beta=0.9, **kw))
 
 
 def test_snntorch_checkpoint_loads_strictly_both_ways():
     # a checkpoint whose neurons differ from the models it is loaded into
-    source = _TwoLayer(snn.Leaky, threshold=0.6, reset_mechanism="zero")
+    source = _two_layer(snn.Leaky, threshold=0.6, reset_mechanism="zero")
     with torch.no_grad():
         source.fc1.weight.mul_(1.7)
     checkpoint = source.state_dict()
     x = torch.randn(7, 5, 8)
-    ours = _TwoLayer(Leaky)
+    ours = _two_layer(Leaky)
     ours.load_state_dict(checkpoint, strict=True)
-    replaced = _TwoLayer(snn.Leaky)
+    replaced = _two_layer(snn.Leaky)
     sltt_kernels.replace_neurons(replaced)
     replaced.load_state_dict(checkpoint, strict=True)
     assert ours.lif1.reset_mechanism == "zero" and float(ours.lif2.threshold) == pytest.approx(0.6)
@@ -244,7 +232,7 @@ def test_snntorch_checkpoint_loads_strictly_both_ways():
     assert expected.abs().sum() > 0
     for model in (ours, replaced):
         torch.testing.assert_close(model(x), expected, rtol=1e-6, atol=1e-6)
-    back = _TwoLayer(snn.Leaky, threshold=0.6, reset_mechanism="zero")  # snnTorch keeps its init-time mechanism
+    back = _two_layer(snn.Leaky, threshold=0.6, reset_mechanism="zero")  # snnTorch keeps its init-time mechanism
     back.load_state_dict(ours.state_dict(), strict=True)
     torch.testing.assert_close(back(x), expected, rtol=0, atol=0)
 
