@@ -328,6 +328,16 @@ def _fill_neuron(args):
     if "tau" in args.explicit and "tau" not in params:
         raise ValueError(f"--tau is not a parameter of --neuron {args.neuron}"
                          + (" (its initial tau is --init-tau)" if args.neuron == "plif" else ""))
+    # values the modules take (they follow their libraries) but no training run wants
+    if args.v_threshold is not None and args.v_threshold <= 0:
+        raise ValueError(f"--v-threshold must be > 0 (the membrane rests at 0: at or below it a neuron fires "
+                         f"without input or at the least one), got {args.v_threshold}")
+    if args.v_reset not in (None, "none") and args.v_threshold is not None and args.v_reset >= args.v_threshold:
+        raise ValueError(f"--v-reset must be below --v-threshold {args.v_threshold} (a neuron reset to "
+                         f"{args.v_reset} would be at or past the threshold after each spike), got {args.v_reset}")
+    if args.beta is not None and not 0.0 <= args.beta <= 1.0:
+        raise ValueError(f"--beta must lie in [0, 1] (the leaky neuron clamps it there, as snnTorch's does: "
+                         f"{args.beta} would run as {min(max(args.beta, 0.0), 1.0)}), got {args.beta}")
     try:
         neuron_factory(args)()
     except (TypeError, ValueError) as e:

@@ -229,6 +229,12 @@ CUDA = torch.cuda.is_available()
     (["--method", "bptt", "--K", "1"], "--K 1: only --method sltt-k .*--method bptt would ignore it"),
     (["--K", "2"], "--K 2: only --method sltt-k"),  # the recipe's method is sltt
     (["--pretrained", "/nonexistent/in1.pt"], "--pretrained /nonexistent/in1.pt: no such file"),
+    (["--v-threshold", "0"], r"--v-threshold must be > 0 .*got 0\.0"),
+    (["--neuron", "if", "--v-threshold=-0.5"], r"--v-threshold must be > 0 .*got -0\.5"),
+    (["--neuron", "lif", "--v-reset", "1"], r"--v-reset must be below --v-threshold 1\.0 .*got 1\.0"),
+    (["--neuron", "if", "--v-threshold", "0.4", "--v-reset", "0.5"], r"--v-reset must be below --v-threshold 0\.4"),
+    (["--neuron", "leaky", "--beta", "1.5"], r"--beta must lie in \[0, 1\] .*1\.5 would run as 1\.0\), got 1\.5"),
+    (["--neuron", "leaky", "--beta=-0.1"], r"--beta must lie in \[0, 1\] .*got -0\.1"),
 ])
 def test_bad_values_are_refused_naming_flag_and_value_before_any_work(flags, match, capsys, monkeypatch, tmp_path):
     _no_data_no_model(monkeypatch)
