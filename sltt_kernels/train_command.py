@@ -984,7 +984,10 @@ def _nothing_to_train(args, ck, used, d: Dist, device, say):
 
 
 def _kept(args, epochs_done: int) -> str:
-    """What an interrupted or failed run leaves, and how to go on."""
+    """What an interrupted or failed run leaves, and how to go on. epochs_done None: a process
+    other than 0 past its first epoch, which cannot know whether process 0's last write ended."""
+    if epochs_done is None:
+        return "process 0 names the checkpoint kept"
     if epochs_done == 0:
         return "no epoch was completed, so no checkpoint was written"
     return (f"the checkpoint of epoch {epochs_done} is kept in {args.out}: continue with --resume --out {args.out}")
@@ -997,6 +1000,7 @@ def _train_epochs(args, d, device, net, model, opt, sched, scaler, autocast_dtyp
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.time()
+        lr = opt.param_groups[0]["lr"]  # the epoch's: the log and history say what it trained with
         stats = train_one_epoch(model, opt, train_ds, args, device, epoch, step_rng, autocast_dtype, scaler, loss_fn,
                                 d, net)
         sched.step()
@@ -1005,7 +1009,7 @@ def _train_epochs(args, d, device, net, model, opt, sched, scaler, autocast_dtyp
         rec = dict(epoch=epoch + 1, loss=stats["loss"], train_acc=stats["train_acc"], test_acc=test_acc,
                    test_top5=test_top5, epoch_s=time.time() - t0, images_per_s=stats["images"] / stats["seconds"],
                    saved_per_step_MB=None if saved is None else saved / 2**20,
-                   peak_memory_MB=_peak_memory_mb(device), lr=opt.param_groups[0]["lr"])
+                   peak_memory_MB=_peak_memory_mb(device), lr=lr)
         history.append(rec)
         say(f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train {100 * rec['train_acc']:.2f}%  "
             f"test {100 * rec['test_acc']:.2f}% (top-5 {100 * test_top5:.2f}%)  {rec['epoch_s']:.1f}s  "
@@ -1021,6 +1025,8 @@ def _train_epochs(args, d, device, net, model, opt, sched, scaler, autocast_dtyp
                 raise SystemExit(f"sltt-train: could not write the checkpoint of epoch {epoch + 1} to {ckpt_path} "
                                  f"({e.strerror or e}); {_kept(args, kept_epoch[0])}") from e
             kept_epoch[0] = epoch + 1
+        else:
+            kept_epoch[0] = None  # process 0 writes the checkpoints and names the one kept
 
 
 if __name__ == "__main__":

@@ -89,3 +89,32 @@ def test_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
     res = _torchrun(["-m", "sltt_kernels.train", *RUN, "--batch-size", "63", "--out", str(tmp_path / "r")])
     assert res.returncode != 0
     assert "--batch-size 63 (the global batch) does not split evenly over 2 processes" in res.stderr
+
+
+def test_sigterm_every_process_names_the_kept_checkpoint_truly(tmp_path):
+    """SIGTERM to torchrun after an epoch: process 0 names the checkpoint it kept; the others,
+    which do not write it, refer to process 0 instead of claiming that none was written."""
+    import signal
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}", "-m", "sltt_kernels.train", "--dataset", "digits", "--T", "8", "--epochs", "30",
+           "--seed", "5", "--no-progress", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 180
+    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)  # process 1 is past the epoch whose checkpoint process 0 wrote
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    kept = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+    assert kept >= 1
+    assert f"process 0 of 2 failed: sltt-train: interrupted in epoch {kept + 1}; the checkpoint of epoch {kept}" in err \
+        or f"process 0 of 2 failed: sltt-train: interrupted after" in err, err[-3000:]
+    assert "process 1 of 2 failed" in err, err[-3000:]
+    assert "no epoch was completed" not in err, err[-3000:]
