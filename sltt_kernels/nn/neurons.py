@@ -7,6 +7,8 @@ constructor arguments and defaults (plus `grad_mode` and `backend`) and keep its
 `step_mode` ('s': x is one step [B, ...]; 'm': x is [T, B, ...]), and SpikingJelly 2.0's functional
 form (`single_step_functional_forward` / `multi_step_functional_forward`: (inputs, states) ->
 (outputs, new states), which forward itself runs). `PaperLIFNode` is the SLTT paper's neuron. snnTorch's `Leaky` is in nn/leaky.py; every neuron derives from `BaseNode`.
+With SpikingJelly installed, `IFNode`, `LIFNode` and `ParametricLIFNode` also derive from its classes
+of those names (`_spikingjelly_roots`), so its tools that find neurons by class find ours.
 """
 
 from __future__ import annotations
@@ -25,6 +27,38 @@ from .memory_module import MemoryModule
 
 __all__ = ["BaseNode", "LIFNode", "IFNode", "ParametricLIFNode", "SLTTLIFNode", "PaperLIFNode", "OTTTLIFNode",
            "surrogate_or"]
+
+
+def _spikingjelly_roots() -> dict:
+    """SpikingJelly's IFNode, LIFNode and ParametricLIFNode, each as a base class that runs no
+    constructor of its own, when SpikingJelly is installed; else {}.
+
+    SpikingJelly's tools find and model neurons with `isinstance(m, neuron.IFNode)` (its Lemaire
+    energy estimate, its NeuroMC and SpikeSim models, the lava and lynxi exchanges), so ours
+    derive from these, as MemoryModule derives from its base.MemoryModule. Every method
+    SpikingJelly's neurons run is overridden by BaseNode (earlier in the MRO), and the root's
+    constructor ends the chain at nn.Module: SpikingJelly's asserts and defaults never run, and
+    our behaviour is the same with or without it."""
+    if MemoryModule.__mro__[1] is nn.Module:  # SpikingJelly is not importable
+        return {}
+    try:
+        from spikingjelly.activation_based import neuron as sj_neuron
+    except Exception:  # a broken or partial install must not break this package
+        return {}
+
+    def end_at_module(self):
+        nn.Module.__init__(self)
+
+    roots = {}
+    for name in ("IFNode", "LIFNode", "ParametricLIFNode"):
+        cls = getattr(sj_neuron, name, None)
+        if isinstance(cls, type) and issubclass(cls, MemoryModule.__mro__[1]):
+            roots[name] = (type(f"_SpikingJelly{name}Root", (cls,), {"__init__": end_at_module,
+                                                                    "__module__": __name__}),)
+    return roots
+
+
+_SJ_ROOTS = _spikingjelly_roots()
 
 
 class BaseNode(MemoryModule):
@@ -293,7 +327,7 @@ def surrogate_or(default, given, name: str = "surrogate_function"):
     return check_surrogate(name, default if given is None else given)
 
 
-class LIFNode(BaseNode):
+class LIFNode(BaseNode, *_SJ_ROOTS.get("LIFNode", ())):
     """Leaky integrate-and-fire neuron (SpikingJelly's LIFNode; docs/design.md, section 2.1).
 
     Shapes: step_mode='s': x [B, ...] -> spikes [B, ...]; step_mode='m': x [T, B, ...] ->
@@ -334,7 +368,7 @@ class LIFNode(BaseNode):
                 f"backend={self.backend!r}")
 
 
-class IFNode(BaseNode):
+class IFNode(BaseNode, *_SJ_ROOTS.get("IFNode", ())):
     """Integrate-and-fire neuron (SpikingJelly's IFNode): h = v + x (docs/design.md, section 2.2).
 
     Example:
@@ -367,7 +401,7 @@ class IFNode(BaseNode):
                 f"step_mode={self.step_mode!r}, grad_mode={self.grad_mode!r}, backend={self.backend!r}")
 
 
-class ParametricLIFNode(BaseNode):
+class ParametricLIFNode(BaseNode, *_SJ_ROOTS.get("ParametricLIFNode", ())):
     """Parametric LIF (SpikingJelly's ParametricLIFNode): 1/tau = sigmoid(w), w a learnable
     parameter initialised so that tau = init_tau; its gradient comes from the fused backward.
 

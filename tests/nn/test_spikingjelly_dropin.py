@@ -508,3 +508,82 @@ def test_spikingjelly_strict_counter_follows_our_backward(name, kw, step_mode):
         else:
             sum(net(x[t]).sum() for t in range(3)).backward()
     assert x.grad.abs().sum() > 0
+
+
+# Its neuron classes: the tools that model a neuron by its class (Lemaire energy, SpikeSim, the
+# lava exchange) find ours ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours, theirs", [("IFNode", "IFNode"), ("LIFNode", "LIFNode"), ("PaperLIFNode", "LIFNode"),
+                                          ("SLTTLIFNode", "LIFNode"), ("ParametricLIFNode", "ParametricLIFNode")])
+def test_ours_are_instances_of_spikingjellys_neuron_classes(ours, theirs):
+    _sj()
+    from spikingjelly.activation_based import neuron as sj_neuron
+
+    import sltt_kernels.nn as snn
+
+    m = getattr(snn, ours)()
+    assert isinstance(m, getattr(sj_neuron, theirs)) and isinstance(m, sj_neuron.BaseNode)
+    # its constructor did not run (its asserts refuse what ours accept): our defaults are kept
+    assert m.step_mode == "s" and m.grad_mode == type(m)().grad_mode and isinstance(m.v, float)
+
+
+@pytest.mark.parametrize("name, kw", [("IFNode", {}), ("LIFNode", dict(tau=3.0)),
+                                      ("LIFNode", dict(tau=2.0, decay_input=False, v_reset=None))])
+def test_spikingjelly_lemaire_energy_estimate_is_the_same_for_ours(name, kw):
+    sj = _sj()
+    from spikingjelly.activation_based import neuron as sj_neuron
+
+    import sltt_kernels.nn as snn
+
+    op_counter = pytest.importorskip("spikingjelly.activation_based.op_counter")
+    if not hasattr(op_counter, "estimate_lemaire_energy"):
+        pytest.skip("this SpikingJelly has no estimate_lemaire_energy")
+    estimates = []
+    for node in (getattr(sj_neuron, name)(**kw), getattr(snn, name)(**kw)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 8, bias=False), node)
+        x = torch.rand(4, 8) * 2
+        sj.functional.reset_net(model)
+        estimates.append(op_counter.estimate_lemaire_energy(model, x))  # strict: refuses a neuron it does not know
+    theirs, ours = estimates
+    assert ours.total_pj == pytest.approx(theirs.total_pj, rel=1e-12) and theirs.total_pj > 0
+    assert ours.breakdown_pj == pytest.approx(theirs.breakdown_pj, rel=1e-12)
+    assert ours.breakdown_pj["potential_pj"] > 0
+
+
+def test_same_behaviour_without_spikingjelly(tmp_path):
+    """SpikingJelly optional: with it blocked, our neurons are plain modules with the same numbers."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    import sltt_kernels
+
+    _sj()
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["spikingjelly"] = None  # as if not installed
+        import torch
+        from sltt_kernels.nn import IFNode, LIFNode, ParametricLIFNode
+        torch.manual_seed(0)
+        x = torch.randn(5, 3, 7) * 1.5
+        out, bases = {{}}, {{}}
+        for cls in (IFNode, LIFNode, ParametricLIFNode):
+            n = cls(step_mode="m")
+            out[cls.__name__] = n(x)
+            bases[cls.__name__] = [f"{{c.__module__}}.{{c.__name__}}" for c in cls.__mro__]
+        torch.save(dict(out=out, bases=bases), r"{tmp_path / 'out.pt'}")
+    """)
+    package_parent = str(Path(sltt_kernels.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(tmp_path), env=env)
+    got = torch.load(tmp_path / "out.pt")
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 7) * 1.5
+    for cls in (IFNode, LIFNode, ParametricLIFNode):
+        assert not any("spikingjelly" in b for b in got["bases"][cls.__name__]), got["bases"][cls.__name__]
+        assert any("spikingjelly" in f"{c.__module__}" for c in cls.__mro__)  # here it is installed
+        assert torch.equal(got["out"][cls.__name__], cls(step_mode="m")(x))
