@@ -40,10 +40,17 @@ def save_checkpoint(obj, path: str) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as e:
         # a full disk or an interrupt: no partial file left beside the good checkpoint
         if os.path.exists(tmp):
             os.remove(tmp)
+        # torch.save's zip writer, closing the archive after a failed write, replaces the write's
+        # OSError (a full disk: ENOSPC) by a RuntimeError of its own: raise the OSError
+        cause = e.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if isinstance(e, RuntimeError) and cause is not None:
+            raise cause from None
         raise
     if os.path.exists(path):
         os.replace(path, prev_path(path))

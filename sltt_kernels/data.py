@@ -265,14 +265,17 @@ class FramesResized(Dataset):
 
 
 def _import_sj_datasets(name):
+    errors = []
     for mod in ("spikingjelly.datasets", "spikingjelly.activation_based.datasets"):
         try:
             module = __import__(mod, fromlist=["cifar10_dvs", "dvs128_gesture"])
             return module.cifar10_dvs, module.dvs128_gesture
         except ImportError as e:
-            last = e
+            errors.append(f"{mod}: {e}")
+    # every error: the first place (SpikingJelly 2.0's) usually names the real cause (torchvision
+    # missing), the older place only that it does not exist
     raise DataError(f"{name} needs SpikingJelly's dataset classes (and torchvision, which they import): "
-                    f"pip install spikingjelly torchvision ({last})")
+                    f"pip install spikingjelly torchvision ({'; '.join(errors)})")
 
 
 def _dvs(name: str, root: str, train: bool, T: int):

@@ -240,6 +240,8 @@ def _check_backend(backend: str, device_type: str) -> None:
 def _check_out(out: str) -> None:
     """--out must be a folder that exists or can be made, writable: checked before any work, not
     found out at the first checkpoint after an epoch of training."""
+    if not out:
+        raise ValueError("--out must name a folder, got an empty string")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out} is a file, not a folder")
     parent = os.path.abspath(out)
@@ -743,20 +745,36 @@ class _nothing:
         return False
 
 
-def _raise_on_sigterm():
-    """SIGTERM (a scheduler's stop, torchrun stopping its processes) ends the run as Ctrl-C does:
-    with a message saying which checkpoint is kept, instead of dying without a word."""
+def _raise_on_signals() -> dict:
+    """SIGTERM (a scheduler's stop, torchrun stopping its processes) and Ctrl-C end the run with a
+    message saying which checkpoint is kept, instead of dying without a word or being lost.
+    Returns the handlers replaced, for _restore_signals."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread
+        return {}  # signal handlers can only be set from the main thread
 
     def interrupt(signum, frame):
         _SIGNALLED.append(signum)
+        # Python prints and drops an exception raised inside a __del__ (SavedTensorMeter's, a
+        # DataLoader iterator's): there the signal is only recorded, and the training loop raises
+        # after the iteration
+        if frame is not None and frame.f_code.co_name == "__del__":
+            return
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    replaced = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (nohup)
+        replaced[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
+    return replaced
+
+
+def _restore_signals(replaced: dict) -> None:
+    import signal
+
+    for signum, handler in replaced.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 # signals received: the handler's KeyboardInterrupt can land in a __del__ (SavedTensorMeter's),
@@ -809,7 +827,15 @@ def main(argv=None):
     # SIGTERM and Ctrl-C end the run with a word from here on (an interrupt inside training says
     # which checkpoint is kept: _run; before or after it: here)
     _SIGNALLED.clear()  # a signal of an earlier run in this process is not this run's
-    _raise_on_sigterm()
+    replaced = _raise_on_signals()
+    try:
+        return _main(args)
+    finally:
+        _restore_signals(replaced)  # a caller's own handlers (a notebook's Ctrl-C) after the run
+
+
+def _main(args):
+    """main's run after the signal handlers are set: one process or one of torchrun's."""
     d, device = _init_processes(args)
     args.training_began = False
     try:
@@ -850,7 +876,7 @@ def _run(args, d: Dist, device):
         if d.main:
             print(text, flush=True)
 
-    if d.main:
+    if d.main and not args.resume:  # a resumed run reads its folder: a mistyped one is not made
         os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     ck, used, notes = None, None, []
@@ -916,7 +942,12 @@ def _run(args, d: Dist, device):
         _train_epochs(args, d, device, net, model, opt, sched, scaler, autocast_dtype, loss_fn, train_ds, test_ds,
                       history, start_epoch, end, writer, ckpt_path, say, kept_epoch)
     except KeyboardInterrupt:
-        raise SystemExit(f"sltt-train: interrupted in epoch {len(history) + 1}; {_kept(args, kept_epoch[0])}") from None
+        if d.main and len(history) > kept_epoch[0]:  # between the epoch's end and its checkpoint
+            where = f"after epoch {len(history)}, before its checkpoint was written"
+            kept = _kept(args, kept_epoch[0]) if kept_epoch[0] else "no checkpoint was written"
+        else:
+            where, kept = f"in epoch {len(history) + 1}", _kept(args, kept_epoch[0])
+        raise SystemExit(f"sltt-train: interrupted {where}; {kept}") from None
     except DataError as e:
         # an image that cannot be decoded, found when it is read: its path, not a traceback
         raise SystemExit(f"sltt-train: {_data_error_text(e)}; {_kept(args, kept_epoch[0])}") from None

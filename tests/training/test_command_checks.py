@@ -6,6 +6,7 @@ something, a resume with nothing to train, RNG states restored from a checkpoint
 import json
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -229,6 +230,7 @@ CUDA = torch.cuda.is_available()
     (["--method", "bptt", "--K", "1"], "--K 1: only --method sltt-k .*--method bptt would ignore it"),
     (["--K", "2"], "--K 2: only --method sltt-k"),  # the recipe's method is sltt
     (["--pretrained", "/nonexistent/in1.pt"], "--pretrained /nonexistent/in1.pt: no such file"),
+    (["--out", ""], "--out must name a folder, got an empty string"),
     (["--v-threshold", "0"], r"--v-threshold must be > 0 .*got 0\.0"),
     (["--neuron", "if", "--v-threshold=-0.5"], r"--v-threshold must be > 0 .*got -0\.5"),
     (["--neuron", "lif", "--v-reset", "1"], r"--v-reset must be below --v-threshold 1\.0 .*got 1\.0"),
@@ -329,6 +331,60 @@ def test_interrupt_says_what_was_kept(tmp_path, monkeypatch, at_epoch, kept):
     assert f"interrupted in epoch {at_epoch + 1}; {kept}" in str(exc.value.code)
     if at_epoch:
         assert f"continue with --resume --out {tmp_path / 'run'}" in str(exc.value.code)
+
+
+@pytest.mark.parametrize("at_save, said", [
+    (1, "interrupted after epoch 1, before its checkpoint was written; no checkpoint was written"),
+    (2, "interrupted after epoch 2, before its checkpoint was written; the checkpoint of epoch 1 is kept in")])
+def test_interrupt_while_the_checkpoint_is_written_names_the_epochs_truly(tmp_path, monkeypatch, at_save, said):
+    real = train_command.save_checkpoint
+    calls = []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == at_save:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_command, "save_checkpoint", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        train_command.main([*QUICK, "--epochs", "3", "--out", str(tmp_path / "run")])
+    assert said in str(exc.value.code), exc.value.code
+    assert "epoch 3" not in str(exc.value.code)  # not an epoch that never began
+
+
+def test_a_signal_inside_a_del_is_recorded_for_the_loop_not_raised_and_lost():
+    """Python prints and drops an exception raised in a __del__ (a Ctrl-C there was lost and the
+    run trained to its end): the handlers record it there, the loop raises after the iteration."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    replaced = train_command._raise_on_signals()
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            assert callable(handler) and handler is not signal.default_int_handler
+            train_command._SIGNALLED.clear()
+
+            class Dying:
+                def __del__(self):
+                    handler(signum, sys._getframe())
+
+            Dying()  # collected here: the handler runs inside __del__ and must not raise
+            assert train_command._SIGNALLED == [signum]
+            with pytest.raises(KeyboardInterrupt):
+                handler(signum, sys._getframe())
+    finally:
+        train_command._restore_signals(replaced)
+        train_command._SIGNALLED.clear()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_resume_from_a_mistyped_folder_does_not_make_it(tmp_path):
+    missing = tmp_path / "runs" / "c1O"
+    with pytest.raises(SystemExit, match="does not exist"):
+        train_command.main(["--resume", "--out", str(missing), "--no-progress"])
+    assert not missing.exists()
 
 
 def test_interrupt_before_training_says_nothing_was_written(tmp_path, monkeypatch):
@@ -446,3 +502,17 @@ def test_resume_on_a_gpu(tmp_path):
     checkpoint.restore_rng_states(ck, torch.device("cuda"))
     summary = train_command.main(["--resume", "--device", "cuda", "--out", str(out), "--no-progress"])
     assert summary["epochs_done"] == 2 and summary["device"] == "cuda"
+
+
+def test_dvs_without_spikingjellys_datasets_names_every_import_error(tmp_path, monkeypatch):
+    """The first import's error (SpikingJelly 2.0's place, where a missing torchvision shows) is
+    not hidden behind the second's ('no module named ...activation_based.datasets')."""
+    from sltt_kernels import data
+
+    monkeypatch.setitem(sys.modules, "spikingjelly.datasets", None)
+    monkeypatch.setitem(sys.modules, "spikingjelly.activation_based.datasets", None)
+    with pytest.raises(DataError) as exc:
+        data.load_dataset("dvs-gesture", str(tmp_path), train=True, T=4)
+    text = str(exc.value)
+    assert "pip install spikingjelly torchvision" in text
+    assert "spikingjelly.datasets:" in text and "spikingjelly.activation_based.datasets:" in text

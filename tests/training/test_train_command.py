@@ -330,7 +330,50 @@ def test_a_failed_checkpoint_write_says_which_checkpoint_is_kept(tmp_path, monke
     assert not (tmp_path / "c.pt.tmp").exists() and not (tmp_path / "c.pt").exists()
 
 
-def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path):
+def test_a_disk_that_fills_inside_torch_save_reports_the_oserror(tmp_path, monkeypatch):
+    """torch.save's zip writer turns a failed write (ENOSPC) into a RuntimeError of its own when it
+    closes the archive; save_checkpoint raises the OSError, which the command reports by name."""
+    import builtins
+    import errno
+
+    from sltt_kernels import checkpoint
+
+    class FillingFile:  # a real file on a disk that is full after `room` bytes
+        def __init__(self, f, room):
+            self._f, self._room = f, room
+
+        def write(self, data):
+            if len(data) > self._room:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self._room -= len(data)
+            return self._f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._f.__exit__(*exc)
+
+    def small_disk_open(path, mode="r", *a, **k):
+        f = builtins.open(path, mode, *a, **k)
+        return FillingFile(f, 4096) if "w" in mode and str(path).endswith(".tmp") else f
+
+    monkeypatch.setattr(checkpoint, "open", small_disk_open, raising=False)
+    with pytest.raises(OSError) as exc:
+        checkpoint.save_checkpoint({"w": torch.randn(100_000)}, str(tmp_path / "c.pt"))
+    assert exc.value.errno == errno.ENOSPC
+    assert not (tmp_path / "c.pt.tmp").exists() and not (tmp_path / "c.pt").exists()
+    with pytest.raises(SystemExit, match=r"could not write the checkpoint of epoch 1 .*No space left on device"):
+        _main(tmp_path, "--epochs", "2")
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path, signame):
+    """A scheduler's SIGTERM or a Ctrl-C ends the run with a message (a Ctrl-C that landed in a
+    __del__ was dropped by Python and the run trained on to its end)."""
     import signal
     import subprocess
     import sys
@@ -344,9 +387,9 @@ def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path):
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode not in (0, -signal.SIGTERM)
+    assert proc.returncode not in (0, -signal.SIGTERM), err[-3000:]
     kept = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
     assert f"the checkpoint of epoch {kept} is kept in {out}: continue with --resume --out {out}" in err
 

@@ -115,6 +115,6 @@ def test_sigterm_every_process_names_the_kept_checkpoint_truly(tmp_path):
     kept = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
     assert kept >= 1
     assert f"process 0 of 2 failed: sltt-train: interrupted in epoch {kept + 1}; the checkpoint of epoch {kept}" in err \
-        or f"process 0 of 2 failed: sltt-train: interrupted after" in err, err[-3000:]
+        or "process 0 of 2 failed: sltt-train: interrupted after" in err, err[-3000:]
     assert "process 1 of 2 failed" in err, err[-3000:]
     assert "no epoch was completed" not in err, err[-3000:]
