@@ -74,6 +74,10 @@ def read_checkpoint(path: str, device="cpu") -> dict:
         raise CheckpointError(f"{path} is not a complete sltt-train checkpoint: it lacks {', '.join(missing)}")
     if not isinstance(ck["epoch"], int) or ck["epoch"] < 0 or not isinstance(ck["args"], dict):
         raise CheckpointError(f"{path}: epoch {ck['epoch']!r} or args is malformed")
+    if not isinstance(ck["history"], list) or not all(isinstance(h, dict) for h in ck["history"]):
+        raise CheckpointError(f"{path}: its history is a {type(ck['history']).__name__}, not a list of epoch records")
+    if not isinstance(ck["torch_rng"], torch.Tensor):
+        raise CheckpointError(f"{path}: its torch_rng is a {type(ck['torch_rng']).__name__}, not a tensor")
     return ck
 
 
@@ -142,9 +146,13 @@ def restore_training_state(ck: dict, used: str, net, opt, sched, scaler, device,
         for group in opt.param_groups:
             group["lr"] = cosine_lr(group["initial_lr"], start_epoch, epochs)
         sched._last_lr = [g["lr"] for g in opt.param_groups]
-    if scaler is not None and ck.get("scaler"):
-        scaler.load_state_dict(ck["scaler"])
-    restore_rng_states(ck, device)
+    try:
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
+        restore_rng_states(ck, device)
+    except (RuntimeError, ValueError, TypeError, KeyError) as e:  # a state of another size or kind
+        raise CheckpointError(f"{used}: its loss scaler or random number generator state is malformed "
+                              f"({type(e).__name__}: {e})") from e
     return start_epoch, history
 
 

@@ -118,6 +118,22 @@ def _v_reset(text: str):
 
 
 def parse_args(argv=None):
+    p = _parser()
+    args = p.parse_args(argv)
+    # the flags the user gave (resume checks these against the checkpoint)
+    args.explicit = sorted(k for k in RUN_KEYS + ("epochs",) if getattr(args, k, None) is not None)
+    if args.resume and args.pretrained:
+        p.error("--resume and --pretrained exclude each other: --resume continues the run in --out")
+    try:
+        _check_run_flags(args)
+        if not args.resume:  # on resume the rest comes from the checkpoint (main() calls fill_defaults)
+            fill_defaults(args)
+    except ValueError as e:
+        p.error(str(e))
+    return args
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sltt-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=sorted(RECIPES), help="default: paper")
@@ -175,18 +191,34 @@ def parse_args(argv=None):
                    help="train at most this many iterations per epoch (quick checks and tests)")
     p.add_argument("--tensorboard", action="store_true", help="TensorBoard event files in --out/tensorboard")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    # the flags the user gave (resume checks these against the checkpoint)
-    args.explicit = sorted(k for k in RUN_KEYS + ("epochs",) if getattr(args, k, None) is not None)
-    if args.resume and args.pretrained:
-        p.error("--resume and --pretrained exclude each other: --resume continues the run in --out")
-    try:
-        _check_run_flags(args)
-        if not args.resume:  # on resume the rest comes from the checkpoint (main() calls fill_defaults)
-            fill_defaults(args)
-    except ValueError as e:
-        p.error(str(e))
-    return args
+    return p
+
+
+def _check_saved_settings(saved: dict) -> None:
+    """The settings a checkpoint carries, checked as their flags are (type and choices; the ranges
+    are fill_defaults'): a file edited by hand or by another program is refused by name, not run
+    as something else or ended in a traceback. Raises ValueError."""
+    actions = {a.dest: a for a in _parser()._actions}
+    for k in RUN_KEYS + ("epochs",):
+        value = saved.get(k)
+        if value is None or k not in actions:
+            continue
+        a = actions[k]
+        if a.type is None and a.nargs == 0:  # a switch (--drop-last / --no-drop-last)
+            ok = isinstance(value, bool)
+        elif a.type is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif a.type is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif a.type is _v_reset:
+            ok = value == "none" or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        else:
+            ok = isinstance(value, str)
+        if ok and a.choices is not None:
+            ok = value in a.choices
+        if not ok:
+            raise ValueError(f"the checkpoint's setting {k} = {value!r} is not a value of --{k.replace('_', '-')}"
+                             + (f" (one of {', '.join(map(str, a.choices))})" if a.choices is not None else ""))
 
 
 def _check_run_flags(args):
@@ -615,6 +647,7 @@ def reconcile_resume(args, saved: dict):
     """Settings on --resume: the checkpoint's, unless a flag was given. A given flag that differs
     from the checkpoint is refused, except --epochs (applied to the schedule). Returns the
     messages about what was applied."""
+    _check_saved_settings(saved)
     conflicts, notes = [], []
     for k in RUN_KEYS:
         if k in args.explicit and k in saved and saved[k] is not None and getattr(args, k) != saved[k]:

@@ -516,3 +516,33 @@ def test_dvs_without_spikingjellys_datasets_names_every_import_error(tmp_path, m
     text = str(exc.value)
     assert "pip install spikingjelly torchvision" in text
     assert "spikingjelly.datasets:" in text and "spikingjelly.activation_based.datasets:" in text
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("crafted") / "run"
+    train_command.main([*QUICK, "--epochs", "2", "--stop-after", "1", "--out", str(out)])
+    return out
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda ck: ck["args"].update(lr="abc"), r"setting lr = 'abc' is not a value of --lr"),
+    (lambda ck: ck["args"].update(method="weird"), r"setting method = 'weird' is not a value of --method \(one of "),
+    (lambda ck: ck["args"].update(T=2.5), r"setting T = 2\.5 is not a value of --T"),
+    (lambda ck: ck["args"].update(drop_last="yes"), r"setting drop_last = 'yes' is not a value of --drop-last"),
+    (lambda ck: ck["args"].update(lr=float("nan")), r"--lr must be a finite number, got nan"),
+    (lambda ck: ck.update(history=None), r"its history is a NoneType, not a list of epoch records"),
+    (lambda ck: ck.update(torch_rng=torch.zeros(7, dtype=torch.uint8)),
+     r"its loss scaler or random number generator state is malformed"),
+])
+def test_a_crafted_checkpoint_is_refused_by_name_not_run_or_traced(tmp_path, finished_run, edit, said):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    edit(ck)
+    torch.save(ck, out / "checkpoint.pt")
+    with pytest.raises(SystemExit) as exc:
+        train_command.main(["--resume", "--out", str(out), "--no-progress"])
+    assert re.search(said, str(exc.value.code)), exc.value.code
