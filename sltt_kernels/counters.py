@@ -286,7 +286,8 @@ def _our_twins(ignored) -> tuple:
 
 def _install_ignore_twins() -> None:
     """SpikingJelly's counter modes skip ops inside modules of a counter's `ignore_modules` types
-    (`_CounterMode._should_skip`, an isinstance test). Ours are not its subclasses, so this adds
+    (`_CounterMode._should_skip`, an isinstance test). Ours derive from its IFNode, LIFNode and
+    ParametricLIFNode only (nn/neurons.py), not from its SLTTLIFNode or OTTTLIFNode, so this adds
     our twins (above) to that test. A no-op where that method is not there."""
     try:
         import importlib
