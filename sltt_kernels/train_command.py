@@ -790,6 +790,7 @@ def _raise_on_signals() -> dict:
 
     def interrupt(signum, frame):
         _SIGNALLED.append(signum)
+        _quiet_killed_workers()
         # Python prints and drops an exception raised inside a __del__ (SavedTensorMeter's, a
         # DataLoader iterator's): there the signal is only recorded, and the training loop raises
         # after the iteration
@@ -801,6 +802,29 @@ def _raise_on_signals() -> dict:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (nohup)
         replaced[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
     return replaced
+
+
+def _quiet_killed_workers() -> None:
+    """Once this run has been signalled, two kinds of report that Python would print before our
+    message are dropped (any other goes to the hook that was there): the KeyboardInterrupt of our
+    handler where Python cannot raise it (a callback around a DataLoader worker's fork: the
+    training loop raises it after the iteration, from _SIGNALLED), and whatever a DataLoader
+    iterator's __del__ meets as the stopped run collects it (its workers killed by a scheduler's
+    SIGTERM to the whole process group, an iterator cut short while it was being made)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_sltt_quiet_workers", False):
+        return
+
+    def hook(unraisable):
+        where = getattr(unraisable.object, "__qualname__", "")
+        if _SIGNALLED and (isinstance(unraisable.exc_value, KeyboardInterrupt)
+                           or (where.endswith("DataLoaderIter.__del__") and "torch" in getattr(
+                               unraisable.object, "__module__", ""))):
+            return
+        previous(unraisable)
+
+    hook._sltt_quiet_workers = True
+    sys.unraisablehook = hook
 
 
 def _restore_signals(replaced: dict) -> None:
@@ -974,13 +998,22 @@ def _run(args, d: Dist, device):
     try:
         _train_epochs(args, d, device, net, model, opt, sched, scaler, autocast_dtype, loss_fn, train_ds, test_ds,
                       history, start_epoch, end, writer, ckpt_path, say, kept_epoch)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError) as e:
+        # a DataLoader worker killed by a signal (a scheduler's SIGTERM to the whole process group,
+        # whose worker may die before this process's handler runs; the kernel's OOM killer) stops
+        # the run as an interrupt does, naming it; any other RuntimeError is raised as it is
+        text = str(e).strip()
+        killed = isinstance(e, RuntimeError) and text.startswith("DataLoader worker") and (
+            "killed by signal" in text or "exited unexpectedly" in text)
+        if isinstance(e, RuntimeError) and not killed:
+            raise
         if d.main and len(history) > kept_epoch[0]:  # between the epoch's end and its checkpoint
             where = f"after epoch {len(history)}, before its checkpoint was written"
             kept = _kept(args, kept_epoch[0]) if kept_epoch[0] else "no checkpoint was written"
         else:
             where, kept = f"in epoch {len(history) + 1}", _kept(args, kept_epoch[0])
-        raise SystemExit(f"sltt-train: interrupted {where}; {kept}") from None
+        what = f"stopped {where} ({text.rstrip('. ')})" if killed and not _SIGNALLED else f"interrupted {where}"
+        raise SystemExit(f"sltt-train: {what}; {kept}") from None
     except DataError as e:
         # an image that cannot be decoded, found when it is read: its path, not a traceback
         raise SystemExit(f"sltt-train: {_data_error_text(e)}; {_kept(args, kept_epoch[0])}") from None

@@ -546,3 +546,60 @@ def test_a_crafted_checkpoint_is_refused_by_name_not_run_or_traced(tmp_path, fin
     with pytest.raises(SystemExit) as exc:
         train_command.main(["--resume", "--out", str(out), "--no-progress"])
     assert re.search(said, str(exc.value.code)), exc.value.code
+
+
+@pytest.mark.parametrize("message", ["DataLoader worker (pid 4242) is killed by signal: Killed. ",
+                                     "DataLoader worker (pid(s) 4242) exited unexpectedly"])
+def test_a_killed_dataloader_worker_stops_the_run_saying_what_is_kept(tmp_path, monkeypatch, message):
+    """A worker killed by the OOM killer, or by a scheduler's SIGTERM to the whole process group
+    before this process's own handler ran: a message and the kept checkpoint, not a traceback."""
+    real = train_command.train_one_epoch
+
+    def worker_dies(*a, **k):
+        if a[5] == 1:  # the epoch argument
+            raise RuntimeError(message)
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_command, "train_one_epoch", worker_dies)
+    with pytest.raises(SystemExit) as exc:
+        train_command.main([*QUICK, "--epochs", "3", "--out", str(tmp_path / "run")])
+    said = str(exc.value.code)
+    assert said.startswith(f"sltt-train: stopped in epoch 2 ({message.strip().rstrip('.')}); the checkpoint of "
+                           "epoch 1 is kept in"), said
+
+
+def test_another_runtime_error_in_training_is_not_taken_for_a_stop(tmp_path, monkeypatch):
+    def fails(*a, **k):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(train_command, "train_one_epoch", fails)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        train_command.main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "run")])
+
+
+def test_after_a_signal_only_the_stops_own_noise_is_kept_from_stderr(monkeypatch):
+    """Once signalled, the unraisable-exception hook drops our KeyboardInterrupt where Python could
+    not raise it and a DataLoader iterator's __del__ report; anything else still reaches the hook
+    that was there."""
+    import types
+
+    from torch.utils.data import dataloader
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
+    monkeypatch.setattr(train_command, "_SIGNALLED", [])
+    train_command._quiet_killed_workers()
+
+    def report(exc, obj):
+        sys.unraisablehook(types.SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=None,
+                                                 err_msg=None, object=obj))
+
+    iter_del = dataloader._MultiProcessingDataLoaderIter.__del__
+    report(KeyboardInterrupt(), None)  # not signalled yet: passed on
+    train_command._SIGNALLED.append(15)
+    report(KeyboardInterrupt(), None)
+    report(RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated."), iter_del)
+    report(AttributeError("'_MultiProcessingDataLoaderIter' object has no attribute '_workers_status'"), iter_del)
+    other = ValueError("a real problem elsewhere")
+    report(other, None)
+    assert len(seen) == 2 and isinstance(seen[0], KeyboardInterrupt) and seen[1] is other

@@ -394,6 +394,32 @@ def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path, signa
     assert f"the checkpoint of epoch {kept} is kept in {out}: continue with --resume --out {out}" in err
 
 
+def test_sigterm_to_the_process_group_with_workers_ends_with_a_message_only(tmp_path):
+    """A scheduler's stop (SLURM's scancel, a container stop) signals every process of the group,
+    the DataLoader workers too: the run ends with its message, without the tracebacks of dead
+    workers that PyTorch's DataLoader prints."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-m", "sltt_kernels.train", "--dataset", "digits", "--T", "2", "--epochs",
+                             "500", "--max-iterations", "6", "--workers", "2", "--no-progress", "--out", str(out)],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode not in (0, -signal.SIGTERM), err[-3000:]
+    assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
+    kept = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+    assert f"the checkpoint of epoch {kept} is kept in {out}" in err, err[-3000:]
+
+
 def test_console_script_exits_0_after_a_run(tmp_path):
     """`sltt-train` exits with what its function returns: the summary is written to a file, and the
     exit status is 0 (main's summary dict, returned to the console script, would exit 1)."""
