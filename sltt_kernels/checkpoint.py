@@ -35,6 +35,7 @@ def save_checkpoint(obj, path: str) -> None:
     """Writes path atomically and keeps the previous file as path's .prev.pt: a crash or a bad
     write leaves at least one good checkpoint (and no partial .tmp file); raises OSError."""
     tmp = path + ".tmp"
+    handled = sys.exc_info()[1]  # a caller's exception being handled: not this save's cause
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
@@ -47,9 +48,9 @@ def save_checkpoint(obj, path: str) -> None:
         # torch.save's zip writer, closing the archive after a failed write, replaces the write's
         # OSError (a full disk: ENOSPC) by a RuntimeError of its own: raise the OSError
         cause = e.__context__
-        while cause is not None and not isinstance(cause, OSError):
+        while cause is not None and cause is not handled and not isinstance(cause, OSError):
             cause = cause.__context__
-        if isinstance(e, RuntimeError) and cause is not None:
+        if isinstance(e, RuntimeError) and cause is not None and cause is not handled:
             raise cause from None
         raise
     if os.path.exists(path):

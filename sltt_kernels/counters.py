@@ -239,6 +239,7 @@ def install_spikingjelly_rules() -> List[str]:
     except Exception:  # a broken or partial SpikingJelly install must not break this package
         return []
     _install_ignore_twins()
+    _install_neuron_state_guard()
     covered = []
     for kind in _SJ_RULES:
         cls = getattr(sj_op_counter, kind, None)
@@ -263,6 +264,46 @@ def _with_our_rules(init, kind: str):
     __init__.__doc__ = init.__doc__
     __init__._sltt_kernels_rules = True
     return __init__
+
+
+def _install_neuron_state_guard() -> None:
+    """SpikingJelly's NeuronStateCounter counts the aten ops inside a neuron's step (its adds,
+    multiplies, resets, state reads). Ours run one fused op it cannot read into, and since they are
+    instances of its BaseNode it would count only the state reads around that op: a partial
+    figure. Each counter made from now on says so for our neurons instead, as it does for what
+    it does not support: a ValueError under strict=True, else one warning per neuron and nothing
+    counted for it. A no-op where its counter lacks this hook."""
+    try:
+        neuron_state = importlib.import_module("spikingjelly.activation_based.op_counter.neuron_state")
+    except Exception:
+        return
+    counter = getattr(neuron_state, "NeuronStateCounter", None)
+    init = getattr(counter, "__init__", None)
+    if init is None or not hasattr(counter, "_warn_or_raise") or getattr(init, "_sltt_kernels_guard", False):
+        return
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        from .nn.neurons import BaseNode
+
+        def refuse(module, func, args, kwargs, out, state_keys):
+            self._warn_or_raise(module, f"NeuronStateCounter cannot count {type(module).__name__} of sltt_kernels: "
+                                        "the neuron runs as one fused op, not the aten ops this counter reads; count "
+                                        "the SpikingJelly model (before replace_neurons)")
+            return {}  # nothing counted for it
+
+        pending, ours = [BaseNode], []
+        while pending:  # its rules are looked up by the module's exact class
+            cls = pending.pop()
+            ours.append(cls)
+            pending.extend(cls.__subclasses__())
+        for cls in ours:
+            self.extra_state_rules.setdefault(cls, refuse)
+
+    __init__.__wrapped__ = init
+    __init__.__doc__ = init.__doc__
+    __init__._sltt_kernels_guard = True
+    counter.__init__ = __init__
 
 
 # SpikingJelly neuron classes whose instances replace_neurons swaps for ours, by class name

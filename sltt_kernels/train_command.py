@@ -362,14 +362,17 @@ def _fill_neuron(args):
     if "tau" in args.explicit and "tau" not in params:
         raise ValueError(f"--tau is not a parameter of --neuron {args.neuron}"
                          + (" (its initial tau is --init-tau)" if args.neuron == "plif" else ""))
-    # values the modules take (they follow their libraries) but no training run wants
-    if args.v_threshold is not None and args.v_threshold <= 0:
+    # values the modules take (they follow their libraries) but no training run wants; given as
+    # flags only: a run begun before these checks resumes with its checkpoint's values
+    given = set(args.explicit)
+    if "v_threshold" in given and args.v_threshold <= 0:
         raise ValueError(f"--v-threshold must be > 0 (the membrane rests at 0: at or below it a neuron fires "
                          f"without input or at the least one), got {args.v_threshold}")
-    if args.v_reset not in (None, "none") and args.v_threshold is not None and args.v_reset >= args.v_threshold:
+    if (given & {"v_reset", "v_threshold"} and args.v_reset not in (None, "none") and args.v_threshold is not None
+            and args.v_reset >= args.v_threshold):
         raise ValueError(f"--v-reset must be below --v-threshold {args.v_threshold} (a neuron reset to "
                          f"{args.v_reset} would be at or past the threshold after each spike), got {args.v_reset}")
-    if args.beta is not None and not 0.0 <= args.beta <= 1.0:
+    if "beta" in given and not 0.0 <= args.beta <= 1.0:
         raise ValueError(f"--beta must lie in [0, 1] (the leaky neuron clamps it there, as snnTorch's does: "
                          f"{args.beta} would run as {min(max(args.beta, 0.0), 1.0)}), got {args.beta}")
     try:
@@ -998,6 +1001,8 @@ def _run(args, d: Dist, device):
     try:
         _train_epochs(args, d, device, net, model, opt, sched, scaler, autocast_dtype, loss_fn, train_ds, test_ds,
                       history, start_epoch, end, writer, ckpt_path, say, kept_epoch)
+        if _SIGNALLED:  # a signal recorded (not raised) after the last iteration: in a __del__, say
+            raise KeyboardInterrupt
     except (KeyboardInterrupt, RuntimeError) as e:
         # a DataLoader worker killed by a signal (a scheduler's SIGTERM to the whole process group,
         # whose worker may die before this process's handler runs; the kernel's OOM killer) stops
@@ -1010,6 +1015,9 @@ def _run(args, d: Dist, device):
         if d.main and len(history) > kept_epoch[0]:  # between the epoch's end and its checkpoint
             where = f"after epoch {len(history)}, before its checkpoint was written"
             kept = _kept(args, kept_epoch[0]) if kept_epoch[0] else "no checkpoint was written"
+        elif len(history) >= end:  # history holds every epoch of the run, resumed ones too
+            where, kept = f"after its last epoch ({len(history)}), before the summary was written", _kept(
+                args, kept_epoch[0])
         else:
             where, kept = f"in epoch {len(history) + 1}", _kept(args, kept_epoch[0])
         what = f"stopped {where} ({text.rstrip('. ')})" if killed and not _SIGNALLED else f"interrupted {where}"

@@ -30,7 +30,13 @@ def _spikingjelly_memory_module():
         from spikingjelly.activation_based import base  # only torch and its own small modules
     except Exception:  # a broken or partial install must not break this package
         return None
-    return getattr(base, "MemoryModule", None)
+    root = getattr(base, "MemoryModule", None)
+    # SpikingJelly 2.0's protocol (materialize_states) and nothing that refuses our attributes: the
+    # 0.0.0.0.14 release's MemoryModule has a `backend` property that refuses 'auto', so no neuron
+    # of ours could be built with it installed; there our neurons are plain modules
+    if root is None or not hasattr(root, "materialize_states") or hasattr(root, "backend"):
+        return None
+    return root
 
 
 _SJ_MEMORY_MODULE = _spikingjelly_memory_module()

@@ -53,8 +53,12 @@ def _spikingjelly_roots() -> dict:
     for name in ("IFNode", "LIFNode", "ParametricLIFNode"):
         cls = getattr(sj_neuron, name, None)
         if isinstance(cls, type) and issubclass(cls, MemoryModule.__mro__[1]):
-            roots[name] = (type(f"_SpikingJelly{name}Root", (cls,), {"__init__": end_at_module,
-                                                                    "__module__": __name__}),)
+            # the attributes its constructor would set that its tools read (the lava exchange's
+            # scale, the precision its own forward consults), at its values
+            root = type(f"_SpikingJelly{name}Root", (cls,), {"__init__": end_at_module, "__module__": __name__,
+                                                             "lava_s_cale": 1 << 6, "_neuron_precision": None})
+            globals()[root.__name__] = root  # found by name, so that pickle finds the class too
+            roots[name] = (root,)
     return roots
 
 

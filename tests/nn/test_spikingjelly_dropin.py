@@ -587,3 +587,38 @@ def test_same_behaviour_without_spikingjelly(tmp_path):
         assert not any("spikingjelly" in b for b in got["bases"][cls.__name__]), got["bases"][cls.__name__]
         assert any("spikingjelly" in f"{c.__module__}" for c in cls.__mro__)  # here it is installed
         assert torch.equal(got["out"][cls.__name__], cls(step_mode="m")(x))
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_spikingjelly_neuron_state_counter_refuses_ours_instead_of_a_partial_count(strict):
+    """It counts the aten ops inside a neuron; ours (instances of its BaseNode) would get only the
+    state reads around the fused op: refused under strict, else a warning and nothing counted."""
+    _sj()
+    op_counter = pytest.importorskip("spikingjelly.activation_based.op_counter")
+    if not hasattr(op_counter, "NeuronStateCounter"):
+        pytest.skip("this SpikingJelly has no NeuronStateCounter")
+    model = nn.Sequential(nn.Linear(8, 8), IFNode())
+    x = torch.rand(3, 4, 8) * 2
+    counter = op_counter.NeuronStateCounter(strict=strict)
+    if strict:
+        with pytest.raises(ValueError, match="NeuronStateCounter cannot count IFNode of sltt_kernels"):
+            with op_counter.DispatchCounterMode([counter]):
+                for t in range(3):
+                    model(x[t])
+        return
+    with pytest.warns(RuntimeWarning, match="cannot count IFNode of sltt_kernels"):
+        with op_counter.DispatchCounterMode([counter]):
+            for t in range(3):
+                model(x[t])
+    assert counter.get_total() == 0
+
+
+def test_the_roots_pickle_and_carry_spikingjellys_attributes():
+    import pickle
+
+    _sj()
+    for cls in (IFNode, LIFNode, ParametricLIFNode):
+        root = next(c for c in cls.__mro__ if c.__name__.startswith("_SpikingJelly"))
+        assert pickle.loads(pickle.dumps(root)) is root
+        n = cls()
+        assert n.lava_s_cale == 64 and n._neuron_precision is None

@@ -603,3 +603,35 @@ def test_after_a_signal_only_the_stops_own_noise_is_kept_from_stderr(monkeypatch
     other = ValueError("a real problem elsewhere")
     report(other, None)
     assert len(seen) == 2 and isinstance(seen[0], KeyboardInterrupt) and seen[1] is other
+
+
+def test_a_signal_recorded_after_the_last_iteration_still_stops_the_run(tmp_path, monkeypatch):
+    """A signal that landed in a __del__ after the last training iteration (recorded, not raised)
+    ends the run as an interrupt, not with a summary and exit 0."""
+    real = train_command._train_epochs
+
+    def then_signalled(*a, **k):
+        real(*a, **k)
+        train_command._SIGNALLED.append(15)
+
+    monkeypatch.setattr(train_command, "_train_epochs", then_signalled)
+    with pytest.raises(SystemExit) as exc:
+        train_command.main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert "interrupted after its last epoch (1), before the summary was written; the checkpoint of epoch 1 is " \
+           "kept in" in str(exc.value.code), exc.value.code
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_run_begun_with_values_refused_today_resumes_with_them(tmp_path, monkeypatch):
+    """--beta 1.5 (run clamped to 1.0 by the neuron) was accepted before the command refused it:
+    such a run's checkpoint still resumes; the flag itself is refused."""
+    out = tmp_path / "run"
+    train_command.main([*QUICK, "--epochs", "2", "--stop-after", "1", "--neuron", "leaky", "--beta", "0.5",
+                        "--out", str(out)])
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    ck["args"]["beta"] = 1.5  # as the older command wrote it
+    torch.save(ck, out / "checkpoint.pt")
+    summary = train_command.main(["--resume", "--out", str(out), "--no-progress"])
+    assert summary["epochs_done"] == 2
+    with pytest.raises(SystemExit):
+        train_command.main([*QUICK, "--neuron", "leaky", "--beta", "1.5", "--out", str(tmp_path / "new")])

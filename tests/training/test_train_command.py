@@ -370,6 +370,23 @@ def test_a_disk_that_fills_inside_torch_save_reports_the_oserror(tmp_path, monke
         _main(tmp_path, "--epochs", "2")
 
 
+def test_the_oserror_unwrapped_is_this_saves_not_a_callers_being_handled(tmp_path):
+    """A fallback save inside a caller's `except OSError:` that fails for its own reason reports
+    its own error, not the caller's OSError (which is in its exception context)."""
+    from sltt_kernels import checkpoint
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle this")
+
+    try:
+        open(tmp_path / "missing" / "x")
+    except OSError:
+        with pytest.raises(RuntimeError, match="cannot pickle this"):
+            checkpoint.save_checkpoint({"x": Unpicklable()}, str(tmp_path / "c.pt"))
+    assert not (tmp_path / "c.pt.tmp").exists()
+
+
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
 def test_sigterm_says_which_checkpoint_is_kept_and_how_to_resume(tmp_path, signame):
     """A scheduler's SIGTERM or a Ctrl-C ends the run with a message (a Ctrl-C that landed in a
