@@ -808,23 +808,19 @@ def _raise_on_signals() -> dict:
 
 
 def _quiet_killed_workers() -> None:
-    """Once this run has been signalled, two kinds of report that Python would print before our
-    message are dropped (any other goes to the hook that was there): the KeyboardInterrupt of our
-    handler where Python cannot raise it (a callback around a DataLoader worker's fork: the
-    training loop raises it after the iteration, from _SIGNALLED), and whatever a DataLoader
-    iterator's __del__ meets as the stopped run collects it (its workers killed by a scheduler's
-    SIGTERM to the whole process group, an iterator cut short while it was being made)."""
+    """Once this run has been signalled, the reports of exceptions Python cannot raise (printed as
+    "Exception ignored in ...") are dropped; before, they go to the hook that was there. They are
+    the stop's own noise: our KeyboardInterrupt landing in a callback around a DataLoader worker's
+    fork (the training loop raises it after the iteration, from _SIGNALLED), a library's fork
+    callback then releasing a lock it never took (loguru's), a DataLoader iterator's __del__
+    meeting its workers killed by a scheduler's SIGTERM to the whole process group."""
     previous = sys.unraisablehook
     if getattr(previous, "_sltt_quiet_workers", False):
         return
 
     def hook(unraisable):
-        where = getattr(unraisable.object, "__qualname__", "")
-        if _SIGNALLED and (isinstance(unraisable.exc_value, KeyboardInterrupt)
-                           or (where.endswith("DataLoaderIter.__del__") and "torch" in getattr(
-                               unraisable.object, "__module__", ""))):
-            return
-        previous(unraisable)
+        if not _SIGNALLED:
+            previous(unraisable)
 
     hook._sltt_quiet_workers = True
     sys.unraisablehook = hook

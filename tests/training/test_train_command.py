@@ -432,7 +432,8 @@ def test_sigterm_to_the_process_group_with_workers_ends_with_a_message_only(tmp_
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode not in (0, -signal.SIGTERM), err[-3000:]
-    assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
+    # neither the DataLoader's reports of its dead workers nor our KeyboardInterrupt
+    assert "DataLoader worker" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     kept = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
     assert f"the checkpoint of epoch {kept} is kept in {out}" in err, err[-3000:]
 
