@@ -252,6 +252,15 @@ def install_spikingjelly_rules() -> List[str]:
     return covered
 
 
+def _stand_in(wrapper, original, flag: str):
+    """wrapper, made to stand for original (its docstring, `__wrapped__`), marked with flag so that
+    a second install sees it is there."""
+    wrapper.__wrapped__ = original
+    wrapper.__doc__ = original.__doc__
+    setattr(wrapper, flag, True)
+    return wrapper
+
+
 def _with_our_rules(init, kind: str):
     rules = spikingjelly_rules(kind)
 
@@ -260,10 +269,7 @@ def _with_our_rules(init, kind: str):
         for target, rule in rules.items():
             self.rules.setdefault(target, rule)
 
-    __init__.__wrapped__ = init
-    __init__.__doc__ = init.__doc__
-    __init__._sltt_kernels_rules = True
-    return __init__
+    return _stand_in(__init__, init, "_sltt_kernels_rules")
 
 
 def _install_neuron_state_guard() -> None:
@@ -300,10 +306,7 @@ def _install_neuron_state_guard() -> None:
         for cls in ours:
             self.extra_state_rules.setdefault(cls, refuse)
 
-    __init__.__wrapped__ = init
-    __init__.__doc__ = init.__doc__
-    __init__._sltt_kernels_guard = True
-    counter.__init__ = __init__
+    counter.__init__ = _stand_in(__init__, init, "_sltt_kernels_guard")
 
 
 # SpikingJelly neuron classes whose instances replace_neurons swaps for ours, by class name
@@ -331,8 +334,6 @@ def _install_ignore_twins() -> None:
     ParametricLIFNode only (nn/neurons.py), not from its SLTTLIFNode or OTTTLIFNode, so this adds
     our twins (above) to that test. A no-op where that method is not there."""
     try:
-        import importlib
-
         sj_base = importlib.import_module("spikingjelly.activation_based.op_counter.base")
     except Exception:
         return
@@ -349,10 +350,7 @@ def _install_ignore_twins() -> None:
                 return True
         return should_skip(self, counter, func, active_modules)
 
-    _should_skip.__wrapped__ = should_skip
-    _should_skip.__doc__ = should_skip.__doc__
-    _should_skip._sltt_kernels_twins = True
-    mode._should_skip = _should_skip
+    mode._should_skip = _stand_in(_should_skip, should_skip, "_sltt_kernels_twins")
 
 
 _register_torch_formulas()

@@ -793,7 +793,7 @@ def _raise_on_signals() -> dict:
 
     def interrupt(signum, frame):
         _SIGNALLED.append(signum)
-        _quiet_killed_workers()
+        _quiet_unraisable_after_signal()
         # Python prints and drops an exception raised inside a __del__ (SavedTensorMeter's, a
         # DataLoader iterator's): there the signal is only recorded, and the training loop raises
         # after the iteration
@@ -807,7 +807,7 @@ def _raise_on_signals() -> dict:
     return replaced
 
 
-def _quiet_killed_workers() -> None:
+def _quiet_unraisable_after_signal() -> None:
     """Once this run has been signalled, the reports of exceptions Python cannot raise (printed as
     "Exception ignored in ...") are dropped; before, they go to the hook that was there. They are
     the stop's own noise: our KeyboardInterrupt landing in a callback around a DataLoader worker's
@@ -815,14 +815,14 @@ def _quiet_killed_workers() -> None:
     callback then releasing a lock it never took (loguru's), a DataLoader iterator's __del__
     meeting its workers killed by a scheduler's SIGTERM to the whole process group."""
     previous = sys.unraisablehook
-    if getattr(previous, "_sltt_quiet_workers", False):
+    if getattr(previous, "_sltt_quiet_after_signal", False):
         return
 
     def hook(unraisable):
         if not _SIGNALLED:
             previous(unraisable)
 
-    hook._sltt_quiet_workers = True
+    hook._sltt_quiet_after_signal = True
     sys.unraisablehook = hook
 
 
@@ -1008,14 +1008,14 @@ def _run(args, d: Dist, device):
             "killed by signal" in text or "exited unexpectedly" in text)
         if isinstance(e, RuntimeError) and not killed:
             raise
+        kept = _kept(args, kept_epoch[0])
         if d.main and len(history) > kept_epoch[0]:  # between the epoch's end and its checkpoint
             where = f"after epoch {len(history)}, before its checkpoint was written"
-            kept = _kept(args, kept_epoch[0]) if kept_epoch[0] else "no checkpoint was written"
+            kept = kept if kept_epoch[0] else "no checkpoint was written"
         elif len(history) >= end:  # history holds every epoch of the run, resumed ones too
-            where, kept = f"after its last epoch ({len(history)}), before the summary was written", _kept(
-                args, kept_epoch[0])
+            where = f"after its last epoch ({len(history)}), before the summary was written"
         else:
-            where, kept = f"in epoch {len(history) + 1}", _kept(args, kept_epoch[0])
+            where = f"in epoch {len(history) + 1}"
         what = f"stopped {where} ({text.rstrip('. ')})" if killed and not _SIGNALLED else f"interrupted {where}"
         raise SystemExit(f"sltt-train: {what}; {kept}") from None
     except DataError as e:

@@ -23,7 +23,7 @@ from .. import _config
 from .. import surrogate as _surrogate
 from .._backend import check_backend_name
 from ..ops import run_neuron
-from .memory_module import MemoryModule
+from .memory_module import _SJ_MEMORY_MODULE, MemoryModule
 
 __all__ = ["BaseNode", "LIFNode", "IFNode", "ParametricLIFNode", "SLTTLIFNode", "PaperLIFNode", "OTTTLIFNode",
            "surrogate_or"]
@@ -39,7 +39,7 @@ def _spikingjelly_roots() -> dict:
     SpikingJelly's neurons run is overridden by BaseNode (earlier in the MRO), and the root's
     constructor ends the chain at nn.Module: SpikingJelly's asserts and defaults never run, and
     our behaviour is the same with or without it."""
-    if MemoryModule.__mro__[1] is nn.Module:  # SpikingJelly is not importable
+    if _SJ_MEMORY_MODULE is None:  # SpikingJelly 2.0 is not importable
         return {}
     try:
         from spikingjelly.activation_based import neuron as sj_neuron
@@ -52,7 +52,7 @@ def _spikingjelly_roots() -> dict:
     roots = {}
     for name in ("IFNode", "LIFNode", "ParametricLIFNode"):
         cls = getattr(sj_neuron, name, None)
-        if isinstance(cls, type) and issubclass(cls, MemoryModule.__mro__[1]):
+        if isinstance(cls, type) and issubclass(cls, _SJ_MEMORY_MODULE):
             # the attributes its constructor would set that its tools read (the lava exchange's
             # scale, the precision its own forward consults), at its values
             root = type(f"_SpikingJelly{name}Root", (cls,), {"__init__": end_at_module, "__module__": __name__,

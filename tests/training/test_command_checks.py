@@ -588,7 +588,7 @@ def test_after_a_signal_the_stops_noise_is_kept_from_stderr(monkeypatch):
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
     monkeypatch.setattr(train_command, "_SIGNALLED", [])
-    train_command._quiet_killed_workers()
+    train_command._quiet_unraisable_after_signal()
 
     def report(exc, obj):
         sys.unraisablehook(types.SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=None,
