@@ -17,6 +17,19 @@ struct Store16 {
   static constexpr bool kIs16 = false;
 };
 
+// A per-neuron value read through the neuron's channel: element n reads
+// p[((n / inner) % count) * stride]. One value: count 1; one per channel of a [B, C, ...] state:
+// inner = the elements per channel of one sample, count = C; one per neuron: inner 1, count N,
+// stride 1. p == nullptr: not given.
+template <typename S>
+struct ChannelValues {
+  const S* p = nullptr;
+  int64_t inner = 1;
+  int64_t count = 1;
+  int64_t stride = 0;
+  LIF_HD S at(int64_t n) const { return p[((n / inner) % count) * stride]; }
+};
+
 template <typename X, typename S>
 struct FwdArgs {
   const X* x;        // [T, N] input
@@ -27,6 +40,10 @@ struct FwdArgs {
   const S* theta;    // the threshold, one (theta_step 0) or one per neuron (theta_step 1), or
                      // nullptr for p.theta
   int64_t theta_step;
+  // The neuron's input is x * in_scale + in_shift (a batch norm's apply, docs/design.md, section
+  // 3.5), rounded as lif_affine_input does; both set or both nullptr (x as given).
+  ChannelValues<S> in_scale;
+  ChannelValues<S> in_shift;
   X* spikes;         // [T, N]
   S* v_last;         // [N]
   int32_t* mask;     // Save::Sg, SpikeState: [T, W]; SgSpike, SgReset: [2, T, W]; else nullptr

@@ -164,6 +164,22 @@ LIF_HD NeuronParams<S> cast_params(const NeuronParams<D>& d) {
 
 LIF_HD float lif_fma(float a, float b, float c) { return fmaf(a, b, c); }
 LIF_HD double lif_fma(double a, double b, double c) { return fma(a, b, c); }
+// The input of a neuron behind a per-channel affine map (a batch norm's apply): x * scale + shift,
+// rounded after the product and again after the sum, as aten's batch norm and the reference
+// compute it; nvcc would otherwise contract it into one fma (the CPU build has -ffp-contract=off).
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ float lif_affine_input(float x, float scale, float shift) {
+  return __fadd_rn(__fmul_rn(x, scale), shift);
+}
+__device__ __forceinline__ double lif_affine_input(double x, double scale, double shift) {
+  return __dadd_rn(__dmul_rn(x, scale), shift);
+}
+#else
+template <typename S>
+LIF_HD S lif_affine_input(S x, S scale, S shift) {
+  return x * scale + shift;
+}
+#endif
 LIF_HD float lif_exp(float a) { return expf(a); }
 LIF_HD double lif_exp(double a) { return exp(a); }
 // c ? a : b as a function: the models' forward math also runs on the CPU's vector of lanes

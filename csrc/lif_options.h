@@ -237,6 +237,83 @@ inline ParamTensor checked_param(const c10::optional<at::Tensor>& given, const c
   return out;
 }
 
+// in_scale or in_shift as the kernels read it (lif_args.h, ChannelValues), the rule of
+// sltt_kernels._config.channel_values: one value; a tensor of the state's shape that varies along
+// one dimension only (a per-channel value expanded to the state, stride 0 elsewhere), read in
+// place; anything else from a contiguous copy.
+struct ChannelTensor {
+  at::Tensor t;  // what the kernels read (kept alive here), or undefined
+  int64_t inner = 1;
+  int64_t count = 1;
+  int64_t stride = 0;
+  template <typename S>
+  ChannelValues<S> values() const {
+    ChannelValues<S> v;
+    if (!t.defined()) return v;
+    v.p = static_cast<const S*>(t.const_data_ptr());
+    v.inner = inner;
+    v.count = count;
+    v.stride = stride;
+    return v;
+  }
+};
+
+inline ChannelTensor channel_tensor(const at::Tensor& t, at::IntArrayRef state_shape) {
+  ChannelTensor out;
+  out.t = t;
+  if (t.numel() <= 1) return out;  // one value (an empty state launches nothing)
+  std::vector<int64_t> varying;
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.size(d) > 1 && t.stride(d) != 0) varying.push_back(d);
+  if (varying.empty()) return out;  // every element is the first
+  if (varying.size() == 1) {
+    const int64_t d = varying[0];
+    int64_t inner = 1;
+    for (size_t i = size_t(d) + 1; i < state_shape.size(); ++i) inner *= state_shape[i];
+    out.inner = inner;
+    out.count = t.size(d);
+    out.stride = t.stride(d);
+    return out;
+  }
+  out.t = t.contiguous();
+  out.count = t.numel();
+  out.stride = 1;
+  return out;
+}
+
+// The forward ops' in_scale and in_shift (the neuron's input is x * in_scale + in_shift): given
+// together or not at all, in the state dtype, on the input's device, one element or the state's
+// shape.
+struct InputAffine {
+  ChannelTensor scale;
+  ChannelTensor shift;
+};
+
+inline InputAffine checked_input_affine(const c10::optional<at::Tensor>& in_scale,
+                                        const c10::optional<at::Tensor>& in_shift, const at::Tensor& like,
+                                        at::IntArrayRef state_shape) {
+  const bool has_scale = in_scale.has_value() && in_scale->defined();
+  const bool has_shift = in_shift.has_value() && in_shift->defined();
+  TORCH_CHECK_VALUE(has_scale == has_shift, "sltt_kernels: ", has_scale ? "in_scale" : "in_shift", " was given without ",
+                    has_scale ? "in_shift" : "in_scale",
+                    ": the two are given together (the neuron's input is x * in_scale + in_shift)");
+  InputAffine out;
+  if (!has_scale) return out;
+  const std::pair<const char*, const at::Tensor*> both[] = {{"in_scale", &*in_scale}, {"in_shift", &*in_shift}};
+  for (const auto& named : both) {
+    const at::Tensor& t = *named.second;
+    check_device(t, named.first, like, "the input");
+    TORCH_CHECK_TYPE(t.scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: ", named.first, " must be ",
+                     state_dtype(like.scalar_type()), ", got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.numel() == 1 || t.sizes() == state_shape, "sltt_kernels: ", named.first,
+                      " must have one element or the state's shape ", state_shape, " (one per neuron), got shape ",
+                      t.sizes());
+  }
+  out.scale = channel_tensor(*in_scale, state_shape);
+  out.shift = channel_tensor(*in_shift, state_shape);
+  return out;
+}
+
 // The model's k (LIF: 1/tau, lam = 1 - k; leaky: beta = lam), for a model that takes one
 // (kLearnableK; an IF neuron has no time constant).
 inline ParamTensor checked_k(const c10::optional<at::Tensor>& k, const at::Tensor& like, const NeuronOptions& o,
@@ -307,6 +384,7 @@ struct FwdTensors {
   at::Tensor v0;      // [...] contiguous, or undefined
   ParamTensor k;          // [1] or [N], or undefined
   ParamTensor threshold;  // [1] or [N], or undefined
+  InputAffine affine;     // in_scale, in_shift, or undefined
   at::Tensor spikes;  // [T, ...]
   at::Tensor v_last;  // [...]
   at::Tensor saved;   // see lif_math.h, Save
@@ -316,7 +394,7 @@ struct FwdTensors {
 
 inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0,
                               const c10::optional<at::Tensor>& k, const NeuronOptions& o,
-                              const c10::optional<at::Tensor>& threshold) {
+                              const c10::optional<at::Tensor>& threshold, InputAffine affine) {
   check_input(x_in, "x", /*multistep=*/true);
   FwdTensors f;
   f.x = x_in.contiguous();
@@ -330,6 +408,7 @@ inline FwdTensors prepare_fwd(const at::Tensor& x_in, const c10::optional<at::Te
   }
   f.k = checked_k(k, f.x, o, state_shape);
   f.threshold = checked_param(threshold, "threshold", f.x, state_shape);
+  f.affine = std::move(affine);
   f.spikes = at::empty(f.x.sizes(), f.x.options());
   f.v_last = at::empty(state_shape, f.x.options().dtype(sdt));
   f.saved = at::empty(saved_shape(o.save, f.T, f.N), f.x.options().dtype(saved_dtype(o.save, f.x.scalar_type())));
@@ -346,6 +425,8 @@ FwdArgs<X, S> fwd_args(const FwdTensors& f, const NeuronOptions& o) {
   a.k_step = f.k.step;
   a.theta = f.threshold.ptr<S>();
   a.theta_step = f.threshold.step;
+  a.in_scale = f.affine.scale.values<S>();
+  a.in_shift = f.affine.shift.values<S>();
   a.spikes = static_cast<X*>(f.spikes.mutable_data_ptr());
   a.v_last = static_cast<S*>(f.v_last.mutable_data_ptr());
   a.mask = mask ? f.saved.mutable_data_ptr<int32_t>() : nullptr;
@@ -463,8 +544,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> multistep_fwd_op(FwdFn run, const
                                                                const c10::optional<at::Tensor>& v0,
                                                                const c10::optional<at::Tensor>& k,
                                                                const NeuronOptions& o,
-                                                               const c10::optional<at::Tensor>& threshold) {
-  FwdTensors f = prepare_fwd(x, v0, k, o, threshold);
+                                                               const c10::optional<at::Tensor>& threshold,
+                                                               InputAffine affine) {
+  FwdTensors f = prepare_fwd(x, v0, k, o, threshold, std::move(affine));
   if (f.N > 0) check_launched(run(f, o), o, "forward");
   return {f.spikes, f.v_last, f.saved};
 }
@@ -496,14 +578,19 @@ inline at::Tensor unflat_grad(const at::Tensor& g, const c10::optional<at::Tenso
 template <typename FwdFn>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> step_fwd_op(FwdFn run, const at::Tensor& x, const at::Tensor& v,
                                                           const c10::optional<at::Tensor>& k, const NeuronOptions& o,
-                                                          const c10::optional<at::Tensor>& threshold) {
+                                                          const c10::optional<at::Tensor>& threshold,
+                                                          const c10::optional<at::Tensor>& in_scale,
+                                                          const c10::optional<at::Tensor>& in_shift) {
   check_input(x, "x", /*multistep=*/false);
   check_state(v, "v", x, x.sizes());
   const int64_t N = x.numel();
   // a parameter of the wrong shape is refused by name before the flattening could hide it
   checked_param(threshold, "threshold", x, x.sizes());
   if (k.has_value() && k->defined()) checked_k(k, x, o, x.sizes());
-  auto out = multistep_fwd_op(run, x.reshape({1, N}), v.reshape({N}), flat_param(k, N), o, flat_param(threshold, N));
+  // read against the step's own shape (its channel dimension), not the flattened [1, N]
+  auto affine = checked_input_affine(in_scale, in_shift, x, x.sizes());
+  auto out = multistep_fwd_op(run, x.reshape({1, N}), v.reshape({N}), flat_param(k, N), o, flat_param(threshold, N),
+                              std::move(affine));
   return {std::get<0>(out).view(x.sizes()), std::get<1>(out).view(x.sizes()), std::get<2>(out)};
 }
 
@@ -545,10 +632,13 @@ BwdOut step_bwd_op(BwdFn run, const at::Tensor& grad_spike, const c10::optional<
 #define SLTT_DEFINE_OPS(PREFIX, FWD, BWD)                                                                     \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_multistep_fwd_##PREFIX(                                  \
       const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& k            \
-          SLTT_NEURON_PARAMS, const c10::optional<at::Tensor>& threshold) {                                    \
+          SLTT_NEURON_PARAMS, const c10::optional<at::Tensor>& threshold,                                      \
+      const c10::optional<at::Tensor>& in_scale, const c10::optional<at::Tensor>& in_shift) {                 \
     const auto o = SLTT_PARSE_NEURON_PARAMS;                                                                  \
     ::sltt::check_not_spike_state(o, "neuron_multistep_fwd");                                                 \
-    return ::sltt::multistep_fwd_op(FWD, x, v0, k, o, threshold);                                             \
+    ::sltt::check_input(x, "x", /*multistep=*/true);                                                          \
+    auto affine = ::sltt::checked_input_affine(in_scale, in_shift, x, x.sizes().slice(1));                    \
+    return ::sltt::multistep_fwd_op(FWD, x, v0, k, o, threshold, std::move(affine));                          \
   }                                                                                                           \
   ::sltt::BwdOut neuron_multistep_bwd_##PREFIX(                                                                \
       const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,   \
@@ -559,8 +649,9 @@ BwdOut step_bwd_op(BwdFn run, const at::Tensor& grad_spike, const c10::optional<
   }                                                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> neuron_step_fwd_##PREFIX(                                       \
       const at::Tensor& x, const at::Tensor& v, const c10::optional<at::Tensor>& k SLTT_NEURON_PARAMS,      \
-      const c10::optional<at::Tensor>& threshold) {                                                           \
-    return ::sltt::step_fwd_op(FWD, x, v, k, SLTT_PARSE_NEURON_PARAMS, threshold);                            \
+      const c10::optional<at::Tensor>& threshold, const c10::optional<at::Tensor>& in_scale,                  \
+      const c10::optional<at::Tensor>& in_shift) {                                                            \
+    return ::sltt::step_fwd_op(FWD, x, v, k, SLTT_PARSE_NEURON_PARAMS, threshold, in_scale, in_shift);        \
   }                                                                                                           \
   ::sltt::BwdOut neuron_step_bwd_##PREFIX(                                                                     \
       const at::Tensor& grad_spike, const c10::optional<at::Tensor>& grad_v_new, const at::Tensor& saved,     \

@@ -399,6 +399,51 @@ def check_param(t, name: str, x: torch.Tensor, state_shape, exact_dtype: bool = 
                          f"got shape {tuple(t.shape)}")
 
 
+def check_input_affine(in_scale, in_shift, x: torch.Tensor, state_shape, exact_dtype: bool = True) -> None:
+    """The raw forward ops' in_scale and in_shift (the neuron's input is x * in_scale + in_shift,
+    docs/design.md, section 4.3): given together or not at all, each in the state dtype of x, on
+    x's device, with one element or the state's shape (a per-channel value as an expanded view of
+    it, which the kernels read without a copy). exact_dtype=False (the reference): any float dtype."""
+    if (in_scale is None) != (in_shift is None):
+        given, missing = ("in_scale", "in_shift") if in_shift is None else ("in_shift", "in_scale")
+        raise ValueError(f"{given} was given without {missing}: the two are given together (the neuron's input "
+                         "is x * in_scale + in_shift)")
+    if in_scale is None:
+        return
+    for name, t in (("in_scale", in_scale), ("in_shift", in_shift)):
+        check_param(t, name, x, state_shape, exact_dtype=exact_dtype)
+
+
+def channel_values(t: torch.Tensor, state_shape) -> Tuple[torch.Tensor, int, int, int]:
+    """(values, inner, count, stride) such that neuron n (in the state's row-major order) reads
+    the element ((n // inner) % count) * stride places after values' first: how the kernels read
+    in_scale and in_shift (values is a view of t, or a contiguous copy of it).
+    t has one element or the state's shape; a tensor that varies along one dimension only (a
+    per-channel value expanded to the state) is read in place, anything else from a contiguous
+    copy. The C++ bindings compute the same (csrc/lif_options.h, checked_channel_values).
+
+    Example:
+        >>> channel_values(torch.arange(3.0).view(3, 1, 1).expand(2, 3, 4, 4), (2, 3, 4, 4))[1:]
+        (16, 3, 1)
+    """
+    if t.numel() == 1:
+        return t.reshape(1), 1, 1, 0
+    varying = [d for d in range(t.dim()) if t.shape[d] > 1 and t.stride(d) != 0]
+    if not varying:
+        return t.reshape(-1)[:1], 1, 1, 0
+    if len(varying) == 1:
+        d = varying[0]
+        inner = 1
+        for size in state_shape[d + 1:]:
+            inner *= size
+        # the elements t holds, from its first: a view of t's storage, no copy
+        return t.as_strided((t.shape[d],), (t.stride(d),)), inner, t.shape[d], t.stride(d)
+    n = 1
+    for size in state_shape:
+        n *= size
+    return t.contiguous().reshape(-1), 1, n, 1
+
+
 def mask_words(n: int) -> int:
     return (n + 31) // 32
 

@@ -20,6 +20,7 @@ from ._config import (
     NeuronArgs,
     check_args,
     check_input,
+    check_input_affine,
     check_param,
     check_saved,
     check_state,
@@ -46,10 +47,14 @@ OPS = {
 # tensor of one element or of the state's shape (one per neuron), replacing v_threshold; the
 # backward ops return its gradient (where the forward saved h_v0; else an empty tensor), as they
 # do k's (docs/design.md, section 2.6).
+# in_scale, in_shift (the forward ops): the neuron's input is x * in_scale + in_shift, each of one
+# element or of the state's shape (a per-channel value as an expanded view, read without a copy):
+# a batch norm's apply fused into the neuron (docs/design.md, section 4.3). The backward ops return
+# the gradient with respect to that input; the autograd below carries it to x, in_scale, in_shift.
 TRAILING = {
-    "neuron_multistep_fwd": ", Tensor? threshold=None",
+    "neuron_multistep_fwd": ", Tensor? threshold=None, Tensor? in_scale=None, Tensor? in_shift=None",
     "neuron_multistep_bwd": ", Tensor? threshold=None",
-    "neuron_step_fwd": ", Tensor? threshold=None",
+    "neuron_step_fwd": ", Tensor? threshold=None, Tensor? in_scale=None, Tensor? in_shift=None",
     "neuron_step_bwd": ", Tensor? v_new=None, Tensor? threshold=None",
 }
 TRITON_PREFIX = "triton_"
@@ -107,7 +112,7 @@ def _check_spike_state_step(args: NeuronArgs, multistep: bool) -> None:
                          "in backward)")
 
 
-def check_fwd(x, v, k, args, multistep: bool, threshold=None) -> NeuronArgs:
+def check_fwd(x, v, k, args, multistep: bool, threshold=None, in_scale=None, in_shift=None) -> NeuronArgs:
     """Checks a forward op's arguments; returns the normalised NeuronArgs."""
     args = check_args(NeuronArgs(*args), has_k=k is not None, has_threshold=threshold is not None)
     _check_spike_state_step(args, multistep)
@@ -122,6 +127,7 @@ def check_fwd(x, v, k, args, multistep: bool, threshold=None) -> NeuronArgs:
         check_param(k, "k", x, state_shape, exact_dtype=True)
     if threshold is not None:
         check_param(threshold, "threshold", x, state_shape, exact_dtype=True)
+    check_input_affine(in_scale, in_shift, x, state_shape)
     saved_dtype(args.save, x.dtype)  # h16 needs 16-bit input
     return args
 
@@ -157,8 +163,8 @@ def check_bwd(grad_spikes, grad_v, saved, k, args, multistep: bool, v_new=None, 
 # Fake kernels
 
 
-def _fake_fwd(x, v, k, args, multistep: bool, threshold=None):
-    args = check_fwd(x, v, k, args, multistep, threshold=threshold)
+def _fake_fwd(x, v, k, args, multistep: bool, threshold=None, in_scale=None, in_shift=None):
+    args = check_fwd(x, v, k, args, multistep, threshold=threshold, in_scale=in_scale, in_shift=in_shift)
     T = x.shape[0] if multistep else 1
     state_shape = x.shape[1:] if multistep else x.shape
     N = 1
@@ -220,7 +226,19 @@ def _setup_context(ctx, inputs, output):
     n = len(NeuronArgs._fields)
     args = NeuronArgs(*rest[:n])
     threshold = rest[n] if len(rest) > n else None
+    in_scale = rest[n + 1] if len(rest) > n + 1 else None
+    in_shift = rest[n + 2] if len(rest) > n + 2 else None
     spikes, v_last, saved = output
+    # x * in_scale + in_shift: the backward op's gradient is the neuron input's; x's is it times
+    # in_scale, in_scale's needs x (kept only when in_scale requires grad), in_shift's is its sum
+    ctx.affine = in_scale is not None
+    ctx.x_dtype = x.dtype
+    if ctx.affine:
+        ctx.affine_shapes = (in_scale.shape, in_shift.shape)
+        ctx.scale_grad = in_scale.requires_grad
+        ctx.save_affine = (in_scale, x if in_scale.requires_grad else None)
+    else:
+        ctx.save_affine = (None, None)
     ctx.args = args
     ctx.has_v = v is not None
     ctx.k_shape = None if k is None else k.shape
@@ -232,7 +250,8 @@ def _setup_context(ctx, inputs, output):
     # change of it (sltt_kernels/memory.py says how SavedTensorMeter counts it)
     if args.save == "spike_state" and not torch.compiler.is_compiling():
         _memory.note_step_state(v_last)
-    ctx.save_for_backward(saved, k, v_last if args.save == "spike_state" else None, threshold)
+    ctx.save_for_backward(saved, k, v_last if args.save == "spike_state" else None, threshold, *ctx.save_affine)
+    del ctx.save_affine
     ctx.mark_non_differentiable(saved)
     if args.grad == "sltt":
         ctx.mark_non_differentiable(v_last)
@@ -248,9 +267,9 @@ def _make_backward(bwd_op):
                 "sltt_kernels: higher-order gradients (autograd.grad with create_graph=True) are not supported "
                 "by the fused ops; use backend='reference' for them"
             )
-        saved, k, v_new, threshold = ctx.saved_tensors
+        saved, k, v_new, threshold, in_scale, x = ctx.saved_tensors
         args = ctx.args
-        nones = (None,) * (len(args) + 1)  # the neuron arguments and the threshold
+        nones = (None,) * (len(args) + 3)  # the neuron arguments, the threshold, in_scale, in_shift
         if args.save == "none":
             raise RuntimeError("sltt_kernels: backward through a forward that saved nothing (it ran without grad)")
         bptt = args.grad == "bptt"
@@ -265,13 +284,28 @@ def _make_backward(bwd_op):
         grad_x, grad_v, grad_k, grad_threshold = bwd_op(grad_spikes, grad_v_last if bptt else None, saved, k, *args,
                                                         **extra)
         learned = args.save == "h_v0"  # where the kernels compute the parameters' gradients
+        grad_affine = (None, None)
+        if ctx.affine:
+            grad_x, grad_affine = _affine_grads(ctx, grad_x, in_scale, x)
         return ((grad_x, grad_v if (bptt and ctx.has_v) else None,
                  grad_k.reshape(ctx.k_shape) if (ctx.k_shape is not None and learned) else None)
                 + (None,) * len(args)
                 + (grad_threshold.reshape(ctx.threshold_shape) if (ctx.threshold_shape is not None and learned)
-                   else None,))
+                   else None,) + grad_affine)
 
     return backward
+
+
+def _affine_grads(ctx, grad_input, in_scale, x):
+    """From the gradient of the neuron's input u = x * in_scale + in_shift (what the backward op
+    returns) to those of x, in_scale and in_shift, each summed into its own shape."""
+    g = grad_input.to(in_scale.dtype)
+    scale_shape, shift_shape = ctx.affine_shapes
+    grad_x = (g * in_scale).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
+    n = len(ctx.args)
+    grad_scale = (g * x.to(g.dtype)).sum_to_size(scale_shape) if ctx.scale_grad and ctx.needs_input_grad[4 + n] else None
+    grad_shift = g.sum_to_size(shift_shape) if ctx.needs_input_grad[5 + n] else None
+    return grad_x, (grad_scale, grad_shift)
 
 
 def _register_autograd(triton: bool):

@@ -15,8 +15,9 @@ import torch
 from . import _config, _layout, _registration, reference
 from ._backend import select_backend
 from ._config import NeuronArgs, check_input, check_state, state_dtype
+from ._norm_neuron import BatchNormInput, run_norm_neuron
 
-__all__ = ["run_neuron"]
+__all__ = ["run_neuron", "BatchNormInput"]
 
 
 def neuron_param(t, name: str, x: torch.Tensor, state_shape) -> torch.Tensor:
@@ -43,18 +44,22 @@ def neuron_param(t, name: str, x: torch.Tensor, state_shape) -> torch.Tensor:
 
 def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, multistep: bool,
                backend: str = "auto", k: Optional[torch.Tensor] = None, threshold: Optional[torch.Tensor] = None,
-               k_name: str = "k"):
+               k_name: str = "k", norm: Optional[BatchNormInput] = None):
     """A validated neuron on x ([T, ...] if multistep, else one step [...]) from state v.
 
     k: the model's k (LIF: 1/tau; leaky: beta) and threshold (replacing cfg.v_threshold) as
     tensors: one element, or a shape that broadcasts to the state's (one per neuron); their
     gradients reach them when they require grad. k_name: what the caller calls k, for the errors
-    ('beta', 'w').
+    ('beta', 'w'). norm: a batch norm in front of the neuron, applied inside its kernel
+    (_norm_neuron.py; x float32 or float64, channels at dimension 1 of a step, no k or threshold
+    tensor).
     Returns (spikes in x's dtype, the new state in the state dtype)."""
     check_input(x, "x", multistep=multistep)
     state_shape = x.shape[1:] if multistep else x.shape
     if v is not None:
         check_state(v, "v0" if multistep else "v", x, state_shape)
+    if norm is not None:
+        return _run_normed(cfg, x, v, norm, multistep, backend, k, threshold)
     if k is not None:
         k = neuron_param(k, k_name, x, state_shape)
     if threshold is not None:
@@ -90,6 +95,30 @@ def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, m
     extra = {} if threshold is None else {"threshold": threshold}
     spikes, v_new, _ = fwd(x, v, k, *cfg.args(save), **extra)
     return restore(spikes, v_new)
+
+
+def _run_normed(cfg, x, v, norm, multistep, backend, k, threshold):
+    if k is not None or threshold is not None:
+        raise ValueError("a batch norm fused into the neuron (norm=) takes no k or threshold tensor")
+    if len(state_shape := (x.shape[1:] if multistep else x.shape)) < 2:
+        raise ValueError(f"x must be [T, B, C, ...] (multistep) or [B, C, ...] for a batch norm over channels, "
+                         f"got shape {tuple(x.shape)}")
+    C = state_shape[1]
+    for name, t in (("weight", norm.weight), ("bias", norm.bias), ("running_mean", norm.running_mean),
+                    ("running_var", norm.running_var)):
+        if t is None:
+            continue
+        _config.check_device(t, f"norm.{name}", x)
+        if t.dtype != x.dtype or tuple(t.shape) != (C,):
+            raise ValueError(f"norm.{name} must be a [{C}] tensor of {x.dtype} (one per channel of x), got "
+                             f"{tuple(t.shape)} {t.dtype}")
+    if (norm.running_mean is None) != (norm.running_var is None) or (not norm.batch_stats
+                                                                     and norm.running_mean is None):
+        raise ValueError("norm: running_mean and running_var are given together, and are needed without batch_stats")
+    which = select_backend(x, backend)
+    if which != "reference" and not torch.compiler.is_compiling():
+        _refuse_transforms(x, v, norm.weight, norm.bias)
+    return run_norm_neuron(cfg, x, v, norm, multistep=multistep, which=which)
 
 
 def _refuse_transforms(*tensors) -> None:

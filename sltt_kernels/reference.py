@@ -35,7 +35,7 @@ from typing import Optional
 import torch
 
 from . import _config
-from ._config import NeuronArgs, check_input, check_param, check_state, state_dtype
+from ._config import NeuronArgs, check_input, check_input_affine, check_param, check_state, state_dtype
 from .surrogate import spike, surrogate_grad
 
 __all__ = [
@@ -113,18 +113,24 @@ def _param(t, sdt):
     return t.reshape(()) if t.numel() == 1 else t
 
 
-def _run(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor], k, record: bool, threshold=None):
+def _run(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor], k, record: bool, threshold=None,
+         affine=None):
     model = cfg.model
     v = _initial_state(cfg, x[0], v0)
     sdt = v.dtype
     if k is not None:
         k = _param(k, sdt)
     theta = cfg.v_threshold if threshold is None else _param(threshold, sdt)
+    if affine is not None:
+        in_scale, in_shift = (_param(t, sdt) for t in affine)
     spikes, hs, vs = [], [], []
     for t in range(x.shape[0]):
         if cfg.grad == "sltt":
             v = v.detach()
-        h = model.charge(cfg, v, x[t].to(sdt), k, theta)
+        xt = x[t].to(sdt)
+        if affine is not None:  # a batch norm's apply: the product rounded, then the sum
+            xt = xt * in_scale + in_shift
+        h = model.charge(cfg, v, xt, k, theta)
         s = spike(h - theta, cfg.surrogate, cfg.surrogate_alpha, strict=model.strict_fire)
         v = model.reset(cfg, h, s, theta)
         spikes.append(s)
@@ -139,10 +145,12 @@ def _run(cfg: NeuronArgs, x: torch.Tensor, v0: Optional[torch.Tensor], k, record
 
 
 def run(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor] = None, k=None, multistep: bool = True,
-        threshold=None):
+        threshold=None, in_scale=None, in_shift=None):
     """A checked NeuronArgs on x: [T, ...] (multistep) or one step [...]; returns (spikes, v).
     k (the model's k: LIF 1/tau, leaky beta) and threshold (replacing cfg.v_threshold): tensors
-    of one element or of the state's shape."""
+    of one element or of the state's shape. in_scale, in_shift (together or not at all): the
+    neuron's input is x * in_scale + in_shift in the state dtype, each of one element or of the
+    state's shape (docs/design.md, section 4.3)."""
     check_input(x, "x", multistep=multistep)
     state_shape = x.shape[1:] if multistep else x.shape
     if v is not None:
@@ -151,9 +159,11 @@ def run(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor] = None, k=No
         check_param(k, "k", x, state_shape)
     if threshold is not None:
         check_param(threshold, "threshold", x, state_shape)
+    check_input_affine(in_scale, in_shift, x, state_shape, exact_dtype=False)
+    affine = None if in_scale is None else (in_scale, in_shift)
     if multistep:
-        return _run(cfg, x, v, k, record=False, threshold=threshold)
-    s, v_new = _run(cfg, x.unsqueeze(0), v, k, record=False, threshold=threshold)
+        return _run(cfg, x, v, k, record=False, threshold=threshold, affine=affine)
+    s, v_new = _run(cfg, x.unsqueeze(0), v, k, record=False, threshold=threshold, affine=affine)
     return s[0], v_new
 
 

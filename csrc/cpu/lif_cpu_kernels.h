@@ -138,8 +138,9 @@ LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const NeuronParams<S>& p, i
 // One block of neurons [n0, n0 + len) through all T steps. The parameters are copied to
 // locals and the pointers marked __restrict: without that the compiler must assume the
 // outputs alias the parameters and reloads them every element, and does not vectorise.
-// InRegisters: the AVX2 copy's inference forward starts with lif_fwd_lanes (above).
-template <typename X, typename S, Neuron NM, Reset R, Save SV, bool InRegisters = false>
+// InRegisters: the AVX2 copy's inference forward starts with lif_fwd_lanes (above). Affine: the
+// input is x * in_scale + in_shift (FwdArgs), the block's values copied to arrays once for all T.
+template <typename X, typename S, Neuron NM, Reset R, Save SV, bool InRegisters = false, bool Affine = false>
 LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   using M = NeuronModel<NM>;
   constexpr bool kTwoPlanes = SV == Save::SgSpike || SV == Save::SgReset;
@@ -150,7 +151,7 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   const NeuronParams<S> p = params_at<M>(a, n0);
   const bool uniform = uniform_params(a);
 #if LIF_CPU_LANES
-  if constexpr (InRegisters && SV == Save::None && std::is_same<X, S>::value) {
+  if constexpr (InRegisters && !Affine && SV == Save::None && std::is_same<X, S>::value) {
     const int64_t done = uniform ? lif_fwd_lanes<S, NM, R>(a, p, n0, len) : 0;
     n0 += done;
     len -= done;
@@ -166,6 +167,14 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   BlockParams<S> bp;
   bp.template fill<M>(a, p, uniform, n0, len);
   const NeuronParams<S> p0 = p;
+  S in_scale[Affine ? kBlock : 1];
+  S in_shift[Affine ? kBlock : 1];
+  if constexpr (Affine) {
+    for (int64_t i = 0; i < len; ++i) {
+      in_scale[i] = a.in_scale.at(n0 + i);
+      in_shift[i] = a.in_shift.at(n0 + i);
+    }
+  }
   for (int64_t i = 0; i < len; ++i) v[i] = a.v0 ? a.v0[n0 + i] : p.v_r;
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
   if (SV == Save::HV0)
@@ -181,7 +190,9 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
     for (int64_t i = 0; i < len; ++i) {
       const NeuronParams<S> p = bp.at(p0, i);
       const S v_prev = v[i];
-      const S h = M::template charge<R>(p, v_prev, S(xt[i]));
+      S xi = S(xt[i]);
+      if constexpr (Affine) xi = lif_affine_input(xi, in_scale[i], in_shift[i]);
+      const S h = M::template charge<R>(p, v_prev, xi);
       const bool spike = M::fire(p, h);
       st[i] = X(spike ? S(1) : S(0));
       if (kH) ht[i] = h;
@@ -295,8 +306,13 @@ LIF_HD void lif_bwd_block(const BwdArgs<X, S>& a, int64_t n0, int64_t len) {
 // copy keeps the extension loadable on any x86-64. Both round identically (fma is exact).
 template <typename X, typename S, Neuron NM, Reset R, Save SV>
 void lif_fwd_blocks_generic(const FwdArgs<X, S>& a, int64_t b0, int64_t b1) {
-  for (int64_t b = b0; b < b1; ++b)
-    lif_fwd_block<X, S, NM, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+  const bool affine = a.in_scale.p != nullptr;
+  for (int64_t b = b0; b < b1; ++b) {
+    if (affine)
+      lif_fwd_block<X, S, NM, R, SV, false, true>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+    else
+      lif_fwd_block<X, S, NM, R, SV>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+  }
 }
 
 template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>
@@ -308,8 +324,13 @@ void lif_bwd_blocks_generic(const BwdArgs<X, S>& a, int64_t b0, int64_t b1) {
 #if LIF_CPU_X86
 template <typename X, typename S, Neuron NM, Reset R, Save SV>
 __attribute__((target("avx2,fma"))) void lif_fwd_blocks_avx2(const FwdArgs<X, S>& a, int64_t b0, int64_t b1) {
-  for (int64_t b = b0; b < b1; ++b)
-    lif_fwd_block<X, S, NM, R, SV, true>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+  const bool affine = a.in_scale.p != nullptr;
+  for (int64_t b = b0; b < b1; ++b) {
+    if (affine)
+      lif_fwd_block<X, S, NM, R, SV, true, true>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+    else
+      lif_fwd_block<X, S, NM, R, SV, true>(a, b * kBlock, std::min(kBlock, a.N - b * kBlock));
+  }
 }
 
 template <typename X, typename S, Neuron NM, Reset R, bool Detach, Surrogate SG, Save SV, Grad G>

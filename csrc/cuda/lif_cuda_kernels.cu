@@ -97,6 +97,10 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
   S v = p.v_r;
   if (live && a.v0) v = a.v0[n];
   if (SV == Save::HV0 && live) a.h[n] = v;
+  // the input x * in_scale + in_shift (a batch norm's apply): the neuron's two values, read once
+  const bool affine = a.in_scale.p != nullptr;
+  const S in_scale = affine && live ? a.in_scale.at(n) : S(1);
+  const S in_shift = affine && live ? a.in_shift.at(n) : S(0);
   for (int64_t t0 = 0; t0 < T; t0 += kBatch) {
     X xb[kBatch];
 #pragma unroll
@@ -111,7 +115,8 @@ __global__ void __launch_bounds__(kThreads) lif_fwd_kernel(const FwdArgs<X, S> a
       bool reset_flag = false;
       if (live) {
         reset_flag = M::reset_flag(p, v);
-        h = M::template charge<R>(p, v, to_state(xb[j]));
+        const S xj = affine ? lif_affine_input(to_state(xb[j]), in_scale, in_shift) : to_state(xb[j]);
+        h = M::template charge<R>(p, v, xj);
         spike = M::fire(p, h);
         a.spikes[i] = Store<X>::from(spike ? S(1) : S(0));
         if (kH) a.h[i + kRow0 * N] = h;

@@ -70,11 +70,15 @@ def bn_unit_(bn: nn.BatchNorm2d) -> None:
     nn.init.zeros_(bn.bias)
 
 
-def finish(model: nn.Module, step_mode: str, pack_spike_inputs: bool = False, recompute: bool = False) -> nn.Module:
+def finish(model: nn.Module, step_mode: str, pack_spike_inputs: bool = False, recompute: bool = False,
+           fuse_norm: bool = False) -> nn.Module:
     """Puts every layer and neuron of a freshly built model in one step mode and, when asked,
-    lets the layers that read spikes take them packed (sltt_kernels.nn.pack_spike_inputs) and
+    lets the layers that read spikes take them packed (sltt_kernels.nn.pack_spike_inputs),
     the batch norms after convs recompute their input in backward instead of saving it
-    (recompute=True, which needs pack_spike_inputs=True)."""
+    (recompute=True, which needs pack_spike_inputs=True), and the batch norms apply themselves
+    inside the neuron after them (fuse_norm=True, sltt_kernels.nn.fuse_norm_neurons)."""
+    if not isinstance(fuse_norm, bool):
+        raise TypeError(f"fuse_norm must be a bool, got {type(fuse_norm).__name__}")
     if recompute and not pack_spike_inputs:
         raise ValueError("recompute=True needs pack_spike_inputs=True: the batch-norm inputs are recomputed from "
                          "the convs' packed inputs (build the model with pack_spike_inputs=True, recompute=True)")
@@ -86,4 +90,6 @@ def finish(model: nn.Module, step_mode: str, pack_spike_inputs: bool = False, re
                 "pack_spike_inputs=True needs sltt_kernels.nn.pack_spike_inputs, which this version of "
                 "sltt_kernels does not have yet; build the model with pack_spike_inputs=False")
         pack(model, recompute=recompute)  # in place: the constructors call this on self
+    if fuse_norm:
+        snn.fuse_norm_neurons(model)
     return model

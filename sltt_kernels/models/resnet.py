@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..nn import FoldTime, StepBatchNorm2d, TimeDropout
+from ..nn import FoldTime, StepBatchNorm2d, TimeDropout, batch_norm_neuron
 from ..nn.recompute import ResidualAdd
 from ._common import NeuronFactory, bn_unit_, finish, kaiming_fan_out_, neuron_or_default
 
@@ -48,8 +48,9 @@ class PreActBlock(nn.Module):
         self.add = ResidualAdd()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.sn1(self.bn1(x))  # x is read by bn1 alone: the residual stream is s, not x
-        out = self.conv2(self.dropout(self.sn2(self.bn2(self.conv1(s)))))
+        # sn(bn(x)), in one kernel pass under fuse_norm (nn.batch_norm_neuron)
+        s = batch_norm_neuron(self.bn1, self.sn1, x)  # x is read by bn1 alone: the residual stream is s, not x
+        out = self.conv2(self.dropout(batch_norm_neuron(self.bn2, self.sn2, self.conv1(s))))
         return self.add(out, self.shortcut(s) if self.shortcut is not None else s)
 
 
@@ -64,6 +65,9 @@ class SpikingPreActResNet(nn.Module):
     `pack_spike_inputs=True`: the convs save their spike inputs as 1 bit per element;
     `recompute=True` (with it): no batch norm saves its input, which the convs rebuild in backward
     (sltt_kernels.nn.pack_spike_inputs; exact, see its docstring for what a GPU needs).
+    `fuse_norm=True`: each batch norm's apply runs inside the neuron kernel after it
+    (sltt_kernels.nn.fuse_norm_neurons; single-step mode; rounds differently from aten's batch norm
+    in the last bits, docs/design.md, section 4.3).
 
     Example:
         >>> net = spiking_resnet18(num_classes=10, step_mode="m")
@@ -73,7 +77,8 @@ class SpikingPreActResNet(nn.Module):
 
     def __init__(self, num_blocks: Sequence[int], num_classes: int = 10, in_channels: int = 3,
                  neuron: Optional[NeuronFactory] = None, step_mode: str = "s", width: int = 64,
-                 dropout: float = 0.0, bias: bool = True, pack_spike_inputs: bool = False, recompute: bool = False):
+                 dropout: float = 0.0, bias: bool = True, pack_spike_inputs: bool = False, recompute: bool = False,
+                 fuse_norm: bool = False):
         super().__init__()
         if len(num_blocks) != 4 or any(int(n) < 1 for n in num_blocks):
             raise ValueError(f"num_blocks must be 4 positive block counts, got {num_blocks!r}")
@@ -103,20 +108,22 @@ class SpikingPreActResNet(nn.Module):
                 bn_unit_(m)
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)  # the weight keeps PyTorch's default, as in the official code
-        finish(self, step_mode, pack_spike_inputs, recompute)
+        finish(self, step_mode, pack_spike_inputs, recompute, fuse_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(self.conv1(x))
-        return self.fc(self.dropout(self.pool(self.sn(self.bn(out)))))
+        return self.fc(self.dropout(self.pool(batch_norm_neuron(self.bn, self.sn, out))))
 
 
 def spiking_resnet18(num_classes: int = 10, neuron: Optional[NeuronFactory] = None, step_mode: str = "s",
                      in_channels: int = 3, dropout: float = 0.0, **kwargs) -> SpikingPreActResNet:
-    """Pre-activation spiking ResNet-18 ([2, 2, 2, 2] blocks); kwargs: width, bias, pack_spike_inputs, recompute."""
+    """Pre-activation spiking ResNet-18 ([2, 2, 2, 2] blocks); kwargs: width, bias, pack_spike_inputs, recompute,
+    fuse_norm."""
     return SpikingPreActResNet([2, 2, 2, 2], num_classes, in_channels, neuron, step_mode, dropout=dropout, **kwargs)
 
 
 def spiking_resnet34(num_classes: int = 10, neuron: Optional[NeuronFactory] = None, step_mode: str = "s",
                      in_channels: int = 3, dropout: float = 0.0, **kwargs) -> SpikingPreActResNet:
-    """Pre-activation spiking ResNet-34 ([3, 4, 6, 3] blocks); kwargs: width, bias, pack_spike_inputs, recompute."""
+    """Pre-activation spiking ResNet-34 ([3, 4, 6, 3] blocks); kwargs: width, bias, pack_spike_inputs, recompute,
+    fuse_norm."""
     return SpikingPreActResNet([3, 4, 6, 3], num_classes, in_channels, neuron, step_mode, dropout=dropout, **kwargs)

@@ -24,6 +24,7 @@ from .packed import (
     spike_pack_calls,
 )
 from .recompute import ResidualAdd
+from .norm_neuron import batch_norm_neuron, fuse_norm_neurons
 from .replace import replace_neurons
 
 __all__ = list(NEURON_MODULES) + [
@@ -45,4 +46,6 @@ __all__ = list(NEURON_MODULES) + [
     "PackedLinear",
     "spike_pack_calls",
     "ResidualAdd",
+    "batch_norm_neuron",
+    "fuse_norm_neurons",
 ]

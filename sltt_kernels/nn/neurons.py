@@ -181,17 +181,19 @@ class BaseNode(MemoryModule):
     # base.to_functional_forward and SpikingJelly's memopt checkpointing (which recomputes through
     # them) see exactly what forward does; only the forward records v_seq.
 
-    def _step(self, x: torch.Tensor, states: tuple) -> Tuple[torch.Tensor, tuple]:
+    def _step(self, x: torch.Tensor, states: tuple, norm=None) -> Tuple[torch.Tensor, tuple]:
+        """One step; norm: a batch norm applied to x inside the kernel (ops.BatchNormInput)."""
         self._check_x(x, "one step [B, ...] for step_mode='s'")
         new = dict(zip(self._memories, states))
         spike, new["v"] = run_neuron(self._config_now(), x, self._state_tensor(new["v"], x, multistep=False),
                                      multistep=False, backend=self.backend, k=self._k(),
-                                     threshold=self._threshold(), k_name=self.k_name)
+                                     threshold=self._threshold(), k_name=self.k_name, norm=norm)
         return spike, tuple(new.values())
 
-    def _steps(self, x_seq: torch.Tensor, states: tuple, record: bool = False) -> Tuple[torch.Tensor, tuple]:
+    def _steps(self, x_seq: torch.Tensor, states: tuple, record: bool = False, norm=None
+               ) -> Tuple[torch.Tensor, tuple]:
         """T steps; record: also return v at every step ([T, B, ...], the forward's v_seq), else
-        None."""
+        None. norm: as _step's (not with record)."""
         self._check_x(x_seq, "[T, B, ...] for step_mode='m'")
         if x_seq.dim() < 2:
             raise ValueError(f"{type(self).__name__}(step_mode='m') needs x of shape [T, B, ...], "
@@ -201,8 +203,10 @@ class BaseNode(MemoryModule):
         v0 = self._state_tensor(new["v"], x_seq, multistep=True)
         if not record:
             spikes, new["v"] = run_neuron(cfg, x_seq, v0, multistep=True, backend=self.backend, k=self._k(),
-                                          threshold=self._threshold(), k_name=self.k_name)
+                                          threshold=self._threshold(), k_name=self.k_name, norm=norm)
             return spikes, tuple(new.values()), None
+        if norm is not None:
+            raise ValueError("a batch norm fused into the neuron does not record v_seq (store_v_seq=True)")
         # v_seq: one step at a time, so every v[t] is an output (the gradients are the same)
         spikes, vs = [], []
         v = v0 if v0 is not None else torch.full_like(x_seq[0], cfg.v_reset, dtype=_config.state_dtype(x_seq.dtype),
@@ -295,6 +299,24 @@ class BaseNode(MemoryModule):
         if self.step_mode == "s":
             return self.single_step_forward(x)
         return self.multi_step_forward(x)
+
+    def can_fuse_norm(self) -> bool:
+        """Whether forward_after_norm can serve this neuron now: forward is this class's plain
+        one, no v_seq is recorded, and k and the threshold are not tensors."""
+        return (not self._forward_is_custom() and not self.store_v_seq and self._k() is None
+                and self._threshold() is None)
+
+    def forward_after_norm(self, x: torch.Tensor, norm) -> torch.Tensor:
+        """forward(batch_norm(x)) with the batch norm's apply inside the neuron kernel (norm: an
+        ops.BatchNormInput; nn.batch_norm_neuron builds it from a batch-norm module). Needs
+        can_fuse_norm(). x: [B, C, ...] ('s') or [T, B, C, ...] ('m'), float32 or float64."""
+        states = tuple(self._memories.values())
+        if self.step_mode == "s":
+            spike, states = self._step(x, states, norm=norm)
+        else:
+            spike, states, _ = self._steps(x, states, norm=norm)
+        self._commit(states)
+        return spike
 
 
 def _only_x(node, inputs, kwargs) -> None:

@@ -17,11 +17,15 @@ import os
 
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from .. import _config
 from .. import surrogate as _surrogate
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+# x * in_scale + in_shift through libdevice's round-to-nearest product and sum on a GPU (no fma
+# contraction); the interpreter computes the two operations apart already
+EXACT_AFFINE = tl.constexpr(not INTERPRET)
 
 # Codes shared with the C++ enums (csrc's lists), from the registries: the kernels branch on them
 # by name (a constexpr global is what a jit function may read).
@@ -284,12 +288,31 @@ def _params(params_ptr, k_ptr, theta_ptr, offs, live, HAS_K: tl.constexpr, K_PER
 
 
 @triton.jit
+def _channel_values(ptr, offs, live, inner, count, stride, dtype):
+    """in_scale or in_shift of each neuron: the element ((n // inner) % count) * stride of ptr
+    (_config.channel_values)."""
+    return tl.load(ptr + ((offs // inner) % count) * stride, mask=live, other=0.0).to(dtype)
+
+
+@triton.jit
+def _affine_input(x, scale, shift, EXACT: tl.constexpr):
+    """x * scale + shift rounded after the product and after the sum, as the reference and aten's
+    batch norm (a GPU compile would otherwise contract it into one fma; the interpreter does not)."""
+    if EXACT:
+        return libdevice.add_rn(libdevice.mul_rn(x, scale), shift)
+    else:
+        return x * scale + shift
+
+
+@triton.jit
 def _lif_fwd_kernel(
     x_ptr, v0_ptr, k_ptr, theta_ptr, spikes_ptr, v_last_ptr, mask_ptr, h_ptr, params_ptr, T, N,
+    scale_ptr, scale_inner, scale_count, scale_stride, shift_ptr, shift_inner, shift_count, shift_stride,
     NEURON: tl.constexpr, RESET: tl.constexpr, HAS_V0: tl.constexpr, HAS_K: tl.constexpr, K_PER_NEURON: tl.constexpr,
     HAS_THETA: tl.constexpr, THETA_PER_NEURON: tl.constexpr, C_IS_K: tl.constexpr,
-    SAVE: tl.constexpr, EMULATE_FMA: tl.constexpr, BLOCK: tl.constexpr,
+    SAVE: tl.constexpr, EMULATE_FMA: tl.constexpr, AFFINE: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    # AFFINE: the input is x * in_scale + in_shift (a batch norm's apply, docs/design.md, section 4.3)
     # SAVE: one of the SAVE_* codes above (docs/design.md, section 3)
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -309,11 +332,16 @@ def _lif_fwd_kernel(
         v = zero + v_r
     if SAVE == SAVE_H_V0:
         tl.store(h_ptr + offs, v, mask=live)
+    if AFFINE:
+        in_scale = _channel_values(scale_ptr, offs, live, scale_inner, scale_count, scale_stride, zero.dtype)
+        in_shift = _channel_values(shift_ptr, offs, live, shift_inner, shift_count, shift_stride, zero.dtype)
     for t in range(T):
         t64 = tl.full([], t, tl.int64)
         row = t64 * N64
         # no `other`: dead lanes are never stored, and the interpreter mis-casts a bf16 `other`
         x = tl.load(x_ptr + row + offs, mask=live).to(zero.dtype)
+        if AFFINE:
+            x = _affine_input(x, in_scale, in_shift, EXACT_AFFINE)
         reset_flag = _reset_flag(v, theta, NEURON)
         h = _charge(v, x, lam, c, theta, v_r, zero, NEURON, RESET, EMULATE_FMA)
         spike = _fire(h, theta, NEURON)

@@ -13,7 +13,7 @@ import math
 import torch
 import triton
 
-from .. import _registration
+from .. import _config, _registration
 from .._config import NeuronArgs, saved_dtype, saved_shape, state_dtype
 from . import kernels as K
 
@@ -82,7 +82,17 @@ def _common_constexprs(args: NeuronArgs, k, theta, sdt):
                 C_IS_K=bool(args.decay_input), EMULATE_FMA=_emulate_fma(sdt))
 
 
-def _fwd(x, v0, k, args: NeuronArgs, threshold=None):
+def _affine_args(in_scale, in_shift, state_shape, like):
+    """The kernel arguments of in_scale and in_shift (pointer, inner, count, stride each), read as
+    _config.channel_values says; any tensor in their place where there are none."""
+    if in_scale is None:
+        return (like, 1, 1, 0) * 2
+    return (*_config.channel_values(in_scale, state_shape), *_config.channel_values(in_shift, state_shape))
+
+
+def _fwd(x, v0, k, args: NeuronArgs, threshold=None, in_scale=None, in_shift=None, affine_shape=None):
+    """affine_shape: the state shape in_scale and in_shift have (the step's, for a step flattened
+    to [1, N]); default x's."""
     x = x.contiguous()
     T = x.shape[0]
     state_shape = x.shape[1:]
@@ -102,7 +112,9 @@ def _fwd(x, v0, k, args: NeuronArgs, threshold=None):
                 K.lif_fwd, N, x, v0 if v0 is not None else v_last, k if k is not None else v_last,
                 theta if theta is not None else v_last, spikes, v_last,
                 mask, h, _params(x.device, sdt, args), T, N,
-                HAS_V0=v0 is not None, SAVE=K.SAVE_CODES[args.save], **_common_constexprs(args, k, theta, sdt),
+                *_affine_args(in_scale, in_shift, state_shape if affine_shape is None else affine_shape, v_last),
+                HAS_V0=v0 is not None, SAVE=K.SAVE_CODES[args.save], AFFINE=in_scale is not None,
+                **_common_constexprs(args, k, theta, sdt),
             )
     return spikes, v_last, saved
 
@@ -174,7 +186,8 @@ def _register():
         args = _registration.check_fwd(x, v, k, args, False, **extra)
         n = x.numel()
         s, v_new, saved = _fwd(x.reshape(1, n), v.reshape(n), _flat_param(k), args,
-                               threshold=_flat_param(extra["threshold"]))
+                               threshold=_flat_param(extra["threshold"]), in_scale=extra["in_scale"],
+                               in_shift=extra["in_shift"], affine_shape=x.shape)
         return s.view(x.shape), v_new.view(x.shape), saved
 
     @torch.library.register_kernel("sltt_kernels::triton_neuron_step_bwd", devices, lib=_registration._LIB)
