@@ -127,6 +127,12 @@ def variants(model: str = "resnet18"):
                         note="paper, built with pack_spike_inputs=True, recompute=True"),
                 Variant("rect-packed+recompute", "rect", peers=False, build=both,
                         note="rect, built with pack_spike_inputs=True, recompute=True")]
+        if model_accepts(model, "fuse_norm"):
+            fused = dict(both, fuse_norm=True)
+            out += [Variant("paper-packed+recompute+fused", "triangle", peers=False, build=fused,
+                            note="paper, pack_spike_inputs, recompute and fuse_norm=True (BN apply in the neuron kernel)"),
+                    Variant("rect-packed+recompute+fused", "rect", peers=False, build=fused,
+                            note="rect, pack_spike_inputs, recompute and fuse_norm=True (BN apply in the neuron kernel)")]
     return out
 
 

@@ -1,14 +1,17 @@
 """Batch-norm inputs recomputed in backward: time per iteration and bytes saved, against the plain
-model and the packed one, the three copies training in turns.
+model and the packed one, the copies training in turns.
 
     python benchmarks/recompute_time.py                                  # ResNet-18, T 6, rect, bptt and sltt
     python benchmarks/recompute_time.py --methods sltt --T 2 4 --iters 4 --threads 1
 
 For each variant ("rect", the 1-bit neuron, or "paper", PaperLIFNode()), method (bptt, sltt,
-sltt-k) and T, three copies of one network with the same initial weights train side by side: the
-plain model, the model built with pack_spike_inputs=True, and with pack_spike_inputs=True,
-recompute=True. They take turns, one iteration each, in an order that rotates (and reverses every
-other turn), so that a shared machine's load and the cache one copy leaves to the next bias none;
+sltt-k) and T, copies of one network with the same initial weights train side by side: the plain
+model, the model built with pack_spike_inputs=True, with pack_spike_inputs=True, recompute=True,
+and (the ResNets) with fuse_norm=True besides: each batch norm's apply inside the neuron kernel
+after it. That serves single-step models, so the SLTT methods; bptt runs step_mode 'm', whose
+per-step batch norms keep the plain pair, so there its fused copy is the recompute one. They take
+turns, one iteration each, in an order that rotates (and reverses every other turn), so that a
+shared machine's load and the cache one copy leaves to the next bias none;
 the ratios of the medians are the finding. One iteration of each first runs under a
 SavedTensorMeter: the peak bytes saved for backward (per SLTT step: the online step's graph).
 Writes recompute_time_<device>.json/.csv under --out.
@@ -33,7 +36,13 @@ from sltt_kernels.memory import SavedTensorMeter  # noqa: E402
 METHODS = ["bptt", "sltt", "sltt-k"]
 VARIANTS = ["rect", "paper"]
 COPIES = {"plain": {}, "packed": dict(pack_spike_inputs=True),
-          "recompute": dict(pack_spike_inputs=True, recompute=True)}
+          "recompute": dict(pack_spike_inputs=True, recompute=True),
+          "fused": dict(pack_spike_inputs=True, recompute=True, fuse_norm=True)}
+
+
+def copies_for(model: str) -> dict:
+    """The copies a model trains: 'fused' where its builder takes fuse_norm (the ResNets)."""
+    return {kind: build for kind, build in COPIES.items() if all(MT.model_accepts(model, k) for k in build)}
 
 
 def parse_args(argv):
@@ -105,12 +114,13 @@ def run(args):
     known = {v.name: v for v in MT.variants()}
     batches = MT.load_batches(args, device, 2)
     plan = [(v, T, m) for v in args.variants for T in args.T for m in args.methods]
-    bar = C.progress_bar(total=len(plan) * (args.warmup + args.iters + 1) * len(COPIES), desc="recompute_time")
+    kinds = copies_for(args.model)
+    bar = C.progress_bar(total=len(plan) * (args.warmup + args.iters + 1) * len(kinds), desc="recompute_time")
     rows = []
     for name, T, method in plan:
         bar.set_postfix_str(f"{name} T={T} {method}")
         copies = {kind: _trainer(args.model, method, T, args.K, known[name], build, device)
-                  for kind, build in COPIES.items()}
+                  for kind, build in kinds.items()}
         times = {kind: [] for kind in copies}
         saved = {}
         for kind, (step, net) in copies.items():  # one iteration each under the meter
@@ -134,16 +144,22 @@ def run(args):
                          recompute_vs_packed=ms["recompute"] / ms["packed"], plain_saved_MiB=saved["plain"],
                          packed_saved_MiB=saved["packed"], recompute_saved_MiB=saved["recompute"],
                          saved_plain_over_recompute=saved["plain"] / saved["recompute"]))
+        if "fused" in ms:
+            rows[-1].update(fused_ms=ms["fused"], fused_vs_plain=ms["fused"] / ms["plain"],
+                            fused_vs_recompute=ms["fused"] / ms["recompute"], fused_saved_MiB=saved["fused"])
         del copies
     bar.close()
-    print("\n# time: medians of the same run, the three copies in turns; saved: peak bytes kept for backward")
+    print(f"\n# time: medians of the same run, the {len(kinds)} copies in turns; saved: peak bytes kept for backward")
     C.print_table([("variant", "variant", None), ("T", "T", None), ("method", "method", None),
                    ("plain_ms", "plain ms", "{:.0f}"), ("packed_ms", "packed ms", "{:.0f}"),
                    ("recompute_ms", "recompute ms", "{:.0f}"), ("recompute_vs_plain", "time rec/plain", "{:.3f}"),
                    ("recompute_vs_packed", "time rec/packed", "{:.3f}"),
                    ("plain_saved_MiB", "plain saved MiB", "{:.1f}"), ("packed_saved_MiB", "packed MiB", "{:.1f}"),
                    ("recompute_saved_MiB", "recompute MiB", "{:.2f}"),
-                   ("saved_plain_over_recompute", "plain/rec saved", "{:.1f}x")], rows)
+                   ("saved_plain_over_recompute", "plain/rec saved", "{:.1f}x")]
+                  + ([("fused_ms", "fused ms", "{:.0f}"), ("fused_vs_plain", "time fused/plain", "{:.3f}"),
+                      ("fused_vs_recompute", "time fused/rec", "{:.3f}"), ("fused_saved_MiB", "fused MiB", "{:.2f}")]
+                     if "fused" in kinds else []), rows)
     stem = f"recompute_time_{device.type}{('_' + args.tag) if args.tag else ''}"
     written = C.write_outputs(args.out, stem, header, rows, csv_too=not args.no_csv)
     print(f"\nwrote {' and '.join(written)}")

@@ -179,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--pack-spike-inputs", action="store_true",
                    help="layers that read spikes save them packed, 1 bit each, for the backward")
     m.add_argument("--recompute", action="store_true", help="the models' recompute=True")
+    m.add_argument("--fuse-norm", action="store_true",
+                   help="each batch norm's apply runs inside the neuron kernel after it (the models' fuse_norm=True; "
+                        "rounds in the last bits unlike aten's batch norm; not with --sync-bn)")
     m.add_argument("--compile", action="store_true", help="run the model under torch.compile")
     m.add_argument("--sync-bn", action="store_true",
                    help="batch statistics over all processes (GPU only; per time step as the model's BN)")
@@ -241,6 +244,9 @@ def _check_run_flags(args):
     if args.recompute and not args.pack_spike_inputs:
         raise ValueError("--recompute rebuilds the batch-norm inputs from the packed spike inputs: give "
                          "--pack-spike-inputs too")
+    if getattr(args, "fuse_norm", False) and args.sync_bn:
+        raise ValueError("--fuse-norm computes each batch norm's statistics on this process; --sync-bn gathers them "
+                         "over all processes: give one of the two")
     if args.sync_bn and _device(args).type != "cuda":
         raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only")
 
@@ -424,6 +430,10 @@ def build_model(args, info, device):
 
         net = build(args, neuron, info.num_classes, info.in_channels)
         pack_spike_inputs(net, recompute=bool(extra.get("recompute")))
+    if getattr(args, "fuse_norm", False):
+        from .nn import fuse_norm_neurons
+
+        fuse_norm_neurons(net)  # the pairs a model's forward calls through nn.batch_norm_neuron
     return net.to(device)
 
 
@@ -846,6 +856,7 @@ def _write_summary(args, device, history, wall_s, d: Dist, backend):
                    best_test_acc=max((h["test_acc"] for h in history), default=None),
                    wall_s=wall_s, device=device.type, world_size=d.world, backend=backend,
                    compile=args.compile, pack_spike_inputs=args.pack_spike_inputs, recompute=args.recompute,
+                   fuse_norm=args.fuse_norm,
                    sync_bn=args.sync_bn, torch=torch.__version__, history=history)
     path = os.path.join(args.out, "summary.json")
     # written beside and then moved over the old one: an interrupt or a full disk never leaves half a file
@@ -986,7 +997,8 @@ def _run(args, d: Dist, device):
         f"({args.mse_target}), {device.type}{f' {args.amp_dtype} autocast' if autocast_dtype is not None else ''}"
         f"{f', {d.world} processes' if d.active else ''}"
         + "".join(f", {flag}" for flag, on in (("packed spike inputs", args.pack_spike_inputs),
-                                              ("recompute", args.recompute), ("compiled", args.compile),
+                                              ("recompute", args.recompute), ("fused batch norms", args.fuse_norm),
+                                              ("compiled", args.compile),
                                               ("sync BN", args.sync_bn)) if on))
     say(f"sltt-train: {backend_line(args, device)}")
     writer = _tensorboard_writer(args) if args.tensorboard and d.main else None

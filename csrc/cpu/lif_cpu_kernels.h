@@ -98,6 +98,21 @@ struct BlockParams {
   }
 };
 
+// out[i] = v.at(n0 + i) for a block, with one division for the block rather than one per neuron
+// (an SLTT step has T = 1, where a division per element would cost as much as the neuron).
+template <typename S>
+LIF_HD void fill_channel_values(const ChannelValues<S>& v, int64_t n0, int64_t len, S* out) {
+  int64_t within = n0 % v.inner;  // position inside the current channel's run
+  int64_t c = (n0 / v.inner) % v.count;
+  for (int64_t i = 0; i < len; ++i) {
+    out[i] = v.p[c * v.stride];
+    if (++within == v.inner) {
+      within = 0;
+      if (++c == v.count) c = 0;
+    }
+  }
+}
+
 #if LIF_CPU_LANES
 // The forward without saved state (inference) when x is in the state dtype: chunks of one cache
 // line of neurons take all T steps with the state in registers, reading and writing T rows of one
@@ -170,10 +185,8 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   S in_scale[Affine ? kBlock : 1];
   S in_shift[Affine ? kBlock : 1];
   if constexpr (Affine) {
-    for (int64_t i = 0; i < len; ++i) {
-      in_scale[i] = a.in_scale.at(n0 + i);
-      in_shift[i] = a.in_shift.at(n0 + i);
-    }
+    fill_channel_values(a.in_scale, n0, len, in_scale);
+    fill_channel_values(a.in_shift, n0, len, in_shift);
   }
   for (int64_t i = 0; i < len; ++i) v[i] = a.v0 ? a.v0[n0 + i] : p.v_r;
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;

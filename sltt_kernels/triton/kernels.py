@@ -297,9 +297,16 @@ def _channel_values(ptr, offs, live, inner, count, stride, dtype):
 @triton.jit
 def _affine_input(x, scale, shift, EXACT: tl.constexpr):
     """x * scale + shift rounded after the product and after the sum, as the reference and aten's
-    batch norm (a GPU compile would otherwise contract it into one fma; the interpreter does not)."""
+    batch norm (a GPU compile would otherwise contract it into one fma; the interpreter does not).
+    float32: PTX's mul.rn / add.rn, whose .rn forbids the contraction; libdevice's float32 versions
+    compile to the .ftz forms, which would flush a subnormal product to zero. float64: libdevice."""
     if EXACT:
-        return libdevice.add_rn(libdevice.mul_rn(x, scale), shift)
+        if x.dtype == tl.float64:
+            return libdevice.add_rn(libdevice.mul_rn(x, scale), shift)
+        else:
+            return tl.inline_asm_elementwise("{ .reg .f32 p; mul.rn.f32 p, $1, $2; add.rn.f32 $0, p, $3; }",
+                                             "=r,r,r,r", [x, scale, shift], dtype=tl.float32, is_pure=True,
+                                             pack=1)
     else:
         return x * scale + shift
 

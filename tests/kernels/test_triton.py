@@ -111,8 +111,11 @@ COMPILE_SCRIPT = textwrap.dedent(
     # A row pointer from a 32-bit offset (t * N in int32) would wrap once (T-1) * N reaches 2^31.
     narrow = re.compile(r"tt.addptr %(?!params_ptr)\\S+, %\\S+ : [^,]+, (tensor<\\d+x)?i32>?")
 
-    def check(k, what):
+    def check(k, what, affine=False):
         assert "cubin" in k.asm, what
+        if affine:  # x * in_scale + in_shift: product and sum rounded apart, subnormals kept (no .ftz)
+            ptx = k.asm["ptx"]
+            assert "mul.rn.f" in ptx and "add.rn.f" in ptx and ".ftz" not in ptx, what
         bad = [l.strip() for l in k.asm["ttir"].splitlines() if narrow.search(l)]
         assert not bad, (what, bad[:3])
 
@@ -124,17 +127,20 @@ COMPILE_SCRIPT = textwrap.dedent(
                                     (2, 0, 1), (2, 1, 4), (2, 1, 5), (2, 2, 3)]:
             sig = dict(x_ptr=ptr[x_ty], v0_ptr=s_ty, k_ptr=s_ty, theta_ptr=s_ty, spikes_ptr=ptr[x_ty],
                        v_last_ptr=s_ty, mask_ptr="*i32", h_ptr=s_ty, params_ptr=s_ty, T="i32", N="i32",
+                       scale_ptr=s_ty, scale_inner="i64", scale_count="i64", scale_stride="i64",
+                       shift_ptr=s_ty, shift_inner="i64", shift_count="i64", shift_stride="i64",
                        NEURON="constexpr", RESET="constexpr", HAS_V0="constexpr", HAS_K="constexpr",
                        K_PER_NEURON="constexpr", HAS_THETA="constexpr", THETA_PER_NEURON="constexpr",
-                       C_IS_K="constexpr", SAVE="constexpr", EMULATE_FMA="constexpr", BLOCK="constexpr")
+                       C_IS_K="constexpr", SAVE="constexpr", EMULATE_FMA="constexpr", AFFINE="constexpr",
+                       BLOCK="constexpr")
             # a learnable k where the model has one (per neuron for the leaky model), a per-neuron
             # threshold with h_v0
             has_k = save == 5 and neuron != 1
             consts = dict(NEURON=neuron, RESET=reset, HAS_V0=True, HAS_K=has_k, K_PER_NEURON=has_k and neuron == 2,
                           HAS_THETA=save == 5, THETA_PER_NEURON=save == 5, C_IS_K=True,
-                          SAVE=save, EMULATE_FMA=False, BLOCK=1024)
+                          SAVE=save, EMULATE_FMA=False, AFFINE=save in (1, 2, 3), BLOCK=1024)
             check(triton.compile(ASTSource(fn=K._lif_fwd_kernel, signature=sig, constexprs=consts), target=target),
-                  ("fwd", x_ty, neuron, reset, save))
+                  ("fwd", x_ty, neuron, reset, save), affine=consts["AFFINE"])
             n += 1
         for neuron, reset, detach, sg, save, bptt, learn_k in [
             (0, 0, False, 0, 1, True, False), (0, 1, True, 0, 2, True, False), (0, 1, False, 0, 3, True, False),

@@ -147,6 +147,24 @@ def test_recompute_is_passed_to_the_model_only_when_given(tmp_path, monkeypatch,
     assert summary["recompute"] and summary["pack_spike_inputs"]
 
 
+def test_fuse_norm_marks_the_models_batch_norms(tmp_path, capsys):
+    """--fuse-norm: every batch norm of the model takes the fused path where the model's forward
+    calls nn.batch_norm_neuron (the ResNets); refused with --sync-bn; recorded in the summary."""
+    from sltt_kernels.nn.norm_neuron import FUSE_ATTR
+
+    args = train_command.parse_args(["--dataset", "cifar10", "--fuse-norm"])
+    net = train_command.build_model(args, DATASETS["cifar10"], "cpu")
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 17 and all(getattr(m, FUSE_ATTR, False) for m in norms)
+    plain = train_command.build_model(train_command.parse_args(["--dataset", "cifar10"]), DATASETS["cifar10"], "cpu")
+    assert not any(getattr(m, FUSE_ATTR, False) for m in plain.modules())
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    with pytest.raises(SystemExit):
+        train_command.parse_args(["--dataset", "cifar10", "--fuse-norm", "--sync-bn"])
+    assert "--fuse-norm computes each batch norm's statistics on this process" in capsys.readouterr().err
+    assert _main(tmp_path, "--fuse-norm")["fuse_norm"]
+
+
 def test_epoch_line_progress_lines_backend_and_summary(tmp_path, capsys):
     summary = train_command.main(["--dataset", "digits", "--T", "2", "--epochs", "1", "--max-iterations", "5",
                                   "--out", str(tmp_path / "run")])
