@@ -8,6 +8,7 @@ public functions are importable from here too (sltt_kernels.ops.lif_multistep, .
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -115,6 +116,14 @@ def _run_normed(cfg, x, v, norm, multistep, backend, k, threshold):
     if (norm.running_mean is None) != (norm.running_var is None) or (not norm.batch_stats
                                                                      and norm.running_mean is None):
         raise ValueError("norm: running_mean and running_var are given together, and are needed without batch_stats")
+    if not isinstance(norm.batch_stats, bool):
+        raise TypeError(f"norm.batch_stats must be a bool, got {type(norm.batch_stats).__name__}")
+    for name, value, low in (("momentum", norm.momentum, 0.0), ("eps", norm.eps, None)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"norm.{name} must be a number, got {type(value).__name__}")
+        if not math.isfinite(value) or (value < 0.0 if low is not None else value <= 0.0):
+            raise ValueError(f"norm.{name} must be a finite number {'>= 0' if low is not None else '> 0'}, "
+                             f"got {value}")
     which = select_backend(x, backend)
     if which != "reference" and not torch.compiler.is_compiling():
         _refuse_transforms(x, v, norm.weight, norm.bias)

@@ -9,8 +9,9 @@ updated once per call, as the batch norm's own forward does. The rounding differ
 batch norm in its last bits (docs/design.md, section 4.3), so the plain path stays the exact one.
 
 Where the pair cannot be fused (a batch norm or neuron class with its own forward, hooks on
-either, a learnable k or threshold, store_v_seq, a 16-bit x, a multi-step StepBatchNorm2d whose
-steps each have their own statistics, torch.compile), batch_norm_neuron is neuron(bn(x)).
+either or on every module, a learnable k or threshold, store_v_seq, a 16-bit x or autocast,
+step_mode 'm' (a multi-step StepBatchNorm2d normalises each step by its own statistics),
+torch.compile or tracing), batch_norm_neuron is neuron(bn(x)).
 """
 
 from __future__ import annotations
@@ -68,21 +69,33 @@ def _has_hooks(m: nn.Module) -> bool:
                 or getattr(m, "_backward_pre_hooks", None))
 
 
+def _global_hooks() -> bool:
+    """Hooks registered for every module (torch.nn.modules.module.register_module_forward_hook and
+    its siblings): they expect to see the batch norm's and the neuron's own calls."""
+    g = nn.modules.module
+    return bool(getattr(g, "_global_forward_hooks", None) or getattr(g, "_global_forward_pre_hooks", None)
+                or getattr(g, "_global_backward_hooks", None) or getattr(g, "_global_backward_pre_hooks", None))
+
+
 def _fusable(bn: nn.Module, neuron: nn.Module, x) -> bool:
-    if not getattr(bn, FUSE_ATTR, False) or torch.compiler.is_compiling():
+    if not getattr(bn, FUSE_ATTR, False) or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     if not (is_batch_norm(bn) and isinstance(neuron, BaseNode) and isinstance(x, torch.Tensor)):
         return False
-    if getattr(bn, "step_mode", "s") != "s" and isinstance(bn, StepBatchNorm2d):
-        return False  # its steps each have their own statistics
-    if x.dtype not in (torch.float32, torch.float64) or not _known_forward(bn) or _has_hooks(bn) or _has_hooks(neuron):
+    # one step at a time: a multi-step StepBatchNorm2d normalises each step by its own statistics,
+    # and a torch batch norm takes no [T, B, C, ...] input
+    if neuron.step_mode != "s" or getattr(bn, "step_mode", "s") != "s":
+        return False
+    if x.dtype not in (torch.float32, torch.float64) or not _known_forward(bn):
+        return False
+    if _has_hooks(bn) or _has_hooks(neuron) or _global_hooks():
         return False
     if torch.is_autocast_enabled(x.device.type):
         return False
     if not neuron.can_fuse_norm():
         return False
     # the batch norm's own input check (BatchNorm2d: a 4-d step), so a wrong x fails as it would
-    bn._check_input_dim(x if neuron.step_mode == "s" else x[0])
+    bn._check_input_dim(x)
     return True
 
 
@@ -105,8 +118,8 @@ def batch_norm_neuron(bn: nn.Module, neuron: nn.Module, x: torch.Tensor) -> torc
     neuron(bn(x)).
 
     bn: a batch norm over dimension 1 of a step; neuron: a spiking neuron module (ours, for the
-    fused path); x: [B, C, ...] (step_mode 's') or [T, B, C, ...] ('m'). Returns the spikes in
-    x's shape and dtype.
+    fused path); x: [B, C, ...] (step_mode 's', the fused path) or [T, B, C, ...] ('m', the plain
+    pair). Returns the spikes in x's shape and dtype.
 
     Example:
         >>> from sltt_kernels.nn import LIFNode

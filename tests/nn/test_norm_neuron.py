@@ -236,3 +236,75 @@ def test_fuse_norm_neurons_arguments():
     assert fuse_norm_neurons(_resnet(False)) == 17
     with pytest.raises(TypeError, match="fuse_norm must be a bool"):
         models.spiking_resnet18(width=4, fuse_norm="yes")
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("grad", ["bptt", "sltt"])
+def test_ops_multistep_norm_is_batch_norm_over_time_and_batch(backend, grad, seed):
+    """ops.run_neuron(multistep=True, norm=...): the batch norm sees [T * B, C, ...] (one set of
+    statistics for all steps), as F.batch_norm on the flattened input; float64, against the
+    reference backend (aten's batch norm and the reference neuron), gradients included."""
+    from sltt_kernels.neurons.lif import lif_config
+    from sltt_kernels.ops import BatchNormInput, run_neuron
+
+    device = DEVICE_OF[backend]
+    cfg = lif_config(tau=2.0, v_threshold=1.0, v_reset=None, decay_input=True, detach_reset=False,
+                     surrogate="sigmoid", grad=grad)
+    g = torch.Generator().manual_seed(seed)
+    x0 = (torch.randn(3, 4, 5, 2, 3, generator=g, dtype=torch.float64) * 1.4 + 0.3).to(device)
+    w0 = (0.5 + torch.rand(5, generator=g, dtype=torch.float64)).to(device)
+    b0 = (torch.randn(5, generator=g, dtype=torch.float64) * 0.3).to(device)
+    gs = torch.randn(x0.shape, generator=g, dtype=torch.float64).to(device)
+
+    def run(which):
+        x, w, b = (t.clone().requires_grad_(True) for t in (x0, w0, b0))
+        rm, rv = torch.zeros(5, dtype=torch.float64, device=device), torch.ones(5, dtype=torch.float64, device=device)
+        s, v = run_neuron(cfg, x, None, multistep=True, backend=which,
+                          norm=BatchNormInput(w, b, rm, rv, True, 0.1, 1e-5))
+        (s * gs).sum().backward()
+        return s, v, x.grad, w.grad, b.grad, rm, rv
+
+    for got, want in zip(run(backend), run("reference")):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_norm_input_values_are_checked():
+    from sltt_kernels.neurons.lif import lif_config
+    from sltt_kernels.ops import BatchNormInput, run_neuron
+
+    cfg = lif_config(tau=2.0, v_threshold=1.0, v_reset=None, decay_input=True, detach_reset=False,
+                     surrogate="sigmoid", grad="sltt")
+    x = torch.randn(4, 3, 2, 2)
+    ok = dict(weight=torch.ones(3), bias=torch.zeros(3), running_mean=torch.zeros(3), running_var=torch.ones(3),
+              batch_stats=True, momentum=0.1, eps=1e-5)
+    for change, error, match in [
+        (dict(weight=torch.ones(4)), ValueError, r"norm.weight must be a \[3\] tensor"),
+        (dict(bias=torch.zeros(3, dtype=torch.float64)), ValueError, "norm.bias must be a"),
+        (dict(running_var=None), ValueError, "running_mean and running_var are given together"),
+        (dict(running_mean=None, running_var=None, batch_stats=False), ValueError, "are needed without batch_stats"),
+        (dict(momentum=None), TypeError, "norm.momentum must be a number"),
+        (dict(momentum=-0.1), ValueError, "norm.momentum must be a finite number >= 0"),
+        (dict(eps=0.0), ValueError, "norm.eps must be a finite number > 0"),
+        (dict(batch_stats=1), TypeError, "norm.batch_stats must be a bool"),
+    ]:
+        with pytest.raises(error, match=match):
+            run_neuron(cfg, x, None, multistep=False, backend="cpu", norm=BatchNormInput(**dict(ok, **change)))
+    with pytest.raises(ValueError, match="takes no k or threshold tensor"):
+        run_neuron(cfg, x, None, multistep=False, threshold=torch.ones(()), norm=BatchNormInput(**ok))
+
+
+def test_global_hooks_and_multistep_take_the_plain_pair(fused_calls):
+    x = torch.randn(4, 3, 5, 5)
+    bn, sn = nn.BatchNorm2d(3), LIFNode()
+    fuse_norm_neurons(bn)
+    seen = []
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: seen.append(type(m).__name__))
+    try:
+        batch_norm_neuron(bn, sn, x)
+    finally:
+        handle.remove()
+    assert fused_calls == [] and seen == ["BatchNorm2d", "LIFNode"]
+    batch_norm_neuron(bn, sn, x)
+    assert len(fused_calls) == 1
+    with pytest.raises(ValueError, match="expected 4D input"):  # what the plain pair says for [T, B, C, H, W]
+        batch_norm_neuron(bn, LIFNode(step_mode="m"), x.view(1, 4, 3, 5, 5))
