@@ -18,7 +18,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from . import _config, _layout, _registration
+from . import _layout, _registration
 from . import memory as _memory
 from ._config import NeuronArgs, state_dtype
 

@@ -18,8 +18,8 @@ from torch import nn
 from helpers import KERNEL_BACKENDS, DEVICE_OF
 from sltt_kernels import models, training
 from sltt_kernels.memory import SavedTensorMeter
-from sltt_kernels.nn import (IFNode, LIFNode, PaperLIFNode, ParametricLIFNode, StepBatchNorm2d, batch_norm_neuron,
-                             fuse_norm_neurons, pack_spike_inputs)
+from sltt_kernels.nn import (IFNode, LIFNode, PaperLIFNode, StepBatchNorm2d, batch_norm_neuron,
+                             fuse_norm_neurons)
 from sltt_kernels.surrogate import Rect
 
 
