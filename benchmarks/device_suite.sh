@@ -14,7 +14,8 @@
 # rest (the suite's exit status says whether any failed):
 #   setup       install the wheel and the peers' wheels (or build), record the machine, check
 #               that the compiled CPU and CUDA ops load (no just-in-time build there, ever)
-#   tests_gpu   every backend against the reference on the GPU, the 2^31-element case
+#   tests_gpu   every backend against the reference on the GPU, the 2^31-element case, the
+#               batch norm applied inside the neuron kernel
 #   kernels     CUDA, Triton, SpikingJelly, the compiled loop, the copy-bandwidth ceiling (T=6,
 #               N=64M, fp32 and bf16, train and inference: four torch.compile compilations)
 #   memory_time Table S2 on CUDA (ResNet-18, T=6, the paper's neuron and the rect one, fp16 AMP)
@@ -57,7 +58,8 @@ export SLTT_KERNELS_NO_JIT=1
 SETUP_INSTALL=("$PY" benchmarks/device_wheel.py install "$WHEEL")
 SETUP_BUILD=(env SLTT_KERNELS_FORCE_CUDA=1 "$PY" setup.py build_ext --inplace)
 TESTS=(env SLTT_KERNELS_REQUIRE_EXTENSION=1 SLTT_KERNELS_NO_JIT=1 "$PY" -m pytest -q -p no:cacheprovider
-       tests/kernels/test_cuda.py tests/kernels/test_triton.py tests/kernels/test_kernels.py tests/ops/test_ops.py -k "cuda or triton")
+       tests/kernels/test_cuda.py tests/kernels/test_triton.py tests/kernels/test_kernels.py tests/ops/test_ops.py
+       tests/kernels/test_input_affine.py tests/nn/test_norm_neuron.py -k "cuda or triton")
 KERNELS=("$PY" benchmarks/kernels.py --device cuda --T 6 --N 64M --dtype fp32 bf16 --repeats 20
          --out "$OUT" --no-plot --no-csv)
 MEMORY=("$PY" benchmarks/memory_time.py --device cuda --T 6 --iters 10 --warmup 3 --out "$OUT" --no-plot --no-csv)
