@@ -27,7 +27,13 @@ struct ChannelValues {
   int64_t inner = 1;
   int64_t count = 1;
   int64_t stride = 0;
-  LIF_HD S at(int64_t n) const { return p[((n / inner) % count) * stride]; }
+  LIF_HD S at(int64_t n) const {
+    // in 32 bits where every operand fits (a GPU has no 64-bit divider: one costs tens of
+    // instructions, per element at T = 1)
+    if (((n | inner | count) >> 31) == 0)
+      return p[int64_t((uint32_t(n) / uint32_t(inner)) % uint32_t(count)) * stride];
+    return p[((n / inner) % count) * stride];
+  }
 };
 
 template <typename X, typename S>
@@ -41,7 +47,7 @@ struct FwdArgs {
                      // nullptr for p.theta
   int64_t theta_step;
   // The neuron's input is x * in_scale + in_shift (a batch norm's apply, docs/design.md, section
-  // 3.5), rounded as lif_affine_input does; both set or both nullptr (x as given).
+  // 4.3), rounded as lif_affine_input does; both set or both nullptr (x as given).
   ChannelValues<S> in_scale;
   ChannelValues<S> in_shift;
   X* spikes;         // [T, N]

@@ -420,7 +420,7 @@ def channel_values(t: torch.Tensor, state_shape) -> Tuple[torch.Tensor, int, int
     in_scale and in_shift (values is a view of t, or a contiguous copy of it).
     t has one element or the state's shape; a tensor that varies along one dimension only (a
     per-channel value expanded to the state) is read in place, anything else from a contiguous
-    copy. The C++ bindings compute the same (csrc/lif_options.h, checked_channel_values).
+    copy. The C++ bindings compute the same (csrc/lif_options.h, channel_tensor).
 
     Example:
         >>> channel_values(torch.arange(3.0).view(3, 1, 1).expand(2, 3, 4, 4), (2, 3, 4, 4))[1:]

@@ -1,7 +1,7 @@
 """A batch norm's apply inside the neuron kernel: spikes = neuron(batch_norm(x)) in one pass.
 
-The batch norm's statistics are computed here (torch.var_mean, or its running statistics in eval
-mode), and the neuron op reads x with the per-channel scale and shift they give (in_scale,
+The batch norm's statistics are computed here (two passes: the mean, then the mean square about
+it; or its running statistics in eval mode), and the neuron op reads x with the per-channel scale and shift they give (in_scale,
 in_shift: x * scale + shift, scale = weight / sqrt(var + eps), shift = bias - mean * scale), so
 the normalised activation is never written nor read back. The backward is the neuron's backward
 op, which gives the gradient with respect to the normalised activation, followed by aten's own
@@ -51,10 +51,15 @@ def _statistics(xb: torch.Tensor, norm: BatchNormInput):
     if not norm.batch_stats:
         return norm.running_mean.clone(), norm.running_var.clone()
     count = xb.numel() // C if C else 0
-    if count <= 1:
+    if count == 1:  # as torch's batch norm (an empty batch is run_norm_neuron's reference path)
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(xb.shape)}")
     dims = [0] + list(range(2, xb.dim()))
-    var, mean = torch.var_mean(xb, dim=dims, correction=0)
+    # two passes, the mean and then the mean square about it: torch.var_mean's Welford reduction
+    # over these dimensions took 3.5-4 ms on a [16, 64, 32, 32] float32 input (2-core CPU), three
+    # times aten's whole batch norm; this takes 0.4 ms, its variance within ~1.4 ulp of float64's
+    mean = xb.mean(dims, keepdim=True)
+    var = (xb - mean).square_().mean(dims)
+    mean = mean.view(C)
     if norm.running_mean is not None:
         f = norm.momentum
         rm, rv = norm.running_mean, norm.running_var
@@ -163,7 +168,7 @@ def run_norm_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor],
     ops.run_neuron come first."""
     if x.dtype not in NORM_DTYPES:
         raise TypeError(f"x must be float32 or float64 for the fused batch norm, got {x.dtype}")
-    if which == "reference":
+    if which == "reference" or x.numel() == 0:  # empty: aten's batch-norm backward fails on it, F.batch_norm not
         xb = x.flatten(0, 1) if multistep else x
         y = torch.nn.functional.batch_norm(xb, norm.running_mean, norm.running_var, norm.weight, norm.bias,
                                            norm.batch_stats, norm.momentum, norm.eps)

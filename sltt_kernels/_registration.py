@@ -301,10 +301,15 @@ def _affine_grads(ctx, grad_input, in_scale, x):
     returns) to those of x, in_scale and in_shift, each summed into its own shape."""
     g = grad_input.to(in_scale.dtype)
     scale_shape, shift_shape = ctx.affine_shapes
-    grad_x = (g * in_scale).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
+
+    def summed(t, shape):  # one element may have more dimensions than the state: sum it whole
+        return t.sum().reshape(shape) if shape.numel() == 1 else t.sum_to_size(shape)
+
+    scale = in_scale.reshape(()) if in_scale.numel() == 1 else in_scale
+    grad_x = (g * scale).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
     n = len(ctx.args)
-    grad_scale = (g * x.to(g.dtype)).sum_to_size(scale_shape) if ctx.scale_grad and ctx.needs_input_grad[4 + n] else None
-    grad_shift = g.sum_to_size(shift_shape) if ctx.needs_input_grad[5 + n] else None
+    grad_scale = summed(g * x.to(g.dtype), scale_shape) if ctx.scale_grad and ctx.needs_input_grad[4 + n] else None
+    grad_shift = summed(g, shift_shape) if ctx.needs_input_grad[5 + n] else None
     return grad_x, (grad_scale, grad_shift)
 
 

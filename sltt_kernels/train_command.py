@@ -326,7 +326,27 @@ def fill_defaults(args, from_checkpoint=None):
     if args.recipe == "paper-finetune" and not args.pretrained and not args.resume:
         raise ValueError("--recipe paper-finetune fine-tunes a T=1 model: give --pretrained CHECKPOINT")
     _fill_neuron(args)
+    _check_fuse_norm(args)
     return args
+
+
+# the models whose forward runs its batch norm + neuron pairs through nn.batch_norm_neuron
+FUSE_NORM_MODELS = ("resnet18", "resnet34")
+
+
+def _check_fuse_norm(args) -> None:
+    """--fuse-norm where it would change nothing is refused rather than reported as on."""
+    if not getattr(args, "fuse_norm", False):
+        return
+    if args.model not in FUSE_NORM_MODELS:
+        raise ValueError(f"--fuse-norm: --model {args.model} runs no batch norm + neuron pair through "
+                         f"nn.batch_norm_neuron ({' and '.join(FUSE_NORM_MODELS)} do)")
+    if args.method == "bptt":
+        raise ValueError("--fuse-norm serves the single-step methods (sltt, sltt-k): --method bptt runs each "
+                         "layer over all T steps, whose batch norms normalise every step by its own statistics")
+    if args.compile:
+        raise ValueError("--fuse-norm and --compile: the compiled model runs the plain batch norms; give one of "
+                         "the two")
 
 
 def _fill_K(args):

@@ -301,10 +301,14 @@ class BaseNode(MemoryModule):
         return self.multi_step_forward(x)
 
     def can_fuse_norm(self) -> bool:
-        """Whether forward_after_norm can serve this neuron now: forward is this class's plain
-        one, no v_seq is recorded, and k and the threshold are not tensors."""
-        return (not self._forward_is_custom() and not self.store_v_seq and self._k() is None
-                and self._threshold() is None)
+        """Whether forward_after_norm can serve this neuron now: the steps are BaseNode's own (a
+        subclass that overrides forward, a step or the step functions is called as it is), no
+        v_seq is recorded, and k and the threshold are not tensors."""
+        cls = type(self)
+        own = all(getattr(cls, name) is getattr(BaseNode, name)
+                  for name in ("forward", "single_step_forward", "multi_step_forward", "_step", "_steps",
+                               "forward_after_norm"))
+        return own and not self.store_v_seq and self._k() is None and self._threshold() is None
 
     def forward_after_norm(self, x: torch.Tensor, norm) -> torch.Tensor:
         """forward(batch_norm(x)) with the batch norm's apply inside the neuron kernel (norm: an

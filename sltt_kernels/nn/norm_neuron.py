@@ -92,7 +92,7 @@ def _fusable(bn: nn.Module, neuron: nn.Module, x) -> bool:
         return False
     if torch.is_autocast_enabled(x.device.type):
         return False
-    if not neuron.can_fuse_norm():
+    if not neuron.can_fuse_norm() or x.numel() == 0:  # an empty batch: the plain pair's own answer
         return False
     # the batch norm's own input check (BatchNorm2d: a 4-d step), so a wrong x fails as it would
     bn._check_input_dim(x)

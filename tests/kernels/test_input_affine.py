@@ -209,3 +209,32 @@ def test_refusals_name_the_argument(backend):
     if device != "meta":
         with pytest.raises(ValueError, match="in_scale is on meta"):
             fwd(x, None, None, *cfg.args("none"), None, one.to("meta"), one)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("multistep", [True, False])
+def test_one_element_with_more_dimensions_than_the_state(backend, multistep, seed):
+    """A one-element in_scale / in_shift of any number of dimensions (e.g. [1, 1, 1, 1] for a
+    [T, B, C] input): its gradient is the whole sum, in its own shape, and x's keeps x's shape."""
+    device = DEVICE_OF[backend]
+    cfg = CONFIGS["lif-hard-sigmoid-bptt"]()
+    x0 = _x(3, (2, 5), torch.float64, device, seed)
+    if not multistep:
+        x0 = x0[0]
+    sc0 = torch.full((1, 1, 1, 1), 0.8, dtype=torch.float64, device=device)
+    sh0 = torch.full((1, 1, 1, 1), 0.1, dtype=torch.float64, device=device)
+    op = backend_op(backend, "neuron_multistep_fwd" if multistep else "neuron_step_fwd")
+
+    def run(kernel):
+        x, sc, sh = (t.clone().requires_grad_(True) for t in (x0, sc0, sh0))
+        if kernel:
+            v = None if multistep else torch.zeros(x.shape, dtype=torch.float64, device=device)
+            s, _, _ = op(x, v, None, *cfg.args("h"), None, sc, sh)
+        else:
+            s, _ = reference.run(cfg, x, None, None, multistep, in_scale=sc, in_shift=sh)
+        (s * torch.linspace(-1, 1, s.numel(), dtype=s.dtype, device=device).view(s.shape)).sum().backward()
+        return x.grad, sc.grad, sh.grad
+
+    for got, want in zip(run(True), run(False)):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

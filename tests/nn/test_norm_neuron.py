@@ -128,8 +128,8 @@ def test_fused_equals_plain_float64(backend, neuron, bn_kind, seed, fused_calls)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_float32_is_the_neuron_on_scale_and_shift(backend, channels_last, seed, fused_calls):
     """Bit for bit in float32: the spikes and state are the neuron's on x * scale + shift with
-    scale and shift from torch.var_mean's statistics, and the running statistics follow aten's
-    update rule computed in double."""
+    scale and shift from the two-pass statistics (the mean, then the mean square about it), and the
+    running statistics follow aten's update rule computed in double."""
     device = DEVICE_OF[backend]
     B, C, H, W = 4, 6, 5, 3
     g = torch.Generator().manual_seed(seed)
@@ -142,7 +142,9 @@ def test_fused_float32_is_the_neuron_on_scale_and_shift(backend, channels_last, 
     fuse_norm_neurons(bn)
     s = batch_norm_neuron(bn, sn, x.requires_grad_(True))
     assert fused_calls == [backend]
-    var, mean = torch.var_mean(x.detach(), dim=(0, 2, 3), correction=0)
+    mean = x.detach().mean((0, 2, 3), keepdim=True)
+    var = (x.detach() - mean).square().mean((0, 2, 3))
+    mean = mean.view(C)
     scale = bn.weight.detach() * torch.rsqrt(var + bn.eps)
     shift = bn.bias.detach() - mean * scale
     u = x.detach() * scale.view(1, C, 1, 1) + shift.view(1, C, 1, 1)
@@ -308,3 +310,35 @@ def test_global_hooks_and_multistep_take_the_plain_pair(fused_calls):
     assert len(fused_calls) == 1
     with pytest.raises(ValueError, match="expected 4D input"):  # what the plain pair says for [T, B, C, H, W]
         batch_norm_neuron(bn, LIFNode(step_mode="m"), x.view(1, 4, 3, 5, 5))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_empty_batch_is_the_plain_pairs(train, fused_calls):
+    """An empty batch: what neuron(bn(x)) gives (empty outputs, an empty gradient), in training and
+    in eval (aten's batch-norm backward would fail on it, so the fused path steps aside)."""
+    x = torch.randn(0, 5, 3, 3, requires_grad=True)
+    bn, sn = nn.BatchNorm2d(5).train(train), LIFNode()
+    plain_bn, plain_sn = copy.deepcopy(bn), copy.deepcopy(sn)
+    fuse_norm_neurons(bn)
+    s = batch_norm_neuron(bn, sn, x)
+    s.sum().backward()
+    assert s.shape == (0, 5, 3, 3) and x.grad.shape == (0, 5, 3, 3)
+    assert torch.equal(s, plain_sn(plain_bn(x.detach())))
+
+
+def test_a_neuron_with_its_own_steps_is_called_as_it_is(fused_calls):
+    class Halved(LIFNode):
+        def single_step_forward(self, x):
+            return super().single_step_forward(x) * 0.5
+
+    class OldStep(LIFNode):
+        def _step(self, x, states):  # a subclass written before the norm argument existed
+            return super()._step(x, states)
+
+    x = torch.randn(4, 3, 5, 5) + 1.0
+    for cls in (Halved, OldStep):
+        bn, sn = nn.BatchNorm2d(3), cls()
+        want = copy.deepcopy(sn)(copy.deepcopy(bn)(x))
+        fuse_norm_neurons(bn)
+        assert torch.equal(batch_norm_neuron(bn, sn, x), want)
+    assert fused_calls == []

@@ -162,7 +162,18 @@ def test_fuse_norm_marks_the_models_batch_norms(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_command.parse_args(["--dataset", "cifar10", "--fuse-norm", "--sync-bn"])
     assert "--fuse-norm computes each batch norm's statistics on this process" in capsys.readouterr().err
-    assert _main(tmp_path, "--fuse-norm")["fuse_norm"]
+    # where it would change nothing it is refused, not reported as on
+    for flags, says in ([["--dataset", "digits"], "--model digits runs no batch norm + neuron pair"],
+                        [["--dataset", "cifar10", "--model", "vgg11_bn"], "--model vgg11_bn runs no batch norm"],
+                        [["--dataset", "cifar10", "--method", "bptt"], "serves the single-step methods"],
+                        [["--dataset", "cifar10", "--compile"], "--fuse-norm and --compile"]):
+        with pytest.raises(SystemExit):
+            train_command.parse_args([*flags, "--fuse-norm"])
+        assert says in capsys.readouterr().err
+    summary = train_command.main(["--dataset", "digits", "--model", "resnet18", "--T", "2", "--epochs", "1",
+                                  "--max-iterations", "1", "--batch-size", "8", "--no-progress", "--fuse-norm",
+                                  "--out", str(tmp_path / "fused")])
+    assert summary["fuse_norm"]
 
 
 def test_epoch_line_progress_lines_backend_and_summary(tmp_path, capsys):
