@@ -100,16 +100,26 @@ struct BlockParams {
 
 // out[i] = v.at(n0 + i) for a block, with one division for the block rather than one per neuron
 // (an SLTT step has T = 1, where a division per element would cost as much as the neuron).
+// A run of `inner` neurons shares one value, so the block is filled run by run (a loop the compiler
+// turns into vector stores): an element-by-element walk cost as much as the neuron itself at T = 1.
 template <typename S>
 LIF_HD void fill_channel_values(const ChannelValues<S>& v, int64_t n0, int64_t len, S* out) {
   int64_t within = n0 % v.inner;  // position inside the current channel's run
   int64_t c = (n0 / v.inner) % v.count;
-  for (int64_t i = 0; i < len; ++i) {
-    out[i] = v.p[c * v.stride];
-    if (++within == v.inner) {
-      within = 0;
+  if (v.inner == 1) {  // channels_last, or one value per neuron: a value each
+    for (int64_t i = 0; i < len; ++i) {
+      out[i] = v.p[c * v.stride];
       if (++c == v.count) c = 0;
     }
+    return;
+  }
+  for (int64_t i = 0; i < len;) {
+    const int64_t run = std::min(len - i, v.inner - within);
+    const S value = v.p[c * v.stride];
+    for (int64_t j = 0; j < run; ++j) out[i + j] = value;
+    i += run;
+    within = 0;
+    if (++c == v.count) c = 0;
   }
 }
 
@@ -120,8 +130,9 @@ LIF_HD void fill_channel_values(const ChannelValues<S>& v, int64_t n0, int64_t l
 // and a store of the state per element-step: measured (T = 6, N = 1M, fp32, 2-core Xeon, data in
 // cache) 1.23-1.25 ms against 1.03 ms this way. Returns the neurons done (whole chunks from n0);
 // the block path takes the rest.
-template <typename S, Neuron NM, Reset R>
-LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const NeuronParams<S>& p, int64_t n0, int64_t len) {
+template <typename S, Neuron NM, Reset R, bool Affine = false>
+LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const NeuronParams<S>& p, int64_t n0, int64_t len,
+                             const S* in_scale = nullptr, const S* in_shift = nullptr) {
   using M = NeuronModel<NM>;
   using L = Lanes<S>;
   const NeuronParams<L> pl = cast_params<L>(p);
@@ -138,8 +149,13 @@ LIF_HD int64_t lif_fwd_lanes(const FwdArgs<S, S>& a, const NeuronParams<S>& p, i
   for (int64_t i = 0; i < whole; i += L::kWidth) {
     const int64_t n = n0 + i;
     L v = v0 ? L::load(v0 + n) : pl.v_r;
+    // Affine: the block's values (fill_channel_values), from the block's start
+    const L scale = Affine ? L::load(in_scale + i) : one;
+    const L shift = Affine ? L::load(in_shift + i) : zero;
     for (int64_t t = 0; t < T; ++t) {
-      const L h = M::template charge<R>(pl, v, L::load(x + t * N + n));
+      L xt = L::load(x + t * N + n);
+      if constexpr (Affine) xt = lif_affine_input(xt, scale, shift);
+      const L h = M::template charge<R>(pl, v, xt);
       const auto spike = M::fire(pl, h);
       lif_select(spike, one, zero).store(spikes + t * N + n);
       v = M::template reset<R>(pl, h, spike);
@@ -165,11 +181,21 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   constexpr int64_t kRow0 = SV == Save::HV0 ? 1 : 0;  // HV0: row 0 is the state before step 0
   const NeuronParams<S> p = params_at<M>(a, n0);
   const bool uniform = uniform_params(a);
+  S in_scale[Affine ? kBlock : 1];
+  S in_shift[Affine ? kBlock : 1];
+  if constexpr (Affine) {
+    fill_channel_values(a.in_scale, n0, len, in_scale);
+    fill_channel_values(a.in_shift, n0, len, in_shift);
+  }
+  const S* scale_at = in_scale;  // the values of neuron n0 on, as n0 moves past what the lanes did
+  const S* shift_at = in_shift;
 #if LIF_CPU_LANES
-  if constexpr (InRegisters && !Affine && SV == Save::None && std::is_same<X, S>::value) {
-    const int64_t done = uniform ? lif_fwd_lanes<S, NM, R>(a, p, n0, len) : 0;
+  if constexpr (InRegisters && SV == Save::None && std::is_same<X, S>::value) {
+    const int64_t done = uniform ? lif_fwd_lanes<S, NM, R, Affine>(a, p, n0, len, in_scale, in_shift) : 0;
     n0 += done;
     len -= done;
+    scale_at += done;
+    shift_at += done;
     if (len == 0) return;
   }
 #endif
@@ -182,12 +208,6 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
   BlockParams<S> bp;
   bp.template fill<M>(a, p, uniform, n0, len);
   const NeuronParams<S> p0 = p;
-  S in_scale[Affine ? kBlock : 1];
-  S in_shift[Affine ? kBlock : 1];
-  if constexpr (Affine) {
-    fill_channel_values(a.in_scale, n0, len, in_scale);
-    fill_channel_values(a.in_shift, n0, len, in_shift);
-  }
   for (int64_t i = 0; i < len; ++i) v[i] = a.v0 ? a.v0[n0 + i] : p.v_r;
   constexpr bool kD16 = SV == Save::H16 && Store16<X>::kIs16;
   if (SV == Save::HV0)
@@ -204,7 +224,7 @@ LIF_HD void lif_fwd_block(const FwdArgs<X, S>& a, int64_t n0, int64_t len) {
       const NeuronParams<S> p = bp.at(p0, i);
       const S v_prev = v[i];
       S xi = S(xt[i]);
-      if constexpr (Affine) xi = lif_affine_input(xi, in_scale[i], in_shift[i]);
+      if constexpr (Affine) xi = lif_affine_input(xi, scale_at[i], shift_at[i]);
       const S h = M::template charge<R>(p, v_prev, xi);
       const bool spike = M::fire(p, h);
       st[i] = X(spike ? S(1) : S(0));

@@ -80,6 +80,9 @@ template <typename S>
 LIF_HD Lanes<S> operator+(Lanes<S> a, Lanes<S> b) { return {a.lo + b.lo, a.hi + b.hi}; }
 template <typename S>
 LIF_HD Lanes<S> operator-(Lanes<S> a, Lanes<S> b) { return {a.lo - b.lo, a.hi - b.hi}; }
+// the input's x * in_scale + in_shift (lif_affine_input; -ffp-contract=off keeps it two roundings)
+template <typename S>
+LIF_HD Lanes<S> operator*(Lanes<S> a, Lanes<S> b) { return {a.lo * b.lo, a.hi * b.hi}; }
 template <typename S>
 LIF_HD LaneMask<S> operator>=(Lanes<S> a, Lanes<S> b) { return {a.lo >= b.lo, a.hi >= b.hi}; }
 template <typename S>

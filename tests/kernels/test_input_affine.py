@@ -238,3 +238,18 @@ def test_one_element_with_more_dimensions_than_the_state(backend, multistep, see
     for got, want in zip(run(True), run(False)):
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("state", [(3, 5, 1, 1), (2, 7, 3, 5), (1, 300, 2, 2), (5, 3, 17)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_cpu_instruction_sets_agree(cpu_isa, state, dtype, seed):
+    """The CPU kernels' AVX2 copy (whose inference runs in vector lanes, the affine values loaded
+    per lane) and generic copy, with channel runs shorter than a lane, crossing lanes and blocks."""
+    cfg = CONFIGS["lif-soft-triangle-sltt"]()
+    fwd = backend_op("cpu", "neuron_multistep_fwd")
+    x = _x(2, state, dtype, "cpu", seed)
+    scale, shift = _affine(state, dtype, "cpu", "channel", seed)
+    for save in ("none", "h"):
+        got = fwd(x, None, None, *cfg.args(save), None, scale, shift)
+        want = fwd(x * scale + shift, None, None, *cfg.args(save))
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), save
