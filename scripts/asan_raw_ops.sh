@@ -41,5 +41,6 @@ export SLTT_KERNELS_REQUIRE_EXTENSION=1 PYTHONPATH="$WORK"
 cd /tmp
 python -m pytest -q -p no:cacheprovider -x \
   "$WORK/tests/kernels/test_raw_ops.py" "$WORK/tests/ops/test_errors.py" "$WORK/tests/kernels/test_spike_state.py" \
-  "$WORK/tests/kernels/test_kernels.py" "$WORK/tests/kernels/test_csrc_lists.py" -k "not triton" "$@"
+  "$WORK/tests/kernels/test_kernels.py" "$WORK/tests/kernels/test_csrc_lists.py" \
+  "$WORK/tests/kernels/test_input_affine.py" -k "not triton" "$@"
 echo "asan run: $((SECONDS - start)) s in all (sources from $ROOT)"
