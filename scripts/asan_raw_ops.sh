@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the CPU ops with AddressSanitizer (in a scratch copy, so the normal build is untouched)
-# and runs the raw-op, family, kernel and C++-list tests (the last call the fast sigmoid through
-# the raw ops) against it. .ci/run runs it after the suite; by hand:
+# and runs the raw-op, family, kernel, C++-list (which calls the fast sigmoid through the raw ops)
+# and input-affine (in_scale/in_shift read in place through strides) tests against it. .ci/run runs it after the suite; by hand:
 #
 #   bash scripts/asan_raw_ops.sh            # about two minutes on 2 cores
 #
