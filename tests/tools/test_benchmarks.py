@@ -432,3 +432,13 @@ def test_compile_time_rejects_bad_arguments_before_any_work(argv, flag, capsys, 
         compile_time.parse_args(["--out", str(tmp_path)] + argv)
     assert e.value.code == 2
     assert flag in capsys.readouterr().err.split("error:", 1)[1]
+
+
+def test_norm_neuron_time_runs_the_pairs_in_turns(tmp_path, capsys):
+    norm_neuron_time = _import("norm_neuron_time")
+    rows = norm_neuron_time.main(["--batch-size", "2", "--iters", "2", "--warmup", "1", "--threads", "1",
+                                  "--out", str(tmp_path), "--tag", "t"])
+    assert len(rows) == 2 * len(norm_neuron_time.LAYERS)  # forward + backward, and forward alone, per shape
+    assert all(r["plain_ms"] > 0 and r["fused_ms"] > 0 and r["fused_vs_plain"] > 0 for r in rows)
+    assert "fused/plain" in capsys.readouterr().out
+    assert os.path.exists(tmp_path / "norm_neuron_time_cpu_t.json")
