@@ -216,22 +216,29 @@ struct ParamTensor {
 
 // k or threshold: in the state dtype, on the input's device, with one element or the state's
 // shape (one per neuron).
+// A per-neuron tensor argument (k, threshold, in_scale, in_shift): on the input's device, in the
+// state dtype, with one element or the state's shape.
+inline void check_param_tensor(const at::Tensor& t, const char* name, const at::Tensor& like,
+                               at::IntArrayRef state_shape) {
+  check_device(t, name, like, "the input");
+  TORCH_CHECK_TYPE(t.scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: ", name, " must be ",
+                   state_dtype(like.scalar_type()), ", got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.numel() == 1 || t.sizes() == state_shape, "sltt_kernels: ", name,
+                    " must have one element or the state's shape ", state_shape, " (one per neuron), got shape ",
+                    t.sizes());
+}
+
 inline ParamTensor checked_param(const c10::optional<at::Tensor>& given, const char* name, const at::Tensor& like,
                                  at::IntArrayRef state_shape) {
   ParamTensor out;
   if (!given.has_value() || !given->defined()) return out;
   const at::Tensor& t = *given;
-  check_device(t, name, like, "the input");
-  TORCH_CHECK_TYPE(t.scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: ", name, " must be ",
-                   state_dtype(like.scalar_type()), ", got ", t.scalar_type());
+  check_param_tensor(t, name, like, state_shape);
   if (t.numel() == 1) {
     out.t = t.reshape({1}).contiguous();
     out.step = 0;
     return out;
   }
-  TORCH_CHECK_VALUE(t.sizes() == state_shape, "sltt_kernels: ", name,
-                    " must have one element or the state's shape ", state_shape, " (one per neuron), got shape ",
-                    t.sizes());
   out.t = t.reshape({t.numel()}).contiguous();
   out.step = 1;
   return out;
@@ -300,15 +307,7 @@ inline InputAffine checked_input_affine(const c10::optional<at::Tensor>& in_scal
   InputAffine out;
   if (!has_scale) return out;
   const std::pair<const char*, const at::Tensor*> both[] = {{"in_scale", &*in_scale}, {"in_shift", &*in_shift}};
-  for (const auto& named : both) {
-    const at::Tensor& t = *named.second;
-    check_device(t, named.first, like, "the input");
-    TORCH_CHECK_TYPE(t.scalar_type() == state_dtype(like.scalar_type()), "sltt_kernels: ", named.first, " must be ",
-                     state_dtype(like.scalar_type()), ", got ", t.scalar_type());
-    TORCH_CHECK_VALUE(t.numel() == 1 || t.sizes() == state_shape, "sltt_kernels: ", named.first,
-                      " must have one element or the state's shape ", state_shape, " (one per neuron), got shape ",
-                      t.sizes());
-  }
+  for (const auto& named : both) check_param_tensor(*named.second, named.first, like, state_shape);
   out.scale = channel_tensor(*in_scale, state_shape);
   out.shift = channel_tensor(*in_shift, state_shape);
   return out;
