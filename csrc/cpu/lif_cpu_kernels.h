@@ -98,10 +98,9 @@ struct BlockParams {
   }
 };
 
-// out[i] = v.at(n0 + i) for a block, with one division for the block rather than one per neuron
-// (an SLTT step has T = 1, where a division per element would cost as much as the neuron).
-// A run of `inner` neurons shares one value, so the block is filled run by run (a loop the compiler
-// turns into vector stores): an element-by-element walk cost as much as the neuron itself at T = 1.
+// out[i] = v.at(n0 + i) for a block: one division for the block, then run by run (a run of `inner`
+// neurons shares one value; a loop the compiler turns into vector stores). At T = 1, an SLTT step,
+// a division or a branch per element cost as much as the neuron itself.
 template <typename S>
 LIF_HD void fill_channel_values(const ChannelValues<S>& v, int64_t n0, int64_t len, S* out) {
   int64_t within = n0 % v.inner;  // position inside the current channel's run

@@ -23,8 +23,8 @@ from .. import _config
 from .. import surrogate as _surrogate
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-# x * in_scale + in_shift through libdevice's round-to-nearest product and sum on a GPU (no fma
-# contraction); the interpreter computes the two operations apart already
+# x * in_scale + in_shift with its product and sum rounded apart on a GPU (_affine_input says how);
+# the interpreter computes the two operations apart already
 EXACT_AFFINE = tl.constexpr(not INTERPRET)
 
 # Codes shared with the C++ enums (csrc's lists), from the registries: the kernels branch on them
