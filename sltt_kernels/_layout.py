@@ -12,7 +12,7 @@ that, and permuting the results back gives the same numbers, bit for bit, in x's
     x [T, B, C, H, W] whose steps are channels_last: order (0, 1, 3, 4, 2) (time stays first)
 
 Functions: storage_order (the permutation, or None for a tensor with gaps or overlaps, which
-the ops copy as before), in_storage_order (the views an op call takes, and the function that
+the ops copy as before), storage_orders (it and the state's, where anything moves), in_storage_order (the views an op call takes, and the function that
 puts its outputs back), step_view (a per-neuron parameter viewed as in_storage_order views the
 state).
 """
@@ -23,7 +23,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-__all__ = ["storage_order", "in_storage_order", "step_view"]
+__all__ = ["storage_order", "storage_orders", "in_storage_order", "step_view"]
 
 
 def storage_order(t: torch.Tensor, keep_first: bool = False) -> Optional[Tuple[int, ...]]:
@@ -45,6 +45,16 @@ def storage_order(t: torch.Tensor, keep_first: bool = False) -> Optional[Tuple[i
     rest = sorted(range(len(first), n), key=lambda d: (-t.stride(d), d))
     order = first + tuple(rest)
     return order if t.permute(order).is_contiguous() else None
+
+
+def storage_orders(x: torch.Tensor, multistep: bool) -> Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]]:
+    """(order, state_order): the permutations in_storage_order views x ([T, ...] if multistep,
+    else one step) and a step's state by, or None where nothing moves (x contiguous, or with no
+    such order)."""
+    order = storage_order(x, keep_first=multistep)
+    if order is None or order == tuple(range(x.dim())):
+        return None
+    return order, (tuple(d - 1 for d in order[1:]) if multistep else order)
 
 
 def _inverse(order: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -71,11 +81,11 @@ def in_storage_order(x: torch.Tensor, v: Optional[torch.Tensor], multistep: bool
         >>> restore(xs * 2, xs)[0].is_contiguous(memory_format=torch.channels_last)
         True
     """
-    order = storage_order(x, keep_first=multistep)
-    if order is None or order == tuple(range(x.dim())):
+    orders = storage_orders(x, multistep)
+    if orders is None:
         return x, v, lambda spikes, v_new: (spikes, v_new)
     # the state is one step: without the time dimension when multistep
-    state_order = tuple(d - 1 for d in order[1:]) if multistep else order
+    order, state_order = orders
     back, state_back = _inverse(order), _inverse(state_order)
     v_view = v.permute(state_order) if v is not None else None
 
@@ -97,7 +107,5 @@ def step_view(t: Optional[torch.Tensor], x: torch.Tensor, multistep: bool) -> Op
     """
     if t is None or t.numel() == 1:
         return t
-    order = storage_order(x, keep_first=multistep)
-    if order is None or order == tuple(range(x.dim())):
-        return t
-    return t.permute(tuple(d - 1 for d in order[1:]) if multistep else order)
+    orders = storage_orders(x, multistep)
+    return t if orders is None else t.permute(orders[1])

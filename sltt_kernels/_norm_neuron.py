@@ -93,10 +93,7 @@ class _BatchNormNeuron(torch.autograd.Function):
             scale = invstd if weight is None else weight * invstd
             shift = -(mean * scale) if bias is None else bias - mean * scale
         state_shape = x.shape[1:] if multistep else x.shape
-        order = _layout.storage_order(x, keep_first=multistep)
-        if order == tuple(range(x.dim())):
-            order = None
-        state_order = None if order is None else (tuple(d - 1 for d in order[1:]) if multistep else order)
+        order, state_order = _layout.storage_orders(x, multistep) or (None, None)
         in_scale = _permuted(_channel_view(scale.to(sdt), state_shape), state_order)
         in_shift = _permuted(_channel_view(shift.to(sdt), state_shape), state_order)
         xs = _permuted(x, order)
