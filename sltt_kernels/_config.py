@@ -426,22 +426,14 @@ def channel_values(t: torch.Tensor, state_shape) -> Tuple[torch.Tensor, int, int
         >>> channel_values(torch.arange(3.0).view(3, 1, 1).expand(2, 3, 4, 4), (2, 3, 4, 4))[1:]
         (16, 3, 1)
     """
-    if t.numel() == 1:
-        return t.reshape(1), 1, 1, 0
     varying = [d for d in range(t.dim()) if t.shape[d] > 1 and t.stride(d) != 0]
-    if not varying:
-        return t.reshape(-1)[:1], 1, 1, 0
+    if not varying:  # one element, or one expanded to the state: its first, a view (no copy)
+        return t.as_strided((1,), (1,)), 1, 1, 0
     if len(varying) == 1:
         d = varying[0]
-        inner = 1
-        for size in state_shape[d + 1:]:
-            inner *= size
         # the elements t holds, from its first: a view of t's storage, no copy
-        return t.as_strided((t.shape[d],), (t.stride(d),)), inner, t.shape[d], t.stride(d)
-    n = 1
-    for size in state_shape:
-        n *= size
-    return t.contiguous().reshape(-1), 1, n, 1
+        return t.as_strided((t.shape[d],), (t.stride(d),)), math.prod(state_shape[d + 1:]), t.shape[d], t.stride(d)
+    return t.contiguous().reshape(-1), 1, math.prod(state_shape), 1
 
 
 def mask_words(n: int) -> int:
