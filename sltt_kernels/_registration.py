@@ -233,12 +233,11 @@ def _setup_context(ctx, inputs, output):
     # in_scale, in_scale's needs x (kept only when in_scale requires grad), in_shift's is its sum
     ctx.affine = in_scale is not None
     ctx.x_dtype = x.dtype
+    affine_saved = (None, None)
     if ctx.affine:
         ctx.affine_shapes = (in_scale.shape, in_shift.shape)
         ctx.scale_grad = in_scale.requires_grad
-        ctx.save_affine = (in_scale, x if in_scale.requires_grad else None)
-    else:
-        ctx.save_affine = (None, None)
+        affine_saved = (in_scale, x if in_scale.requires_grad else None)
     ctx.args = args
     ctx.has_v = v is not None
     ctx.k_shape = None if k is None else k.shape
@@ -250,8 +249,7 @@ def _setup_context(ctx, inputs, output):
     # change of it (sltt_kernels/memory.py says how SavedTensorMeter counts it)
     if args.save == "spike_state" and not torch.compiler.is_compiling():
         _memory.note_step_state(v_last)
-    ctx.save_for_backward(saved, k, v_last if args.save == "spike_state" else None, threshold, *ctx.save_affine)
-    del ctx.save_affine
+    ctx.save_for_backward(saved, k, v_last if args.save == "spike_state" else None, threshold, *affine_saved)
     ctx.mark_non_differentiable(saved)
     if args.grad == "sltt":
         ctx.mark_non_differentiable(v_last)

@@ -60,7 +60,7 @@ def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, m
     if v is not None:
         check_state(v, "v0" if multistep else "v", x, state_shape)
     if norm is not None:
-        return _run_normed(cfg, x, v, norm, multistep, backend, k, threshold)
+        return _run_normed(cfg, x, v, norm, multistep, backend, k, threshold, state_shape)
     if k is not None:
         k = neuron_param(k, k_name, x, state_shape)
     if threshold is not None:
@@ -98,10 +98,10 @@ def run_neuron(cfg: NeuronArgs, x: torch.Tensor, v: Optional[torch.Tensor], *, m
     return restore(spikes, v_new)
 
 
-def _run_normed(cfg, x, v, norm, multistep, backend, k, threshold):
+def _run_normed(cfg, x, v, norm, multistep, backend, k, threshold, state_shape):
     if k is not None or threshold is not None:
         raise ValueError("a batch norm fused into the neuron (norm=) takes no k or threshold tensor")
-    if len(state_shape := (x.shape[1:] if multistep else x.shape)) < 2:
+    if len(state_shape) < 2:
         raise ValueError(f"x must be [T, B, C, ...] (multistep) or [B, C, ...] for a batch norm over channels, "
                          f"got shape {tuple(x.shape)}")
     C = state_shape[1]
