@@ -67,6 +67,12 @@ def check_unique(p, flag: str, values) -> None:
         p.error(f"{flag}: each value once, but {', '.join(map(str, dict.fromkeys(seen)))} repeated")
 
 
+def check_device_arg(p, args) -> None:
+    """--device cuda without a GPU: an argparse error before any work."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is visible to torch")
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -256,8 +256,7 @@ def parse_args(argv):
         p.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA GPU is visible to torch")
+    C.check_device_arg(p, args)
     if "compiled" in (args.backends or PEERS):
         known = set(torch._dynamo.list_backends(exclude_tags=())) | {"eager", "inductor"}
         if args.compile_backend not in known:

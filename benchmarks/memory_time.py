@@ -340,8 +340,7 @@ def parse_args(argv):
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-csv", action="store_true", help="write the JSON file only")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA GPU is visible to torch")
+    C.check_device_arg(p, args)
     device = C.pick_device(args.device)
     # the headline by default on a CPU, the whole table on a GPU (fast there); given flags win
     args.quick = args.quick or (not args.full and device.type == "cpu")

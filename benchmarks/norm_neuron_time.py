@@ -15,7 +15,6 @@ LIFNode, on its fastest backend) where SpikingJelly is installed. Writes norm_ne
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 
@@ -43,8 +42,7 @@ def parse_args(argv):
     p.add_argument("--no-csv", action="store_true")
     args = p.parse_args(argv)
     C.check_output_args(p, args)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA GPU is visible to torch")
+    C.check_device_arg(p, args)
     return args
 
 

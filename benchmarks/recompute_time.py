@@ -64,8 +64,7 @@ def parse_args(argv):
     MT.check_training_args(p, args)
     C.check_unique(p, "--variants", args.variants)
     C.check_output_args(p, args)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA GPU is visible to torch")
+    C.check_device_arg(p, args)
     return args
 
 
